@@ -1,0 +1,51 @@
+# Postern - thin wrapper over Meson/Ninja.
+#   make run    install missing Debian packages, build, run on etc/postern.conf
+#   make test   the same install step, then every test (unit, end-to-end,
+#               sanitizers, fuzzing, generated-docs checks)
+# Other targets: build, build-asan, build-fuzz, docs, fuzz, clean.
+
+DEBS = gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev libcrypt-dev \
+       clang libclang-rt-14-dev python3-pytest swaks openssl procps
+
+.PHONY: all deps build build-asan build-fuzz run test unit e2e docs docs-check fuzz clean
+
+all: build
+
+deps:
+	@sh tests/install-deps.sh $(DEBS)
+
+build/build.ninja:
+	meson setup build --buildtype=debugoptimized
+
+build: build/build.ninja
+	ninja -C build
+
+build-asan/build.ninja:
+	meson setup build-asan --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false
+
+build-asan: build-asan/build.ninja
+	ninja -C build-asan
+
+build-fuzz/build.ninja:
+	CC=clang meson setup build-fuzz --buildtype=debug -Dfuzz=true -Db_lundef=false
+
+build-fuzz: build-fuzz/build.ninja
+	ninja -C build-fuzz
+
+run: deps build
+	@test -s etc/accounts || { echo "etc/accounts missing"; exit 1; }
+	./build/postern serve -c etc/postern.conf
+
+# Regenerates the generated reference pages from the tables.
+docs: build
+	./build/postern catalog > docs/events.md
+	./build/postern config-doc > docs/configuration.md
+
+test: deps
+	@sh tests/run-all.sh
+
+fuzz: build-fuzz
+	@sh tests/run-fuzz.sh 60
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,64 @@
+/*
+ * catalog.h - lookups over catalog.def: every condition's reply, log event,
+ * reference text. The table is const; nothing else in Postern holds the
+ * words of a reply or an event.
+ */
+#ifndef POSTERN_CATALOG_H
+#define POSTERN_CATALOG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/buf.h"
+#include "core/kv.h"
+#include "core/log.h"
+
+enum cond_id {
+#define COND(name, sev, code, esc, params, reply, logtext, desc, action, untested) COND_##name,
+#include "catalog.def"
+#undef COND
+	COND__COUNT
+};
+
+struct cond {
+	const char *id;		/* "RCPT-UNKNOWN-USER" */
+	enum log_sev sev;
+	int code;		/* 0: log only */
+	const char *esc;	/* "" when none */
+	const char *params;	/* "client,rcpt" */
+	const char *reply;
+	const char *logtext;
+	const char *description;
+	const char *action;
+	const char *untested;	/* "" when the e2e suite reaches it */
+};
+
+const struct cond *catalog_get(enum cond_id id);
+/* Case-insensitive lookup by shown ID ("rcpt-unknown-user"); -1 if none. */
+int catalog_find(const char *id, enum cond_id *out);
+
+/* Renders the reply for id into out (no CRLF): "550 5.1.1 text [ID]".
+ * {key} placeholders are filled from kvs; "hostname" is always available
+ * through the hostname argument. When more_follow is set, the code is
+ * followed by '-' (multi-line reply). Returns -1 if it does not fit. */
+int catalog_reply(struct buf *out, enum cond_id id, const char *hostname,
+		  const struct kv *kvs, size_t nkv, int more_follow) WARN_UNUSED;
+
+/* Logs the event for id with its catalog severity and log text. Keys not
+ * listed in the row's params are a programming error (ASSERT in debug
+ * self-check, ignored otherwise). */
+void catalog_log(enum cond_id id, const struct log_ctx *ctx,
+		 const struct kv *kvs, size_t nkv);
+/* Same, at an explicit severity (e.g. benign accept errors at debug). */
+void catalog_log_sev(enum cond_id id, enum log_sev sev, const struct log_ctx *ctx,
+		     const struct kv *kvs, size_t nkv);
+
+/* Markdown of one entry / the whole catalog (docs/events.md). */
+void catalog_explain(FILE *out, enum cond_id id);
+void catalog_markdown(FILE *out);
+
+/* Checks the table's invariants; returns the number of problems and
+ * prints each to err. */
+int catalog_self_check(FILE *err);
+
+#endif

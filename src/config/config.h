@@ -1,0 +1,86 @@
+/*
+ * config.h - the configuration snapshot: parsed, checked, immutable.
+ *
+ * A snapshot is refcounted and read-only once loaded; running sessions
+ * keep the one they began with, new sessions take the current one
+ * (SIGHUP swaps it). File format: INI sections, "key = value", '#' and ';'
+ * comments. Options come from options.def; listener sections are
+ * [listen.NAME] with keys address (host:port) and role.
+ */
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+
+#include "core/buf.h"
+#include "core/cidr.h"
+#include "core/diag.h"
+#include "directory/directory.h"
+
+struct config_list {
+	char **v;	/* owned, lower-cased for local.domains */
+	size_t n;
+};
+
+enum config_role { CONFIG_ROLE_MX };	/* submission, pop3... come later */
+
+struct config_listener {
+	char *name;			/* "mx" from [listen.mx] */
+	char *address;			/* as written: "127.0.0.1:2525" */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	enum config_role role;
+};
+
+#define CONFIG_T_STR char *
+#define CONFIG_T_PATH char *
+#define CONFIG_T_UINT unsigned
+#define CONFIG_T_SIZE uint64_t
+#define CONFIG_T_DURATION unsigned
+#define CONFIG_T_BOOL int
+#define CONFIG_T_CIDRS struct cidr_list
+#define CONFIG_T_LIST struct config_list
+
+struct config {
+	int refs;			/* atomic */
+	unsigned generation;		/* 1 for the first load, +1 per reload */
+	char *path;			/* the file, as given */
+	char *dir;			/* its folder (absolute) */
+#define OPT(sec, key, type, def, min, max, unit, reload, summary, text) \
+	CONFIG_T_##type sec##_##key;
+#include "options.def"
+#undef OPT
+	struct config_listener *listeners;	/* owned */
+	size_t nlisteners;
+	struct directory *accounts;	/* owned; loaded from local.accounts */
+	char *hostname;			/* server.hostname, or gethostname() */
+};
+
+/* Reads path (NULL: built-in defaults only), applies overrides
+ * ("section.key=value", as given with -o; "listen.mx.address=..."), then
+ * checks everything and loads the accounts file. On any error returns NULL
+ * and fills diags with FILE:LINE messages (overrides report as "-o:N:").
+ * Paths become absolute (relative to the file's folder). */
+struct config *config_load(const char *path, const char *const *overrides,
+			   size_t noverrides, struct diag *diags) WARN_UNUSED;
+
+struct config *config_ref(struct config *cfg);
+void config_unref(struct config **cfgp);
+
+/* 1 if domain (ASCII case-insensitive, no trailing dot) is in
+ * local.domains. */
+int config_is_local_domain(const struct config *cfg, const char *domain, size_t len);
+
+/* Names of options that differ between old and new and have reload=0
+ * (for CONFIG-RESTART-NEEDED); calls fn for each. Listener changes are
+ * reported as "listen". */
+void config_diff_restart(const struct config *oldc, const struct config *newc,
+			 void (*fn)(const char *option, void *arg), void *arg);
+
+/* docs/configuration.md, generated from options.def. */
+void config_markdown(FILE *out);
+
+#endif

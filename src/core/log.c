@@ -1,0 +1,303 @@
+/*
+ * log.c - formats and writes logfmt lines (see log.h).
+ *
+ * Owns the log target (an fd or syslog) and the minimum severity. Each line
+ * is assembled in a stack-bounded buffer and written with one write(2).
+ * The catalog decides what is said; this file only decides how it looks.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+
+#define LOG_LINE_MAX 8192
+#define LOG_VALUE_MAX 256
+#define LOG_REPLY_MAX 512
+
+static int log_fd = 2;
+static int log_syslog;
+static int log_min = LOG_SEV_INFO;
+
+static const char *const sev_names[] = {
+	"debug", "info", "notice", "warning", "error", "crit",
+};
+
+const char *
+log_sev_name(enum log_sev sev)
+{
+	if ((unsigned)sev >= ARRAY_LEN(sev_names))
+		return "?";
+	return sev_names[sev];
+}
+
+int
+log_sev_parse(const char *name, enum log_sev *out)
+{
+	for (size_t i = 0; i < ARRAY_LEN(sev_names); i++) {
+		if (strcasecmp(name, sev_names[i]) == 0) {
+			*out = (enum log_sev)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+log_open(const char *target, enum log_sev min_sev)
+{
+	log_set_min(min_sev);
+	if (target == NULL || *target == '\0' || strcmp(target, "stderr") == 0) {
+		log_fd = 2;
+		log_syslog = 0;
+		return 0;
+	}
+	if (strcmp(target, "syslog") == 0) {
+		openlog("postern", LOG_PID | LOG_NDELAY, LOG_MAIL);
+		log_syslog = 1;
+		return 0;
+	}
+	int fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -1;
+	if (log_fd > 2)
+		close(log_fd);
+	log_fd = fd;
+	log_syslog = 0;
+	return 0;
+}
+
+void
+log_set_min(enum log_sev min_sev)
+{
+	__atomic_store_n(&log_min, (int)min_sev, __ATOMIC_RELAXED);
+}
+
+int
+log_enabled(enum log_sev sev)
+{
+	return (int)sev >= __atomic_load_n(&log_min, __ATOMIC_RELAXED);
+}
+
+void
+log_close(void)
+{
+	if (log_syslog)
+		closelog();
+	if (log_fd > 2)
+		close(log_fd);
+	log_fd = 2;
+	log_syslog = 0;
+}
+
+/* Length of the valid UTF-8 sequence at p (2..4), or 0. */
+static size_t
+utf8_seq(const uint8_t *p, size_t n)
+{
+	size_t need;
+	uint32_t cp;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		need = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		need = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		need = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < need)
+		return 0;
+	for (size_t i = 1; i < need; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3f);
+	}
+	if ((need == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (need == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return need;
+}
+
+static int
+needs_quotes(const uint8_t *p, size_t n)
+{
+	if (n == 0)
+		return 1;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] <= ' ' || p[i] >= 0x7f || p[i] == '"' || p[i] == '\\' || p[i] == '=')
+			return 1;
+	}
+	return 0;
+}
+
+static int
+append_value(struct buf *out, const uint8_t *p, size_t n, size_t maxlen, int bracket)
+{
+	int cut = 0;
+
+	if (n > maxlen) {
+		n = maxlen;
+		cut = 1;
+	}
+	if (!bracket && !cut && !needs_quotes(p, n))
+		return buf_append(out, p, n);
+	if (bracket && n == 0)
+		return buf_append(out, "<>", 2);
+	if (!needs_quotes(p, n) && !cut) {
+		/* <addr> without odd bytes stays bare */
+		if (buf_append_byte(out, '<') < 0 || buf_append(out, p, n) < 0)
+			return -1;
+		return buf_append_byte(out, '>');
+	}
+	if (buf_append_byte(out, '"') < 0)
+		return -1;
+	if (bracket && buf_append_byte(out, '<') < 0)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+		int r;
+
+		if (c == '"' || c == '\\')
+			r = buf_appendf(out, "\\%c", c);
+		else if (c == '\n')
+			r = buf_append(out, "\\n", 2);
+		else if (c == '\r')
+			r = buf_append(out, "\\r", 2);
+		else if (c == '\t')
+			r = buf_append(out, "\\t", 2);
+		else if (c < 0x20 || c == 0x7f)
+			r = buf_appendf(out, "\\x%02x", c);
+		else if (c >= 0x80) {
+			size_t k = utf8_seq(p + i, n - i);
+			if (k > 0) {
+				r = buf_append(out, p + i, k);
+				i += k - 1;
+			} else {
+				r = buf_appendf(out, "\\x%02x", c);
+			}
+		} else
+			r = buf_append_byte(out, c);
+		if (r < 0)
+			return -1;
+	}
+	if (bracket && buf_append_byte(out, '>') < 0)
+		return -1;
+	if (cut && buf_append(out, "...", 3) < 0)
+		return -1;
+	return buf_append_byte(out, '"');
+}
+
+int
+log_format_value(struct buf *out, const struct kv *kv)
+{
+	size_t maxlen = strcmp(kv->key, "reply") == 0 || strcmp(kv->key, "last_reject") == 0
+			? LOG_REPLY_MAX : LOG_VALUE_MAX;
+	size_t before = out->len;
+	int r;
+
+	switch (kv->type) {
+	case KV_STR:
+		r = append_value(out, (const uint8_t *)(kv->s ? kv->s : ""),
+				 kv->s ? strlen(kv->s) : 0, maxlen, 0);
+		break;
+	case KV_MEM:
+		r = append_value(out, (const uint8_t *)kv->s, kv->len, maxlen, 0);
+		break;
+	case KV_ADDR:
+		r = append_value(out, (const uint8_t *)kv->s, kv->len, maxlen, 1);
+		break;
+	case KV_U64:
+		r = buf_appendf(out, "%" PRIu64, kv->u);
+		break;
+	case KV_I64:
+		r = buf_appendf(out, "%" PRId64, kv->i);
+		break;
+	default:
+		r = -1;
+	}
+	if (r < 0)
+		return -1;
+	return (int)(out->len - before);
+}
+
+void
+log_write(enum log_sev sev, const char *event, const struct log_ctx *ctx,
+	  const struct kv *kvs, size_t nkv, const char *msg)
+{
+	struct buf line;
+	struct timespec ts;
+	struct tm tm;
+	int saved = errno;
+
+	if (!log_enabled(sev))
+		return;
+	buf_init(&line, LOG_LINE_MAX - 1);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	int r = 0;
+	if (!log_syslog)
+		r = buf_appendf(&line, "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ ",
+				tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+				tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+	if (r == 0)
+		r = buf_appendf(&line, "sev=%s event=%s sid=%s qid=%s",
+				log_sev_name(sev), event,
+				ctx && ctx->sid ? ctx->sid : "-",
+				ctx && ctx->qid && ctx->qid[0] ? ctx->qid : "-");
+	if (r == 0 && ctx && ctx->tid)
+		r = buf_appendf(&line, " tid=%s", ctx->tid);
+	for (size_t i = 0; r == 0 && i < nkv; i++) {
+		if (kvs[i].type == KV_STR && kvs[i].s == NULL)
+			continue;	/* a key with no value is left out */
+		if (strcmp(kvs[i].key, "qid") == 0 && ctx && ctx->qid && ctx->qid[0])
+			continue;	/* already among the common keys */
+		r = buf_appendf(&line, " %s=", kvs[i].key);
+		if (r == 0 && log_format_value(&line, &kvs[i]) < 0)
+			r = -1;
+	}
+	if (r == 0)
+		r = buf_appendf(&line, " msg=\"%s\"", msg);	/* catalog text: no quotes */
+	if (r < 0) {
+		/* Too long even after cutting values: say so rather than lose it. */
+		buf_reset(&line);
+		if (buf_appendf(&line, "sev=%s event=%s sid=%s msg=\"log line too long\"",
+				log_sev_name(sev), event, ctx && ctx->sid ? ctx->sid : "-") < 0) {
+			buf_fini(&line);
+			return;
+		}
+	}
+	if (log_syslog) {
+		static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING,
+					    LOG_ERR, LOG_CRIT };
+		syslog(prio[sev], "%s", buf_cstr(&line));
+	} else {
+		line.max++;	/* the newline always fits */
+		if (buf_append_byte(&line, '\n') < 0)
+			line.data[line.len - 1] = '\n';
+		const uint8_t *p = line.data;
+		size_t n = line.len;
+		while (n > 0) {
+			ssize_t w = write(log_fd, p, n);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;
+			p += w;
+			n -= (size_t)w;
+		}
+	}
+	buf_fini(&line);
+	errno = saved;
+}

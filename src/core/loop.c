@@ -1,0 +1,415 @@
+/*
+ * loop.c - the epoll event loop (see loop.h).
+ *
+ * Owns one epoll fd, one eventfd for cross-thread posts, a table of fd
+ * watchers indexed by fd, a binary heap of timers and a deferred-call list.
+ * Each epoll registration carries (fd, generation), so an event for an fd
+ * that was closed and reused within one dispatch round is dropped instead
+ * of reaching the wrong owner.
+ */
+#include "loop.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+
+#define LOOP_MAX_EVENTS 256
+
+struct watch {
+	loop_io_fn fn;
+	void *arg;
+	uint32_t gen;
+	int active;
+};
+
+struct call {
+	loop_fn fn;
+	void *arg;
+};
+
+struct callq {
+	struct call *v;
+	size_t n, cap;
+};
+
+struct loop {
+	int epfd;
+	int wakefd;
+	int stop;			/* atomic */
+	uint64_t now_ms;
+	struct watch *watches;		/* indexed by fd */
+	size_t nwatches;
+	struct loop_timer **heap;
+	size_t nheap, capheap;
+	pthread_mutex_t post_lock;
+	struct callq posted;		/* guarded by post_lock */
+	struct callq deferred;		/* loop thread only */
+	void *data;
+};
+
+uint64_t
+loop_clock_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+callq_push(struct callq *q, loop_fn fn, void *arg)
+{
+	if (q->n == q->cap) {
+		q->cap = q->cap ? q->cap * 2 : 16;
+		q->v = xrealloc(q->v, q->cap * sizeof(*q->v));
+	}
+	q->v[q->n].fn = fn;
+	q->v[q->n].arg = arg;
+	q->n++;
+}
+
+struct loop *
+loop_new(void)
+{
+	struct loop *loop = xcalloc(1, sizeof(*loop));
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	loop->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (loop->epfd < 0 || loop->wakefd < 0) {
+		if (loop->epfd >= 0)
+			close(loop->epfd);
+		if (loop->wakefd >= 0)
+			close(loop->wakefd);
+		free(loop);
+		return NULL;
+	}
+	ev.data.u64 = UINT64_MAX;	/* marks the wake fd */
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->wakefd, &ev) < 0) {
+		close(loop->epfd);
+		close(loop->wakefd);
+		free(loop);
+		return NULL;
+	}
+	pthread_mutex_init(&loop->post_lock, NULL);
+	loop->now_ms = loop_clock_ms();
+	return loop;
+}
+
+void
+loop_free(struct loop **loopp)
+{
+	struct loop *loop = *loopp;
+
+	if (loop == NULL)
+		return;
+	close(loop->epfd);
+	close(loop->wakefd);
+	pthread_mutex_destroy(&loop->post_lock);
+	free(loop->watches);
+	free(loop->heap);
+	free(loop->posted.v);
+	free(loop->deferred.v);
+	free(loop);
+	*loopp = NULL;
+}
+
+static uint32_t
+to_epoll(unsigned events)
+{
+	uint32_t e = 0;
+
+	if (events & LOOP_READ)
+		e |= EPOLLIN | EPOLLRDHUP;
+	if (events & LOOP_WRITE)
+		e |= EPOLLOUT;
+	return e;
+}
+
+int
+loop_add_fd(struct loop *loop, int fd, unsigned events, loop_io_fn fn, void *arg)
+{
+	struct epoll_event ev;
+
+	if (fd < 0)
+		return -1;
+	if ((size_t)fd >= loop->nwatches) {
+		size_t n = loop->nwatches ? loop->nwatches : 64;
+		while (n <= (size_t)fd)
+			n *= 2;
+		loop->watches = xrealloc(loop->watches, n * sizeof(*loop->watches));
+		memset(loop->watches + loop->nwatches, 0,
+		       (n - loop->nwatches) * sizeof(*loop->watches));
+		loop->nwatches = n;
+	}
+	struct watch *w = &loop->watches[fd];
+	w->gen++;
+	w->fn = fn;
+	w->arg = arg;
+	w->active = 1;
+	ev.events = to_epoll(events);
+	ev.data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		w->active = 0;
+		return -1;
+	}
+	return 0;
+}
+
+int
+loop_mod_fd(struct loop *loop, int fd, unsigned events)
+{
+	struct epoll_event ev;
+
+	if (fd < 0 || (size_t)fd >= loop->nwatches || !loop->watches[fd].active)
+		return -1;
+	ev.events = to_epoll(events);
+	ev.data.u64 = ((uint64_t)loop->watches[fd].gen << 32) | (uint32_t)fd;
+	return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void
+loop_del_fd(struct loop *loop, int fd)
+{
+	if (fd < 0 || (size_t)fd >= loop->nwatches || !loop->watches[fd].active)
+		return;
+	(void)epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+	loop->watches[fd].active = 0;
+	loop->watches[fd].fn = NULL;
+	loop->watches[fd].gen++;
+}
+
+/* ---- timers: binary min-heap on when_ms ---------------------------- */
+
+void
+loop_timer_init(struct loop_timer *t, loop_fn fn, void *arg)
+{
+	t->when_ms = 0;
+	t->fn = fn;
+	t->arg = arg;
+	t->heap_index = SIZE_MAX;
+}
+
+int
+loop_timer_armed(const struct loop_timer *t)
+{
+	return t->heap_index != SIZE_MAX;
+}
+
+static void
+heap_swap(struct loop *loop, size_t a, size_t b)
+{
+	struct loop_timer *t = loop->heap[a];
+
+	loop->heap[a] = loop->heap[b];
+	loop->heap[b] = t;
+	loop->heap[a]->heap_index = a;
+	loop->heap[b]->heap_index = b;
+}
+
+static void
+heap_up(struct loop *loop, size_t i)
+{
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (loop->heap[p]->when_ms <= loop->heap[i]->when_ms)
+			break;
+		heap_swap(loop, p, i);
+		i = p;
+	}
+}
+
+static void
+heap_down(struct loop *loop, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+		if (l < loop->nheap && loop->heap[l]->when_ms < loop->heap[m]->when_ms)
+			m = l;
+		if (r < loop->nheap && loop->heap[r]->when_ms < loop->heap[m]->when_ms)
+			m = r;
+		if (m == i)
+			break;
+		heap_swap(loop, i, m);
+		i = m;
+	}
+}
+
+void
+loop_timer_cancel(struct loop *loop, struct loop_timer *t)
+{
+	size_t i = t->heap_index;
+
+	if (i == SIZE_MAX)
+		return;
+	ASSERT(i < loop->nheap && loop->heap[i] == t);
+	loop->nheap--;
+	if (i != loop->nheap) {
+		loop->heap[i] = loop->heap[loop->nheap];
+		loop->heap[i]->heap_index = i;
+		heap_down(loop, i);
+		heap_up(loop, i);
+	}
+	t->heap_index = SIZE_MAX;
+}
+
+void
+loop_timer_set(struct loop *loop, struct loop_timer *t, uint64_t delay_ms)
+{
+	loop_timer_cancel(loop, t);
+	t->when_ms = loop_clock_ms() + delay_ms;
+	if (loop->nheap == loop->capheap) {
+		loop->capheap = loop->capheap ? loop->capheap * 2 : 64;
+		loop->heap = xrealloc(loop->heap, loop->capheap * sizeof(*loop->heap));
+	}
+	loop->heap[loop->nheap] = t;
+	t->heap_index = loop->nheap;
+	loop->nheap++;
+	heap_up(loop, t->heap_index);
+}
+
+/* ---- posts and deferred calls -------------------------------------- */
+
+void
+loop_post(struct loop *loop, loop_fn fn, void *arg)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&loop->post_lock);
+	callq_push(&loop->posted, fn, arg);
+	pthread_mutex_unlock(&loop->post_lock);
+	/* EAGAIN means the counter is already non-zero: the loop will wake. */
+	if (write(loop->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		PANIC("eventfd write failed");
+}
+
+void
+loop_defer(struct loop *loop, loop_fn fn, void *arg)
+{
+	callq_push(&loop->deferred, fn, arg);
+}
+
+static void
+run_posted(struct loop *loop)
+{
+	struct callq q;
+	uint64_t v;
+
+	if (read(loop->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		PANIC("eventfd read failed");
+	pthread_mutex_lock(&loop->post_lock);
+	q = loop->posted;
+	loop->posted = (struct callq){ 0 };
+	pthread_mutex_unlock(&loop->post_lock);
+	for (size_t i = 0; i < q.n; i++)
+		q.v[i].fn(loop, q.v[i].arg);
+	free(q.v);
+}
+
+static void
+run_deferred(struct loop *loop)
+{
+	/* Deferred calls may defer more; run until none is left. */
+	while (loop->deferred.n > 0) {
+		struct callq q = loop->deferred;
+		loop->deferred = (struct callq){ 0 };
+		for (size_t i = 0; i < q.n; i++)
+			q.v[i].fn(loop, q.v[i].arg);
+		free(q.v);
+	}
+}
+
+static void
+run_timers(struct loop *loop)
+{
+	uint64_t now = loop_clock_ms();
+
+	loop->now_ms = now;
+	while (loop->nheap > 0 && loop->heap[0]->when_ms <= now) {
+		struct loop_timer *t = loop->heap[0];
+		loop_timer_cancel(loop, t);
+		t->fn(loop, t->arg);
+	}
+}
+
+uint64_t
+loop_now_ms(struct loop *loop)
+{
+	return loop->now_ms;
+}
+
+int
+loop_run(struct loop *loop)
+{
+	struct epoll_event evs[LOOP_MAX_EVENTS];
+
+	while (!__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE)) {
+		int timeout = -1;
+
+		run_deferred(loop);
+		if (loop->nheap > 0) {
+			uint64_t now = loop_clock_ms();
+			uint64_t when = loop->heap[0]->when_ms;
+			timeout = when <= now ? 0 : (when - now > 60000 ? 60000 : (int)(when - now));
+		}
+		int n = epoll_wait(loop->epfd, evs, LOOP_MAX_EVENTS, timeout);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		loop->now_ms = loop_clock_ms();
+		for (int i = 0; i < n; i++) {
+			uint64_t key = evs[i].data.u64;
+			if (key == UINT64_MAX) {
+				run_posted(loop);
+				continue;
+			}
+			int fd = (int)(uint32_t)key;
+			uint32_t gen = (uint32_t)(key >> 32);
+			if ((size_t)fd >= loop->nwatches)
+				continue;
+			struct watch *w = &loop->watches[fd];
+			if (!w->active || w->gen != gen || w->fn == NULL)
+				continue;
+			unsigned ev = 0;
+			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+				ev |= LOOP_READ;
+			if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+				ev |= LOOP_WRITE;
+			w->fn(loop, fd, ev, w->arg);
+		}
+		run_timers(loop);
+	}
+	run_deferred(loop);
+	return 0;
+}
+
+void
+loop_stop(struct loop *loop)
+{
+	uint64_t one = 1;
+
+	__atomic_store_n(&loop->stop, 1, __ATOMIC_RELEASE);
+	if (write(loop->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		PANIC("eventfd write failed");
+}
+
+void
+loop_set_data(struct loop *loop, void *data)
+{
+	loop->data = data;
+}
+
+void *
+loop_get_data(struct loop *loop)
+{
+	return loop->data;
+}

@@ -1,0 +1,35 @@
+/*
+ * deliver.h - the delivery queue and local Maildir delivery.
+ *
+ * Committed messages arrive from the spool (spool_set_sink). Worker
+ * threads deliver each recipient: local domains into
+ * <mail_root>/<domain>/<local>/ (Maildir: tmp/, fsync, link into new/,
+ * fsync new/), with Return-Path and Delivered-To prepended. When every
+ * recipient is done the spool entry is removed. A temporary failure keeps
+ * the message queued and retries it with back-off (DELIVERY-DEFERRED).
+ *
+ * Exactly once per mailbox: the Maildir file name is derived from the
+ * queue ID and the recipient's index, so a delivery repeated after a
+ * crash (the spool entry survived) finds the earlier file and does not
+ * write a second copy.
+ */
+#ifndef POSTERN_DELIVER_H
+#define POSTERN_DELIVER_H
+
+#include "config/config.h"
+#include "store/spool.h"
+
+struct deliver;
+
+struct deliver *deliver_new(struct spool *sp, struct config *cfg, unsigned threads);
+/* Stops the workers; messages still queued stay in the spool. Shutdown
+ * order: spool_set_sink(sp, NULL, NULL), deliver_free(), spool_close(). */
+void deliver_free(struct deliver **dp);
+/* New configuration (mail_root, domains) for later deliveries. */
+void deliver_set_config(struct deliver *d, struct config *cfg);
+/* The spool sink: takes ownership of msg. Thread-safe. */
+void deliver_enqueue(struct spool_msg *msg, void *deliver);
+/* Messages waiting or in progress (for tests and the SESSION logs). */
+unsigned long deliver_pending(struct deliver *d);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * deliver_maildir.h - writing one message copy into one Maildir.
+ *
+ * Internal to deliver/: deliver.c decides who is local and logs; this
+ * module only knows folders and files. File name, for recipient index R:
+ *   <received_at>.Q<qid>R<R>.<hostname>,S=<size>
+ * so a delivery repeated after a crash finds its earlier copy (in new/ by
+ * name, or in cur/ by the prefix up to the hostname) and writes no second.
+ */
+#ifndef POSTERN_DELIVER_MAILDIR_H
+#define POSTERN_DELIVER_MAILDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/compat.h"
+#include "store/spool.h"
+
+struct deliver_maildir_result {
+	char *path;	/* owned: the file delivered (or found), or what failed */
+	uint64_t size;	/* the file's size: headers + data */
+	const char *op;	/* on failure: mkdir, open, write, fsync, close,
+			 * link, unlink, opendir, path, header */
+	int err;	/* on failure: errno */
+	int existed;	/* the copy was already there (repeat after a crash) */
+};
+
+/* "<mail_root>/<domain>/<local>" with both parts ASCII lower-cased, or
+ * NULL if either part cannot name a folder (empty, ".", "..", '/', or
+ * control bytes). Malloc'ed. */
+char *deliver_maildir_dir(const char *mail_root, const char *local,
+			  size_t local_len, const char *domain,
+			  size_t domain_len);
+
+/* The host name as written in Maildir names: '/' -> "\057", ':' -> "\072"
+ * (and nothing else unusual). Malloc'ed. */
+char *deliver_maildir_host(const char *hostname);
+
+/* Delivers recipient idx of msg into the Maildir folder maildir (created
+ * with tmp/, new/, cur/ on first use): writes tmp/<name>, fsyncs, links
+ * into new/, fsyncs new/, unlinks tmp/<name>. 0 when the copy is in place
+ * (res->existed if it was already), -1 with res->op/err/path set. The
+ * caller frees res->path with deliver_maildir_result_fini(). */
+int deliver_maildir_write(const char *maildir, const char *hostname,
+			  const struct spool_msg *msg, size_t idx,
+			  struct deliver_maildir_result *res) WARN_UNUSED;
+void deliver_maildir_result_fini(struct deliver_maildir_result *res);
+
+#endif

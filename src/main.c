@@ -1,0 +1,214 @@
+/*
+ * main.c - the `postern` command: subcommand dispatch.
+ *
+ *   serve -c FILE [-o section.key=value ...]   run the daemon (foreground)
+ *   check -c FILE [-o ...]                    validate; FILE:LINE errors, exit 78
+ *   explain ID                                one catalog entry
+ *   catalog [--ids]                           the whole catalog (docs/events.md)
+ *   config-doc                                docs/configuration.md
+ *   passwd [--scheme yescrypt|bcrypt|sha512-crypt]  hash a password read from stdin
+ *   version
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "core/buf.h"
+#include "directory/directory.h"
+#include "server/server.h"
+
+#define EX_USAGE 64
+#define EX_CONFIG 78
+#define MAX_OVERRIDES 256
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+		"usage: postern serve -c FILE [-o section.key=value ...]\n"
+		"       postern check -c FILE [-o section.key=value ...]\n"
+		"       postern explain ID\n"
+		"       postern catalog [--ids]\n"
+		"       postern config-doc\n"
+		"       postern passwd [--scheme yescrypt|bcrypt|sha512-crypt]\n"
+		"       postern version\n");
+}
+
+/* Parses -c FILE and -o k=v for serve and check. */
+static int
+parse_config_args(int argc, char **argv, const char **path, const char **overrides,
+		  size_t *noverrides)
+{
+	*path = NULL;
+	*noverrides = 0;
+	for (int i = 2; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+			*path = argv[++i];
+		} else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
+			if (*noverrides >= MAX_OVERRIDES) {
+				fprintf(stderr, "postern: too many -o options (at most %d)\n",
+					MAX_OVERRIDES);
+				return -1;
+			}
+			overrides[(*noverrides)++] = argv[++i];
+		} else {
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (*path == NULL) {
+		fprintf(stderr, "postern: -c FILE is required\n");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+cmd_check(const char *path, const char *const *overrides, size_t n)
+{
+	struct diag d;
+	struct config *cfg;
+
+	diag_init(&d);
+	cfg = config_load(path, overrides, n, &d);
+	if (cfg == NULL) {
+		diag_print(&d, stderr);
+		diag_fini(&d);
+		return EX_CONFIG;
+	}
+	diag_fini(&d);
+	config_unref(&cfg);
+	return 0;
+}
+
+static int
+cmd_explain(int argc, char **argv)
+{
+	enum cond_id id;
+
+	if (argc != 3) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	if (catalog_find(argv[2], &id) < 0) {
+		fprintf(stderr, "postern: no catalog entry %s (postern catalog lists them)\n", argv[2]);
+		return 1;
+	}
+	catalog_explain(stdout, id);
+	return 0;
+}
+
+static int
+cmd_catalog(int argc, char **argv)
+{
+	if (argc == 3 && strcmp(argv[2], "--ids") == 0) {
+		for (int i = 0; i < COND__COUNT; i++) {
+			const struct cond *c = catalog_get((enum cond_id)i);
+			printf("%s\t%s\n", c->id, c->untested);
+		}
+		return 0;
+	}
+	if (argc != 2) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	catalog_markdown(stdout);
+	return 0;
+}
+
+/* Reads one line from stdin, without echo when it is a terminal. */
+static int
+read_password(char *out, size_t size)
+{
+	struct termios old, quiet;
+	int tty = isatty(0);
+
+	if (tty) {
+		fprintf(stderr, "Password: ");
+		if (tcgetattr(0, &old) == 0) {
+			quiet = old;
+			quiet.c_lflag &= ~(tcflag_t)ECHO;
+			(void)tcsetattr(0, TCSAFLUSH, &quiet);
+		}
+	}
+	char *r = fgets(out, (int)size, stdin);
+	if (tty) {
+		(void)tcsetattr(0, TCSAFLUSH, &old);
+		fprintf(stderr, "\n");
+	}
+	if (r == NULL)
+		return -1;
+	size_t n = strcspn(out, "\r\n");
+	out[n] = '\0';
+	return n > 0 ? 0 : -1;
+}
+
+static int
+cmd_passwd(int argc, char **argv)
+{
+	const char *scheme = "yescrypt";
+	char pw[1024];
+
+	if (argc == 4 && strcmp(argv[2], "--scheme") == 0)
+		scheme = argv[3];
+	else if (argc != 2) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	if (read_password(pw, sizeof(pw)) < 0) {
+		fprintf(stderr, "postern: no password given on standard input\n");
+		return 1;
+	}
+	char *hash = directory_hash_password(pw, scheme);
+	explicit_bzero(pw, sizeof(pw));
+	if (hash == NULL) {
+		fprintf(stderr, "postern: cannot hash with scheme %s\n", scheme);
+		return 1;
+	}
+	printf("%s\n", hash);
+	free(hash);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *overrides[MAX_OVERRIDES];
+	const char *path;
+	size_t n;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
+		if (parse_config_args(argc, argv, &path, overrides, &n) < 0)
+			return EX_USAGE;
+		return cmd[0] == 's' ? server_run(path, overrides, n) : cmd_check(path, overrides, n);
+	}
+	if (strcmp(cmd, "explain") == 0)
+		return cmd_explain(argc, argv);
+	if (strcmp(cmd, "catalog") == 0)
+		return cmd_catalog(argc, argv);
+	if (strcmp(cmd, "config-doc") == 0) {
+		config_markdown(stdout);
+		return 0;
+	}
+	if (strcmp(cmd, "passwd") == 0)
+		return cmd_passwd(argc, argv);
+	if (strcmp(cmd, "version") == 0) {
+		printf("postern %s\n", POSTERN_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	usage(stderr);
+	return EX_USAGE;
+}

@@ -1,0 +1,810 @@
+/*
+ * server.c - the daemon: start-up, loop threads, accept, signals, reload,
+ * shutdown (see server.h).
+ *
+ * Start-up order matters: read the configuration; bind every listener
+ * (one socket per loop and listener, SO_REUSEPORT) while still root; give
+ * the data folders to server.user and drop privileges; only then start
+ * threads (spool, delivery, loops), recover the spool and serve. The main
+ * thread then only waits for signals.
+ *
+ * Shared between threads: the configuration pointer (under cfg_lock, each
+ * user takes a reference), the session counters (atomics) and the
+ * per-address table (under ip_lock, touched once at accept and once at
+ * close). Everything else belongs to one loop.
+ */
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "core/cidr.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "deliver/deliver.h"
+#include "net/net_conn.h"
+#include "smtp/smtp_session.h"
+#include "store/spool.h"
+
+#define EX_CONFIG 78
+#define ACCEPT_BATCH 64
+#define ACCEPT_PAUSE_MS 100
+#define IP_BUCKETS 4096
+#define STOP_HARD_MS 5000	/* after the grace: time for the last 421s */
+
+struct ip_count {
+	struct ip_count *next;
+	uint8_t addr[16];
+	unsigned count;
+};
+
+struct server;
+
+struct listen_sock {
+	int fd;
+	const struct config_listener *lst;
+	struct loop_timer pause;
+	struct server_loop *owner;
+};
+
+struct server_loop {
+	struct server *srv;
+	unsigned index;
+	struct loop *loop;
+	struct smtp_env env;
+	struct listen_sock *socks;	/* one per listener */
+	size_t nsocks;
+	pthread_t thread;
+	int started;
+	int done;			/* atomic: thread left loop_run */
+};
+
+struct server {
+	pthread_mutex_t cfg_lock;
+	struct config *cfg;		/* now in force */
+	struct config *boot_cfg;	/* the listeners point into this one */
+	const char *path;
+	const char *const *overrides;
+	size_t noverrides;
+	struct server_loop *loops;
+	size_t nloops;
+	struct spool *spool;
+	struct deliver *deliver;
+	unsigned long sessions;		/* atomic */
+	pthread_mutex_t ip_lock;
+	struct ip_count *ip_table[IP_BUCKETS];
+	time_t started;
+	char pid_path[4096];
+	int pid_fd;
+};
+
+/* ---- configuration snapshot ------------------------------------------ */
+
+static struct config *
+server_config_get(void *arg)
+{
+	struct server *srv = arg;
+	struct config *cfg;
+
+	pthread_mutex_lock(&srv->cfg_lock);
+	cfg = config_ref(srv->cfg);
+	pthread_mutex_unlock(&srv->cfg_lock);
+	return cfg;
+}
+
+/* ---- per-address accounting ------------------------------------------- */
+
+static void
+ip_key(const struct sockaddr_storage *ss, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		out[10] = out[11] = 0xff;	/* as IPv4-mapped */
+		memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	}
+}
+
+static size_t
+ip_hash(const uint8_t k[16])
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ k[i]) * 1099511628211ull;
+	return (size_t)(h % IP_BUCKETS);
+}
+
+/* Takes one slot for the address unless it already holds limit (0 = no
+ * limit). Returns the count before, or -1 when refused. */
+static long
+ip_take(struct server *srv, const struct sockaddr_storage *ss, unsigned limit)
+{
+	uint8_t k[16];
+	struct ip_count *e;
+	long before;
+
+	ip_key(ss, k);
+	size_t b = ip_hash(k);
+	pthread_mutex_lock(&srv->ip_lock);
+	for (e = srv->ip_table[b]; e != NULL; e = e->next)
+		if (memcmp(e->addr, k, 16) == 0)
+			break;
+	before = e ? (long)e->count : 0;
+	if (limit != 0 && before >= (long)limit) {
+		pthread_mutex_unlock(&srv->ip_lock);
+		return -1 - before;
+	}
+	if (e == NULL) {
+		e = xcalloc(1, sizeof(*e));
+		memcpy(e->addr, k, 16);
+		e->next = srv->ip_table[b];
+		srv->ip_table[b] = e;
+	}
+	e->count++;
+	pthread_mutex_unlock(&srv->ip_lock);
+	return before;
+}
+
+static void
+ip_release(struct server *srv, const struct sockaddr_storage *ss)
+{
+	uint8_t k[16];
+	struct ip_count **pp;
+
+	ip_key(ss, k);
+	size_t b = ip_hash(k);
+	pthread_mutex_lock(&srv->ip_lock);
+	for (pp = &srv->ip_table[b]; *pp != NULL; pp = &(*pp)->next) {
+		if (memcmp((*pp)->addr, k, 16) == 0) {
+			if (--(*pp)->count == 0) {
+				struct ip_count *dead = *pp;
+				*pp = dead->next;
+				free(dead);
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&srv->ip_lock);
+}
+
+static void
+session_ended(struct smtp_env *env, const struct sockaddr_storage *peer)
+{
+	struct server *srv = env->server;
+
+	ip_release(srv, peer);
+	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
+	if (env->draining && env->live == 0)
+		loop_stop(env->loop);
+}
+
+/* ---- accepting -------------------------------------------------------- */
+
+static void accept_ready(struct loop *loop, int fd, unsigned events, void *arg);
+
+static void
+accept_resume(struct loop *loop, void *arg)
+{
+	struct listen_sock *ls = arg;
+
+	if (ls->fd >= 0 && loop_mod_fd(loop, ls->fd, LOOP_READ) < 0)
+		PANIC("cannot resume listener");
+}
+
+static void
+accept_pause(struct loop *loop, struct listen_sock *ls)
+{
+	if (loop_mod_fd(loop, ls->fd, 0) < 0)
+		PANIC("cannot pause listener");
+	loop_timer_set(loop, &ls->pause, ACCEPT_PAUSE_MS);
+}
+
+static void
+accept_one(struct server_loop *sl, int fd)
+{
+	struct server *srv = sl->srv;
+	struct config *cfg = server_config_get(srv);
+	struct sockaddr_storage peer;
+	socklen_t plen = sizeof(peer);
+	char client[NET_ADDR_TEXT];
+
+	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
+		close(fd);	/* already gone */
+		config_unref(&cfg);
+		return;
+	}
+	if (sockaddr_format((struct sockaddr *)&peer, client, sizeof(client), 0) < 0)
+		client[0] = '\0';
+	unsigned long now = __atomic_add_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
+	if (now > cfg->limits_connections) {
+		__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
+		struct kv kv[] = { KV("client", client), KVU("sessions", now - 1),
+				   KVU("limit", cfg->limits_connections) };
+		smtp_refuse_connection(fd, COND_NET_SERVER_BUSY, cfg->hostname, kv, ARRAY_LEN(kv));
+		config_unref(&cfg);
+		return;
+	}
+	long before = ip_take(srv, &peer, cfg->limits_connections_per_ip);
+	if (before < 0) {
+		__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
+		struct kv kv[] = { KV("client", client), KVU("current", (unsigned long)(-1 - before)),
+				   KVU("limit", cfg->limits_connections_per_ip) };
+		smtp_refuse_connection(fd, COND_POLICY_CONCURRENCY_LIMIT, cfg->hostname, kv,
+				       ARRAY_LEN(kv));
+		config_unref(&cfg);
+		return;
+	}
+	config_unref(&cfg);
+	smtp_session_start(&sl->env, fd, now);
+}
+
+static void
+accept_ready(struct loop *loop, int fd, unsigned events, void *arg)
+{
+	struct listen_sock *ls = arg;
+	struct server_loop *sl = ls->owner;
+
+	(void)events;
+	for (int i = 0; i < ACCEPT_BATCH && !sl->env.draining; i++) {
+		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (c >= 0) {
+			accept_one(sl, c);
+			continue;
+		}
+		int e = errno;
+		if (e == EAGAIN || e == EWOULDBLOCK)
+			return;
+		if (e == EINTR || e == ECONNABORTED || e == EPROTO)
+			continue;
+		struct kv kv[] = { KV("local", ls->lst->address), KV("errno", net_errno_name(e)),
+				   KV("err", strerror(e)) };
+		if (e == EMFILE || e == ENFILE)
+			catalog_log(COND_RESOURCE_FD_EXHAUSTED, NULL, kv, 2);
+		else
+			catalog_log(COND_NET_ACCEPT_FAILED, NULL, kv, ARRAY_LEN(kv));
+		accept_pause(loop, ls);
+		return;
+	}
+}
+
+/* ---- loop threads ----------------------------------------------------- */
+
+static void *
+loop_thread(void *arg)
+{
+	struct server_loop *sl = arg;
+
+	if (loop_run(sl->loop) < 0)
+		PANIC("event loop failed");
+	__atomic_store_n(&sl->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Posted to each loop at SIGTERM: close listeners, take no new sessions. */
+static void
+loop_drain(struct loop *loop, void *arg)
+{
+	struct server_loop *sl = arg;
+
+	sl->env.draining = 1;
+	for (size_t i = 0; i < sl->nsocks; i++) {
+		if (sl->socks[i].fd < 0)
+			continue;
+		loop_timer_cancel(loop, &sl->socks[i].pause);
+		loop_del_fd(loop, sl->socks[i].fd);
+		close(sl->socks[i].fd);
+		sl->socks[i].fd = -1;
+	}
+	if (sl->env.live == 0)
+		loop_stop(loop);
+}
+
+static int stop_signal = SIGTERM;
+
+static void
+loop_stop_sessions(struct loop *loop, void *arg)
+{
+	struct server_loop *sl = arg;
+
+	smtp_env_stop_sessions(&sl->env, stop_signal);
+	if (sl->env.live == 0)
+		loop_stop(loop);
+}
+
+/* ---- start-up helpers ------------------------------------------------- */
+
+static int
+mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[4096];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof(tmp))
+		return -1;
+	memcpy(tmp, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (tmp[i] == '/' || tmp[i] == '\0') {
+			char c = tmp[i];
+			tmp[i] = '\0';
+			if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+				return -1;
+			tmp[i] = c;
+		}
+	}
+	return 0;
+}
+
+static void
+init_failed(const char *subsystem, const char *path, int e)
+{
+	struct kv kv[] = { KV("subsystem", subsystem), KV("path", path),
+			   KV("errno", net_errno_name(e)), KV("err", strerror(e)) };
+
+	catalog_log(COND_STARTUP_INIT_FAILED, NULL, kv, ARRAY_LEN(kv));
+}
+
+static uid_t chown_uid;
+static gid_t chown_gid;
+
+static int
+chown_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)flag;
+	(void)ftw;
+	if ((st->st_uid != chown_uid || st->st_gid != chown_gid) &&
+	    lchown(path, chown_uid, chown_gid) < 0)
+		return -1;
+	return 0;
+}
+
+/* Gives a data folder to the service user: recursively when the folder
+ * itself is not yet theirs (first run), else only the folder. */
+static int
+chown_tree(const char *path, uid_t uid, gid_t gid)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return -1;
+	if (st.st_uid == uid && st.st_gid == gid)
+		return 0;
+	chown_uid = uid;
+	chown_gid = gid;
+	return nftw(path, chown_one, 32, FTW_PHYS);
+}
+
+static int
+drop_privileges(struct server *srv)
+{
+	struct config *cfg = srv->cfg;
+
+	if (geteuid() != 0)
+		return 0;
+	if (cfg->server_user[0] == '\0') {
+		catalog_log(COND_STARTUP_RUNNING_AS_ROOT, NULL, NULL, 0);
+		return 0;
+	}
+	errno = 0;
+	struct passwd *pw = getpwnam(cfg->server_user);
+	if (pw == NULL) {
+		int e = errno ? errno : ENOENT;
+		struct kv kv[] = { KV("user", cfg->server_user), KV("errno", net_errno_name(e)),
+				   KV("err", "no such user") };
+		catalog_log(COND_STARTUP_PRIVDROP_FAILED, NULL, kv, ARRAY_LEN(kv));
+		return -1;
+	}
+	const char *dirs[] = { cfg->server_spool, cfg->server_state, cfg->server_mail_root };
+	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+		if (chown_tree(dirs[i], pw->pw_uid, pw->pw_gid) < 0) {
+			struct kv kv[] = { KV("user", cfg->server_user),
+					   KV("errno", net_errno_name(errno)), KV("err", dirs[i]) };
+			catalog_log(COND_STARTUP_PRIVDROP_FAILED, NULL, kv, ARRAY_LEN(kv));
+			return -1;
+		}
+	}
+	if (srv->pid_fd >= 0 && fchown(srv->pid_fd, pw->pw_uid, pw->pw_gid) < 0) {
+		/* not fatal: the file is removed at exit by path, as root or not */
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
+	    (pw->pw_uid != 0 && setuid(0) == 0)) {
+		int e = errno;
+		struct kv kv[] = { KV("user", cfg->server_user), KV("errno", net_errno_name(e)),
+				   KV("err", strerror(e)) };
+		catalog_log(COND_STARTUP_PRIVDROP_FAILED, NULL, kv, ARRAY_LEN(kv));
+		return -1;
+	}
+	struct kv kv[] = { KV("user", cfg->server_user), KVU("uid", pw->pw_uid),
+			   KVU("gid", pw->pw_gid) };
+	catalog_log(COND_STARTUP_PRIVDROP, NULL, kv, ARRAY_LEN(kv));
+	return 0;
+}
+
+static int
+pidfile_open(struct server *srv)
+{
+	const char *path = srv->cfg->server_pid_file;
+	char text[32];
+
+	srv->pid_fd = -1;
+	if (path[0] == '\0')
+		return 0;
+	if (slice_copy(slice_from_cstr(path), srv->pid_path, sizeof(srv->pid_path)) < 0)
+		return -1;
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || ftruncate(fd, 0) < 0 || n < 0 ||
+	    write(fd, text, (size_t)n) != n) {
+		int e = errno;
+		struct kv kv[] = { KV("path", path), KV("errno", net_errno_name(e)),
+				   KV("err", e == EWOULDBLOCK ? "another instance holds it" : strerror(e)) };
+		catalog_log(COND_STARTUP_PIDFILE_FAILED, NULL, kv, ARRAY_LEN(kv));
+		if (fd >= 0)
+			close(fd);
+		srv->pid_path[0] = '\0';
+		return -1;
+	}
+	srv->pid_fd = fd;
+	return 0;
+}
+
+static void
+pidfile_remove(struct server *srv)
+{
+	if (srv->pid_path[0] == '\0')
+		return;
+	if (unlink(srv->pid_path) < 0) {
+		int e = errno;
+		struct kv kv[] = { KV("path", srv->pid_path), KV("errno", net_errno_name(e)),
+				   KV("err", strerror(e)) };
+		catalog_log(COND_SHUTDOWN_PIDFILE_UNLINK_FAILED, NULL, kv, ARRAY_LEN(kv));
+	}
+	close(srv->pid_fd);
+}
+
+static const char *
+role_name(enum config_role r)
+{
+	switch (r) {
+	case CONFIG_ROLE_MX:
+		return "mx";
+	}
+	return "?";
+}
+
+/* Binds every listener once per loop. */
+static int
+open_listeners(struct server *srv)
+{
+	const struct config *cfg = srv->cfg;
+
+	for (size_t l = 0; l < srv->nloops; l++) {
+		struct server_loop *sl = &srv->loops[l];
+		sl->nsocks = cfg->nlisteners;
+		sl->socks = xcalloc(cfg->nlisteners ? cfg->nlisteners : 1, sizeof(*sl->socks));
+		for (size_t i = 0; i < cfg->nlisteners; i++) {
+			const struct config_listener *lst = &cfg->listeners[i];
+			struct listen_sock *ls = &sl->socks[i];
+			ls->lst = lst;
+			ls->owner = sl;
+			ls->fd = net_listen((const struct sockaddr *)&lst->addr, lst->addrlen, 1024);
+			if (ls->fd < 0) {
+				int e = errno;
+				struct kv kv[] = { KV("local", lst->address), KV("role", role_name(lst->role)),
+						   KV("errno", net_errno_name(e)), KV("err", strerror(e)) };
+				catalog_log(COND_NET_LISTEN_FAILED, NULL, kv, ARRAY_LEN(kv));
+				return -1;
+			}
+			struct kv kv[] = { KV("local", lst->address), KV("role", role_name(lst->role)),
+					   KVU("loop", l) };
+			catalog_log(COND_NET_LISTEN_READY, NULL, kv, ARRAY_LEN(kv));
+		}
+	}
+	return 0;
+}
+
+/* ---- reload ----------------------------------------------------------- */
+
+static void
+restart_needed(const char *option, void *arg)
+{
+	struct kv kv[] = { KV("option", option) };
+
+	(void)arg;
+	catalog_log(COND_CONFIG_RESTART_NEEDED, NULL, kv, 1);
+}
+
+static void
+log_diags(const struct diag *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		struct kv kv[] = { KV("err", d->msgs[i]) };
+		catalog_log(COND_CONFIG_INVALID, NULL, kv, 1);
+	}
+}
+
+static void
+server_reload(struct server *srv)
+{
+	struct diag d;
+
+	diag_init(&d);
+	struct config *next = config_load(srv->path, srv->overrides, srv->noverrides, &d);
+	if (next == NULL) {
+		log_diags(&d);
+		struct kv kv[] = { KV("path", srv->path), KVU("errors", d.n) };
+		catalog_log(COND_CONFIG_RELOAD_FAILED, NULL, kv, ARRAY_LEN(kv));
+		diag_fini(&d);
+		return;
+	}
+	diag_fini(&d);
+	pthread_mutex_lock(&srv->cfg_lock);
+	struct config *old = srv->cfg;
+	next->generation = old->generation + 1;
+	config_diff_restart(old, next, restart_needed, NULL);
+	srv->cfg = next;
+	pthread_mutex_unlock(&srv->cfg_lock);
+	enum log_sev sev;
+	if (log_sev_parse(next->log_level, &sev) == 0)
+		log_set_min(sev);
+	deliver_set_config(srv->deliver, next);
+	struct kv kv[] = { KV("path", srv->path), KVU("generation", next->generation) };
+	catalog_log(COND_CONFIG_RELOADED, NULL, kv, ARRAY_LEN(kv));
+	/* Sessions hold their own references; listeners point into boot_cfg. */
+	config_unref(&old);
+}
+
+/* ---- shutdown --------------------------------------------------------- */
+
+static int
+all_loops_done(struct server *srv)
+{
+	for (size_t i = 0; i < srv->nloops; i++)
+		if (srv->loops[i].started && !__atomic_load_n(&srv->loops[i].done, __ATOMIC_ACQUIRE))
+			return 0;
+	return 1;
+}
+
+static void
+wait_loops(struct server *srv, uint64_t ms)
+{
+	uint64_t end = loop_clock_ms() + ms;
+
+	while (!all_loops_done(srv) && loop_clock_ms() < end) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void
+server_shutdown(struct server *srv, int signo)
+{
+	unsigned grace = srv->cfg->server_shutdown_grace;
+	char sig[16];
+
+	stop_signal = signo;
+	if (snprintf(sig, sizeof(sig), "%s", signo == SIGINT ? "SIGINT" : "SIGTERM") < 0)
+		sig[0] = '\0';
+	struct kv kv[] = { KV("signal", sig),
+			   KVU("sessions", __atomic_load_n(&srv->sessions, __ATOMIC_RELAXED)),
+			   KVU("grace_s", grace) };
+	catalog_log(COND_SIGNAL_SLOW_QUIT, NULL, kv, ARRAY_LEN(kv));
+	for (size_t i = 0; i < srv->nloops; i++)
+		loop_post(srv->loops[i].loop, loop_drain, &srv->loops[i]);
+	wait_loops(srv, (uint64_t)grace * 1000u);
+	if (!all_loops_done(srv)) {
+		for (size_t i = 0; i < srv->nloops; i++)
+			if (!__atomic_load_n(&srv->loops[i].done, __ATOMIC_ACQUIRE))
+				loop_post(srv->loops[i].loop, loop_stop_sessions, &srv->loops[i]);
+		wait_loops(srv, STOP_HARD_MS);
+	}
+	for (size_t i = 0; i < srv->nloops; i++)
+		loop_stop(srv->loops[i].loop);
+	for (size_t i = 0; i < srv->nloops; i++)
+		if (srv->loops[i].started)
+			pthread_join(srv->loops[i].thread, NULL);
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static unsigned
+loop_count(const struct config *cfg)
+{
+	long n;
+
+	if (cfg->server_loops > 0)
+		return cfg->server_loops;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 && n < 256 ? (unsigned)n : 1;
+}
+
+int
+server_run(const char *config_path, const char *const *overrides, size_t noverrides)
+{
+	struct server *srv = xcalloc(1, sizeof(*srv));
+	struct diag d;
+	sigset_t set;
+	int rc = 1;
+
+	diag_init(&d);
+	srv->cfg = config_load(config_path, overrides, noverrides, &d);
+	if (srv->cfg == NULL) {
+		diag_print(&d, stderr);
+		diag_fini(&d);
+		free(srv);
+		return EX_CONFIG;
+	}
+	diag_fini(&d);
+	srv->cfg->generation = 1;
+	srv->boot_cfg = config_ref(srv->cfg);
+	srv->path = config_path;
+	srv->overrides = overrides;
+	srv->noverrides = noverrides;
+	srv->started = time(NULL);
+	srv->pid_fd = -1;
+	pthread_mutex_init(&srv->cfg_lock, NULL);
+	pthread_mutex_init(&srv->ip_lock, NULL);
+
+	enum log_sev sev = LOG_SEV_INFO;
+	if (log_sev_parse(srv->cfg->log_level, &sev) < 0)
+		sev = LOG_SEV_INFO;
+	if (log_open(srv->cfg->log_target, sev) < 0) {
+		fprintf(stderr, "%s: cannot open log target %s: %s\n", config_path,
+			srv->cfg->log_target, strerror(errno));
+		return EX_CONFIG;
+	}
+	struct kv vkv[] = { KV("version", POSTERN_VERSION),
+			    KV("openssl", OpenSSL_version(OPENSSL_VERSION)),
+			    KV("sqlite", sqlite3_libversion()) };
+	catalog_log(COND_STARTUP_VERSION, NULL, vkv, ARRAY_LEN(vkv));
+
+	/* Signals: handled synchronously by this thread; every other thread
+	 * inherits the mask. A write past RLIMIT_FSIZE must fail with EFBIG,
+	 * not kill the process; a closed client socket must give EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
+	sigaddset(&set, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+	const char *dirs[] = { srv->cfg->server_spool, srv->cfg->server_state,
+			       srv->cfg->server_mail_root };
+	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
+		if (mkdir_p(dirs[i], 0700) < 0) {
+			init_failed("storage", dirs[i], errno);
+			goto out;
+		}
+	}
+	if (pidfile_open(srv) < 0)
+		goto out;
+	srv->nloops = loop_count(srv->cfg);
+	srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
+	if (open_listeners(srv) < 0)
+		goto out;
+	if (drop_privileges(srv) < 0) {
+		rc = EX_CONFIG;
+		goto out;
+	}
+	srv->spool = spool_open(srv->cfg->server_spool, srv->cfg->server_workers);
+	if (srv->spool == NULL)
+		goto out;
+	srv->deliver = deliver_new(srv->spool, srv->cfg, srv->cfg->server_workers);
+	spool_set_sink(srv->spool, deliver_enqueue, srv->deliver);
+	if (spool_recover(srv->spool) < 0) {
+		init_failed("spool", srv->cfg->server_spool, errno);
+		goto out;
+	}
+
+	for (size_t i = 0; i < srv->nloops; i++) {
+		struct server_loop *sl = &srv->loops[i];
+		sl->srv = srv;
+		sl->index = (unsigned)i;
+		sl->loop = loop_new();
+		if (sl->loop == NULL) {
+			init_failed("loop", "-", errno);
+			goto stop;
+		}
+		sl->env.loop = sl->loop;
+		sl->env.spool = srv->spool;
+		sl->env.config_get = server_config_get;
+		sl->env.server = srv;
+		sl->env.on_end = session_ended;
+		loop_set_data(sl->loop, &sl->env);
+		for (size_t j = 0; j < sl->nsocks; j++) {
+			loop_timer_init(&sl->socks[j].pause, accept_resume, &sl->socks[j]);
+			if (loop_add_fd(sl->loop, sl->socks[j].fd, LOOP_READ, accept_ready,
+					&sl->socks[j]) < 0) {
+				init_failed("loop", "-", errno);
+				goto stop;
+			}
+		}
+		int e = pthread_create(&sl->thread, NULL, loop_thread, sl);
+		if (e != 0) {
+			init_failed("loop", "-", e);
+			goto stop;
+		}
+		sl->started = 1;
+	}
+	struct kv rkv[] = { KVU("listeners", srv->cfg->nlisteners), KVU("loops", srv->nloops),
+			    KVU("pid", getpid()) };
+	catalog_log(COND_STARTUP_READY, NULL, rkv, ARRAY_LEN(rkv));
+
+	for (;;) {
+		siginfo_t si;
+		int signo = sigwaitinfo(&set, &si);
+		if (signo < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (signo == SIGHUP) {
+			server_reload(srv);
+			continue;
+		}
+		if (signo == SIGTERM || signo == SIGINT) {
+			rc = 0;
+			break;
+		}
+		struct kv kv[] = { KV("signal", sigabbrev_np(signo) ? sigabbrev_np(signo) : "?") };
+		catalog_log(COND_SIGNAL_UNEXPECTED, NULL, kv, 1);
+	}
+stop:
+	server_shutdown(srv, stop_signal == SIGINT ? SIGINT : SIGTERM);
+out:
+	/* Order matters: delivery calls back into the spool. */
+	if (srv->spool != NULL)
+		spool_set_sink(srv->spool, NULL, NULL);
+	deliver_free(&srv->deliver);
+	spool_close(&srv->spool);
+	for (size_t i = 0; srv->loops && i < srv->nloops; i++) {
+		for (size_t j = 0; j < srv->loops[i].nsocks; j++)
+			if (srv->loops[i].socks[j].fd >= 0)
+				close(srv->loops[i].socks[j].fd);
+		free(srv->loops[i].socks);
+		free(srv->loops[i].env.sessions);
+		free(srv->loops[i].env.gens);
+		loop_free(&srv->loops[i].loop);
+	}
+	free(srv->loops);
+	pidfile_remove(srv);
+	struct kv skv[] = { KVU("uptime_s", (uint64_t)(time(NULL) - srv->started)) };
+	catalog_log(COND_SHUTDOWN_COMPLETE, NULL, skv, 1);
+	config_unref(&srv->cfg);
+	config_unref(&srv->boot_cfg);
+	for (size_t b = 0; b < IP_BUCKETS; b++) {
+		while (srv->ip_table[b]) {
+			struct ip_count *e = srv->ip_table[b];
+			srv->ip_table[b] = e->next;
+			free(e);
+		}
+	}
+	free(srv);
+	log_close();
+	return rc;
+}

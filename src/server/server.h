@@ -1,0 +1,20 @@
+/*
+ * server.h - `postern serve`: the daemon's life from start to exit.
+ *
+ * Owns the event-loop threads, their listening sockets, connection
+ * accounting (total and per client address), the current configuration
+ * snapshot, signals (SIGTERM/SIGINT stop, SIGHUP reload), privilege drop
+ * and the pid file. Sessions are smtp/'s; the spool and delivery are
+ * store/'s and deliver/'s.
+ */
+#ifndef POSTERN_SERVER_H
+#define POSTERN_SERVER_H
+
+#include <stddef.h>
+
+/* Runs the daemon in the foreground. Returns the process exit code: 0
+ * after a clean stop, 1 on a start-up failure, 78 on a configuration
+ * error (EX_CONFIG). */
+int server_run(const char *config_path, const char *const *overrides, size_t noverrides);
+
+#endif

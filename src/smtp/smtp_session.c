@@ -1,0 +1,1367 @@
+/*
+ * smtp_session.c - SMTP server session: one state machine per connection.
+ *
+ * Owns struct smtp_session, its connection, buffers, deadline timer and
+ * the open transaction. Parsing is smtp_parse.c's, data decoding
+ * smtp_data.c's, durability the spool's. Every reply goes through
+ * session_reply(), which takes only catalog IDs and logs what it sends.
+ *
+ * Invariants: one reply per command, sent in command order (pipelined
+ * commands wait in the input buffer while a command waits on the spool);
+ * 250 after the data only once the spool says the message is durable; a
+ * session is freed only from a deferred call, never inside its own
+ * callback stack, and late spool completions find it by (slot,
+ * generation) or are dropped.
+ */
+#include "smtp_session.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cidr.h"
+#include "core/log.h"
+#include "net/net_conn.h"
+#include "smtp/smtp_data.h"
+#include "smtp/smtp_parse.h"
+
+#define OUT_HIGH_WATER (256 * 1024)	/* stop reading commands past this */
+#define OUT_MAX (1024 * 1024)
+#define REPLY_MAX 1024
+#define FLAGS_MAX 128
+
+enum smtp_state {
+	SMTP_STATE_INIT,	/* greeted; no HELO/EHLO yet */
+	SMTP_STATE_READY,	/* HELO/EHLO done; no transaction */
+	SMTP_STATE_MAIL,	/* MAIL accepted; RCPT, DATA, BDAT may follow */
+	SMTP_STATE_DATA,	/* receiving DATA */
+	SMTP_STATE_BDAT,	/* receiving a BDAT chunk */
+	SMTP_STATE_COMMIT,	/* waiting for the spool */
+	SMTP_STATE_CLOSING,	/* last reply queued; close once flushed */
+	SMTP_STATE__COUNT
+};
+
+static const char *const state_names[] = {
+	"init", "ready", "mail", "data", "bdat", "commit", "closing",
+};
+
+struct txn {
+	char tid[40];
+	struct spool_msg *msg;	/* owned until handed to the spool */
+	unsigned nrcpt_ok;
+	unsigned nrcpt_bad;
+	unsigned nrcpt_tried;
+	int smtputf8;
+	int chunking;		/* BDAT seen in this transaction */
+	int data_started;	/* DATA or first BDAT accepted */
+	size_t hdr_len;		/* length of our Received field in msg->data */
+	uint64_t message_size;	/* counted message octets (DATA or BDAT) */
+	struct smtp_data dec;
+	struct smtp_scan scan;
+	uint64_t bdat_left;	/* octets of the current chunk still to read */
+	int bdat_last;
+	int bdat_discard;	/* refused chunk: read and drop */
+	enum cond_id bdat_refusal;
+	uint64_t started_ms;
+	struct buf rcpt_list;	/* "a@x,b@y" for SESSION-MESSAGE */
+};
+
+struct smtp_session {
+	struct smtp_env *env;
+	struct config *cfg;	/* reference, for the whole session */
+	struct conn conn;
+	size_t slot;
+	unsigned gen;
+	char sid[17];
+	enum smtp_state state;
+	int dead;		/* ended; freed by a deferred call */
+	int paused;		/* not reading (commit or output backlog) */
+	int want_write;
+	struct buf in;
+	struct buf out;
+	struct loop_timer deadline;
+	uint64_t started_ms;
+	char helo[256];
+	int ehlo;
+	int trusted;
+	unsigned errors;
+	unsigned txn_count;
+	unsigned msgs_ok;
+	unsigned msgs_tried;
+	unsigned rcpts_ok;
+	unsigned rcpts_bad;
+	unsigned rejects;
+	char flags[FLAGS_MAX];
+	char last_reply[REPLY_MAX];
+	char last_reject[REPLY_MAX];
+	enum cond_id end_cause;
+	struct txn txn;
+	int in_txn;
+};
+
+static void session_process(struct smtp_session *s);
+static void session_end(struct smtp_session *s, enum cond_id cause);
+static void session_io(struct loop *loop, int fd, unsigned events, void *arg);
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static void
+log_ctx_of(const struct smtp_session *s, struct log_ctx *ctx)
+{
+	ctx->sid = s->sid;
+	ctx->qid = s->in_txn && s->txn.msg && s->txn.msg->qid[0] ? s->txn.msg->qid : NULL;
+	ctx->tid = s->in_txn ? s->txn.tid : NULL;
+}
+
+static void
+flag_add(struct smtp_session *s, const char *flag)
+{
+	size_t n = strlen(s->flags), f = strlen(flag);
+	const char *p = s->flags;
+
+	while ((p = strstr(p, flag)) != NULL) {	/* already there? */
+		if ((p == s->flags || p[-1] == ',') && (p[f] == '\0' || p[f] == ','))
+			return;
+		p += f;
+	}
+	if (n + f + 2 > sizeof(s->flags))
+		return;
+	if (n > 0)
+		s->flags[n++] = ',';
+	memcpy(s->flags + n, flag, f + 1);
+}
+
+static const char *
+state_name(enum smtp_state st)
+{
+	return (unsigned)st < SMTP_STATE__COUNT ? state_names[st] : "?";
+}
+
+/* Queues the reply for cond. Refusals are logged as their own event at the
+ * catalog's severity; normal replies only at debug (the summary lines
+ * carry them). Returns the reply code. */
+static int
+session_reply_emit(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
+		   size_t nkv, int more, int log_refusal)
+{
+	const struct cond *c = catalog_get(cond);
+	struct buf r;
+	struct log_ctx ctx;
+
+	if (s->dead)
+		return c->code;
+	buf_init(&r, REPLY_MAX - 3);
+	if (catalog_reply(&r, cond, s->cfg->hostname, kvs, nkv, more) < 0) {
+		buf_reset(&r);
+		if (catalog_reply(&r, COND_INTERNAL_ERROR, s->cfg->hostname, NULL, 0, 0) < 0)
+			PANIC("cannot render INTERNAL-ERROR reply");
+	}
+	if (slice_copy(buf_slice(&r), s->last_reply, sizeof(s->last_reply)) < 0)
+		s->last_reply[0] = '\0';
+	if (buf_append(&s->out, r.data, r.len) < 0 || buf_append(&s->out, "\r\n", 2) < 0) {
+		/* The client does not read its replies: drop it. */
+		buf_fini(&r);
+		s->state = SMTP_STATE_CLOSING;
+		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+		return c->code;
+	}
+	log_ctx_of(s, &ctx);
+	if (c->code >= 400) {
+		s->rejects++;
+		memcpy(s->last_reject, s->last_reply, sizeof(s->last_reject));
+	}
+	if (c->code >= 400 && log_refusal) {
+		struct kv all[16];
+		size_t n = 0;
+		for (size_t i = 0; i < nkv && n < ARRAY_LEN(all) - 1; i++)
+			all[n++] = kvs[i];
+		all[n++] = KV("reply", s->last_reply);
+		catalog_log(cond, &ctx, all, n);
+	} else if (log_enabled(LOG_SEV_DEBUG)) {
+		catalog_log_sev(cond, LOG_SEV_DEBUG, &ctx, kvs, nkv);
+	}
+	if (log_enabled(LOG_SEV_DEBUG)) {
+		struct kv t[] = { KV("dir", "out"), KVM("line", r.data, r.len) };
+		log_write(LOG_SEV_DEBUG, "NET-TRACE", &ctx, t, 2, catalog_get(COND_NET_TRACE)->logtext);
+	}
+	buf_fini(&r);
+	return c->code;
+}
+
+static int
+session_reply_more(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
+		   size_t nkv, int more)
+{
+	return session_reply_emit(s, cond, kvs, nkv, more, 1);
+}
+
+static int
+session_reply(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
+{
+	return session_reply_emit(s, cond, kvs, nkv, 0, 1);
+}
+
+/* Appends a raw continuation line of a multi-line reply (EHLO keywords). */
+static void
+session_reply_line(struct smtp_session *s, int code, int more, const char *text)
+{
+	if (s->dead)
+		return;
+	if (buf_appendf(&s->out, "%d%c%s\r\n", code, more ? '-' : ' ', text) < 0)
+		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+}
+
+/* Counts a refusal toward limits.errors; closes the session past it.
+ * Returns 1 if the session is closing. */
+static int
+session_count_error(struct smtp_session *s)
+{
+	unsigned limit = s->cfg->limits_errors;
+
+	s->errors++;
+	if (limit == 0 || s->errors < limit)
+		return 0;
+	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", s->errors),
+			   KVU("limit", limit) };
+	session_reply(s, COND_SMTP_TOO_MANY_ERRORS, kv, ARRAY_LEN(kv));
+	s->state = SMTP_STATE_CLOSING;
+	s->end_cause = COND_SMTP_TOO_MANY_ERRORS;
+	return 1;
+}
+
+/* Replies with a refusal and counts it. */
+static void
+session_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
+{
+	session_reply(s, cond, kvs, nkv);
+	(void)session_count_error(s);
+}
+
+static void
+arm_deadline(struct smtp_session *s)
+{
+	unsigned secs;
+
+	if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING) {
+		loop_timer_cancel(s->env->loop, &s->deadline);
+		return;
+	}
+	secs = s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT
+	       ? s->cfg->limits_data_timeout : s->cfg->limits_command_timeout;
+	loop_timer_set(s->env->loop, &s->deadline, (uint64_t)secs * 1000u);
+}
+
+/* ---- transactions ----------------------------------------------------- */
+
+static void
+txn_free(struct smtp_session *s)
+{
+	if (!s->in_txn)
+		return;
+	spool_msg_free(&s->txn.msg);
+	buf_fini(&s->txn.rcpt_list);
+	memset(&s->txn, 0, sizeof(s->txn));
+	s->in_txn = 0;
+}
+
+static void
+txn_begin(struct smtp_session *s)
+{
+	txn_free(s);
+	memset(&s->txn, 0, sizeof(s->txn));
+	s->txn_count++;
+	if (snprintf(s->txn.tid, sizeof(s->txn.tid), "%s.%u", s->sid, s->txn_count) < 0)
+		s->txn.tid[0] = '\0';
+	s->txn.msg = spool_msg_new(s->cfg->limits_message_size + 8192);
+	buf_init(&s->txn.rcpt_list, 4096);
+	s->txn.started_ms = loop_clock_ms();
+	s->in_txn = 1;
+}
+
+/* Logs SESSION-MESSAGE for the transaction that just ended. */
+static void
+txn_summary(struct smtp_session *s, const char *verdict, enum cond_id cause)
+{
+	struct log_ctx ctx;
+	struct txn *t = &s->txn;
+	const char *from = t->msg ? t->msg->from : "";
+
+	log_ctx_of(s, &ctx);
+	struct kv kv[] = {
+		KVA("from", from, strlen(from)),
+		KV("rcpts", buf_cstr(&t->rcpt_list)),
+		KVU("nrcpt", t->nrcpt_ok),
+		KVU("nbad", t->nrcpt_bad),
+		KVU("size", t->message_size),
+		KV("msgid", t->scan.msgid[0] ? t->scan.msgid : NULL),
+		KV("verdict", verdict),
+		KV("cause", catalog_get(cause)->id),
+		KV("reply", s->last_reply),
+		KVU("elapsed_ms", loop_clock_ms() - t->started_ms),
+	};
+	catalog_log(COND_SESSION_MESSAGE, &ctx, kv, ARRAY_LEN(kv));
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+static unsigned
+offered_extensions(const struct smtp_session *s)
+{
+	if (!s->ehlo)
+		return 0;
+	return SMTP_EXT_SIZE | SMTP_EXT_8BITMIME | SMTP_EXT_SMTPUTF8 | SMTP_EXT_DSN |
+	       SMTP_EXT_CHUNKING;
+}
+
+static void
+cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct kv kv[] = { KVM("helo", cmd->helo.p, cmd->helo.len) };
+
+	txn_free(s);
+	if (slice_copy(cmd->helo, s->helo, sizeof(s->helo)) < 0)
+		s->helo[0] = '\0';
+	s->ehlo = cmd->verb == SMTP_VERB_EHLO;
+	s->state = SMTP_STATE_READY;
+	if (!s->ehlo) {
+		session_reply(s, COND_SMTP_HELO, kv, 1);
+		return;
+	}
+	flag_add(s, "ehlo");
+	session_reply_more(s, COND_SMTP_EHLO, kv, 1, 1);
+	char size[40];
+	if (snprintf(size, sizeof(size), "SIZE %" PRIu64, s->cfg->limits_message_size) < 0)
+		size[0] = '\0';
+	session_reply_line(s, 250, 1, "PIPELINING");
+	session_reply_line(s, 250, 1, size);
+	session_reply_line(s, 250, 1, "8BITMIME");
+	session_reply_line(s, 250, 1, "ENHANCEDSTATUSCODES");
+	session_reply_line(s, 250, 1, "SMTPUTF8");
+	session_reply_line(s, 250, 1, "CHUNKING");
+	session_reply_line(s, 250, 0, "DSN");
+}
+
+static void
+mail_summary(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
+{
+	struct log_ctx ctx;
+	static const char *const bodies[] = { NULL, "7bit", "8bitmime" };
+	static const char *const rets[] = { NULL, "full", "hdrs" };
+
+	log_ctx_of(s, &ctx);
+	struct kv kv[] = {
+		KVA("from", cmd->path.mailbox.p, cmd->path.mailbox.len),
+		cmd->has_size ? KVU("size", cmd->size) : KV("size", NULL),
+		KV("body", bodies[cmd->body]),
+		KV("smtputf8", cmd->smtputf8 ? "yes" : NULL),
+		KV("ret", rets[cmd->ret]),
+		cmd->envid.len ? KVM("envid", cmd->envid.p, cmd->envid.len) : KV("envid", NULL),
+		KV("cause", catalog_get(cause)->id),
+		KV("reply", s->last_reply),
+	};
+	catalog_log(COND_SESSION_MAIL, &ctx, kv, ARRAY_LEN(kv));
+}
+
+static void
+cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct kv kvfrom[] = { KVA("from", cmd->path.mailbox.p, cmd->path.mailbox.len) };
+
+	if (cmd->has_size && cmd->size > s->cfg->limits_message_size) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("size", cmd->size),
+				   KVU("limit", s->cfg->limits_message_size) };
+		session_refuse(s, COND_CONTENT_SIZE_EXCEEDED, kv, ARRAY_LEN(kv));
+		mail_summary(s, cmd, COND_CONTENT_SIZE_EXCEEDED);
+		return;
+	}
+	txn_begin(s);
+	struct spool_msg *m = s->txn.msg;
+	m->from = xstrndup((const char *)cmd->path.mailbox.p, cmd->path.mailbox.len);
+	m->ret = (int)cmd->ret;
+	if (cmd->envid.len > 0)
+		m->envid = xstrndup((const char *)cmd->envid.p, cmd->envid.len);
+	m->body_8bit = cmd->body == SMTP_BODY_8BITMIME;
+	m->smtputf8 = cmd->smtputf8;
+	m->client = xstrdup(s->conn.peer_text);
+	m->helo = xstrdup(s->helo);
+	s->txn.smtputf8 = cmd->smtputf8;
+	s->state = SMTP_STATE_MAIL;
+	session_reply(s, COND_SMTP_MAIL_OK, kvfrom, 1);
+	mail_summary(s, cmd, COND_SMTP_MAIL_OK);
+}
+
+static void
+rcpt_summary(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
+{
+	struct log_ctx ctx;
+	char notify[40] = "";
+
+	if (cmd->notify & SMTP_NOTIFY_NEVER)
+		memcpy(notify, "never", sizeof("never"));
+	else if (cmd->notify &&
+		 snprintf(notify, sizeof(notify), "%s%s%s",
+			  cmd->notify & SMTP_NOTIFY_SUCCESS ? "success," : "",
+			  cmd->notify & SMTP_NOTIFY_FAILURE ? "failure," : "",
+			  cmd->notify & SMTP_NOTIFY_DELAY ? "delay," : "") > 0)
+		notify[strlen(notify) - 1] = '\0';
+	log_ctx_of(s, &ctx);
+	struct kv kv[] = {
+		KVA("rcpt", cmd->path.mailbox.p, cmd->path.mailbox.len),
+		KV("notify", notify[0] ? notify : NULL),
+		cmd->orcpt.len ? KVM("orcpt", cmd->orcpt.p, cmd->orcpt.len) : KV("orcpt", NULL),
+		KV("cause", catalog_get(cause)->id),
+		KV("reply", s->last_reply),
+	};
+	catalog_log(COND_SESSION_RCPT, &ctx, kv, ARRAY_LEN(kv));
+}
+
+/* The local part without quoting: "a\"b" -> a"b. Returns -1 if it does
+ * not fit. */
+static int
+local_unquote(struct slice local, char *out, size_t outsize)
+{
+	size_t n = 0;
+
+	if (local.len >= 2 && local.p[0] == '"' && local.p[local.len - 1] == '"') {
+		for (size_t i = 1; i + 1 < local.len; i++) {
+			uint8_t c = local.p[i];
+			if (c == '\\' && i + 2 < local.len)
+				c = local.p[++i];
+			if (n + 1 >= outsize)
+				return -1;
+			out[n++] = (char)c;
+		}
+		out[n] = '\0';
+		return 0;
+	}
+	return slice_copy(local, out, outsize);
+}
+
+static void
+rcpt_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cond,
+	    const struct kv *kv, size_t nkv)
+{
+	s->txn.nrcpt_bad++;
+	s->rcpts_bad++;
+	session_reply(s, cond, kv, nkv);
+	rcpt_summary(s, cmd, cond);
+	(void)session_count_error(s);
+}
+
+static void
+cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	const struct smtp_path *p = &cmd->path;
+	struct kv kvr[] = { KV("client", s->conn.peer_text),
+			    KVA("rcpt", p->mailbox.p, p->mailbox.len) };
+	char local[320];
+	char mailbox[600];
+
+	s->txn.nrcpt_tried++;
+	if (p->non_ascii && !s->txn.smtputf8) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "RCPT"),
+				   KVA("addr", p->mailbox.p, p->mailbox.len) };
+		rcpt_refuse(s, cmd, COND_SMTP_UTF8_REQUIRED, kv, ARRAY_LEN(kv));
+		return;
+	}
+	if (s->txn.nrcpt_ok >= s->cfg->limits_recipients) {
+		struct kv kv[] = { KVU("nrcpt", s->txn.nrcpt_ok),
+				   KVU("limit", s->cfg->limits_recipients) };
+		rcpt_refuse(s, cmd, COND_RCPT_TOO_MANY, kv, ARRAY_LEN(kv));
+		return;
+	}
+	const char *domain;
+	size_t domain_len;
+	if (p->is_postmaster) {
+		/* RFC 5321 4.5.1: <postmaster> is always accepted. */
+		if (s->cfg->local_domains.n == 0) {
+			rcpt_refuse(s, cmd, COND_RCPT_UNKNOWN_USER, kvr, ARRAY_LEN(kvr));
+			return;
+		}
+		domain = s->cfg->local_domains.v[0];
+		domain_len = strlen(domain);
+		memcpy(local, "postmaster", sizeof("postmaster"));
+	} else {
+		domain = (const char *)p->domain.p;
+		domain_len = p->domain.len;
+		if (local_unquote(p->local, local, sizeof(local)) < 0) {
+			rcpt_refuse(s, cmd, COND_RCPT_SYNTAX, kvr, ARRAY_LEN(kvr));
+			return;
+		}
+	}
+	if (config_is_local_domain(s->cfg, domain, domain_len)) {
+		const struct account *a = directory_find(s->cfg->accounts, local, strlen(local),
+							 domain, domain_len);
+		if (a != NULL) {
+			if (snprintf(mailbox, sizeof(mailbox), "%s@%s", a->local, a->domain) < 0)
+				mailbox[0] = '\0';
+		} else if (strcasecmp(local, "postmaster") == 0) {
+			/* RFC 5321 4.5.1: postmaster@domain must be accepted. */
+			if (snprintf(mailbox, sizeof(mailbox), "postmaster@%.*s", (int)domain_len,
+				     domain) < 0)
+				mailbox[0] = '\0';
+			for (char *c = mailbox; *c; c++)
+				if (*c >= 'A' && *c <= 'Z')
+					*c = (char)(*c - 'A' + 'a');
+		} else {
+			rcpt_refuse(s, cmd, COND_RCPT_UNKNOWN_USER, kvr, ARRAY_LEN(kvr));
+			return;
+		}
+	} else if (s->trusted) {
+		if (slice_copy(p->mailbox, mailbox, sizeof(mailbox)) < 0) {
+			rcpt_refuse(s, cmd, COND_RCPT_SYNTAX, kvr, ARRAY_LEN(kvr));
+			return;
+		}
+		flag_add(s, "relay");
+	} else {
+		struct kv kv[] = { KV("client", s->conn.peer_text),
+				   KVA("from", s->txn.msg->from, strlen(s->txn.msg->from)),
+				   KVA("rcpt", p->mailbox.p, p->mailbox.len) };
+		rcpt_refuse(s, cmd, COND_ACCESS_RELAY_DENIED, kv, ARRAY_LEN(kv));
+		return;
+	}
+	spool_msg_add_rcpt(s->txn.msg, mailbox, strlen(mailbox), (const char *)cmd->orcpt.p,
+			   cmd->orcpt.len, cmd->notify);
+	if (s->txn.rcpt_list.len > 0 && buf_append_byte(&s->txn.rcpt_list, ',') < 0)
+		buf_reset(&s->txn.rcpt_list);	/* the log cuts it anyway */
+	if (buf_append_str(&s->txn.rcpt_list, mailbox) < 0)
+		buf_reset(&s->txn.rcpt_list);
+	s->txn.nrcpt_ok++;
+	s->rcpts_ok++;
+	struct kv kv[] = { KVA("rcpt", p->mailbox.p, p->mailbox.len) };
+	session_reply(s, COND_RCPT_OK, kv, 1);
+	rcpt_summary(s, cmd, COND_RCPT_OK);
+}
+
+static void
+data_summary(struct smtp_session *s, enum cond_id cause)
+{
+	struct log_ctx ctx;
+
+	log_ctx_of(s, &ctx);
+	struct kv kv[] = { KVU("nrcpt", s->txn.nrcpt_ok), KV("cause", catalog_get(cause)->id),
+			   KV("reply", s->last_reply) };
+	catalog_log(COND_SESSION_DATA, &ctx, kv, ARRAY_LEN(kv));
+}
+
+/* Checks that a transaction can take data; replies and returns -1 if not.
+ * On success writes our Received field first into the message. */
+static int
+data_begin(struct smtp_session *s, int reply_now)
+{
+	struct spool_msg *m = s->txn.msg;
+	char date[64];
+	struct tm tm;
+	time_t now = time(NULL);
+
+	if (s->txn.nrcpt_ok == 0) {
+		enum cond_id c = s->txn.nrcpt_tried > 0 ? COND_SMTP_NO_VALID_RCPTS : COND_SMTP_NEED_RCPT;
+		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("nbad", s->txn.nrcpt_bad) };
+		if (reply_now) {
+			session_refuse(s, c, kv, c == COND_SMTP_NO_VALID_RCPTS ? 2 : 1);
+			data_summary(s, c);
+		} else {
+			s->txn.bdat_refusal = c;
+		}
+		return -1;
+	}
+	spool_new_qid(s->env->spool, m->qid);
+	m->received_at = (int64_t)now;
+	localtime_r(&now, &tm);
+	if (strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+		date[0] = '\0';
+	const char *proto = s->txn.smtputf8 ? "UTF8SMTP" : s->ehlo ? "ESMTP" : "SMTP";
+	int r = buf_appendf(&m->data, "Received: from %s ([%s])\r\n\tby %s (Postern) with %s id %s",
+			    s->helo, s->conn.peer_text, s->cfg->hostname, proto, m->qid);
+	if (r == 0 && m->nrcpts == 1)
+		r = buf_appendf(&m->data, "\r\n\tfor <%s>", m->rcpts[0].addr);
+	if (r == 0)
+		r = buf_appendf(&m->data, "; %s\r\n", date);
+	if (r < 0)
+		PANIC("Received field does not fit");
+	s->txn.hdr_len = m->data.len;
+	m->data.max = m->data.len + s->cfg->limits_message_size;
+	smtp_data_init(&s->txn.dec, strcmp(s->cfg->smtp_bare_lf, "reject") != 0);
+	smtp_scan_init(&s->txn.scan, s->cfg->limits_line_length);
+	s->txn.data_started = 1;
+	s->msgs_tried++;
+	return 0;
+}
+
+static void
+cmd_data(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	if (s->txn.chunking) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+				   KV("cmd", "DATA") };
+		session_refuse(s, COND_SMTP_SEQUENCE_ERROR, kv, ARRAY_LEN(kv));
+		return;
+	}
+	if (data_begin(s, 1) < 0)
+		return;
+	s->state = SMTP_STATE_DATA;
+	session_reply(s, COND_SMTP_DATA_GO, NULL, 0);
+	data_summary(s, COND_SMTP_DATA_GO);
+}
+
+static void
+cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	s->txn.bdat_left = cmd->chunk_size;
+	s->txn.bdat_last = cmd->last;
+	s->txn.bdat_discard = 0;
+	if (!s->in_txn || s->state != SMTP_STATE_MAIL) {
+		/* RFC 3030 2: a refused BDAT's octets are still read. */
+		s->txn.bdat_discard = 1;
+		s->txn.bdat_refusal = s->state == SMTP_STATE_INIT ? COND_SMTP_NEED_HELO
+								  : COND_SMTP_NEED_RCPT;
+	} else if (!s->txn.chunking) {
+		if (s->txn.data_started) {
+			s->txn.bdat_discard = 1;
+			s->txn.bdat_refusal = COND_SMTP_SEQUENCE_ERROR;
+		} else if (data_begin(s, 0) < 0) {
+			s->txn.bdat_discard = 1;
+		} else {
+			s->txn.chunking = 1;
+			s->txn.bdat_refusal = COND_SMTP_DATA_GO;
+		}
+	}
+	s->state = SMTP_STATE_BDAT;
+}
+
+static void
+cmd_rset(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct kv kv[] = { KV("cmd", smtp_verb_name(cmd->verb)) };
+
+	txn_free(s);
+	if (s->state != SMTP_STATE_INIT)
+		s->state = SMTP_STATE_READY;
+	session_reply(s, COND_SMTP_OK, kv, 1);
+}
+
+static void
+cmd_noop(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct kv kv[] = { KV("cmd", smtp_verb_name(cmd->verb)) };
+
+	session_reply(s, COND_SMTP_OK, kv, 1);
+}
+
+static void
+cmd_quit(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	flag_add(s, "quit");
+	session_reply(s, COND_SMTP_QUIT, NULL, 0);
+	s->state = SMTP_STATE_CLOSING;
+	s->end_cause = COND_SMTP_QUIT;
+}
+
+static void
+cmd_help(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	session_reply(s, COND_SMTP_HELP, NULL, 0);
+}
+
+static void
+cmd_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct kv kv[] = { KV("client", s->conn.peer_text), KVM("arg", cmd->arg.p, cmd->arg.len) };
+
+	session_reply(s, COND_SMTP_VRFY_DISABLED, kv, ARRAY_LEN(kv));
+}
+
+static void
+cmd_expn(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct kv kv[] = { KV("client", s->conn.peer_text), KVM("arg", cmd->arg.p, cmd->arg.len) };
+
+	session_refuse(s, COND_SMTP_EXPN_DISABLED, kv, ARRAY_LEN(kv));
+}
+
+static void
+cmd_not_implemented(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", smtp_verb_name(cmd->verb)) };
+
+	session_refuse(s, COND_SMTP_COMMAND_NOT_IMPLEMENTED, kv, ARRAY_LEN(kv));
+}
+
+/* The verb table: handler and the states where the verb is allowed. A
+ * verb outside its states gets the sequence condition for that state from
+ * seq_refusals, or SMTP-SEQUENCE-ERROR. */
+#define ST(x) (1u << SMTP_STATE_##x)
+#define ST_CMD (ST(INIT) | ST(READY) | ST(MAIL))
+
+struct verb_rule {
+	enum smtp_verb verb;
+	void (*fn)(struct smtp_session *s, const struct smtp_cmd *cmd);
+	unsigned states;
+};
+
+static const struct verb_rule verb_rules[] = {
+	{ SMTP_VERB_HELO, cmd_helo, ST_CMD },
+	{ SMTP_VERB_EHLO, cmd_helo, ST_CMD },
+	{ SMTP_VERB_MAIL, cmd_mail, ST(READY) },
+	{ SMTP_VERB_RCPT, cmd_rcpt, ST(MAIL) },
+	{ SMTP_VERB_DATA, cmd_data, ST(MAIL) },
+	{ SMTP_VERB_BDAT, cmd_bdat, ST_CMD },	/* checks its own sequence */
+	{ SMTP_VERB_RSET, cmd_rset, ST_CMD },
+	{ SMTP_VERB_NOOP, cmd_noop, ST_CMD },
+	{ SMTP_VERB_QUIT, cmd_quit, ST_CMD },
+	{ SMTP_VERB_HELP, cmd_help, ST_CMD },
+	{ SMTP_VERB_VRFY, cmd_vrfy, ST_CMD },
+	{ SMTP_VERB_EXPN, cmd_expn, ST_CMD },
+	{ SMTP_VERB_TURN, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_STARTTLS, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_AUTH, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_ETRN, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_SEND, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_SOML, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_SAML, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_ATRN, cmd_not_implemented, ST_CMD },
+};
+
+static const struct {
+	enum smtp_verb verb;
+	enum smtp_state state;
+	enum cond_id cond;
+} seq_refusals[] = {
+	{ SMTP_VERB_MAIL, SMTP_STATE_INIT, COND_SMTP_NEED_HELO },
+	{ SMTP_VERB_MAIL, SMTP_STATE_MAIL, COND_SMTP_NESTED_MAIL },
+	{ SMTP_VERB_RCPT, SMTP_STATE_INIT, COND_SMTP_NEED_HELO },
+	{ SMTP_VERB_RCPT, SMTP_STATE_READY, COND_SMTP_NEED_MAIL },
+	{ SMTP_VERB_DATA, SMTP_STATE_INIT, COND_SMTP_NEED_HELO },
+	{ SMTP_VERB_DATA, SMTP_STATE_READY, COND_SMTP_NEED_RCPT },
+};
+
+static const struct verb_rule *
+verb_rule_find(enum smtp_verb verb)
+{
+	for (size_t i = 0; i < ARRAY_LEN(verb_rules); i++)
+		if (verb_rules[i].verb == verb)
+			return &verb_rules[i];
+	return NULL;
+}
+
+static void
+sequence_refuse(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	enum cond_id cond = COND_SMTP_SEQUENCE_ERROR;
+
+	for (size_t i = 0; i < ARRAY_LEN(seq_refusals); i++)
+		if (seq_refusals[i].verb == cmd->verb && seq_refusals[i].state == s->state)
+			cond = seq_refusals[i].cond;
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+			   KV("cmd", smtp_verb_name(cmd->verb)) };
+	/* Each row names its own keys; pass those it lists. */
+	size_t nkv = cond == COND_SMTP_SEQUENCE_ERROR ? 3 : 1;
+	if (cond == COND_SMTP_NEED_HELO) {
+		kv[1] = kv[2];
+		nkv = 2;
+	}
+	session_refuse(s, cond, kv, nkv);
+	if (cmd->verb == SMTP_VERB_MAIL)
+		mail_summary(s, cmd, cond);
+	else if (cmd->verb == SMTP_VERB_RCPT)
+		rcpt_summary(s, cmd, cond);
+	else if (cmd->verb == SMTP_VERB_DATA)
+		data_summary(s, cond);
+}
+
+static void
+parse_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id err,
+	     const uint8_t *line, size_t len)
+{
+	struct kv kv[4];
+	size_t n = 0;
+	char verb[17];
+	size_t vlen = len < 16 ? len : 16;
+
+	memcpy(verb, line, vlen);
+	verb[vlen] = '\0';
+	kv[n++] = KV("client", s->conn.peer_text);
+	switch (err) {
+	case COND_SMTP_COMMAND_UNKNOWN:
+		kv[n++] = KV("state", state_name(s->state));
+		kv[n++] = KVM("cmd", verb, vlen);
+		break;
+	case COND_SMTP_COMMAND_NON_ASCII:
+		kv[n++] = KV("state", state_name(s->state));
+		break;
+	case COND_SMTP_HELO_INVALID:
+		kv[n++] = KVM("helo", cmd->arg.p, cmd->arg.len);
+		break;
+	case COND_SMTP_SENDER_SYNTAX:
+		kv[n++] = KVM("from", cmd->arg.p, cmd->arg.len);
+		break;
+	case COND_RCPT_SYNTAX:
+		kv[n++] = KVM("rcpt", cmd->arg.p, cmd->arg.len);
+		break;
+	case COND_SMTP_UTF8_REQUIRED:
+		kv[n++] = KV("cmd", smtp_verb_name(cmd->verb));
+		kv[n++] = KVM("addr", cmd->arg.p, cmd->arg.len);
+		break;
+	case COND_SMTP_PARAM_UNSUPPORTED:
+	case COND_SMTP_PARAM_INVALID:
+		kv[n++] = KV("cmd", smtp_verb_name(cmd->verb));
+		kv[n++] = KVM("param", cmd->bad_param.p, cmd->bad_param.len);
+		break;
+	default:
+		kv[n++] = KV("cmd", smtp_verb_name(cmd->verb));
+		kv[n++] = KVM("arg", cmd->arg.p, cmd->arg.len);
+		break;
+	}
+	/* A refused BDAT is a problem: its octets follow and cannot be found
+	 * without a valid size. The session closes after the reply. */
+	session_refuse(s, err, kv, n);
+	if (cmd->verb == SMTP_VERB_MAIL)
+		mail_summary(s, cmd, err);
+	else if (cmd->verb == SMTP_VERB_RCPT) {
+		if (s->in_txn) {
+			s->txn.nrcpt_tried++;
+			s->txn.nrcpt_bad++;
+		}
+		s->rcpts_bad++;
+		rcpt_summary(s, cmd, err);
+	}
+}
+
+static void
+session_command(struct smtp_session *s, const uint8_t *line, size_t len)
+{
+	struct smtp_cmd cmd;
+	enum cond_id err;
+	struct smtp_parse_opts opts = { .offered = offered_extensions(s) };
+
+	if (log_enabled(LOG_SEV_DEBUG)) {
+		struct log_ctx ctx;
+		log_ctx_of(s, &ctx);
+		size_t shown = slice_starts_nocase((struct slice){ line, len }, "AUTH ") ? 5 : len;
+		struct kv t[] = { KV("dir", "in"), KVM("line", line, shown) };
+		log_write(LOG_SEV_DEBUG, "NET-TRACE", &ctx, t, 2, catalog_get(COND_NET_TRACE)->logtext);
+	}
+	memset(&cmd, 0, sizeof(cmd));
+	if (smtp_parse_command(line, len, &opts, &cmd, &err) < 0) {
+		parse_refuse(s, &cmd, err, line, len);
+		return;
+	}
+	const struct verb_rule *rule = verb_rule_find(cmd.verb);
+	if (rule == NULL) {
+		parse_refuse(s, &cmd, COND_SMTP_COMMAND_UNKNOWN, line, len);
+		return;
+	}
+	if (!(rule->states & (1u << s->state))) {
+		sequence_refuse(s, &cmd);
+		return;
+	}
+	rule->fn(s, &cmd);
+}
+
+/* ---- message end ------------------------------------------------------ */
+
+static void
+commit_done(struct loop *loop, void *arg, int status, enum cond_id cond);
+
+/* Checks the finished message and commits it, or refuses it. */
+static void
+message_finish(struct smtp_session *s)
+{
+	struct txn *t = &s->txn;
+	enum cond_id refusal = COND__COUNT;
+	struct kv kv[4];
+	size_t n = 0;
+
+	if (t->message_size > s->cfg->limits_message_size) {
+		refusal = COND_CONTENT_SIZE_EXCEEDED;
+		kv[n++] = KV("client", s->conn.peer_text);
+		kv[n++] = KVU("size", t->message_size);
+		kv[n++] = KVU("limit", s->cfg->limits_message_size);
+	} else if (!t->chunking && t->dec.bare_lf > 0 &&
+		   strcmp(s->cfg->smtp_bare_lf, "reject") == 0) {
+		refusal = COND_CONTENT_BARE_LF;
+		kv[n++] = KV("client", s->conn.peer_text);
+		kv[n++] = KVU("offset", t->dec.first_bare_lf);
+	} else if (t->scan.line_too_long) {
+		refusal = COND_SMTP_DATA_LINE_TOO_LONG;
+		kv[n++] = KV("client", s->conn.peer_text);
+		kv[n++] = KVU("len", t->scan.longest_line);
+		kv[n++] = KVU("limit", s->cfg->limits_line_length);
+	} else if (t->message_size == 0) {
+		refusal = COND_CONTENT_EMPTY;
+		kv[n++] = KV("client", s->conn.peer_text);
+	} else if (t->scan.received > s->cfg->limits_hops) {
+		refusal = COND_CONTENT_TOO_MANY_HOPS;
+		kv[n++] = KV("client", s->conn.peer_text);
+		kv[n++] = KVU("hops", t->scan.received);
+		kv[n++] = KVU("limit", s->cfg->limits_hops);
+		kv[n++] = KV("msgid", t->scan.msgid[0] ? t->scan.msgid : NULL);
+	}
+	if (refusal != COND__COUNT) {
+		session_refuse(s, refusal, kv, n);
+		txn_summary(s, "rejected", refusal);
+		txn_free(s);
+		if (s->state != SMTP_STATE_CLOSING)
+			s->state = SMTP_STATE_READY;
+		return;
+	}
+	if (t->dec.bare_lf > 0)
+		flag_add(s, "bare_lf_fixed");
+	s->state = SMTP_STATE_COMMIT;
+	struct spool_msg *m = t->msg;
+	t->msg = NULL;	/* the spool owns it now; keep qid for the logs */
+	uintptr_t handle = ((uintptr_t)s->slot << 32) | s->gen;
+	/* keep a copy of the qid for the summary, the txn no longer has msg */
+	t->msg = spool_msg_new(0);
+	memcpy(t->msg->qid, m->qid, sizeof(m->qid));
+	t->msg->from = xstrdup(m->from);
+	spool_commit(s->env->spool, m, s->env->loop, commit_done, (void *)handle);
+}
+
+static struct smtp_session *
+session_by_handle(struct smtp_env *env, uintptr_t handle)
+{
+	size_t slot = (size_t)(handle >> 32);
+	unsigned gen = (unsigned)(handle & 0xffffffffu);
+
+	if (slot >= env->nslots || env->sessions[slot] == NULL || env->gens[slot] != gen)
+		return NULL;
+	return env->sessions[slot];
+}
+
+static void
+commit_done(struct loop *loop, void *arg, int status, enum cond_id cond)
+{
+	struct smtp_env *env = loop_get_data(loop);
+	struct smtp_session *s = session_by_handle(env, (uintptr_t)arg);
+
+	if (s == NULL || s->dead)
+		return;	/* the client left; the message (if durable) is delivered */
+	if (status == 0) {
+		struct kv kv[] = { KV("qid", s->txn.msg->qid) };
+		s->msgs_ok++;
+		session_reply(s, COND_SMTP_MSG_ACCEPTED, kv, 1);
+		txn_summary(s, "accepted", COND_SMTP_MSG_ACCEPTED);
+	} else {
+		/* The spool logged the failure with its path and errno. */
+		session_reply_emit(s, cond, NULL, 0, 0, 0);
+		txn_summary(s, "tempfail", cond);
+	}
+	txn_free(s);
+	if (s->state == SMTP_STATE_COMMIT)
+		s->state = env->draining ? SMTP_STATE_CLOSING : SMTP_STATE_READY;
+	if (s->state == SMTP_STATE_CLOSING && s->end_cause == COND__COUNT)
+		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
+	session_process(s);
+}
+
+/* ---- input ------------------------------------------------------------ */
+
+static void
+data_input(struct smtp_session *s)
+{
+	struct txn *t = &s->txn;
+	size_t used = smtp_data_feed(&t->dec, s->in.data, s->in.len, &t->msg->data, &t->scan);
+
+	buf_consume(&s->in, used);
+	t->message_size = t->dec.size;
+	if (t->dec.done)
+		message_finish(s);
+}
+
+static void
+bdat_input(struct smtp_session *s)
+{
+	struct txn *t = &s->txn;
+	size_t take = s->in.len < t->bdat_left ? s->in.len : (size_t)t->bdat_left;
+
+	if (!t->bdat_discard && take > 0) {
+		struct buf *d = &t->msg->data;
+		size_t room = d->max - d->len;
+		size_t keep = take < room ? take : room;
+		if (buf_append(d, s->in.data, keep) < 0)
+			keep = 0;
+		smtp_scan_feed(&t->scan, s->in.data, take);
+		t->message_size += take;
+	}
+	buf_consume(&s->in, take);
+	t->bdat_left -= take;
+	if (t->bdat_left > 0)
+		return;
+	/* The chunk is complete. */
+	int first = 0;
+	if (t->bdat_discard) {
+		enum cond_id c = t->bdat_refusal;
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", "bdat"),
+				   KV("cmd", "BDAT") };
+		s->state = !s->in_txn ? (s->helo[0] ? SMTP_STATE_READY : SMTP_STATE_INIT)
+				      : SMTP_STATE_MAIL;
+		if (c == COND_SMTP_NO_VALID_RCPTS) {
+			struct kv kb[] = { KV("client", s->conn.peer_text),
+					   KVU("nbad", s->txn.nrcpt_bad) };
+			session_refuse(s, c, kb, 2);
+		} else if (c == COND_SMTP_SEQUENCE_ERROR) {
+			session_refuse(s, c, kv, 3);
+		} else {
+			kv[1] = kv[2];
+			session_refuse(s, c, kv, 2);
+		}
+		if (s->in_txn)
+			data_summary(s, c);
+		return;
+	}
+	if (t->bdat_refusal == COND_SMTP_DATA_GO) {
+		first = 1;
+		t->bdat_refusal = COND__COUNT;
+	}
+	if (!t->bdat_last) {
+		struct kv kv[] = { KVU("size", t->message_size) };
+		s->state = SMTP_STATE_MAIL;
+		session_reply(s, COND_SMTP_BDAT_OK, kv, 1);
+		if (first)
+			data_summary(s, COND_SMTP_BDAT_OK);
+		return;
+	}
+	if (first)
+		data_summary(s, COND_SMTP_MSG_ACCEPTED);
+	s->state = SMTP_STATE_MAIL;
+	message_finish(s);
+}
+
+static void
+overflow(struct smtp_session *s)
+{
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+			   KVU("bytes", s->in.len), KVU("limit", s->in.max) };
+
+	session_reply(s, COND_SMTP_INPUT_OVERFLOW, kv, ARRAY_LEN(kv));
+	s->state = SMTP_STATE_CLOSING;
+	s->end_cause = COND_SMTP_INPUT_OVERFLOW;
+}
+
+/* Handles whatever complete input there is, in order, then flushes. */
+static void
+session_process(struct smtp_session *s)
+{
+	while (!s->dead && s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_COMMIT &&
+	       s->out.len < OUT_HIGH_WATER) {
+		if (s->state == SMTP_STATE_DATA) {
+			if (s->in.len == 0)
+				break;
+			data_input(s);
+			if (s->state == SMTP_STATE_DATA) {
+				if (s->in.len > 0)
+					continue;
+				break;
+			}
+			continue;
+		}
+		if (s->state == SMTP_STATE_BDAT) {
+			if (s->in.len == 0 && s->txn.bdat_left > 0)
+				break;
+			bdat_input(s);
+			continue;
+		}
+		uint8_t *lf = memchr(s->in.data ? s->in.data : (uint8_t *)"", '\n', s->in.len);
+		if (lf == NULL) {
+			if (s->in.len >= s->in.max)
+				overflow(s);
+			break;
+		}
+		size_t linelen = (size_t)(lf - s->in.data) + 1;
+		size_t len = linelen - 1;
+		if (len > 0 && s->in.data[len - 1] == '\r')
+			len--;
+		if (linelen > s->cfg->limits_command_line) {
+			struct kv kv[] = { KV("client", s->conn.peer_text),
+					   KV("state", state_name(s->state)), KVU("len", linelen),
+					   KVU("limit", s->cfg->limits_command_line) };
+			session_refuse(s, COND_SMTP_LINE_TOO_LONG, kv, ARRAY_LEN(kv));
+		} else {
+			session_command(s, s->in.data, len);
+		}
+		buf_consume(&s->in, linelen);
+		if (s->in.len > 0 && s->state != SMTP_STATE_DATA && s->state != SMTP_STATE_BDAT)
+			flag_add(s, "pipelining");
+	}
+	if (s->dead)
+		return;
+	/* Flush replies. */
+	enum conn_io io = conn_flush(&s->conn, &s->out);
+	if (io == CONN_IO_ERROR) {
+		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+		return;
+	}
+	if (io == CONN_IO_OK && s->state == SMTP_STATE_CLOSING) {
+		session_end(s, s->end_cause);
+		return;
+	}
+	int want_write = io == CONN_IO_AGAIN;
+	int pause = s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING ||
+		    s->out.len >= OUT_HIGH_WATER;
+	if (want_write != s->want_write || pause != s->paused) {
+		unsigned ev = (pause ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
+		if (loop_mod_fd(s->env->loop, s->conn.fd, ev) < 0) {
+			session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+			return;
+		}
+		s->want_write = want_write;
+		s->paused = pause;
+	}
+	arm_deadline(s);
+}
+
+static void
+session_io(struct loop *loop, int fd, unsigned events, void *arg)
+{
+	struct smtp_session *s = arg;
+	int eof = 0, err = 0;
+
+	(void)loop;
+	(void)fd;
+	if ((events & LOOP_READ) && !s->paused) {
+		for (int i = 0; i < 4; i++) {
+			enum conn_io io = conn_read(&s->conn, &s->in);
+			if (io == CONN_IO_OK)
+				continue;
+			if (io == CONN_IO_EOF)
+				eof = 1;
+			else if (io == CONN_IO_ERROR)
+				err = errno;
+			break;
+		}
+	}
+	session_process(s);
+	if (s->dead || !(eof || err))
+		return;
+	/* Whatever complete commands came before the EOF were answered. */
+	if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT) {
+		struct log_ctx ctx;
+		log_ctx_of(s, &ctx);
+		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("bytes", s->txn.message_size),
+				   KV("errno", err ? net_errno_name(err) : NULL) };
+		catalog_log(COND_SMTP_DATA_CLIENT_LOST, &ctx, kv, ARRAY_LEN(kv));
+		session_end(s, COND_SMTP_DATA_CLIENT_LOST);
+		return;
+	}
+	if (s->state == SMTP_STATE_CLOSING) {
+		session_end(s, s->end_cause);
+		return;
+	}
+	struct log_ctx ctx;
+	log_ctx_of(s, &ctx);
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+			   KV("errno", err ? net_errno_name(err) : NULL) };
+	catalog_log(COND_NET_CLIENT_READ_ERROR, &ctx, kv, ARRAY_LEN(kv));
+	session_end(s, COND_NET_CLIENT_READ_ERROR);
+}
+
+static void
+session_timeout(struct loop *loop, void *arg)
+{
+	struct smtp_session *s = arg;
+	unsigned secs = s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT
+			? s->cfg->limits_data_timeout : s->cfg->limits_command_timeout;
+
+	(void)loop;
+	if (s->dead)
+		return;
+	if (s->state == SMTP_STATE_DATA && s->txn.dec.ends_lf_dot_lf) {
+		struct log_ctx ctx;
+		log_ctx_of(s, &ctx);
+		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("bytes", s->txn.message_size) };
+		catalog_log(COND_SMTP_DATA_BARE_DOT_LF, &ctx, kv, ARRAY_LEN(kv));
+	}
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+			   KVU("idle_s", secs) };
+	session_reply(s, COND_SMTP_TIMEOUT, kv, ARRAY_LEN(kv));
+	if (s->in_txn && s->txn.data_started)
+		txn_summary(s, "rejected", COND_SMTP_TIMEOUT);
+	s->state = SMTP_STATE_CLOSING;
+	s->end_cause = COND_SMTP_TIMEOUT;
+	session_process(s);
+}
+
+/* ---- lifecycle -------------------------------------------------------- */
+
+static void
+session_free(struct loop *loop, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	(void)loop;
+	txn_free(s);
+	buf_fini(&s->in);
+	buf_fini(&s->out);
+	config_unref(&s->cfg);
+	free(s);
+}
+
+static void
+session_end(struct smtp_session *s, enum cond_id cause)
+{
+	struct smtp_env *env = s->env;
+	struct log_ctx ctx = { .sid = s->sid };
+	char msgs[32], rcpts[32], dur[32];
+
+	if (s->dead)
+		return;
+	s->dead = 1;
+	if (s->in_txn && s->txn.data_started && s->state != SMTP_STATE_COMMIT &&
+	    cause != COND_SMTP_TIMEOUT && cause != COND_SIGNAL_STOP_SESSIONS)
+		txn_summary(s, "rejected", cause);
+	loop_timer_cancel(env->loop, &s->deadline);
+	loop_del_fd(env->loop, s->conn.fd);
+	(void)conn_flush(&s->conn, &s->out);	/* best effort for a last 421 */
+	if (snprintf(msgs, sizeof(msgs), "%u/%u", s->msgs_ok, s->msgs_tried) < 0 ||
+	    snprintf(rcpts, sizeof(rcpts), "%u/%u", s->rcpts_ok, s->rcpts_bad) < 0 ||
+	    snprintf(dur, sizeof(dur), "%.3f", (double)(loop_clock_ms() - s->started_ms) / 1000.0) < 0)
+		msgs[0] = rcpts[0] = dur[0] = '\0';
+	struct kv kv[] = {
+		KV("proto", "smtp"),
+		KV("client", s->conn.peer_text),
+		KV("ptr", "unknown"),
+		KV("helo", s->helo[0] ? s->helo : NULL),
+		KV("tls", "no"),
+		KV("flags", s->flags[0] ? s->flags : NULL),
+		KV("msgs", msgs),
+		KV("rcpts", rcpts),
+		KVU("rejects", s->rejects),
+		KVU("bytes", s->conn.bytes_in),
+		KV("duration_s", dur),
+		KV("last_reject", s->last_reject[0] ? s->last_reject : NULL),
+		KV("cause", catalog_get(cause == COND__COUNT ? COND_NET_CLIENT_READ_ERROR : cause)->id),
+	};
+	catalog_log(COND_SESSION_END, &ctx, kv, ARRAY_LEN(kv));
+	conn_close(&s->conn);
+	env->sessions[s->slot] = NULL;
+	env->gens[s->slot]++;
+	env->live--;
+	if (env->on_end)
+		env->on_end(env, &s->conn.peer);
+	loop_defer(env->loop, session_free, s);
+}
+
+static size_t
+slot_take(struct smtp_env *env, struct smtp_session *s)
+{
+	for (size_t i = 0; i < env->nslots; i++) {
+		if (env->sessions[i] == NULL) {
+			env->sessions[i] = s;
+			return i;
+		}
+	}
+	size_t n = env->nslots ? env->nslots * 2 : 256;
+	env->sessions = xrealloc(env->sessions, n * sizeof(*env->sessions));
+	env->gens = xrealloc(env->gens, n * sizeof(*env->gens));
+	for (size_t i = env->nslots; i < n; i++) {
+		env->sessions[i] = NULL;
+		env->gens[i] = 1;
+	}
+	size_t slot = env->nslots;
+	env->nslots = n;
+	env->sessions[slot] = s;
+	return slot;
+}
+
+void
+smtp_session_start(struct smtp_env *env, int fd, unsigned long sessions_now)
+{
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	uint64_t rnd;
+
+	s->env = env;
+	s->cfg = env->config_get(env->server);
+	conn_init(&s->conn, fd);
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = loop_clock_ms() ^ ((uint64_t)(uintptr_t)s << 16);
+	if (snprintf(s->sid, sizeof(s->sid), "%016" PRIx64, rnd) < 0)
+		s->sid[0] = '\0';
+	s->slot = slot_take(env, s);
+	s->gen = env->gens[s->slot];
+	env->live++;
+	s->started_ms = loop_clock_ms();
+	s->end_cause = COND__COUNT;
+	s->state = SMTP_STATE_INIT;
+	buf_init(&s->in, s->cfg->limits_line_buffer);
+	buf_init(&s->out, OUT_MAX);
+	loop_timer_init(&s->deadline, session_timeout, s);
+	s->trusted = cidr_list_match(&s->cfg->server_trusted_networks,
+				     (struct sockaddr *)&s->conn.peer);
+	if (s->trusted)
+		flag_add(s, "trusted");
+	if (s->conn.peer.ss_family == AF_INET6)
+		flag_add(s, "ipv6");
+
+	struct log_ctx ctx = { .sid = s->sid };
+	struct kv kv[] = { KV("proto", "smtp"), KV("client", s->conn.peer_text),
+			   KVU("port", s->conn.peer_port), KV("local", s->conn.local_text),
+			   KVU("sessions", sessions_now) };
+	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
+	if (loop_add_fd(env->loop, fd, LOOP_READ, session_io, s) < 0) {
+		session_end(s, COND_NET_CLIENT_READ_ERROR);
+		return;
+	}
+	if (env->draining) {
+		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->live) };
+		session_reply(s, COND_SIGNAL_STOP_SESSIONS, k2, 2);
+		s->state = SMTP_STATE_CLOSING;
+		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
+	} else {
+		session_reply(s, COND_SMTP_GREETING, NULL, 0);
+	}
+	session_process(s);
+}
+
+void
+smtp_refuse_connection(int fd, enum cond_id cond, const char *hostname,
+		       const struct kv *kvs, size_t nkv)
+{
+	struct buf r;
+
+	buf_init(&r, REPLY_MAX);
+	if (catalog_reply(&r, cond, hostname, kvs, nkv, 0) == 0 &&
+	    buf_append(&r, "\r\n", 2) == 0) {
+		/* One small write on a fresh socket: it fits the send buffer. */
+		if (send(fd, r.data, r.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+			/* the client is gone already; nothing to tell */
+		}
+	}
+	buf_fini(&r);
+	catalog_log(cond, NULL, kvs, nkv);
+	close(fd);
+}
+
+void
+smtp_env_stop_sessions(struct smtp_env *env, int signo)
+{
+	char sig[16];
+
+	if (snprintf(sig, sizeof(sig), "%s", signo == 2 ? "SIGINT" : "SIGTERM") < 0)
+		sig[0] = '\0';
+	for (size_t i = 0; i < env->nslots; i++) {
+		struct smtp_session *s = env->sessions[i];
+		if (s == NULL || s->dead || s->state == SMTP_STATE_CLOSING)
+			continue;
+		if (s->state == SMTP_STATE_COMMIT)
+			continue;	/* closes after its commit (env->draining) */
+		struct kv kv[] = { KV("signal", sig), KVU("sessions", env->live) };
+		session_reply(s, COND_SIGNAL_STOP_SESSIONS, kv, ARRAY_LEN(kv));
+		if (s->dead)
+			continue;
+		if (s->in_txn && s->txn.data_started)
+			txn_summary(s, "tempfail", COND_SIGNAL_STOP_SESSIONS);
+		s->state = SMTP_STATE_CLOSING;
+		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
+		session_process(s);
+	}
+}

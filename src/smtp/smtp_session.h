@@ -1,0 +1,52 @@
+/*
+ * smtp_session.h - the SMTP server session: one state machine per client.
+ *
+ * The server layer accepts connections and hands each to
+ * smtp_session_start() with a struct smtp_env, its link to the loop, the
+ * spool and the current configuration. The session owns the connection
+ * from then on and tells the server when it ends (env->on_end).
+ */
+#ifndef POSTERN_SMTP_SESSION_H
+#define POSTERN_SMTP_SESSION_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "core/loop.h"
+#include "store/spool.h"
+
+struct smtp_session;
+
+/* One per event loop; owned by the server layer. */
+struct smtp_env {
+	struct loop *loop;
+	struct spool *spool;
+	/* Returns a reference to the configuration now in force. */
+	struct config *(*config_get)(void *server);
+	void *server;
+	/* Called once when a session ends, before it is freed. */
+	void (*on_end)(struct smtp_env *env, const struct sockaddr_storage *peer);
+	/* Sessions of this loop, for shutdown. */
+	struct smtp_session **sessions;	/* slot table, NULL = free */
+	unsigned *gens;			/* generation per slot */
+	size_t nslots;
+	size_t live;
+	int draining;			/* shutdown: finish, take no new work */
+};
+
+/* Starts a session on an accepted, non-blocking fd: sends the greeting.
+ * sessions_now is the server-wide session count (for SESSION-START). */
+void smtp_session_start(struct smtp_env *env, int fd, unsigned long sessions_now);
+
+/* Refuses a connection before any session exists: sends the reply for
+ * cond (a 421) and closes fd. Logs cond with the given keys. */
+void smtp_refuse_connection(int fd, enum cond_id cond, const char *hostname,
+			    const struct kv *kvs, size_t nkv);
+
+/* Shutdown grace over: every session of env gets 421 (SIGNAL-STOP-SESSIONS)
+ * and is closed; sessions waiting on a spool commit close after it. */
+void smtp_env_stop_sessions(struct smtp_env *env, int signo);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * spool.h - the durable message spool, with group commit.
+ *
+ * Layout under server.spool:
+ *   incoming/<qid>  being written; never acknowledged; removed at start
+ *   queue/<qid>     committed: envelope + message + end marker + checksum
+ *   corrupt/<qid>   failed its end marker or checksum at recovery
+ *
+ * A commit writes incoming/<qid>, fsyncs it, renames it into queue/, and
+ * fsyncs queue/ - one directory fsync covers every message of the same
+ * round (group commit). Only then does the completion run, and only then
+ * may the session send 250. Commits run on worker threads; the completion
+ * is posted back to the caller's loop. Any failure unlinks what it wrote.
+ */
+#ifndef POSTERN_SPOOL_H
+#define POSTERN_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog/catalog.h"
+#include "core/buf.h"
+#include "core/loop.h"
+
+#define SPOOL_QID_SIZE 20	/* 16 chars [0-9A-Z] + NUL, room to spare */
+
+struct spool_rcpt {
+	char *addr;		/* owned: mailbox as accepted, "local@domain" */
+	char *orcpt;		/* owned: ORCPT= as sent, or NULL */
+	unsigned notify;	/* SMTP_NOTIFY_* bits, 0 = default */
+	int done;		/* delivered (set by delivery) */
+};
+
+/* One message: envelope and data. Owned by whoever holds it: the session
+ * until spool_commit(), then the spool, then delivery. */
+struct spool_msg {
+	char qid[SPOOL_QID_SIZE];
+	char *from;		/* owned: reverse-path mailbox, "" for <> */
+	struct spool_rcpt *rcpts;	/* owned */
+	size_t nrcpts;
+	int ret;		/* SMTP_RET_* */
+	char *envid;		/* owned or NULL */
+	int body_8bit;
+	int smtputf8;
+	char *client;		/* owned: client address text */
+	char *helo;		/* owned */
+	int64_t received_at;	/* unix seconds */
+	struct buf data;	/* the message as stored, Received field first */
+	int recovered;		/* read back from the spool at start */
+};
+
+struct spool;
+
+/* Creates the folders if needed, removes incoming/ leftovers. threads
+ * commit workers. NULL on error with the condition logged
+ * (STARTUP-INIT-FAILED). */
+struct spool *spool_open(const char *dir, unsigned threads);
+void spool_close(struct spool **spp);	/* waits for running commits */
+
+/* A new queue ID: 16 characters [0-9A-Z], unique in this spool, sortable
+ * by time. Thread-safe. */
+void spool_new_qid(struct spool *sp, char out[SPOOL_QID_SIZE]);
+
+struct spool_msg *spool_msg_new(size_t max_data);
+void spool_msg_free(struct spool_msg **msgp);
+/* Adds a recipient (copies addr and orcpt). */
+void spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
+			const char *orcpt, size_t orcpt_len, unsigned notify);
+
+/* Completion: status 0 = durable (cond is then COND__COUNT, meaning none);
+ * -1 = failed, cond says why (QUEUE_WRITE_FAILED, QUEUE_DISK_FULL,
+ * QUEUE_SPOOL_CREATE_FAILED; the event is already logged with path, op and
+ * errno). On success the spool then hands msg to the sink (delivery); on
+ * failure msg is freed. The callback gets no msg: it must not touch it. */
+typedef void (*spool_done_fn)(struct loop *loop, void *arg, int status,
+			      enum cond_id cond);
+
+/* Queues msg for commit (takes ownership). done runs on loop (posted
+ * with loop_post); with loop NULL it runs on the spool worker thread. */
+void spool_commit(struct spool *sp, struct spool_msg *msg,
+		  struct loop *loop, spool_done_fn done, void *arg);
+
+/* Where committed messages go next (the delivery queue). Called on a spool
+ * worker thread; takes ownership of msg. Set before serving. Setting it
+ * (to NULL at shutdown, before deliver_free) waits until no sink call is
+ * running; without a sink, committed messages stay in queue/ only. */
+typedef void (*spool_sink_fn)(struct spool_msg *msg, void *arg);
+void spool_set_sink(struct spool *sp, spool_sink_fn fn, void *arg);
+
+/* Reads every queue/ entry back (at start) and hands each to the sink with
+ * recovered=1; a bad one moves to corrupt/ (QUEUE-SPOOL-CORRUPT). Logs
+ * QUEUE-RECOVERED with the count. Returns the count, or -1. */
+long spool_recover(struct spool *sp);
+
+/* Removes queue/<qid> once every recipient is delivered. Thread-safe. */
+int spool_remove(struct spool *sp, const char *qid);
+
+/* Encoding, exposed for tests and the fuzzer: serialise msg into out /
+ * parse a spool file's bytes into a new msg (NULL with *reason on error). */
+int spool_encode(const struct spool_msg *msg, struct buf *out) WARN_UNUSED;
+struct spool_msg *spool_decode(const uint8_t *p, size_t n, const char **reason);
+
+#endif

@@ -1,0 +1,74 @@
+#!/bin/sh
+# The whole test suite, as `make test` runs it:
+#  1. build (plain) and run the unit tests;
+#  2. generated docs match their tables (docs/events.md, docs/configuration.md);
+#  3. end-to-end tests (pytest, real daemon, real clients) on the plain build,
+#     then the catalog coverage check over every event they made happen;
+#  4. build with AddressSanitizer + UndefinedBehaviorSanitizer, unit and
+#     end-to-end tests again;
+#  5. libFuzzer targets, 60 seconds each.
+# Ends with one line "N passed, N failed" over all steps.
+set -u
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+passed=0
+failed=0
+step() { echo; echo "==== $*"; }
+ok() { passed=$((passed + 1)); echo "ok: $*"; }
+bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
+# Adds the counts of a "N passed"/"N failed" summary in file $1.
+count() {
+	p=$(grep -Eo '[0-9]+ passed' "$1" | awk '{s+=$1} END {print s+0}')
+	f=$(grep -Eo '[0-9]+ (failed|error|errors)' "$1" | awk '{s+=$1} END {print s+0}')
+	passed=$((passed + p)); failed=$((failed + f))
+}
+log=$(mktemp)
+
+step "build"
+if make -s build > "$log" 2>&1; then ok build; else cat "$log"; bad build; echo "$passed passed, $failed failed"; exit 1; fi
+
+step "unit tests (plain build)"
+for t in $(find build/src -maxdepth 2 -type f -name 'test_*' -perm -u+x 2>/dev/null); do
+	if "$t" > "$log" 2>&1; then :; else cat "$log"; fi
+	tail -n 1 "$log" | sed "s|^|$(basename "$t"): |"
+	count "$log"
+done
+
+step "generated docs are in sync"
+if ./build/postern catalog | cmp -s - docs/events.md; then ok "docs/events.md"; else bad "docs/events.md differs from 'postern catalog' (make docs)"; fi
+if ./build/postern config-doc | cmp -s - docs/configuration.md; then ok "docs/configuration.md"; else bad "docs/configuration.md differs from 'postern config-doc' (make docs)"; fi
+
+step "end-to-end tests (plain build)"
+events=$(mktemp)
+if POSTERN_BIN=build/postern POSTERN_EVENTS_LOG="$events" $PY -m pytest -q -p no:cacheprovider tests/e2e > "$log" 2>&1; then :; fi
+tail -n 30 "$log"
+count "$log"
+if POSTERN_BIN=build/postern POSTERN_EVENTS_LOG="$events" $PY tests/e2e/check_coverage.py; then ok "catalog coverage"; else bad "catalog coverage"; fi
+rm -f "$events"
+
+step "sanitizer build (ASan + UBSan)"
+export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+if make -s build-asan > "$log" 2>&1; then ok build-asan; else cat "$log"; bad build-asan; fi
+for t in $(find build-asan -maxdepth 3 -type f -name 'test_*' -perm -u+x 2>/dev/null); do
+	if "$t" > "$log" 2>&1; then :; else cat "$log"; fi
+	tail -n 1 "$log" | sed "s|^|asan $(basename "$t"): |"
+	count "$log"
+done
+if [ -x build-asan/postern ]; then
+	if POSTERN_BIN=build-asan/postern $PY -m pytest -q -p no:cacheprovider tests/e2e > "$log" 2>&1; then :; fi
+	tail -n 30 "$log"
+	count "$log"
+fi
+
+step "fuzzing"
+if make -s build-fuzz > "$log" 2>&1; then
+	if sh tests/run-fuzz.sh "${FUZZ_SECONDS:-60}"; then ok fuzz; else bad fuzz; fi
+else
+	cat "$log"; bad build-fuzz
+fi
+
+rm -f "$log"
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,214 @@
+/*
+ * test_core.c - unit tests for core/: buffers, slices, logfmt values, the
+ * event loop's timers, posts and fd dispatch.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/kv.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "testing.h"
+
+static void
+test_buf(void)
+{
+	struct buf b;
+
+	TEST_CASE("buf bounded append");
+	buf_init(&b, 8);
+	CHECK_INT(buf_append(&b, "abcd", 4), 0);
+	CHECK_INT(buf_append(&b, "efgh", 4), 0);
+	CHECK_INT(buf_append(&b, "i", 1), -1);	/* past max: refused */
+	CHECK_MEM(b.data, b.len, "abcdefgh");	/* and unchanged */
+	CHECK_STR(buf_cstr(&b), "abcdefgh");
+	buf_consume(&b, 3);
+	CHECK_MEM(b.data, b.len, "defgh");
+	CHECK_INT(buf_appendf(&b, "%d", 123), 0);
+	CHECK_MEM(b.data, b.len, "defgh123");
+	CHECK_INT(buf_appendf(&b, "%s", "x"), -1);
+	buf_consume(&b, 100);
+	CHECK_INT((long long)b.len, 0);
+	buf_fini(&b);
+
+	TEST_CASE("buf large appendf");
+	buf_init(&b, 100000);
+	CHECK_INT(buf_appendf(&b, "%0500d", 7), 0);
+	CHECK_INT((long long)b.len, 500);
+	buf_fini(&b);
+
+	TEST_CASE("buf empty cstr");
+	buf_init(&b, 0);
+	CHECK_STR(buf_cstr(&b), "");
+	CHECK_INT(buf_append(&b, "", 0), 0);
+	buf_fini(&b);
+}
+
+static void
+test_slice(void)
+{
+	uint64_t v = 0;
+	char small[4];
+
+	TEST_CASE("slice numbers");
+	CHECK_INT(slice_to_u64(SLICE_LIT("12345"), UINT64_MAX, &v), 0);
+	CHECK_INT((long long)v, 12345);
+	CHECK_INT(slice_to_u64(SLICE_LIT("18446744073709551615"), UINT64_MAX, &v), 0);
+	CHECK_INT(slice_to_u64(SLICE_LIT("18446744073709551616"), UINT64_MAX, &v), -1);
+	CHECK_INT(slice_to_u64(SLICE_LIT("12a"), UINT64_MAX, &v), -1);
+	CHECK_INT(slice_to_u64(SLICE_LIT(""), UINT64_MAX, &v), -1);
+	CHECK_INT(slice_to_u64(SLICE_LIT("101"), 100, &v), -1);
+	TEST_CASE("slice compare and copy");
+	CHECK(slice_eq_nocase(SLICE_LIT("MaIl"), "mail"));
+	CHECK(!slice_eq_nocase(SLICE_LIT("mails"), "mail"));
+	CHECK(slice_starts_nocase(SLICE_LIT("RCPT TO:"), "rcpt"));
+	CHECK_INT(slice_copy(SLICE_LIT("abc"), small, sizeof(small)), 0);
+	CHECK_STR(small, "abc");
+	CHECK_INT(slice_copy(SLICE_LIT("abcd"), small, sizeof(small)), -1);
+	CHECK_STR(small, "");
+}
+
+static void
+check_value(const char *name, struct kv kv, const char *want)
+{
+	struct buf b;
+
+	TEST_CASE(name);
+	buf_init(&b, 4096);
+	CHECK(log_format_value(&b, &kv) >= 0);
+	CHECK_STR(buf_cstr(&b), want);
+	buf_fini(&b);
+}
+
+static void
+test_logfmt(void)
+{
+	char longv[400];
+
+	check_value("bare value", KV("k", "abc"), "abc");
+	check_value("space quoted", KV("k", "a b"), "\"a b\"");
+	check_value("quote escaped", KV("k", "a\"b\\c"), "\"a\\\"b\\\\c\"");
+	check_value("controls escaped", KVM("k", "a\r\n\x01", 4), "\"a\\r\\n\\x01\"");
+	check_value("empty quoted", KV("k", ""), "\"\"");
+	check_value("utf8 kept", KV("k", "j\xc3\xb6rg"), "\"j\xc3\xb6rg\"");
+	check_value("bad utf8 escaped", KVM("k", "a\xff", 2), "\"a\\xff\"");
+	check_value("number", KVU("k", 42), "42");
+	check_value("negative", KVI("k", -3), "-3");
+	check_value("address", KVA("k", "a@b", 3), "<a@b>");
+	check_value("null sender", KVA("k", "", 0), "<>");
+	check_value("address with space", KVA("k", "a b@c", 5), "\"<a b@c>\"");
+	memset(longv, 'x', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	struct buf b;
+	TEST_CASE("long value cut");
+	buf_init(&b, 4096);
+	struct kv kv = KV("k", longv);
+	CHECK(log_format_value(&b, &kv) > 0);
+	CHECK_INT((long long)b.len, 256 + 5);	/* quotes and ... */
+	CHECK(memcmp(b.data + b.len - 4, "...\"", 4) == 0);
+	buf_fini(&b);
+}
+
+/* ---- loop ---- */
+
+static int fired[4];
+static int order_pos;
+
+static void
+on_timer(struct loop *loop, void *arg)
+{
+	(void)loop;
+	fired[order_pos++ % 4] = (int)(intptr_t)arg;
+	if (order_pos == 3)
+		loop_stop(loop);
+}
+
+static int posted;
+
+static void
+on_post(struct loop *loop, void *arg)
+{
+	(void)arg;
+	if (++posted == 100)
+		loop_stop(loop);
+}
+
+static void *
+poster(void *arg)
+{
+	for (int i = 0; i < 50; i++)
+		loop_post(arg, on_post, NULL);
+	return NULL;
+}
+
+static char got_byte;
+
+static void
+on_read(struct loop *loop, int fd, unsigned events, void *arg)
+{
+	(void)arg;
+	if ((events & LOOP_READ) && read(fd, &got_byte, 1) == 1)
+		loop_stop(loop);
+}
+
+static void
+test_loop(void)
+{
+	struct loop *loop = loop_new();
+	struct loop_timer t1, t2, t3, t4;
+
+	TEST_CASE("timers fire in order; cancelled one does not");
+	loop_timer_init(&t1, on_timer, (void *)1);
+	loop_timer_init(&t2, on_timer, (void *)2);
+	loop_timer_init(&t3, on_timer, (void *)3);
+	loop_timer_init(&t4, on_timer, (void *)4);
+	loop_timer_set(loop, &t3, 30);
+	loop_timer_set(loop, &t1, 10);
+	loop_timer_set(loop, &t4, 15);
+	loop_timer_set(loop, &t2, 20);
+	loop_timer_cancel(loop, &t4);
+	CHECK(!loop_timer_armed(&t4));
+	CHECK(loop_timer_armed(&t1));
+	CHECK_INT(loop_run(loop), 0);
+	CHECK_INT(fired[0], 1);
+	CHECK_INT(fired[1], 2);
+	CHECK_INT(fired[2], 3);
+	loop_free(&loop);
+
+	TEST_CASE("posts from two threads all run");
+	loop = loop_new();
+	pthread_t a, b;
+	pthread_create(&a, NULL, poster, loop);
+	pthread_create(&b, NULL, poster, loop);
+	CHECK_INT(loop_run(loop), 0);
+	pthread_join(a, NULL);
+	pthread_join(b, NULL);
+	CHECK_INT(posted, 100);
+	loop_free(&loop);
+
+	TEST_CASE("fd readable dispatch");
+	loop = loop_new();
+	int p[2];
+	CHECK_INT(pipe(p), 0);
+	CHECK_INT(loop_add_fd(loop, p[0], LOOP_READ, on_read, NULL), 0);
+	CHECK_INT((int)write(p[1], "z", 1), 1);
+	CHECK_INT(loop_run(loop), 0);
+	CHECK_INT(got_byte, 'z');
+	loop_del_fd(loop, p[0]);
+	close(p[0]);
+	close(p[1]);
+	loop_free(&loop);
+}
+
+int
+main(void)
+{
+	test_buf();
+	test_slice();
+	test_logfmt();
+	test_loop();
+	return TEST_DONE();
+}

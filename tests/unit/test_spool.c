@@ -1,0 +1,663 @@
+/*
+ * test_spool.c - the spool: file format, group commit, failure cleanup,
+ * recovery, queue IDs. Uses real files in a mkdtemp folder and a real
+ * event loop to receive completions.
+ */
+#include "store/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "testing.h"
+
+static char tmpdir[] = "/tmp/postern-spool-XXXXXX";
+static char logpath[256];
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static int
+count_files(const char *dir, const char *sub)
+{
+	char path[512];
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, sub) >= (int)sizeof(path))
+		return -1;
+	d = opendir(path);
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* 1 if the log file contains s. */
+static int
+log_has(const char *s)
+{
+	FILE *f = fopen(logpath, "r");
+	char line[8192];
+	int found = 0;
+
+	if (f == NULL)
+		return 0;
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, s) != NULL;
+	fclose(f);
+	return found;
+}
+
+static struct spool_msg *
+make_msg(struct spool *sp, size_t datalen, unsigned seed)
+{
+	struct spool_msg *msg = spool_msg_new(datalen + 1);
+
+	if (sp != NULL)
+		spool_new_qid(sp, msg->qid);
+	else
+		memcpy(msg->qid, "0123456789ABCDEF", 17);
+	free(msg->from);
+	msg->from = xstrdup("sender@example.org");
+	spool_msg_add_rcpt(msg, "a@example.test", 14, NULL, 0, 0);
+	spool_msg_add_rcpt(msg, "B@Example.Test", 14, "rfc822;b@example.test",
+			   21, 0x6);
+	msg->ret = 2;
+	msg->envid = xstrdup("ENV123");
+	msg->body_8bit = 1;
+	msg->smtputf8 = 0;
+	msg->client = xstrdup("192.0.2.7");
+	msg->helo = xstrdup("client.example.org");
+	msg->received_at = 1700000000;
+	for (size_t i = 0; i < datalen; i++) {
+		uint8_t c = (uint8_t)((i * 7 + seed) & 0xff);
+
+		if (buf_append_byte(&msg->data, c) < 0)
+			abort();
+	}
+	return msg;
+}
+
+static int
+msg_equal(const struct spool_msg *a, const struct spool_msg *b)
+{
+	if (strcmp(a->qid, b->qid) != 0 || strcmp(a->from, b->from) != 0 ||
+	    a->nrcpts != b->nrcpts || a->ret != b->ret ||
+	    a->body_8bit != b->body_8bit || a->smtputf8 != b->smtputf8 ||
+	    strcmp(a->client, b->client) != 0 || strcmp(a->helo, b->helo) != 0 ||
+	    a->received_at != b->received_at || a->data.len != b->data.len ||
+	    (a->data.len && memcmp(a->data.data, b->data.data, a->data.len) != 0))
+		return 0;
+	if ((a->envid == NULL) != (b->envid == NULL) ||
+	    (a->envid && strcmp(a->envid, b->envid) != 0))
+		return 0;
+	for (size_t i = 0; i < a->nrcpts; i++) {
+		const struct spool_rcpt *x = &a->rcpts[i], *y = &b->rcpts[i];
+
+		if (strcmp(x->addr, y->addr) != 0 || x->notify != y->notify ||
+		    (x->orcpt == NULL) != (y->orcpt == NULL) ||
+		    (x->orcpt && strcmp(x->orcpt, y->orcpt) != 0))
+			return 0;
+	}
+	return 1;
+}
+
+/* ---- the loop that receives completions ------------------------------- */
+
+static struct loop *loop;
+static pthread_t loop_thread;
+
+static void *
+loop_main(void *arg)
+{
+	(void)arg;
+	(void)loop_run(loop);
+	return NULL;
+}
+
+struct result {
+	_Atomic int done;
+	_Atomic int ok;
+	_Atomic int failed;
+	_Atomic int last_cond;
+	_Atomic int wrong_thread;
+};
+
+static void
+on_done(struct loop *l, void *arg, int status, enum cond_id cond)
+{
+	struct result *r = arg;
+
+	if (l != loop || !pthread_equal(pthread_self(), loop_thread))
+		atomic_fetch_add(&r->wrong_thread, 1);
+	if (status == 0)
+		atomic_fetch_add(&r->ok, 1);
+	else
+		atomic_fetch_add(&r->failed, 1);
+	atomic_store(&r->last_cond, (int)cond);
+	atomic_fetch_add(&r->done, 1);
+}
+
+static int
+wait_done(struct result *r, int want)
+{
+	for (int i = 0; i < 3000 && atomic_load(&r->done) < want; i++)
+		sleep_ms(5);
+	return atomic_load(&r->done);
+}
+
+static _Atomic int sunk;
+static _Atomic int sunk_recovered;
+
+static void
+sink(struct spool_msg *msg, void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&sunk, 1);
+	if (msg->recovered)
+		atomic_fetch_add(&sunk_recovered, 1);
+	spool_msg_free(&msg);
+}
+
+/* ---- cases ------------------------------------------------------------ */
+
+static void
+test_round_trip(void)
+{
+	struct spool_msg *msg = make_msg(NULL, 300, 1), *back;
+	struct buf enc;
+	const char *reason = NULL;
+
+	TEST_CASE("round trip");
+	buf_init(&enc, 1 << 20);
+	CHECK(spool_encode(msg, &enc) == 0);
+	back = spool_decode(enc.data, enc.len, &reason);
+	CHECK(back != NULL);
+	if (back != NULL) {
+		CHECK(msg_equal(msg, back));
+		CHECK(back->rcpts[0].orcpt == NULL);
+		CHECK_STR(back->rcpts[1].orcpt, "rfc822;b@example.test");
+		CHECK_INT(back->rcpts[1].notify, 6);
+		CHECK_INT(back->recovered, 0);
+	}
+	spool_msg_free(&back);
+
+	/* Null sender, no envid, no data, negative time. */
+	TEST_CASE("round trip minimal");
+	free(msg->from);
+	msg->from = xstrdup("");
+	free(msg->envid);
+	msg->envid = NULL;
+	buf_reset(&msg->data);
+	msg->received_at = -5;
+	buf_reset(&enc);
+	CHECK(spool_encode(msg, &enc) == 0);
+	back = spool_decode(enc.data, enc.len, &reason);
+	CHECK(back != NULL);
+	if (back != NULL) {
+		CHECK(msg_equal(msg, back));
+		CHECK(back->envid == NULL);
+	}
+	spool_msg_free(&back);
+	buf_fini(&enc);
+	spool_msg_free(&msg);
+}
+
+static void
+test_reject(void)
+{
+	struct spool_msg *msg = make_msg(NULL, 200, 3), *back;
+	struct buf enc;
+	const char *reason;
+	int accepted = 0, noreason = 0;
+
+	buf_init(&enc, 1 << 20);
+	if (spool_encode(msg, &enc) < 0)
+		abort();
+
+	TEST_CASE("every truncation rejected");
+	for (size_t k = 0; k < enc.len; k++) {
+		reason = NULL;
+		back = spool_decode(enc.data, k, &reason);
+		if (back != NULL)
+			accepted++;
+		if (reason == NULL)
+			noreason++;
+		spool_msg_free(&back);
+	}
+	CHECK_INT(accepted, 0);
+	CHECK_INT(noreason, 0);
+
+	TEST_CASE("every flipped byte rejected");
+	accepted = 0;
+	for (size_t i = 0; i < enc.len; i++) {
+		static const uint8_t masks[] = { 0x01, 0x20, 0x80, 0xff };
+
+		for (size_t m = 0; m < ARRAY_LEN(masks); m++) {
+			enc.data[i] ^= masks[m];
+			back = spool_decode(enc.data, enc.len, &reason);
+			if (back != NULL)
+				accepted++;
+			spool_msg_free(&back);
+			enc.data[i] ^= masks[m];
+		}
+	}
+	CHECK_INT(accepted, 0);
+
+	TEST_CASE("trailing garbage rejected");
+	if (buf_append_byte(&enc, '\n') < 0)
+		abort();
+	reason = NULL;
+	back = spool_decode(enc.data, enc.len, &reason);
+	CHECK(back == NULL);
+	CHECK_STR(reason, "trailing garbage after end record");
+	enc.len--;
+
+	TEST_CASE("bad checksum reason");
+	enc.data[20] ^= 0x01;	/* inside the qid length */
+	back = spool_decode(enc.data, enc.len, &reason);
+	CHECK(back == NULL);
+	enc.data[20] ^= 0x01;
+	enc.data[enc.len - 200] ^= 0x01;	/* inside the data */
+	back = spool_decode(enc.data, enc.len, &reason);
+	CHECK(back == NULL);
+	CHECK_STR(reason, "checksum mismatch");
+	enc.data[enc.len - 200] ^= 0x01;
+	back = spool_decode(enc.data, enc.len, &reason);
+	CHECK(back != NULL);
+	spool_msg_free(&back);
+
+	TEST_CASE("absurd counts and lengths");
+	{
+		static const char *const bad[] = {
+			"POSTERN-SPOOL 1\nqid 16:0123456789ABCDEF\nfrom 0:\nrcpts 9999999:\n",
+			"POSTERN-SPOOL 1\nqid 16:0123456789ABCDEF\nfrom 0:\nrcpts 1:0\n",
+			"POSTERN-SPOOL 1\nqid 99999999999999999999999:",
+			"POSTERN-SPOOL 1\nqid 016:0123456789ABCDEF\n",
+			"POSTERN-SPOOL 1\nqid 16:0123456789abcdef\n",
+			"POSTERN-SPOOL 1\nqid 16:../../etc/passw\n",
+			"POSTERN-SPOOL 1\nqid 16:0123456789ABCDEF\nfrom 1000000:x\n",
+			"POSTERN-SPOOL 2\n",
+			"",
+			"P",
+		};
+
+		for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+			reason = NULL;
+			back = spool_decode((const uint8_t *)bad[i],
+					    strlen(bad[i]), &reason);
+			CHECK(back == NULL);
+			CHECK(reason != NULL);
+			spool_msg_free(&back);
+		}
+	}
+
+	TEST_CASE("empty input");
+	reason = NULL;
+	CHECK(spool_decode(NULL, 0, &reason) == NULL);
+	CHECK_STR(reason, "empty file");
+
+	TEST_CASE("random bytes and random splices");
+	{
+		uint8_t junk[512];
+		unsigned seed = 12345;
+
+		accepted = 0;
+		for (int round = 0; round < 20000; round++) {
+			size_t n = (size_t)(rand_r(&seed) % sizeof(junk));
+
+			if (round % 2 && n < enc.len) {
+				memcpy(junk, enc.data, n);	/* valid prefix */
+				if (n > 0)
+					junk[rand_r(&seed) % n] = (uint8_t)rand_r(&seed);
+			} else {
+				for (size_t i = 0; i < n; i++)
+					junk[i] = (uint8_t)rand_r(&seed);
+			}
+			back = spool_decode(junk, n, &reason);
+			if (back != NULL)
+				accepted++;
+			spool_msg_free(&back);
+		}
+		CHECK_INT(accepted, 0);
+	}
+	buf_fini(&enc);
+	spool_msg_free(&msg);
+}
+
+struct qid_job {
+	struct spool *sp;
+	char (*out)[SPOOL_QID_SIZE];
+	size_t n;
+};
+
+static void *
+qid_thread(void *arg)
+{
+	struct qid_job *j = arg;
+
+	for (size_t i = 0; i < j->n; i++)
+		spool_new_qid(j->sp, j->out[i]);
+	return NULL;
+}
+
+static int
+qid_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static void
+test_qid(struct spool *sp)
+{
+	enum { T = 4, N = 20000 };
+	char (*all)[SPOOL_QID_SIZE] = xcalloc(T * N, SPOOL_QID_SIZE);
+	pthread_t th[T];
+	struct qid_job jobs[T];
+	int bad = 0, dup = 0, unordered = 0;
+
+	TEST_CASE("queue IDs");
+	for (int t = 0; t < T; t++) {
+		jobs[t] = (struct qid_job){ sp, all + (size_t)t * N, N };
+		pthread_create(&th[t], NULL, qid_thread, &jobs[t]);
+	}
+	for (int t = 0; t < T; t++)
+		pthread_join(th[t], NULL);
+	for (size_t i = 0; i < (size_t)T * N; i++) {
+		if (strlen(all[i]) != 16 ||
+		    strspn(all[i], "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 16)
+			bad++;
+		/* Within one thread, each is later than the one before. */
+		if (i % N != 0 && strcmp(all[i - 1], all[i]) >= 0)
+			unordered++;
+	}
+	qsort(all, (size_t)T * N, SPOOL_QID_SIZE, qid_cmp);
+	for (size_t i = 1; i < (size_t)T * N; i++)
+		if (strcmp(all[i - 1], all[i]) == 0)
+			dup++;
+	CHECK_INT(bad, 0);
+	CHECK_INT(dup, 0);
+	CHECK_INT(unordered, 0);
+	free(all);
+}
+
+struct commit_job {
+	struct spool *sp;
+	struct result *res;
+	int n;
+};
+
+static void *
+commit_thread(void *arg)
+{
+	struct commit_job *j = arg;
+
+	for (int i = 0; i < j->n; i++)
+		spool_commit(j->sp, make_msg(j->sp, 1000 + (size_t)i * 37, (unsigned)i),
+			     loop, on_done, j->res);
+	return NULL;
+}
+
+static void
+test_commit(const char *dir)
+{
+	enum { T = 4, N = 50 };
+	struct spool *sp = spool_open(dir, 2);
+	struct result res = { 0 };
+	pthread_t th[T];
+	struct commit_job jobs[T];
+
+	TEST_CASE("commit from several threads");
+	CHECK(sp != NULL);
+	if (sp == NULL)
+		return;
+	atomic_store(&sunk, 0);
+	spool_set_sink(sp, sink, NULL);
+	for (int t = 0; t < T; t++) {
+		jobs[t] = (struct commit_job){ sp, &res, N };
+		pthread_create(&th[t], NULL, commit_thread, &jobs[t]);
+	}
+	for (int t = 0; t < T; t++)
+		pthread_join(th[t], NULL);
+	CHECK_INT(wait_done(&res, T * N), T * N);
+	CHECK_INT(atomic_load(&res.ok), T * N);
+	CHECK_INT(atomic_load(&res.failed), 0);
+	CHECK_INT(atomic_load(&res.wrong_thread), 0);
+	CHECK_INT(count_files(dir, "queue"), T * N);
+	CHECK_INT(count_files(dir, "incoming"), 0);
+	spool_close(&sp);
+	CHECK_INT(atomic_load(&sunk), T * N);	/* every one reached the sink */
+}
+
+static void
+test_write_failure(const char *dir)
+{
+	struct spool *sp = spool_open(dir, 1);
+	struct result res = { 0 };
+	struct rlimit old, small;
+	int before_queue = count_files(dir, "queue");
+	void (*oldsig)(int);
+
+	TEST_CASE("commit fails under RLIMIT_FSIZE");
+	CHECK(sp != NULL);
+	if (sp == NULL)
+		return;
+	oldsig = signal(SIGXFSZ, SIG_IGN);
+	CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+	small = old;
+	small.rlim_cur = 64 * 1024;
+	CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0);
+	spool_commit(sp, make_msg(sp, 256 * 1024, 9), loop, on_done, &res);
+	CHECK_INT(wait_done(&res, 1), 1);
+	CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+	signal(SIGXFSZ, oldsig);
+	CHECK_INT(atomic_load(&res.failed), 1);
+	CHECK_INT(atomic_load(&res.last_cond), COND_QUEUE_WRITE_FAILED);
+	CHECK_INT(count_files(dir, "incoming"), 0);
+	CHECK_INT(count_files(dir, "queue"), before_queue);
+	CHECK(log_has("event=QUEUE-WRITE-FAILED"));
+	CHECK(log_has("errno=EFBIG"));
+	CHECK(log_has("op=write"));
+
+	TEST_CASE("commit of a bad queue ID fails");
+	{
+		struct spool_msg *msg = make_msg(sp, 10, 1);
+
+		memcpy(msg->qid, "../../etc/passwd", 17);
+		spool_commit(sp, msg, loop, on_done, &res);
+		CHECK_INT(wait_done(&res, 2), 2);
+		CHECK_INT(atomic_load(&res.failed), 2);
+		CHECK_INT(atomic_load(&res.last_cond),
+			  COND_QUEUE_SPOOL_CREATE_FAILED);
+	}
+	spool_close(&sp);
+}
+
+static void
+test_recover(const char *dir)
+{
+	char path[512], victim[512] = "";
+	struct spool *sp;
+	int n = count_files(dir, "queue");
+	long got;
+
+	TEST_CASE("recovery with one corrupt file");
+	/* Flip a byte in one committed file, and leave junk in incoming/. */
+	{
+		DIR *d;
+		struct dirent *de;
+
+		if (snprintf(path, sizeof(path), "%s/queue", dir) >= (int)sizeof(path))
+			abort();
+		d = opendir(path);
+		while (d && (de = readdir(d)) != NULL) {
+			if (de->d_name[0] != '.') {
+				if (snprintf(victim, sizeof(victim), "%s/%s", path,
+					     de->d_name) >= (int)sizeof(victim))
+					abort();
+				break;
+			}
+		}
+		if (d)
+			closedir(d);
+	}
+	CHECK(victim[0] != '\0');
+	{
+		int fd = open(victim, O_RDWR);
+		char c;
+
+		CHECK(fd >= 0);
+		CHECK(pread(fd, &c, 1, 500) == 1);
+		c ^= 0x10;
+		CHECK(pwrite(fd, &c, 1, 500) == 1);
+		close(fd);
+	}
+	if (snprintf(path, sizeof(path), "%s/incoming/LEFTOVER", dir) >= (int)sizeof(path))
+		abort();
+	{
+		int fd = open(path, O_CREAT | O_WRONLY, 0600);
+
+		CHECK(fd >= 0);
+		close(fd);
+	}
+	sp = spool_open(dir, 1);
+	CHECK(sp != NULL);
+	if (sp == NULL)
+		return;
+	CHECK_INT(count_files(dir, "incoming"), 0);
+	atomic_store(&sunk, 0);
+	atomic_store(&sunk_recovered, 0);
+	spool_set_sink(sp, sink, NULL);
+	got = spool_recover(sp);
+	CHECK_INT(got, n - 1);
+	CHECK_INT(atomic_load(&sunk), n - 1);
+	CHECK_INT(atomic_load(&sunk_recovered), n - 1);
+	CHECK_INT(count_files(dir, "corrupt"), 1);
+	CHECK_INT(count_files(dir, "queue"), n - 1);
+	CHECK(log_has("event=QUEUE-SPOOL-CORRUPT"));
+	{
+		char want[64];
+
+		if (snprintf(want, sizeof(want), "count=%d", n - 1) >= (int)sizeof(want))
+			abort();
+		CHECK(log_has(want));
+	}
+
+	TEST_CASE("spool_remove");
+	{
+		struct spool_msg *msg = make_msg(sp, 10, 1);
+		struct result res = { 0 };
+		char qid[SPOOL_QID_SIZE];
+
+		memcpy(qid, msg->qid, sizeof(qid));
+		spool_commit(sp, msg, loop, on_done, &res);
+		CHECK_INT(wait_done(&res, 1), 1);
+		CHECK_INT(count_files(dir, "queue"), n);
+		CHECK_INT(spool_remove(sp, qid), 0);
+		CHECK_INT(count_files(dir, "queue"), n - 1);
+		CHECK_INT(spool_remove(sp, qid), -1);
+		CHECK(log_has("event=QUEUE-SPOOL-DELETE-FAILED"));
+		CHECK_INT(spool_remove(sp, "../x"), -1);
+	}
+	spool_close(&sp);
+
+	TEST_CASE("recovery of an empty spool logs count=0");
+	{
+		char empty[512];
+
+		if (snprintf(empty, sizeof(empty), "%s/empty/sub", dir) >= (int)sizeof(empty))
+			abort();
+		sp = spool_open(empty, 1);
+		CHECK(sp != NULL);
+		if (sp != NULL) {
+			CHECK_INT(spool_recover(sp), 0);
+			CHECK(log_has("count=0"));
+			spool_close(&sp);
+		}
+	}
+
+	TEST_CASE("spool_open on a file fails");
+	{
+		char file[512];
+		int fd;
+
+		if (snprintf(file, sizeof(file), "%s/plainfile", dir) >= (int)sizeof(file))
+			abort();
+		fd = open(file, O_CREAT | O_WRONLY, 0600);
+		close(fd);
+		sp = spool_open(file, 1);
+		CHECK(sp == NULL);
+		CHECK(log_has("event=STARTUP-INIT-FAILED"));
+	}
+}
+
+int
+main(void)
+{
+	char spooldir[512];
+
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	if (snprintf(logpath, sizeof(logpath), "%s/log", tmpdir) >= (int)sizeof(logpath) ||
+	    snprintf(spooldir, sizeof(spooldir), "%s/spool", tmpdir) >= (int)sizeof(spooldir))
+		return 1;
+	if (log_open(logpath, LOG_SEV_DEBUG) < 0) {
+		perror("log_open");
+		return 1;
+	}
+	loop = loop_new();
+	pthread_create(&loop_thread, NULL, loop_main, NULL);
+
+	test_round_trip();
+	test_reject();
+	{
+		struct spool *sp = spool_open(spooldir, 1);
+
+		if (sp != NULL) {
+			test_qid(sp);
+			spool_close(&sp);
+		}
+	}
+	test_commit(spooldir);
+	test_write_failure(spooldir);
+	test_recover(spooldir);
+
+	loop_stop(loop);
+	pthread_join(loop_thread, NULL);
+	loop_free(&loop);
+	log_close();
+	if (testing_failed == 0 && getenv("KEEP") == NULL) {
+		char cmd[600];
+
+		if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir) < (int)sizeof(cmd))
+			(void)!system(cmd);
+	} else {
+		fprintf(stderr, "files kept in %s\n", tmpdir);
+	}
+	return TEST_DONE();
+}
