@@ -47,6 +47,8 @@
 #   POSTERN_BIN=path     use this binary, build nothing
 #   BUILD_DIR=/var/tmp/postern-bench-build  BUILDTYPE=debugoptimized (or release)
 #   SKIP_POSTERN=1       Postfix only (e.g. while Postern does not run yet)
+#   POSTERN_LOG_LEVEL=notice   (info logs one summary line per message and session,
+#                        as Postfix does; notice keeps logging out of the figure)
 #   FSYNC_COUNT=0 skip step 5;  POSTFIX_DISCARD=0 skip step 6
 #   RESULTS=dir          default bench/results/<date-time>
 #
@@ -72,6 +74,7 @@ RESULTS="${RESULTS:-$HERE/results/$STAMP}"
 POSTFIX_DISCARD="${POSTFIX_DISCARD:-1}"
 FSYNC_COUNT="${FSYNC_COUNT:-1}"
 SKIP_POSTERN="${SKIP_POSTERN:-0}"
+POSTERN_LOG_LEVEL="${POSTERN_LOG_LEVEL:-notice}"
 # Our own build folder (not the repository's build/, which the developers use:
 # two ninjas in one folder at once would trip over each other).  Same flags as
 # `make build` (debugoptimized = -O2 -g), at most 2 compile jobs.
@@ -211,13 +214,13 @@ accounts = accounts
 connections_per_ip = 0
 
 [log]
-level = notice
+level = $POSTERN_LOG_LEVEL
 EOF
     cp "$WORK/postern/bench.conf" "$RESULTS/postern-bench.conf"
     "$BIN" check -c "$WORK/postern/bench.conf" >"$WORK/check.out" 2>&1 ||
         { cat "$WORK/check.out" >&2; log "postern check failed (going on: serve decides)"; }
     "$BIN" serve -c "$WORK/postern/bench.conf" -o "listen.mx.address=127.0.0.1:$PORT" \
-        -o log.level=notice 2>"$WORK/postern.log" >/dev/null &
+        -o "log.level=$POSTERN_LOG_LEVEL" 2>"$WORK/postern.log" >/dev/null &
     POSTERN_PID=$!
     echo "$POSTERN_PID" >"$WORK/postern.pid"
     ready=0
@@ -295,7 +298,7 @@ DRIVE=(/usr/bin/python3 "$HERE/drive.py" --load "$SHARED/smtp-load.py" --out-dir
 {
     echo "# $(date -u '+%F %T UTC') bench/run-bench.sh"
     echo "REPS=$REPS SIZES=$SIZES SESSIONS=$SESSIONS WARMUP=$WARMUP MSGS_TABLE=$MSGS_TABLE"
-    echo "postern: $BIN serve -c bench.conf -o listen.mx.address=127.0.0.1:$PORT -o log.level=notice"
+    echo "postern: $BIN serve -c bench.conf -o listen.mx.address=127.0.0.1:$PORT -o log.level=$POSTERN_LOG_LEVEL"
     echo "${DRIVE[*]} --targets targets.json"
     cat "$WORK/targets.json"
 } >"$RESULTS/commands.txt"

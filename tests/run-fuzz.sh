@@ -4,7 +4,7 @@
 secs=${1:-60}
 rc=0
 for t in build-fuzz/fuzz/fuzz_*; do
-	[ -x "$t" ] || continue
+	[ -f "$t" ] && [ -x "$t" ] || continue
 	name=$(basename "$t")
 	corpus=$(mktemp -d)
 	seeds="fuzz/corpus/${name#fuzz_}"

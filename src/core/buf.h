@@ -46,7 +46,7 @@ int buf_append(struct buf *b, const void *p, size_t n) WARN_UNUSED;
 int buf_append_str(struct buf *b, const char *s) WARN_UNUSED;
 int buf_append_byte(struct buf *b, uint8_t c) WARN_UNUSED;
 int buf_appendf(struct buf *b, const char *fmt, ...) PRINTF(2, 3) WARN_UNUSED;
-int buf_vappendf(struct buf *b, const char *fmt, va_list ap) WARN_UNUSED;
+int buf_vappendf(struct buf *b, const char *fmt, va_list ap) PRINTF(2, 0) WARN_UNUSED;
 /* Removes the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
 /* Returns data as a NUL-terminated C string (reserves the byte). */

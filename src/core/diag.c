@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "buf.h"
 
@@ -12,6 +13,9 @@ void
 diag_init(struct diag *d)
 {
 	d->msgs = NULL;
+	d->kinds = NULL;
+	d->errnos = NULL;
+	d->paths = NULL;
 	d->n = 0;
 	d->cap = 0;
 }
@@ -19,10 +23,39 @@ diag_init(struct diag *d)
 void
 diag_fini(struct diag *d)
 {
-	for (size_t i = 0; i < d->n; i++)
+	for (size_t i = 0; i < d->n; i++) {
 		free(d->msgs[i]);
+		free(d->paths[i]);
+	}
 	free(d->msgs);
+	free(d->kinds);
+	free(d->errnos);
+	free(d->paths);
 	diag_init(d);
+}
+
+static void
+diag_push(struct diag *d, const char *file, enum diag_kind kind, int err, char *msg)
+{
+	if (d->n == d->cap) {
+		d->cap = d->cap ? d->cap * 2 : 8;
+		d->msgs = xrealloc(d->msgs, d->cap * sizeof(*d->msgs));
+		d->kinds = xrealloc(d->kinds, d->cap * sizeof(*d->kinds));
+		d->errnos = xrealloc(d->errnos, d->cap * sizeof(*d->errnos));
+		d->paths = xrealloc(d->paths, d->cap * sizeof(*d->paths));
+	}
+	d->msgs[d->n] = msg;
+	d->kinds[d->n] = kind;
+	d->errnos[d->n] = err;
+	d->paths[d->n] = xstrdup(file);
+	d->n++;
+}
+
+void
+diag_add_open_failed(struct diag *d, const char *file, int err)
+{
+	diag_push(d, file, DIAG_OPEN_FAILED, err,
+		  xasprintf("%s: cannot open: %s", file, strerror(err)));
 }
 
 void
@@ -48,11 +81,7 @@ diag_add(struct diag *d, const char *file, unsigned line, const char *fmt, ...)
 		if (buf_appendf(&b, "%.200s:%u: (message too long)", file, line) < 0)
 			buf_reset(&b);
 	}
-	if (d->n == d->cap) {
-		d->cap = d->cap ? d->cap * 2 : 8;
-		d->msgs = xrealloc(d->msgs, d->cap * sizeof(*d->msgs));
-	}
-	d->msgs[d->n++] = xstrdup(buf_cstr(&b));
+	diag_push(d, file, DIAG_INVALID, 0, xstrdup(buf_cstr(&b)));
 	buf_fini(&b);
 }
 

@@ -11,8 +11,17 @@
 
 #include "compat.h"
 
+/* What kind of problem a diagnostic is, for callers that log it. */
+enum diag_kind {
+	DIAG_INVALID,		/* a bad line or value */
+	DIAG_OPEN_FAILED,	/* a named file cannot be opened or read */
+};
+
 struct diag {
 	char **msgs;	/* owned, each "FILE:LINE: message" or "FILE: message" */
+	enum diag_kind *kinds;
+	int *errnos;	/* errno for DIAG_OPEN_FAILED, else 0 */
+	char **paths;	/* owned: the file each message is about */
 	size_t n;
 	size_t cap;
 };
@@ -21,6 +30,8 @@ void diag_init(struct diag *d);
 void diag_fini(struct diag *d);
 /* line 0 means no line number. */
 void diag_add(struct diag *d, const char *file, unsigned line, const char *fmt, ...) PRINTF(4, 5);
+/* A file that cannot be opened: kind DIAG_OPEN_FAILED, errno kept. */
+void diag_add_open_failed(struct diag *d, const char *file, int err);
 void diag_print(const struct diag *d, FILE *out);
 
 #endif

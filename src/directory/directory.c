@@ -250,7 +250,7 @@ read_file_bounded(const char *path, size_t max, size_t *len_out, struct diag *di
 	size_t n;
 
 	if (f == NULL) {
-		diag_add(diags, path, 0, "cannot open: %s", strerror(errno));
+		diag_add_open_failed(diags, path, errno);
 		return NULL;
 	}
 	buf_init(&b, max);

@@ -535,12 +535,21 @@ restart_needed(const char *option, void *arg)
 	catalog_log(COND_CONFIG_RESTART_NEEDED, NULL, kv, 1);
 }
 
+/* Each configuration problem as an event: a map file that cannot be
+ * opened is CONFIG-MAP-OPEN-FAILED, anything else CONFIG-INVALID. */
 static void
-log_diags(const struct diag *d)
+log_diags(const struct diag *d, const char *config_path)
 {
 	for (size_t i = 0; i < d->n; i++) {
-		struct kv kv[] = { KV("err", d->msgs[i]) };
-		catalog_log(COND_CONFIG_INVALID, NULL, kv, 1);
+		if (d->kinds[i] == DIAG_OPEN_FAILED && strcmp(d->paths[i], config_path) != 0) {
+			int e = d->errnos[i];
+			struct kv kv[] = { KV("option", "local.accounts"), KV("path", d->paths[i]),
+					   KV("errno", net_errno_name(e)), KV("err", strerror(e)) };
+			catalog_log(COND_CONFIG_MAP_OPEN_FAILED, NULL, kv, ARRAY_LEN(kv));
+			continue;
+		}
+		struct kv kv[] = { KV("path", d->paths[i]), KV("err", d->msgs[i]) };
+		catalog_log(COND_CONFIG_INVALID, NULL, kv, ARRAY_LEN(kv));
 	}
 }
 
@@ -552,7 +561,7 @@ server_reload(struct server *srv)
 	diag_init(&d);
 	struct config *next = config_load(srv->path, srv->overrides, srv->noverrides, &d);
 	if (next == NULL) {
-		log_diags(&d);
+		log_diags(&d, srv->path);
 		struct kv kv[] = { KV("path", srv->path), KVU("errors", d.n) };
 		catalog_log(COND_CONFIG_RELOAD_FAILED, NULL, kv, ARRAY_LEN(kv));
 		diag_fini(&d);
@@ -650,7 +659,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	diag_init(&d);
 	srv->cfg = config_load(config_path, overrides, noverrides, &d);
 	if (srv->cfg == NULL) {
-		diag_print(&d, stderr);
+		/* Logged as events (to stderr: the log target is not known). */
+		log_diags(&d, config_path);
 		diag_fini(&d);
 		free(srv);
 		return EX_CONFIG;

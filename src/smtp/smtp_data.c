@@ -255,6 +255,7 @@ smtp_data_feed(struct smtp_data *d, const uint8_t *in, size_t len,
 				data_emit(d, out, sc, (const uint8_t *)".", 1);
 				data_bare_lf(d, out, sc);
 				i++;
+				d->lf_dot_lf_seen = 1;
 				if (i == len)
 					d->ends_lf_dot_lf = 1;
 			} else {

@@ -80,6 +80,7 @@ struct smtp_data {
 	uint64_t bare_lf;	/* count of bare LFs */
 	uint64_t first_bare_lf;	/* offset of the first one */
 	int ends_lf_dot_lf;	/* the input so far ends with a bare <LF>.<LF> */
+	int lf_dot_lf_seen;	/* a "." line closed by a bare LF came at all */
 	/* internal */
 	int state;
 };

@@ -65,6 +65,7 @@ struct txn {
 	struct smtp_data dec;
 	struct smtp_scan scan;
 	uint64_t bdat_left;	/* octets of the current chunk still to read */
+	uint64_t bdat_chunk;	/* size of the current chunk */
 	int bdat_last;
 	int bdat_discard;	/* refused chunk: read and drop */
 	enum cond_id bdat_refusal;
@@ -351,8 +352,8 @@ static void
 mail_summary(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
 {
 	struct log_ctx ctx;
-	static const char *const bodies[] = { NULL, "7bit", "8bitmime" };
-	static const char *const rets[] = { NULL, "full", "hdrs" };
+	static const char *const bodies[] = { NULL, "7BIT", "8BITMIME" };
+	static const char *const rets[] = { NULL, "FULL", "HDRS" };
 
 	log_ctx_of(s, &ctx);
 	struct kv kv[] = {
@@ -403,12 +404,12 @@ rcpt_summary(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id ca
 	char notify[40] = "";
 
 	if (cmd->notify & SMTP_NOTIFY_NEVER)
-		memcpy(notify, "never", sizeof("never"));
+		memcpy(notify, "NEVER", sizeof("NEVER"));
 	else if (cmd->notify &&
 		 snprintf(notify, sizeof(notify), "%s%s%s",
-			  cmd->notify & SMTP_NOTIFY_SUCCESS ? "success," : "",
-			  cmd->notify & SMTP_NOTIFY_FAILURE ? "failure," : "",
-			  cmd->notify & SMTP_NOTIFY_DELAY ? "delay," : "") > 0)
+			  cmd->notify & SMTP_NOTIFY_SUCCESS ? "SUCCESS," : "",
+			  cmd->notify & SMTP_NOTIFY_FAILURE ? "FAILURE," : "",
+			  cmd->notify & SMTP_NOTIFY_DELAY ? "DELAY," : "") > 0)
 		notify[strlen(notify) - 1] = '\0';
 	log_ctx_of(s, &ctx);
 	struct kv kv[] = {
@@ -615,6 +616,7 @@ static void
 cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	s->txn.bdat_left = cmd->chunk_size;
+	s->txn.bdat_chunk = cmd->chunk_size;
 	s->txn.bdat_last = cmd->last;
 	s->txn.bdat_discard = 0;
 	if (!s->in_txn || s->state != SMTP_STATE_MAIL) {
@@ -957,10 +959,10 @@ commit_done(struct loop *loop, void *arg, int status, enum cond_id cond)
 		txn_summary(s, "tempfail", cond);
 	}
 	txn_free(s);
+	/* While the server drains, the session goes on until the client
+	 * quits or the grace period ends. */
 	if (s->state == SMTP_STATE_COMMIT)
-		s->state = env->draining ? SMTP_STATE_CLOSING : SMTP_STATE_READY;
-	if (s->state == SMTP_STATE_CLOSING && s->end_cause == COND__COUNT)
-		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
+		s->state = SMTP_STATE_READY;
 	session_process(s);
 }
 
@@ -1024,7 +1026,7 @@ bdat_input(struct smtp_session *s)
 		t->bdat_refusal = COND__COUNT;
 	}
 	if (!t->bdat_last) {
-		struct kv kv[] = { KVU("size", t->message_size) };
+		struct kv kv[] = { KVU("size", t->bdat_chunk) };
 		s->state = SMTP_STATE_MAIL;
 		session_reply(s, COND_SMTP_BDAT_OK, kv, 1);
 		if (first)
@@ -1175,7 +1177,7 @@ session_timeout(struct loop *loop, void *arg)
 	(void)loop;
 	if (s->dead)
 		return;
-	if (s->state == SMTP_STATE_DATA && s->txn.dec.ends_lf_dot_lf) {
+	if (s->state == SMTP_STATE_DATA && s->txn.dec.lf_dot_lf_seen) {
 		struct log_ctx ctx;
 		log_ctx_of(s, &ctx);
 		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("bytes", s->txn.message_size) };

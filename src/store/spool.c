@@ -689,7 +689,7 @@ write_all(int fd, struct iovec *iov, int iovcnt)
 
 /* Writes incoming/<qid> and flushes it; on failure nothing is left. */
 static int
-spool_write_one(struct spool *sp, struct spool_job *j)
+spool_write_one(struct spool *sp, int infd, struct spool_job *j)
 {
 	struct spool_msg *msg = j->msg;
 	struct buf head;
@@ -702,6 +702,10 @@ spool_write_one(struct spool *sp, struct spool_job *j)
 		j->cond = spool_log_fail(sp, msg->qid, "incoming", op, EINVAL, 1);
 		return -1;
 	}
+	if (infd < 0) {
+		j->cond = spool_log_fail(sp, msg->qid, "incoming", op, -infd, 1);
+		return -1;
+	}
 	buf_init(&head, SPOOL_MAX_HEAD);
 	if (enc_head(msg, &head) < 0) {
 		buf_fini(&head);
@@ -711,7 +715,7 @@ spool_write_one(struct spool *sp, struct spool_job *j)
 	}
 	enc_trailer(&head, msg, trailer);
 
-	fd = openat(sp->infd, msg->qid, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC,
+	fd = openat(infd, msg->qid, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC,
 		    0600);
 	if (fd < 0) {
 		err = errno;
@@ -739,7 +743,7 @@ fail:
 	err = errno;
 	if (fd >= 0)
 		close(fd);
-	(void)unlinkat(sp->infd, msg->qid, 0);
+	(void)unlinkat(infd, msg->qid, 0);
 	buf_fini(&head);
 	j->cond = spool_log_fail(sp, msg->qid, "incoming", op, err, 0);
 	return -1;
@@ -747,16 +751,16 @@ fail:
 
 /* rename(2) that refuses to replace an existing queue/ entry. */
 static int
-spool_rename(struct spool *sp, const char *qid)
+spool_rename(int infd, int qfd, const char *qid)
 {
-	if (renameat2(sp->infd, qid, sp->qfd, qid, RENAME_NOREPLACE) == 0)
+	if (renameat2(infd, qid, qfd, qid, RENAME_NOREPLACE) == 0)
 		return 0;
 	if (errno != EINVAL && errno != ENOSYS)
 		return -1;
 	/* Filesystem without RENAME_NOREPLACE: link() never replaces. */
-	if (linkat(sp->infd, qid, sp->qfd, qid, 0) < 0)
+	if (linkat(infd, qid, qfd, qid, 0) < 0)
 		return -1;
-	(void)unlinkat(sp->infd, qid, 0);
+	(void)unlinkat(infd, qid, 0);
 	return 0;
 }
 
@@ -775,16 +779,22 @@ spool_round(struct spool *sp, struct spool_job *list)
 {
 	struct spool_job *j, *next;
 	int renamed = 0;
+	/* The folders are opened afresh each round, so a folder an operator
+	 * replaced while Postern runs is used, not the deleted one. */
+	int infd = openat(sp->dirfd, "incoming", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (infd < 0)
+		infd = -errno;	/* spool_write_one reports it */
+	int qfd = openat(sp->dirfd, "queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	for (j = list; j != NULL; j = j->next)
-		j->status = spool_write_one(sp, j);
+		j->status = spool_write_one(sp, infd, j);
 	for (j = list; j != NULL; j = j->next) {
 		if (j->status < 0)
 			continue;
-		if (spool_rename(sp, j->msg->qid) < 0) {
+		if (spool_rename(infd, qfd, j->msg->qid) < 0) {
 			int err = errno;
 
-			(void)unlinkat(sp->infd, j->msg->qid, 0);
+			(void)unlinkat(infd, j->msg->qid, 0);
 			j->status = -1;
 			j->cond = spool_log_fail(sp, j->msg->qid, "queue",
 						 "rename", err, 0);
@@ -794,13 +804,13 @@ spool_round(struct spool *sp, struct spool_job *list)
 		renamed++;
 	}
 	/* One directory flush covers every rename of the round. */
-	if (renamed > 0 && fsync(sp->qfd) < 0) {
+	if (renamed > 0 && fsync(qfd) < 0) {
 		int err = errno;
 
 		for (j = list; j != NULL; j = j->next) {
 			if (!j->renamed)
 				continue;
-			(void)unlinkat(sp->qfd, j->msg->qid, 0);
+			(void)unlinkat(qfd, j->msg->qid, 0);
 			j->renamed = 0;
 			j->status = -1;
 			j->cond = spool_log_fail(sp, j->msg->qid, "queue",
@@ -827,6 +837,10 @@ spool_round(struct spool *sp, struct spool_job *list)
 		else
 			spool_msg_free(&msg);
 	}
+	if (infd >= 0)
+		close(infd);
+	if (qfd >= 0)
+		close(qfd);
 }
 
 static void *

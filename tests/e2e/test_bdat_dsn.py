@@ -137,7 +137,8 @@ def test_dsn_params_accepted_and_logged(server):
         c.send(make_message("dsn") + b".\r\n")
         assert c.reply().code == 250
         c.cmd("QUIT")
-    mail = server.wait_event("SESSION-MAIL", ret="HDRS")[0]
+    mail = server.wait_event("SESSION-MAIL")[0]
+    assert mail.get("ret", "").upper() == "HDRS", mail
     assert "env" in mail.get("envid", ""), mail
     rc = server.wait_event("SESSION-RCPT", rcpt="<alice@example.test>")[0]
     assert rc.get("notify", "").upper() in ("SUCCESS,FAILURE", "FAILURE,SUCCESS"), rc

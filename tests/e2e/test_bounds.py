@@ -120,7 +120,7 @@ def test_bare_lf_dot_lf_is_not_end_of_data(make_server):
     mark = srv.mark()
     with open_tx(srv) as c:
         assert c.cmd("DATA").code == 354
-        c.send(b"Subject: smuggle\r\n\r\nbody\n.\nMAIL FROM:<evil@example.org>\n")
+        c.send(b"Subject: bare\r\n\r\nbody\n.\n")
         # no reply may come for the bare <LF>.<LF>: only the timeout
         r = c.reply(timeout=8)
         assert r.code == 421 and ids_in(r) == ["SMTP-TIMEOUT"], r
@@ -128,6 +128,21 @@ def test_bare_lf_dot_lf_is_not_end_of_data(make_server):
     assert ev["sev"] == "warning", ev
     time.sleep(0.3)
     assert srv.maildir("alice") == []
+    srv.assert_serves()
+
+
+def test_smuggling_attempt_is_one_message(make_server):
+    """<LF>.<LF> followed by a second envelope: all of it is data of the
+    first message, nothing is taken as commands."""
+    srv = make_server(opts=["limits.data_timeout=2"])
+    with open_tx(srv) as c:
+        assert c.cmd("DATA").code == 354
+        c.send(b"Subject: smuggle\r\n\r\nbody\n.\nMAIL FROM:<evil@example.org>\n"
+               b"RCPT TO:<bob@example.test>\nDATA\n")
+        r = c.reply(timeout=8)
+        assert r.code == 421 and ids_in(r) == ["SMTP-TIMEOUT"], r
+    time.sleep(0.3)
+    assert srv.maildir("alice") == [] and srv.maildir("bob") == []
     srv.assert_serves()
 
 

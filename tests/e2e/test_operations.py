@@ -65,7 +65,14 @@ def test_sigterm_grace_then_421(make_server):
     busy.send(make_message("during-grace") + b".\r\n")
     r = busy.reply()
     assert r.code == 250, r
-    assert busy.cmd("QUIT").code == 221
+    # the session may go on (QUIT -> 221) or be told 421; it must not be
+    # dropped without a reply
+    try:
+        q = busy.cmd("QUIT")
+    except (ConnectionError, OSError) as e:
+        raise AssertionError("session closed without a reply after its 250 "
+                             "during the grace period: %s" % e)
+    assert q.code in (221, 421), q
     busy.close()
     # the idle one is closed with 421 when the grace is over
     r = idle.reply(timeout=8)
@@ -80,7 +87,8 @@ def test_sigterm_grace_then_421(make_server):
     srv.wait_event("SIGNAL-STOP-SESSIONS", after=mark)
     srv.wait_event("SHUTDOWN-COMPLETE", after=mark)
     ends = srv.events("SESSION-END", after=mark)
-    assert {e["cause"] for e in ends} == {"SMTP-QUIT", "SIGNAL-STOP-SESSIONS"}, ends
+    assert len(ends) == 2, ends
+    assert "SIGNAL-STOP-SESSIONS" in {e["cause"] for e in ends}, ends
     # the message accepted during the grace is delivered or still queued
     if not srv.maildir("bob"):
         assert srv.spool_files("queue"), "acknowledged message lost"
@@ -219,9 +227,19 @@ def proc_ids(pid, field):
     return []
 
 
+def open_ancestors(path):
+    """The unprivileged user must reach the server's folders: pytest's
+    base temporary folder is 0700."""
+    p = path.resolve()
+    while p != p.parent and str(p) != "/tmp":
+        os.chmod(p, os.stat(p).st_mode | 0o111)
+        p = p.parent
+
+
 @needs_root
-def test_drop_to_server_user(make_server):
+def test_drop_to_server_user(make_server, tmp_path):
     nobody = pwd.getpwnam("nobody")
+    open_ancestors(tmp_path)
     srv = make_server(opts=["server.user=nobody"])
     ev = srv.wait_event("STARTUP-PRIVDROP")[0]
     assert ev["user"] == "nobody" and ev["uid"] == str(nobody.pw_uid), ev

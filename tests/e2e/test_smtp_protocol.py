@@ -320,9 +320,10 @@ def test_client_lost_during_data(server):
     server.assert_serves()
 
 
-def test_client_write_error(server):
+def test_client_write_error(make_server):
     """A client that pipelines many commands, reads nothing and resets the
     connection: the server's replies cannot be written."""
+    server = make_server(conf={"log": {"level": "info"}})  # no 100k traces
     found = False
     for attempt in range(5):
         mark = server.mark()
@@ -330,13 +331,14 @@ def test_client_write_error(server):
         c.sock.setsockopt(__import__("socket").SOL_SOCKET,
                           __import__("socket").SO_RCVBUF, 4096)
         try:
-            c.send(b"EHLO client.example.org\r\n" + b"NOOP\r\n" * 100000, timeout=2)
+            c.send(b"EHLO client.example.org\r\n" * 60000, timeout=2)
         except OSError:
             pass
         time.sleep(0.5)
         c.reset_close()
-        server.wait_event("SESSION-END", after=mark, timeout=10)
-        if server.events("NET-CLIENT-WRITE-ERROR", after=mark):
+        end = server.wait_event("SESSION-END", after=mark, timeout=10)[0]
+        if (end["cause"] == "NET-CLIENT-WRITE-ERROR"
+                or server.events("NET-CLIENT-WRITE-ERROR", after=mark)):
             found = True
             break
     assert found, "no NET-CLIENT-WRITE-ERROR after 5 attempts"
