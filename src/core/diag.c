@@ -16,6 +16,7 @@ diag_init(struct diag *d)
 	d->kinds = NULL;
 	d->errnos = NULL;
 	d->paths = NULL;
+	d->lines = NULL;
 	d->n = 0;
 	d->cap = 0;
 }
@@ -31,11 +32,13 @@ diag_fini(struct diag *d)
 	free(d->kinds);
 	free(d->errnos);
 	free(d->paths);
+	free(d->lines);
 	diag_init(d);
 }
 
 static void
-diag_push(struct diag *d, const char *file, enum diag_kind kind, int err, char *msg)
+diag_push(struct diag *d, const char *file, unsigned line, enum diag_kind kind, int err,
+	  char *msg)
 {
 	if (d->n == d->cap) {
 		d->cap = d->cap ? d->cap * 2 : 8;
@@ -43,7 +46,9 @@ diag_push(struct diag *d, const char *file, enum diag_kind kind, int err, char *
 		d->kinds = xrealloc(d->kinds, d->cap * sizeof(*d->kinds));
 		d->errnos = xrealloc(d->errnos, d->cap * sizeof(*d->errnos));
 		d->paths = xrealloc(d->paths, d->cap * sizeof(*d->paths));
+		d->lines = xrealloc(d->lines, d->cap * sizeof(*d->lines));
 	}
+	d->lines[d->n] = line;
 	d->msgs[d->n] = msg;
 	d->kinds[d->n] = kind;
 	d->errnos[d->n] = err;
@@ -54,7 +59,7 @@ diag_push(struct diag *d, const char *file, enum diag_kind kind, int err, char *
 void
 diag_add_open_failed(struct diag *d, const char *file, int err)
 {
-	diag_push(d, file, DIAG_OPEN_FAILED, err,
+	diag_push(d, file, 0, DIAG_OPEN_FAILED, err,
 		  xasprintf("%s: cannot open: %s", file, strerror(err)));
 }
 
@@ -81,7 +86,7 @@ diag_add(struct diag *d, const char *file, unsigned line, const char *fmt, ...)
 		if (buf_appendf(&b, "%.200s:%u: (message too long)", file, line) < 0)
 			buf_reset(&b);
 	}
-	diag_push(d, file, DIAG_INVALID, 0, xstrdup(buf_cstr(&b)));
+	diag_push(d, file, line, DIAG_INVALID, 0, xstrdup(buf_cstr(&b)));
 	buf_fini(&b);
 }
 

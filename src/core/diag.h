@@ -22,6 +22,7 @@ struct diag {
 	enum diag_kind *kinds;
 	int *errnos;	/* errno for DIAG_OPEN_FAILED, else 0 */
 	char **paths;	/* owned: the file each message is about */
+	unsigned *lines;	/* its line, 0 when none */
 	size_t n;
 	size_t cap;
 };

@@ -548,7 +548,9 @@ log_diags(const struct diag *d, const char *config_path)
 			catalog_log(COND_CONFIG_MAP_OPEN_FAILED, NULL, kv, ARRAY_LEN(kv));
 			continue;
 		}
-		struct kv kv[] = { KV("path", d->paths[i]), KV("err", d->msgs[i]) };
+		struct kv kv[] = { KV("path", d->paths[i]),
+				   d->lines[i] ? KVU("line", d->lines[i]) : KV("line", NULL),
+				   KV("err", d->msgs[i]) };
 		catalog_log(COND_CONFIG_INVALID, NULL, kv, ARRAY_LEN(kv));
 	}
 }

@@ -189,7 +189,7 @@ session_reply_emit(struct smtp_session *s, enum cond_id cond, const struct kv *k
 	}
 	if (log_enabled(LOG_SEV_DEBUG)) {
 		struct kv t[] = { KV("dir", "out"), KVM("line", r.data, r.len) };
-		log_write(LOG_SEV_DEBUG, "NET-TRACE", &ctx, t, 2, catalog_get(COND_NET_TRACE)->logtext);
+		catalog_log(COND_NET_TRACE, &ctx, t, 2);
 	}
 	buf_fini(&r);
 	return c->code;
@@ -383,6 +383,7 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 	}
 	txn_begin(s);
 	struct spool_msg *m = s->txn.msg;
+	free(m->from);
 	m->from = xstrndup((const char *)cmd->path.mailbox.p, cmd->path.mailbox.len);
 	m->ret = (int)cmd->ret;
 	if (cmd->envid.len > 0)
@@ -850,7 +851,7 @@ session_command(struct smtp_session *s, const uint8_t *line, size_t len)
 		log_ctx_of(s, &ctx);
 		size_t shown = slice_starts_nocase((struct slice){ line, len }, "AUTH ") ? 5 : len;
 		struct kv t[] = { KV("dir", "in"), KVM("line", line, shown) };
-		log_write(LOG_SEV_DEBUG, "NET-TRACE", &ctx, t, 2, catalog_get(COND_NET_TRACE)->logtext);
+		catalog_log(COND_NET_TRACE, &ctx, t, 2);
 	}
 	memset(&cmd, 0, sizeof(cmd));
 	if (smtp_parse_command(line, len, &opts, &cmd, &err) < 0) {
@@ -925,6 +926,7 @@ message_finish(struct smtp_session *s)
 	/* keep a copy of the qid for the summary, the txn no longer has msg */
 	t->msg = spool_msg_new(0);
 	memcpy(t->msg->qid, m->qid, sizeof(m->qid));
+	free(t->msg->from);
 	t->msg->from = xstrdup(m->from);
 	spool_commit(s->env->spool, m, s->env->loop, commit_done, (void *)handle);
 }

@@ -176,6 +176,8 @@ def test_sighup_bad_config_keeps_old(make_server):
     mark = srv.mark()
     srv.signal(signal.SIGHUP)
     srv.wait_event("CONFIG-RELOAD-FAILED", after=mark)
+    mo = srv.wait_event("CONFIG-MAP-OPEN-FAILED", after=mark)[0]
+    assert mo.get("option") == "local.accounts" and mo.get("path", "").endswith("gone"), mo
     srv.assert_serves()
     assert srv.send_mail()[0] == 250
 
