@@ -29,7 +29,8 @@ cutime/cstime once reaped, so the sum only grows and the difference is the
 CPU the server spent on the run: receiving, queueing and delivering
 (smtp-load.py waits for the deliveries). Threads are included (the stat of
 a process covers all its threads). Divided by the messages delivered, that
-is "server CPU ms per message". One row per run goes to <out-dir>/bench.csv,
+is "server CPU ms per message"; user (utime) and kernel (stime) time are
+kept apart in the CSV. One row per run goes to <out-dir>/bench.csv,
 and <out-dir>/summary.md gets the Markdown table.
 
 Everything goes to loopback (smtp-load.py refuses anything else) and every
@@ -80,7 +81,7 @@ def parent_map():
 
 
 def read_stat(pid):
-    """(pid, ppid, utime+stime+cutime+cstime) or None if gone."""
+    """(pid, ppid, utime+cutime, stime+cstime) or None if gone."""
     try:
         with open(f'/proc/{pid}/stat') as f:
             s = f.read()
@@ -89,14 +90,17 @@ def read_stat(pid):
     rest = s[s.rindex(')') + 2:].split()
     # rest[0] = state (field 3), so field N is rest[N - 3]
     ppid = int(rest[1])
-    ticks = sum(int(rest[i]) for i in (11, 12, 13, 14))  # fields 14..17
-    return pid, ppid, ticks
+    # fields 14 utime, 15 stime, 16 cutime, 17 cstime
+    user = int(rest[11]) + int(rest[13])
+    system = int(rest[12]) + int(rest[14])
+    return pid, ppid, user, system
 
 
 def tree_ticks(roots):
-    """CPU ticks of the roots and all their live descendants."""
+    """(user, system) CPU ticks of the roots and all their live descendants,
+    and how many processes that was."""
     kids = parent_map()
-    seen, todo, total = set(), list(roots), 0
+    seen, todo, user, system = set(), list(roots), 0, 0
     while todo:
         p = todo.pop()
         if p in seen:
@@ -105,9 +109,10 @@ def tree_ticks(roots):
         st = read_stat(p)
         if st is None:
             continue
-        total += st[2]
+        user += st[2]
+        system += st[3]
         todo.extend(kids.get(p, []))
-    return total, len(seen)
+    return (user, system), len(seen)
 
 
 def machine_busy_ticks():
@@ -196,13 +201,16 @@ def one_run(t, size, sess, m, a, load_csv):
         return None
     done = int(r['data_done'] or 0)
     delivered = int(r['delivered']) if r.get('delivered') not in (None, '') else done
-    cpu_s = (c1 - c0) / CLK_TCK
+    user_s = (c1[0] - c0[0]) / CLK_TCK
+    sys_s = (c1[1] - c0[1]) / CLK_TCK
+    cpu_s = user_s + sys_s
     per = 1000.0 * cpu_s / delivered if delivered > 0 else ''
     ok = r['rc'] == '0' and done == m and delivered >= m
     row = dict(server=t['label'], path=t['path'], size=size, sessions=sess, msgs=m,
                rc=r['rc'], data_done=done, delivered=delivered,
                accept_rate=r['accept_rate'], e2e_rate=r['e2e_rate'],
-               server_cpu_s=f'{cpu_s:.2f}',
+               server_cpu_s=f'{cpu_s:.2f}', server_user_s=f'{user_s:.2f}',
+               server_sys_s=f'{sys_s:.2f}',
                cpu_ms_per_msg=f'{per:.3f}' if per != '' else '',
                server_cores=f'{cpu_s / wall:.2f}' if wall > 0 else '',
                rest_cores=f'{((b1 - b0) / CLK_TCK - cpu_s) / wall:.2f}' if wall > 0 else '',
@@ -228,8 +236,9 @@ def summary(rows):
         groups.setdefault(k, []).append(r)
     order = sorted(groups, key=lambda k: (k[2], k[3], k[0], k[1]))
     out = ['| server | path | msg size | sessions | msgs/run | accepted msgs/s | '
-           'end-to-end msgs/s | server CPU ms/msg | server cores busy | rest of machine, cores | runs ok |',
-           '|---|---|---|---|---|---|---|---|---|---|---|']
+           'end-to-end msgs/s | server CPU ms/msg | of which kernel % | server cores busy | '
+           'rest of machine, cores | runs ok |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|']
     for k in order:
         g = groups[k]
         acc = [float(r['accept_rate']) for r in g if r['accept_rate']]
@@ -237,11 +246,13 @@ def summary(rows):
         cpu = [float(r['cpu_ms_per_msg']) for r in g if r['cpu_ms_per_msg']]
         cores = [float(r['server_cores']) for r in g if r['server_cores']]
         rest = [float(r['rest_cores']) for r in g if r.get('rest_cores')]
+        kern = [100.0 * float(r['server_sys_s']) / float(r['server_cpu_s']) for r in g
+                if r.get('server_sys_s') and float(r['server_cpu_s']) > 0]
         ok = sum(int(r['ok']) for r in g)
         size = k[2]
         sz = f'{size // 1024} KiB' if size % 1024 == 0 else f'{size} B'
         out.append(f"| {k[0]} | {k[1]} | {sz} | {k[3]} | {g[0]['msgs']} | {fmt(acc)} | "
-                   f"{fmt(e2e)} | {fmt(cpu, 2)} | {fmt(cores, 2)} | {fmt(rest, 2)} | {ok}/{len(g)} |")
+                   f"{fmt(e2e)} | {fmt(cpu, 2)} | {fmt(kern)} | {fmt(cores, 2)} | {fmt(rest, 2)} | {ok}/{len(g)} |")
     return '\n'.join(out) + '\n'
 
 
@@ -270,7 +281,8 @@ def main():
     bench_csv = os.path.join(a.out_dir, 'bench.csv')
     load_csv = os.path.join(a.out_dir, 'load.csv')
     fields = ['server', 'path', 'size', 'sessions', 'msgs', 'rc', 'data_done', 'delivered',
-              'accept_rate', 'e2e_rate', 'server_cpu_s', 'cpu_ms_per_msg', 'server_cores',
+              'accept_rate', 'e2e_rate', 'server_cpu_s', 'server_user_s', 'server_sys_s',
+              'cpu_ms_per_msg', 'server_cores',
               'rest_cores',
               'machine_cpu_busy_pct', 'iowait_pct', 'client_cpu_s', 'listen_overflows',
               'procs_before', 'procs_after', 'ok', 'started']

@@ -31,7 +31,8 @@
 #     divides by the messages: server CPU ms per message.  Maildirs are emptied
 #     between runs.
 #  5. strace -f -c counts of fsync-type calls per message, for both servers on the
-#     Maildir path (100 messages each, after the timed runs: strace slows them).
+#     Maildir path (200 messages over 1 and over 10 sessions, after the timed
+#     runs: strace slows the servers down, these are counts, not speeds).
 #  6. Then Postfix alone on its discard path, the anchors' own configuration,
 #     so this run can be set against RESULTS-anchors.md (the VM's speed drifts).
 #  7. Writes bench/results/<date-time>/ (load.csv = smtp-load.py rows, bench.csv
@@ -88,6 +89,9 @@ chmod 755 "$WORK"           # Postfix's virtual(8) runs as nobody and must get i
 export STATE_DIR="$WORK/state-shared"
 mkdir -p "$STATE_DIR" "$RESULTS"
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+# Others' jobs on this 2-core machine change every figure: say so up front.
+awk '$1 > 1.0 {exit 1}' /proc/loadavg ||
+    echo "[$(date +%H:%M:%S)] note: load average is $LOAD_START; the figures will be noisy" >&2
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -310,17 +314,42 @@ tail -n +1 "$RESULTS/drive.log" | grep -E 'warm-up|->|rc=' | tail -5 >&2
 [ "$rc" = 0 ] || log "drive.py exited $rc (see $RESULTS/drive.log)"
 
 # ---- 5. fsync counts (Maildir path) -------------------------------------------
+# sync_count LABEL PORT PIDS-CMD COUNT-CMD MSGS SESSIONS: strace -f -c on the
+# server's processes/threads while smtp-source sends MSGS 5 KiB messages over
+# SESSIONS sessions and they are delivered; prints the sync-type calls per message.
+sync_count() {
+    local label="$1" port="$2" pidscmd="$3" cnt="$4" n="$5" s="$6" args=() p sp c0 calls
+    for p in $(bash -c "$pidscmd"); do args+=(-p "$p"); done
+    local out="$WORK/strace-$label-s$s.txt"
+    c0="$(bash -c "$cnt")"
+    timeout 120 strace -f -c -o "$out" \
+        -e trace=fsync,fdatasync,sync_file_range,syncfs,sync,msync "${args[@]}" 2>/dev/null &
+    sp=$!
+    sleep 2
+    timeout 100 smtp-source -s "$s" -m "$n" -l 5120 -f a@example.test -t b@example.test \
+        "127.0.0.1:$port" >/dev/null 2>&1 || echo "($label: smtp-source failed)"
+    for _ in $(seq 300); do
+        [ "$(( $(bash -c "$cnt") - c0 ))" -ge "$n" ] && break; sleep 0.1
+    done
+    sleep 1
+    kill -INT "$sp" 2>/dev/null; wait "$sp" 2>/dev/null
+    calls="$(awk '$NF == "total" {print $4}' "$out" 2>/dev/null)"
+    echo "== $label: $n messages of 5 KiB over $s session(s): ${calls:-0} sync-type calls" \
+         "= $(awk -v c="${calls:-0}" -v n="$n" 'BEGIN {printf "%.2f", c / n}') per message =="
+    grep -E '^ *[0-9]' "$out" 2>/dev/null | grep -v total
+}
 if [ "$FSYNC_COUNT" = 1 ]; then
-    log "=== fsync-type calls per message (strace, 100 msgs each) ==="
+    log "=== fsync-type calls per message (strace, 200 msgs, 1 and 10 sessions) ==="
     : >"$RESULTS/fsync-count.txt"
-    timeout 200 "$SHARED/fsync-count.sh" "$PF_LABEL-maildir" "$PF_PORT" \
-        "$SHARED/setup-postfix.sh pids" 100 \
-        2>/dev/null >>"$RESULTS/fsync-count.txt"
-    if [ "$SKIP_POSTERN" != 1 ] && [ -n "$POSTERN_PID" ]; then
-        # every thread of the one process (strace -f also follows new ones)
-        timeout 200 "$SHARED/fsync-count.sh" postern "$PORT" \
-            "ls /proc/$POSTERN_PID/task" 100 2>/dev/null >>"$RESULTS/fsync-count.txt"
-    fi
+    for s in 1 10; do
+        sync_count "$PF_LABEL-maildir" "$PF_PORT" "$SHARED/setup-postfix.sh pids" \
+            "$(maildir_count "$PF_MAIL")" 200 "$s" >>"$RESULTS/fsync-count.txt"
+        if [ "$SKIP_POSTERN" != 1 ] && [ -n "$POSTERN_PID" ]; then
+            # every thread of the one process (strace -f also follows new ones)
+            sync_count postern "$PORT" "ls /proc/$POSTERN_PID/task" \
+                "$(maildir_count "$POSTERN_MAIL")" 200 "$s" >>"$RESULTS/fsync-count.txt"
+        fi
+    done
     cat "$RESULTS/fsync-count.txt" >&2
 fi
 

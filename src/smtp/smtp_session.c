@@ -530,9 +530,9 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	}
 	spool_msg_add_rcpt(s->txn.msg, mailbox, strlen(mailbox), (const char *)cmd->orcpt.p,
 			   cmd->orcpt.len, cmd->notify);
-	if (s->txn.rcpt_list.len > 0 && buf_append_byte(&s->txn.rcpt_list, ',') < 0)
-		buf_reset(&s->txn.rcpt_list);	/* the log cuts it anyway */
-	if (buf_append_str(&s->txn.rcpt_list, mailbox) < 0)
+	/* "<a@x>,<b@y>" for SESSION-MESSAGE; the log cuts it at 256 anyway */
+	if (buf_appendf(&s->txn.rcpt_list, "%s<%s>", s->txn.rcpt_list.len ? "," : "",
+			mailbox) < 0)
 		buf_reset(&s->txn.rcpt_list);
 	s->txn.nrcpt_ok++;
 	s->rcpts_ok++;
@@ -1102,6 +1102,11 @@ session_process(struct smtp_session *s)
 	/* Flush replies. */
 	enum conn_io io = conn_flush(&s->conn, &s->out);
 	if (io == CONN_IO_ERROR) {
+		struct log_ctx ctx;
+		log_ctx_of(s, &ctx);
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+				   KV("errno", net_errno_name(errno)) };
+		catalog_log(COND_NET_CLIENT_WRITE_ERROR, &ctx, kv, ARRAY_LEN(kv));
 		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 		return;
 	}
