@@ -27,12 +27,19 @@ log=$(mktemp)
 step "build"
 if make -s build > "$log" 2>&1; then ok build; else cat "$log"; bad build; echo "$passed passed, $failed failed"; exit 1; fi
 
+# Unit tests through meson (it passes each test its data paths); every
+# program prints "N passed, N failed" over its checks.
+unit() {
+	if meson test -C "$1" -v > "$log" 2>&1; then :; else grep -E 'FAIL|failed|want' "$log" | head -n 60; fi
+	grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | sed "s|^|$1 unit: |"
+	p=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | awk '{s+=$1} END {print s+0}')
+	f=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | awk '{s+=$3} END {print s+0}')
+	passed=$((passed + p)); failed=$((failed + f))
+	grep -qE '^Fail: +0' "$log" || { bad "$1 unit tests"; }
+}
+
 step "unit tests (plain build)"
-for t in $(find build/src -maxdepth 2 -type f -name 'test_*' -perm -u+x 2>/dev/null); do
-	if "$t" > "$log" 2>&1; then :; else cat "$log"; fi
-	tail -n 1 "$log" | sed "s|^|$(basename "$t"): |"
-	count "$log"
-done
+unit build
 
 step "generated docs are in sync"
 if ./build/postern catalog | cmp -s - docs/events.md; then ok "docs/events.md"; else bad "docs/events.md differs from 'postern catalog' (make docs)"; fi
@@ -50,11 +57,7 @@ step "sanitizer build (ASan + UBSan)"
 export ASAN_OPTIONS=abort_on_error=0:detect_leaks=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 if make -s build-asan > "$log" 2>&1; then ok build-asan; else cat "$log"; bad build-asan; fi
-for t in $(find build-asan -maxdepth 3 -type f -name 'test_*' -perm -u+x 2>/dev/null); do
-	if "$t" > "$log" 2>&1; then :; else cat "$log"; fi
-	tail -n 1 "$log" | sed "s|^|asan $(basename "$t"): |"
-	count "$log"
-done
+unit build-asan
 if [ -x build-asan/postern ]; then
 	if POSTERN_BIN=build-asan/postern $PY -m pytest -q -p no:cacheprovider tests/e2e > "$log" 2>&1; then :; fi
 	tail -n 30 "$log"

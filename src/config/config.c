@@ -631,13 +631,16 @@ listener_set(struct load *ld, size_t idx, const char *key, size_t klen, const ch
 			return;
 		}
 		ls->role = src;
-		if (strcmp(v, "mx") != 0) {
+		if (strcmp(v, "mx") == 0) {
+			l->role = CONFIG_ROLE_MX;
+		} else if (strcmp(v, "pop3") == 0) {
+			l->role = CONFIG_ROLE_POP3;
+		} else {
 			diag_add(ld->diags, src.file, src.line,
-				 "listen.%s.role: role %.*s is not supported yet (only mx)",
+				 "listen.%s.role: role %.*s is not supported (mx, pop3)",
 				 l->name, SHOW(v));
 			return;
 		}
-		l->role = CONFIG_ROLE_MX;
 	} else {
 		diag_add(ld->diags, src.file, src.line, "unknown option listen.%s.%.*s",
 			 l->name, (int)(klen > 100 ? 100 : klen), key);
@@ -917,7 +920,7 @@ config_check(struct load *ld, int need_listener)
 				 "listen.%s: missing address (host:port)", l->name);
 		if (ls->role.line == 0)
 			diag_add(ld->diags, ls->header.file, ls->header.line,
-				 "listen.%s: missing role (mx)", l->name);
+				 "listen.%s: missing role (mx, pop3)", l->name);
 		if (!ls->address_ok)
 			continue;
 		for (size_t j = 0; j < i; j++) {
@@ -1126,6 +1129,18 @@ opt_equal(const struct config *a, const struct config *b, const struct opt_desc 
 	return 0;
 }
 
+const char *
+config_role_name(enum config_role role)
+{
+	switch (role) {
+	case CONFIG_ROLE_MX:
+		return "mx";
+	case CONFIG_ROLE_POP3:
+		return "pop3";
+	}
+	return NULL;
+}
+
 /* 1 if both have the same listeners (by name, address and role). */
 static int
 listeners_equal(const struct config *a, const struct config *b)
@@ -1290,8 +1305,8 @@ config_markdown(FILE *out)
 	      "### listen.NAME.role\n"
 	      "\n"
 	      "What the socket serves. `mx`: the SMTP receiver for mail to local\n"
-	      "domains, and relay for trusted networks. Other roles (submission,\n"
-	      "POP3) are not supported yet.\n"
+	      "domains, and relay for trusted networks. `pop3`: POP3 (RFC 1939)\n"
+	      "access to the local accounts' Maildirs.\n"
 	      "\n"
 	      "## The accounts file\n"
 	      "\n"

@@ -25,7 +25,13 @@ struct config_list {
 	size_t n;
 };
 
-enum config_role { CONFIG_ROLE_MX };	/* submission, pop3... come later */
+enum config_role {
+	CONFIG_ROLE_MX,		/* SMTP: mail to local domains, relay for trusted */
+	CONFIG_ROLE_POP3,	/* POP3 access to the Maildirs */
+};
+
+/* "mx", "pop3"; NULL for an unknown value. */
+const char *config_role_name(enum config_role role);
 
 struct config_listener {
 	char *name;			/* "mx" from [listen.mx] */

@@ -486,11 +486,9 @@ pidfile_remove(struct server *srv)
 static const char *
 role_name(enum config_role r)
 {
-	switch (r) {
-	case CONFIG_ROLE_MX:
-		return "mx";
-	}
-	return "?";
+	const char *n = config_role_name(r);
+
+	return n ? n : "?";
 }
 
 /* Binds every listener once per loop. */
