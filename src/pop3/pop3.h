@@ -1,0 +1,51 @@
+/*
+ * pop3.h - the POP3 service (RFC 1939, 2449, 3206, 5034): what the server
+ * layer needs to run POP3 listeners.
+ *
+ * A pop3_service is process-wide: its worker threads do every disk and
+ * password operation (Maildir scans, reads, the QUIT update, crypt checks),
+ * so no loop thread blocks; it also holds the mailbox locks (one session
+ * per mailbox) and the failed-login table. A pop3_env is per event loop,
+ * like smtp_env.
+ */
+#ifndef POSTERN_POP3_H
+#define POSTERN_POP3_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "core/loop.h"
+
+struct pop3_service;
+
+struct pop3_service *pop3_service_new(unsigned workers);
+/* Stops the workers; call after every loop has stopped. */
+void pop3_service_free(struct pop3_service **svcp);
+
+struct pop3_env {
+	struct loop *loop;
+	struct pop3_service *svc;
+	struct config *(*config_get)(void *server);	/* returns a reference */
+	void *server;
+	/* Called once when a session ends, before it is freed. */
+	void (*on_end)(struct pop3_env *env, const struct sockaddr_storage *peer);
+	size_t live;		/* sessions of this loop */
+	int draining;		/* shutdown: take no new work */
+	void *priv;		/* pop3's own per-loop state */
+};
+
+/* Starts a session on an accepted non-blocking fd: sends the greeting. */
+void pop3_session_start(struct pop3_env *env, int fd, unsigned long sessions_now);
+
+/* Refuses a connection before any session exists: "-ERR [SYS/TEMP] ..."
+ * for cond, then closes fd. Logs cond with the given keys. */
+void pop3_refuse_connection(int fd, enum cond_id cond, const struct kv *kvs, size_t nkv);
+
+/* Shutdown grace over: every session gets -ERR and is closed, without
+ * the UPDATE state (RFC 1939 6: no deletions on an unclean end). */
+void pop3_env_stop_sessions(struct pop3_env *env, int signo);
+void pop3_env_fini(struct pop3_env *env);
+
+#endif
