@@ -4,7 +4,7 @@
 #
 #   bench/run-bench.sh            # everything: install, build, both servers, report
 #
-# What it does, in order (about 8-10 minutes here; CI does not run it):
+# What it does, in order (about 5 minutes here; CI does not run it):
 #  1. Installs what it needs: python3, strace, and Postfix (for smtp-source, the
 #     load generator, and as the anchor) through ../shared/bench/setup-postfix.sh
 #     install (apt, "Local only", Postfix on 127.0.0.1:2525).  Builds Postern as
