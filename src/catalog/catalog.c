@@ -197,6 +197,28 @@ catalog_log(enum cond_id id, const struct log_ctx *ctx, const struct kv *kvs, si
 
 /* ---- reference text --------------------------------------------------- */
 
+/* POP3 rows have no SMTP code; their reply text is the +OK/-ERR line. */
+static int
+is_pop3_reply(const struct cond *c)
+{
+	return c->code == 0 && (c->reply[0] == '+' || strncmp(c->reply, "-ERR", 4) == 0);
+}
+
+/* Placeholders that always hold a number: at most 20 octets. */
+static int
+numeric_key(const char *key, size_t n)
+{
+	static const char *const keys[] = {
+		"count", "size", "msgno", "lines", "remaining_s", "dele", "seen", "current",
+		"limit", "sessions", "nrcpt", "nbad", "used", "quota", "len", "hops", "depth",
+	};
+
+	for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+		if (strlen(keys[i]) == n && memcmp(keys[i], key, n) == 0)
+			return 1;
+	return 0;
+}
+
 static void
 explain_one(FILE *out, const struct cond *c, const char *heading)
 {
@@ -206,6 +228,11 @@ explain_one(FILE *out, const struct cond *c, const char *heading)
 		fprintf(out, "- Reply: `%d%s%s %s%s`\n", c->code, c->esc[0] ? " " : "", c->esc,
 			c->reply, c->code >= 400 ? " [" : "");
 		if (c->code >= 400)
+			fprintf(out, "  (the reply ends with ` [%s]`)\n", c->id);
+	} else if (is_pop3_reply(c)) {
+		fprintf(out, "- POP3 reply: `%s%s`\n", c->reply,
+			c->reply[0] == '-' ? " [" : "");
+		if (c->reply[0] == '-')
 			fprintf(out, "  (the reply ends with ` [%s]`)\n", c->id);
 	} else {
 		fprintf(out, "- Reply: none (log only)\n");
@@ -239,6 +266,9 @@ catalog_markdown(FILE *out)
 		if (c->code)
 			fprintf(out, "| [%s](#%s) | %s | %d %s |\n", c->id, c->id, log_sev_name(c->sev),
 				c->code, c->esc[0] ? c->esc : "");
+		else if (is_pop3_reply(c))
+			fprintf(out, "| [%s](#%s) | %s | POP3 %s |\n", c->id, c->id,
+				log_sev_name(c->sev), c->reply[0] == '+' ? "+OK" : "-ERR");
 		else
 			fprintf(out, "| [%s](#%s) | %s | log only |\n", c->id, c->id, log_sev_name(c->sev));
 	}
@@ -288,7 +318,7 @@ catalog_self_check(FILE *err)
 			fprintf(err, "%s: reply code %d outside 200-599\n", c->id, c->code);
 			bad++;
 		}
-		if (c->code == 0 && (c->reply[0] || c->esc[0])) {
+		if (c->code == 0 && (c->esc[0] || (c->reply[0] && !is_pop3_reply(c)))) {
 			fprintf(err, "%s: log-only row with reply text\n", c->id);
 			bad++;
 		}
@@ -326,8 +356,10 @@ catalog_self_check(FILE *err)
 		/* Worst case: every placeholder at its 256-octet cut (a host
 		 * name is at most 255); RFC 5321 4.5.3.1.5: 512 with CRLF. */
 		size_t worst = 4 + strlen(c->esc) + 1 + strlen(c->reply) + 3 + strlen(c->id);
-		for (const char *t = c->reply; (t = strchr(t, '{')) != NULL; t++)
-			worst += 256;
+		for (const char *t = c->reply; (t = strchr(t, '{')) != NULL; t++) {
+			const char *close = strchr(t, '}');
+			worst += close && numeric_key(t + 1, (size_t)(close - t - 1)) ? 20 : 256;
+		}
 		if (worst > 510) {
 			fprintf(err, "%s: worst-case reply too long (%zu)\n", c->id, worst);
 			bad++;

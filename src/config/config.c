@@ -85,6 +85,7 @@ struct load {
 	struct src set[NOPTS];		/* line 0 = default */
 	struct listener_src *lsrc;
 	size_t lcap;
+	int directory_failed;	/* the aliases or lists file had errors */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -379,6 +380,9 @@ check_str(const struct opt_desc *o, const char *v)
 	} else if (strcmp(o->name, "log.target") == 0) {
 		if (v[0] == '\0')
 			return "is empty (use stderr, syslog or a file path)";
+	} else if (strcmp(o->name, "local.plus_separator") == 0) {
+		if (strlen(v) != 1 || strchr("+-_=.", v[0]) == NULL)
+			return "is not one of + - _ = .";
 	}
 	return NULL;
 }
@@ -498,7 +502,9 @@ opt_set(struct load *ld, const struct opt_desc *o, const char *v, struct src src
 		const char *bad = NULL;
 		size_t badlen = 0;
 
-		if (parse_list(v, strcmp(o->name, "local.domains") == 0, &l, &bad, &badlen) < 0) {
+		if (parse_list(v, strcmp(o->name, "local.domains") == 0 ||
+				       strcmp(o->name, "local.disabled_domains") == 0,
+			       &l, &bad, &badlen) < 0) {
 			diag_add(ld->diags, src.file, src.line, "%s: \"%.*s\" is not a domain name",
 				 o->name, (int)(badlen > 100 ? 100 : badlen), bad);
 			return -1;
@@ -903,6 +909,37 @@ sockaddr_same(const struct config_listener *a, const struct config_listener *b)
 	return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
+/* Disabled domains must be local; then the aliases and lists files are
+ * loaded into the accounts directory (their errors, with their own file
+ * and line, join the configuration's). */
+static void
+config_check_directory(struct load *ld)
+{
+	struct config *cfg = ld->cfg;
+	const struct opt_desc *o = opt_find("local", 5, "disabled_domains", 16);
+
+	for (size_t i = 0; i < cfg->local_disabled_domains.n; i++) {
+		const char *d = cfg->local_disabled_domains.v[i];
+
+		if (!config_is_local_domain(cfg, d, strlen(d)))
+			diag_add(ld->diags, ld->set[o - opts].file, ld->set[o - opts].line,
+				 "local.disabled_domains: %s is not in local.domains", d);
+	}
+	/* When the accounts file failed, the other files are still read so
+	 * that all errors are shown at once; the snapshot is dropped anyway. */
+	if (cfg->accounts == NULL)
+		cfg->accounts = directory_empty();
+	directory_set_domains(cfg->accounts, cfg->local_domains.v, cfg->local_domains.n,
+			      cfg->local_disabled_domains.v, cfg->local_disabled_domains.n);
+	/* each file's errors are in diags; both files are always read */
+	if (cfg->local_aliases[0] != '\0' &&
+	    directory_load_aliases(cfg->accounts, cfg->local_aliases, ld->diags) < 0)
+		ld->directory_failed = 1;
+	if (cfg->local_lists[0] != '\0' &&
+	    directory_load_lists(cfg->accounts, cfg->local_lists, ld->diags) < 0)
+		ld->directory_failed = 1;
+}
+
 /* Checks what no single line can: listeners complete and distinct, at
  * least one of them (for a file), the host name, the log target, and
  * loads the accounts file. */
@@ -968,6 +1005,7 @@ config_check(struct load *ld, int need_listener)
 		cfg->accounts = directory_empty();
 	else
 		cfg->accounts = directory_load(cfg->local_accounts, ld->diags);
+	config_check_directory(ld);
 }
 
 /* ---- snapshots -------------------------------------------------------- */
@@ -1331,8 +1369,108 @@ config_markdown(FILE *out)
 	      "  SHA-512-crypt hash (`$6$`). Scheme names ignore case. A hash with no\n"
 	      "  `{SCHEME}` is read as `{CRYPT}`. An empty password means the account\n"
 	      "  receives mail but cannot log in.\n"
-	      "- Fields after the password are kept for later use and not checked.\n"
+	      "- The fields uid, gid, gecos, home and shell are Dovecot's and are not\n"
+	      "  read. After the seventh `:` come the extra fields, separated by spaces,\n"
+	      "  each `key=value` (Dovecot style). Postern reads these and skips any\n"
+	      "  other (Dovecot's own, such as `userdb_mail=...` or `nologin`):\n"
+	      "\n"
+	      "| field | meaning |\n"
+	      "|---|---|\n"
+	      "| `disabled=yes` | the account refuses mail: 550 5.2.1 (RCPT-MAILBOX-DISABLED) |\n"
+	      "| `spamtrap=yes` | a spam trap: accepts nothing, logs the client (RCPT-SPAMTRAP) |\n"
+	      "| `pop3=no` | no POP3 access (default yes) |\n"
+	      "| `quota=SIZE` | mailbox quota in bytes; suffixes K, M, G, T multiply by 1024; 0 = none |\n"
+	      "| `quota_messages=N` | most messages in the mailbox; 0 = none |\n"
+	      "| `forward=a@x,b@y` | forward to these addresses (a bare local part means the account's domain), at most 100 |\n"
+	      "| `forward_keep=yes` | with `forward`, also keep a copy in this mailbox (default no) |\n"
+	      "\n"
+	      "  Booleans take yes/no, true/false, on/off, 1/0; a bare `disabled` or\n"
+	      "  `spamtrap` means yes. For example:\n"
+	      "  `dave@example.test:{CRYPT}$y$...:::::: quota=100M disabled=yes`\n"
+	      "  (seven `:`-separated fields, the last ones empty, then the extras).\n"
 	      "- Lines are at most 4096 bytes. Errors are reported as\n"
 	      "  `FILE:LINE: message` with the accounts file's own name and line, along\n"
-	      "  with the configuration's errors.\n", out);
+	      "  with the configuration's errors.\n"
+	      "\n"
+	      "## The aliases file\n"
+	      "\n"
+	      "`local.aliases` names a file of aliases, one per line:\n"
+	      "\n"
+	      "```\n"
+	      "# alias@domain: target, target, ...\n"
+	      "sales@example.test: alice, bob@example.test, partner@example.org\n"
+	      "info@example.test: sales\n"
+	      "@example.test: alice                # catch-all of example.test\n"
+	      "!old@example.test: alice            # disabled\n"
+	      "trap@example.test: :spamtrap        # spam trap\n"
+	      "team@example.test: alice, bob,\n"
+	      "    carol, dave                     # indented: more targets of the entry above\n"
+	      "```\n"
+	      "\n"
+	      "- Blank lines and lines starting with `#` are ignored; a `#` after text\n"
+	      "  is not a comment.\n"
+	      "- The name before `:` is `local@domain` in one of `local.domains`, or\n"
+	      "  `@domain` for that domain's catch-all. It must not also be an account,\n"
+	      "  another alias or a list (case is ignored).\n"
+	      "- Targets are separated by commas and/or spaces. Each is `local@domain`\n"
+	      "  (local or remote) or a bare local part, meaning the alias's own domain;\n"
+	      "  targets may be accounts, aliases, lists or remote addresses. At most\n"
+	      "  1000 targets per alias. A line starting with a space or tab adds\n"
+	      "  targets to the alias above it.\n"
+	      "- A leading `!` disables the alias: 550 5.2.1 (RCPT-ALIAS-DISABLED).\n"
+	      "- `:spamtrap` as the only target makes the address a spam trap.\n"
+	      "\n"
+	      "## The lists file\n"
+	      "\n"
+	      "`local.lists` names a file of distribution lists, INI style:\n"
+	      "\n"
+	      "```ini\n"
+	      "[staff@example.test]\n"
+	      "members = alice, bob@example.test, partner@example.org\n"
+	      "members = carol                # repeatable: adds members\n"
+	      "senders = members              # anyone (default) | members | addresses, @domains\n"
+	      "\n"
+	      "[board@example.test]\n"
+	      "members = alice\n"
+	      "senders = members, boss@example.org, @partner.example\n"
+	      "disabled = no\n"
+	      "```\n"
+	      "\n"
+	      "- `[list@domain]` starts a list; the same rules as alias names apply\n"
+	      "  (a local domain, not an account, alias or other list).\n"
+	      "- `members`: addresses or bare local parts (the list's domain), at most\n"
+	      "  1000; an empty list refuses mail (RCPT-LIST-EMPTY).\n"
+	      "- `senders`: who may post. `anyone` (the default, and the only rule\n"
+	      "  that admits the null sender `<>`); or any mix of `members` (the\n"
+	      "  envelope sender is a member address as written), addresses, and\n"
+	      "  `@domain` for every sender of that domain; at most 1000 entries.\n"
+	      "  Other senders get 550 5.7.2 (RCPT-LIST-NOT-AUTHORIZED).\n"
+	      "- `disabled = yes` refuses mail: 550 5.2.1 (RCPT-ALIAS-DISABLED).\n"
+	      "\n"
+	      "## How a recipient is resolved\n"
+	      "\n"
+	      "For a recipient in a local domain, in this order:\n"
+	      "\n"
+	      "1. a domain in `local.disabled_domains` refuses every address\n"
+	      "   (RCPT-DOMAIN-DISABLED), postmaster included;\n"
+	      "2. an account, alias or list with exactly this local part;\n"
+	      "3. with `local.plus_addressing`, the part before the first\n"
+	      "   `local.plus_separator` (`alice+news` finds `alice`);\n"
+	      "4. `postmaster` is always accepted (RFC 5321 4.5.1), to the Maildir\n"
+	      "   of postmaster@domain when there is no such account or alias;\n"
+	      "5. the domain's catch-all;\n"
+	      "6. otherwise 550 5.1.1 (RCPT-UNKNOWN-USER).\n"
+	      "\n"
+	      "Aliases, list members and forwards are expanded the same way (except\n"
+	      "that the catch-all applies only to the address given at RCPT), down to\n"
+	      "accounts and remote addresses; duplicates are delivered once. A target\n"
+	      "naming a missing local address refuses the recipient with 451 4.3.5\n"
+	      "(RCPT-ALIAS-DANGLING); a cycle, or nesting deeper than\n"
+	      "`local.alias_max_depth`, with 451 4.4.6 (RCPT-ALIAS-LOOP); more than\n"
+	      "1000 destinations with 451 4.5.3 (RCPT-EXPANSION-TOO-LARGE). The\n"
+	      "recipient's own state refuses it (disabled, spam trap, list rules); a\n"
+	      "disabled or refusing target deeper down is skipped, and if nothing is\n"
+	      "left the first skipped target's reason is the reply. The three files\n"
+	      "are read again on SIGHUP; with an error in any of them the old\n"
+	      "configuration stays in force.\n", out);
 }

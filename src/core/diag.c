@@ -17,6 +17,7 @@ diag_init(struct diag *d)
 	d->errnos = NULL;
 	d->paths = NULL;
 	d->lines = NULL;
+	d->options = NULL;
 	d->n = 0;
 	d->cap = 0;
 }
@@ -33,6 +34,10 @@ diag_fini(struct diag *d)
 	free(d->errnos);
 	free(d->paths);
 	free(d->lines);
+	if (d->options != NULL)
+		for (size_t i = 0; i < d->n; i++)
+			free(d->options[i]);
+	free(d->options);
 	diag_init(d);
 }
 
@@ -47,7 +52,9 @@ diag_push(struct diag *d, const char *file, unsigned line, enum diag_kind kind, 
 		d->errnos = xrealloc(d->errnos, d->cap * sizeof(*d->errnos));
 		d->paths = xrealloc(d->paths, d->cap * sizeof(*d->paths));
 		d->lines = xrealloc(d->lines, d->cap * sizeof(*d->lines));
+		d->options = xrealloc(d->options, d->cap * sizeof(*d->options));
 	}
+	d->options[d->n] = NULL;
 	d->lines[d->n] = line;
 	d->msgs[d->n] = msg;
 	d->kinds[d->n] = kind;
@@ -57,10 +64,12 @@ diag_push(struct diag *d, const char *file, unsigned line, enum diag_kind kind, 
 }
 
 void
-diag_add_open_failed(struct diag *d, const char *file, int err)
+diag_add_open_failed(struct diag *d, const char *file, const char *option, int err)
 {
 	diag_push(d, file, 0, DIAG_OPEN_FAILED, err,
 		  xasprintf("%s: cannot open: %s", file, strerror(err)));
+	if (option != NULL)
+		d->options[d->n - 1] = xstrdup(option);
 }
 
 void

@@ -23,6 +23,7 @@ struct diag {
 	int *errnos;	/* errno for DIAG_OPEN_FAILED, else 0 */
 	char **paths;	/* owned: the file each message is about */
 	unsigned *lines;	/* its line, 0 when none */
+	char **options;	/* owned or NULL: the option that named the file */
 	size_t n;
 	size_t cap;
 };
@@ -32,7 +33,7 @@ void diag_fini(struct diag *d);
 /* line 0 means no line number. */
 void diag_add(struct diag *d, const char *file, unsigned line, const char *fmt, ...) PRINTF(4, 5);
 /* A file that cannot be opened: kind DIAG_OPEN_FAILED, errno kept. */
-void diag_add_open_failed(struct diag *d, const char *file, int err);
+void diag_add_open_failed(struct diag *d, const char *file, const char *option, int err);
 void diag_print(const struct diag *d, FILE *out);
 
 #endif

@@ -14,6 +14,14 @@
  * Non-local recipients have no transport yet (outbound delivery is a later
  * issue): they stay queued, retried at the maximum interval, and
  * DELIVERY-DEFERRED is logged once per recipient.
+ *
+ * Before each local write: an earlier copy is looked for (after a crash or
+ * a failed attempt), then the mail filesystem's free-space floor
+ * (deliver_space.c; under it, retried every DELIVER_RETRY_SPACE_S at most),
+ * then the account's quota is reserved (deliver_quota.c; over it,
+ * DELIVERY-LOCAL-QUOTA and back-off). No outcome drops a recipient: a
+ * message leaves the spool only when every recipient is in its Maildir.
+ * A reload makes every waiting message due at once.
  */
 #include "deliver/deliver.h"
 
@@ -27,9 +35,12 @@
 #include "catalog/catalog.h"
 #include "core/log.h"
 #include "deliver/deliver_maildir.h"
+#include "deliver/deliver_quota.h"
+#include "deliver/deliver_space.h"
 
 #define DELIVER_RETRY_MIN_S 1u
 #define DELIVER_RETRY_MAX_S 300u
+#define DELIVER_RETRY_SPACE_S 15u	/* under the space floor */
 
 struct deliver_item {
 	struct deliver_item *next;
@@ -37,6 +48,9 @@ struct deliver_item {
 	uint64_t due_ms;		/* monotonic */
 	unsigned backoff_s;		/* last interval, 0 before the first */
 	unsigned char *noted;		/* per recipient: no-route logged */
+	unsigned char *tried;		/* per recipient: a write was tried */
+	unsigned char *perm_noted;	/* per recipient: permanent logged */
+	int space_noted;		/* QUEUE-DISK-FULL logged */
 };
 
 struct deliver {
@@ -85,6 +99,8 @@ item_free(struct deliver_item **ip)
 		return;
 	spool_msg_free(&it->msg);
 	free(it->noted);
+	free(it->tried);
+	free(it->perm_noted);
 	free(it);
 	*ip = NULL;
 }
@@ -102,19 +118,82 @@ deliver_config(struct deliver *d)
 
 /* ---- one message ------------------------------------------------------ */
 
-/* Tries recipient i locally. 0 done, -1 failed (logged). */
-static int
-deliver_local(const struct config *cfg, struct spool_msg *msg, size_t i,
+enum outcome {
+	OUT_DONE,		/* in the Maildir */
+	OUT_FAILED,		/* write failed: retry with back-off */
+	OUT_QUOTA,		/* over quota: retry with back-off */
+	OUT_SPACE,		/* under the free-space floor: retry soon */
+	OUT_PERMANENT,		/* no retry can help: kept, retried rarely */
+	OUT_NO_ROUTE,		/* not local: no transport yet */
+};
+
+static const char *
+outcome_cause(enum outcome o)
+{
+	switch (o) {
+	case OUT_FAILED:
+		return "DELIVERY-LOCAL-WRITE-FAILED";
+	case OUT_QUOTA:
+		return "DELIVERY-LOCAL-QUOTA";
+	case OUT_SPACE:
+		return "QUEUE-DISK-FULL";
+	case OUT_PERMANENT:
+		return "DELIVERY-LOCAL-PERMANENT";
+	default:
+		return "DELIVERY-DEFERRED";
+	}
+}
+
+static void
+log_delivered(const struct spool_msg *msg, size_t i,
+	      const struct deliver_maildir_result *res)
+{
+	struct log_ctx ctx = { .qid = msg->qid };
+	const char *addr = msg->rcpts[i].addr;
+	struct kv kvs[] = {
+		KVA("rcpt", addr, strlen(addr)),
+		KV("path", res->path), KVU("size", res->size),
+	};
+
+	catalog_log(COND_DELIVERY_SUCCESS, &ctx, kvs, ARRAY_LEN(kvs));
+}
+
+static void
+log_write_failed(const struct spool_msg *msg, size_t i,
+		 const struct deliver_maildir_result *res)
+{
+	struct log_ctx ctx = { .qid = msg->qid };
+	const char *addr = msg->rcpts[i].addr;
+	char ebuf[24];
+	struct kv kvs[] = {
+		KVA("rcpt", addr, strlen(addr)),
+		KV("path", res->path), KV("op", res->op),
+		KV("errno", errno_name(res->err, ebuf, sizeof(ebuf))),
+		KV("err", strerror(res->err)),
+	};
+
+	catalog_log(COND_DELIVERY_LOCAL_WRITE_FAILED, &ctx, kvs, ARRAY_LEN(kvs));
+}
+
+/* Tries recipient i locally (it->tried[i] says an earlier attempt of this
+ * run may have left the copy in place). Logs what happened. */
+static enum outcome
+deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 	      const char *local, size_t local_len, const char *domain,
 	      size_t domain_len)
 {
+	struct spool_msg *msg = it->msg;
 	const struct spool_rcpt *r = &msg->rcpts[i];
 	struct log_ctx ctx = { .qid = msg->qid };
 	struct deliver_maildir_result res;
+	struct quota_report qr;
+	struct space_report sr;
+	const struct account *acct;
 	char hostbuf[256];
 	const char *host = cfg->hostname;
+	uint64_t size;
 	char *dir;
-	int rc;
+	int rc, recovered;
 
 	if (host == NULL || *host == '\0') {
 		if (gethostname(hostbuf, sizeof(hostbuf)) < 0)
@@ -124,37 +203,94 @@ deliver_local(const struct config *cfg, struct spool_msg *msg, size_t i,
 	}
 	dir = deliver_maildir_dir(cfg->server_mail_root, local, local_len,
 				  domain, domain_len);
-	if (dir == NULL) {
-		memset(&res, 0, sizeof(res));
-		res.op = "path";
-		res.err = EINVAL;
-		res.path = xstrdup(cfg->server_mail_root);
-		rc = -1;
-	} else {
-		rc = deliver_maildir_write(dir, host, msg, i, &res);
+	size = deliver_maildir_size(msg, i);
+	if (dir == NULL || size == 0) {
+		if (!it->perm_noted[i]) {
+			struct kv kvs[] = {
+				KVA("rcpt", r->addr, strlen(r->addr)),
+				KV("path", cfg->server_mail_root),
+				KV("op", dir == NULL ? "path" : "header"),
+				KV("err", dir == NULL
+					  ? "the address cannot name a Maildir folder"
+					  : "CR or LF in an envelope address"),
+			};
+
+			it->perm_noted[i] = 1;
+			catalog_log(COND_DELIVERY_LOCAL_PERMANENT, &ctx, kvs,
+				    ARRAY_LEN(kvs));
+		}
+		free(dir);
+		return OUT_PERMANENT;
 	}
-	if (rc == 0) {
+
+	/* 1. Already there (a repeat after a crash, or after a failure that
+	 * came after the link): done, and counted by the quota scan. */
+	if (msg->recovered || it->tried[i]) {
+		rc = deliver_maildir_find(dir, host, msg, i, &res);
+		if (rc == 1) {
+			log_delivered(msg, i, &res);
+			deliver_maildir_result_fini(&res);
+			free(dir);
+			return OUT_DONE;
+		}
+		if (rc < 0) {
+			log_write_failed(msg, i, &res);
+			deliver_maildir_result_fini(&res);
+			free(dir);
+			return OUT_FAILED;
+		}
+		deliver_maildir_result_fini(&res);
+	}
+
+	/* 2. The free-space floor of the mail filesystem. */
+	if (space_check(NULL, cfg->server_mail_root, cfg->limits_min_free_space,
+			size, &sr) != COND__COUNT) {
+		if (!it->space_noted) {
+			struct kv kvs[] = {
+				KV("fs", sr.fs), KVU("free_bytes", sr.free_bytes),
+				KVU("free_inodes", sr.free_inodes),
+				KVU("floor", sr.floor), KVU("need", sr.need),
+			};
+
+			it->space_noted = 1;
+			catalog_log(COND_QUEUE_DISK_FULL, &ctx, kvs,
+				    ARRAY_LEN(kvs));
+		}
+		free(dir);
+		return OUT_SPACE;
+	}
+
+	/* 3. The account's quota: reserve, write, then settle. */
+	acct = cfg->accounts != NULL
+		       ? directory_find(cfg->accounts, local, local_len, domain,
+					domain_len)
+		       : NULL;
+	if (quota_reserve(cfg->server_mail_root, acct, r->addr, size, &qr) !=
+	    COND__COUNT) {
 		struct kv kvs[] = {
 			KVA("rcpt", r->addr, strlen(r->addr)),
-			KV("path", res.path), KVU("size", res.size),
+			KV("kind", qr.kind), KVU("used", qr.used),
+			KVU("quota", qr.quota), KVU("size", qr.size),
 		};
 
-		catalog_log(COND_DELIVERY_SUCCESS, &ctx, kvs, ARRAY_LEN(kvs));
-	} else {
-		char ebuf[24];
-		struct kv kvs[] = {
-			KVA("rcpt", r->addr, strlen(r->addr)),
-			KV("path", res.path), KV("op", res.op),
-			KV("errno", errno_name(res.err, ebuf, sizeof(ebuf))),
-			KV("err", strerror(res.err)),
-		};
-
-		catalog_log(COND_DELIVERY_LOCAL_WRITE_FAILED, &ctx, kvs,
-			    ARRAY_LEN(kvs));
+		catalog_log(COND_DELIVERY_LOCAL_QUOTA, &ctx, kvs, ARRAY_LEN(kvs));
+		free(dir);
+		return OUT_QUOTA;
 	}
+	/* Step 1 looked already: spare the Maildir writer a second cur/ scan. */
+	recovered = msg->recovered;
+	msg->recovered = 0;
+	it->tried[i] = 1;
+	rc = deliver_maildir_write(dir, host, msg, i, &res);
+	msg->recovered = recovered;
+	quota_finish(cfg->server_mail_root, r->addr, size, rc == 0 && !res.existed);
+	if (rc == 0)
+		log_delivered(msg, i, &res);
+	else
+		log_write_failed(msg, i, &res);
 	deliver_maildir_result_fini(&res);
 	free(dir);
-	return rc;
+	return rc == 0 ? OUT_DONE : OUT_FAILED;
 }
 
 static void
@@ -171,41 +307,48 @@ log_deferred(const struct spool_msg *msg, size_t i, unsigned retry_s,
 	catalog_log(COND_DELIVERY_DEFERRED, &ctx, kvs, ARRAY_LEN(kvs));
 }
 
-enum { KIND_DONE, KIND_FAILED, KIND_NO_ROUTE };
-
 /* Delivers what it can. 1 when every recipient is done; else 0 with the
- * retry time set. */
+ * retry time set. Nothing is ever dropped: a recipient not done keeps the
+ * message (and its spool file) until it is. */
 static int
 deliver_item_run(struct deliver *d, struct deliver_item *it)
 {
 	struct spool_msg *msg = it->msg;
 	struct config *cfg = deliver_config(d);
-	unsigned char *kind = xcalloc(msg->nrcpts ? msg->nrcpts : 1, 1);
-	int failed = 0, left = 0;
+	size_t n = msg->nrcpts ? msg->nrcpts : 1;
+	unsigned char *kind = xcalloc(n, 1);
+	int backoff = 0, space = 0, left = 0;
 	unsigned retry;
 
-	if (it->noted == NULL)
-		it->noted = xcalloc(msg->nrcpts ? msg->nrcpts : 1, 1);
+	if (it->noted == NULL) {
+		it->noted = xcalloc(n, 1);
+		it->tried = xcalloc(n, 1);
+		it->perm_noted = xcalloc(n, 1);
+	}
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
 		const char *at;
+		enum outcome o;
 
 		if (r->done)
 			continue;
 		at = strrchr(r->addr, '@');
 		if (at != NULL && cfg != NULL &&
-		    config_is_local_domain(cfg, at + 1, strlen(at + 1))) {
-			if (deliver_local(cfg, msg, i, r->addr,
+		    config_is_local_domain(cfg, at + 1, strlen(at + 1)))
+			o = deliver_local(cfg, it, i, r->addr,
 					  (size_t)(at - r->addr), at + 1,
-					  strlen(at + 1)) == 0) {
-				r->done = 1;
-				continue;
-			}
-			kind[i] = KIND_FAILED;
-			failed = 1;
-		} else {
-			kind[i] = KIND_NO_ROUTE;
+					  strlen(at + 1));
+		else
+			o = OUT_NO_ROUTE;
+		if (o == OUT_DONE) {
+			r->done = 1;
+			continue;
 		}
+		kind[i] = (unsigned char)o;
+		if (o == OUT_FAILED || o == OUT_QUOTA)
+			backoff = 1;
+		else if (o == OUT_SPACE)
+			space = 1;
 		left++;
 	}
 	if (cfg != NULL)
@@ -214,23 +357,29 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		free(kind);
 		return 1;
 	}
-	/* A local failure backs off from 1 s, doubling; with only non-local
-	 * recipients left, wait the longest (a reload may make them local). */
-	if (failed) {
+	/* Local failures back off from 1 s, doubling to 5 min; below the
+	 * space floor at most DELIVER_RETRY_SPACE_S, so delivery resumes soon
+	 * after space returns; with only non-local or permanently failing
+	 * recipients left, wait the longest (a reload may change that, and
+	 * wakes every waiting message). */
+	if (backoff || space) {
 		retry = it->backoff_s == 0 ? DELIVER_RETRY_MIN_S
 					   : it->backoff_s * 2;
 		if (retry > DELIVER_RETRY_MAX_S)
 			retry = DELIVER_RETRY_MAX_S;
+		it->backoff_s = retry;
+		if (space && retry > DELIVER_RETRY_SPACE_S)
+			retry = DELIVER_RETRY_SPACE_S;
 	} else {
 		retry = DELIVER_RETRY_MAX_S;
+		it->backoff_s = 0;
 	}
-	it->backoff_s = failed ? retry : 0;
 	it->due_ms = mono_ms() + (uint64_t)retry * 1000u;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		if (msg->rcpts[i].done)
 			continue;
-		if (kind[i] == KIND_FAILED) {
-			log_deferred(msg, i, retry, "DELIVERY-LOCAL-WRITE-FAILED");
+		if (kind[i] != OUT_NO_ROUTE) {
+			log_deferred(msg, i, retry, outcome_cause(kind[i]));
 		} else if (!it->noted[i]) {
 			it->noted[i] = 1;	/* no transport yet: say it once */
 			log_deferred(msg, i, retry, "DELIVERY-DEFERRED");
@@ -311,6 +460,7 @@ deliver_new(struct spool *sp, struct config *cfg, unsigned threads)
 	struct deliver *d = xcalloc(1, sizeof(*d));
 	pthread_condattr_t ca;
 
+	quota_init();
 	d->sp = sp;
 	d->cfg = cfg != NULL ? config_ref(cfg) : NULL;
 	d->ready_tail = &d->ready;
@@ -387,6 +537,13 @@ deliver_set_config(struct deliver *d, struct config *cfg)
 	pthread_mutex_unlock(&d->cfg_mu);
 	if (old != NULL)
 		config_unref(&old);
+	/* A reload may have made room (a lower space floor, a larger quota)
+	 * or made a domain local: every waiting message is due now. */
+	pthread_mutex_lock(&d->mu);
+	for (struct deliver_item *it = d->waiting; it != NULL; it = it->next)
+		it->due_ms = 0;
+	pthread_cond_broadcast(&d->cv);
+	pthread_mutex_unlock(&d->mu);
 }
 
 void

@@ -6,7 +6,11 @@
  * <mail_root>/<domain>/<local>/ (Maildir: tmp/, fsync, link into new/,
  * fsync new/), with Return-Path and Delivered-To prepended. When every
  * recipient is done the spool entry is removed. A temporary failure keeps
- * the message queued and retries it with back-off (DELIVERY-DEFERRED).
+ * the message queued and retries it with back-off (DELIVERY-DEFERRED), as
+ * do a mailbox over quota (DELIVERY-LOCAL-QUOTA, deliver_quota.h) and a
+ * mail filesystem under limits.min_free_space (QUEUE-DISK-FULL,
+ * deliver_space.h); a permanent failure stays queued too and is logged
+ * (DELIVERY-LOCAL-PERMANENT) until bounces exist.
  *
  * Exactly once per mailbox: the Maildir file name is derived from the
  * queue ID and the recipient's index, so a delivery repeated after a
@@ -25,7 +29,8 @@ struct deliver *deliver_new(struct spool *sp, struct config *cfg, unsigned threa
 /* Stops the workers; messages still queued stay in the spool. Shutdown
  * order: spool_set_sink(sp, NULL, NULL), deliver_free(), spool_close(). */
 void deliver_free(struct deliver **dp);
-/* New configuration (mail_root, domains) for later deliveries. */
+/* New configuration (mail_root, domains) for later deliveries; every
+ * deferred message is retried at once. */
 void deliver_set_config(struct deliver *d, struct config *cfg);
 /* The spool sink: takes ownership of msg. Thread-safe. */
 void deliver_enqueue(struct spool_msg *msg, void *deliver);

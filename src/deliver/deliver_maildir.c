@@ -411,6 +411,52 @@ out:
 	return rc;
 }
 
+uint64_t
+deliver_maildir_size(const struct spool_msg *msg, size_t idx)
+{
+	struct buf hdr;
+	uint64_t size = 0;
+
+	buf_init(&hdr, MAILDIR_MAX_HEADER);
+	if (maildir_header(msg, idx, &hdr) == 0)
+		size = hdr.len + msg->data.len;
+	buf_fini(&hdr);
+	return size;
+}
+
+int
+deliver_maildir_find(const char *maildir, const char *hostname,
+		     const struct spool_msg *msg, size_t idx,
+		     struct deliver_maildir_result *res)
+{
+	char *host, *prefix, *newp, *found = NULL;
+	struct stat st;
+	int rc;
+
+	memset(res, 0, sizeof(*res));
+	res->size = deliver_maildir_size(msg, idx);
+	host = deliver_maildir_host(hostname);
+	prefix = maildir_prefix(msg, idx);
+	newp = xasprintf("%s/new/%s%s,S=%" PRIu64, maildir, prefix, host,
+			 res->size);
+	if (stat(newp, &st) == 0) {
+		res->existed = 1;
+		res->path = newp;
+		newp = NULL;
+		rc = 1;
+	} else {
+		rc = maildir_in_cur(maildir, prefix, &found, res);
+		if (rc == 1) {
+			res->existed = 1;
+			res->path = found;
+		}
+	}
+	free(host);
+	free(prefix);
+	free(newp);
+	return rc;
+}
+
 void
 deliver_maildir_result_fini(struct deliver_maildir_result *res)
 {

@@ -6,6 +6,9 @@
  *   <received_at>.Q<qid>R<R>.<hostname>,S=<size>
  * so a delivery repeated after a crash finds its earlier copy (in new/ by
  * name, or in cur/ by the prefix up to the hostname) and writes no second.
+ * That is the Maildir name "time.unique.host" (cr.yp.to/proto/maildir.html):
+ * the queue ID is unique in the spool (microseconds and a counter) and R
+ * tells recipients apart; ",S=" is the Maildir++ size Dovecot reads.
  */
 #ifndef POSTERN_DELIVER_MAILDIR_H
 #define POSTERN_DELIVER_MAILDIR_H
@@ -45,5 +48,18 @@ int deliver_maildir_write(const char *maildir, const char *hostname,
 			  const struct spool_msg *msg, size_t idx,
 			  struct deliver_maildir_result *res) WARN_UNUSED;
 void deliver_maildir_result_fini(struct deliver_maildir_result *res);
+
+/* The size the copy of recipient idx has (or will have) on disk: the
+ * Return-Path and Delivered-To fields plus the data; 0 if the fields
+ * cannot be made (CR or LF in an address). */
+uint64_t deliver_maildir_size(const struct spool_msg *msg, size_t idx);
+
+/* Looks for an earlier copy of recipient idx (a repeat after a crash or a
+ * retry): in new/ by its exact name, in cur/ by the name's prefix. 1 found
+ * (res->path, res->size, res->existed set), 0 not there, -1 cur/ cannot
+ * be read (res->op/err/path set). */
+int deliver_maildir_find(const char *maildir, const char *hostname,
+			 const struct spool_msg *msg, size_t idx,
+			 struct deliver_maildir_result *res) WARN_UNUSED;
 
 #endif

@@ -1,10 +1,13 @@
 /*
- * directory.c - the local accounts directory: loads the passwd-file,
- * answers lookups, verifies and makes password hashes (see directory.h).
+ * directory.c - the local accounts directory: loads the passwd-file (and
+ * the Postern extra fields of each account), answers lookups, verifies and
+ * makes password hashes (see directory.h).
  *
- * Owns struct directory: an array of accounts (each one allocation holding
- * its four strings) and an open-addressing hash index over the lower-cased
- * "local@domain" key, so lookups stay O(1) at 100k accounts and more.
+ * Owns struct directory (directory_private.h): an array of accounts (each
+ * one allocation holding its four strings, plus forward), and an
+ * open-addressing hash index over the lower-cased "local@domain" key, so
+ * lookups stay O(1) at 100k accounts and more. Aliases and lists are
+ * loaded by directory_alias.c into the same struct.
  * Read-only once loaded: many threads may look up at once.
  * Password checks use crypt_r(3) from libxcrypt with the (large) struct
  * crypt_data on the heap; they are slow by design and belong on workers.
@@ -12,6 +15,7 @@
 #include "directory.h"
 
 #include <crypt.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,21 +24,14 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "directory_private.h"
 
 #define DIRECTORY_MAX_ACCOUNTS 50000000u	/* index entries are 32-bit */
 
-struct directory {
-	struct account *accts;	/* owned; accts[i].local heads one allocation */
-	unsigned *lines;	/* line of each account, for duplicate reports */
-	size_t n, cap;
-	uint32_t *index;	/* slot -> account number + 1; 0 = empty */
-	size_t nslots;		/* power of two, at least 2 * n */
-};
-
 /* ---- names ------------------------------------------------------------ */
 
-static unsigned char
-ascii_lower(unsigned char c)
+unsigned char
+dir_lower(unsigned char c)
 {
 	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
@@ -96,27 +93,27 @@ directory_local_valid(const char *s, size_t len)
 
 /* FNV-1a over the lower-cased key local '@' domain. The file is the
  * operator's, so its contents cannot be chosen to collide by a client. */
-static uint64_t
-key_hash(const char *local, size_t llen, const char *domain, size_t dlen)
+uint64_t
+dir_key_hash(const char *local, size_t llen, const char *domain, size_t dlen)
 {
 	uint64_t h = 1469598103934665603ull;
 
 	for (size_t i = 0; i < llen; i++)
-		h = (h ^ ascii_lower((unsigned char)local[i])) * 1099511628211ull;
+		h = (h ^ dir_lower((unsigned char)local[i])) * 1099511628211ull;
 	h = (h ^ '@') * 1099511628211ull;
 	for (size_t i = 0; i < dlen; i++)
-		h = (h ^ ascii_lower((unsigned char)domain[i])) * 1099511628211ull;
+		h = (h ^ dir_lower((unsigned char)domain[i])) * 1099511628211ull;
 	return h;
 }
 
 /* 1 if the stored lower-case s equals p (any case), both len octets. */
-static int
-eq_lower(const char *s, const char *p, size_t len)
+int
+dir_eq_lower(const char *s, const char *p, size_t len)
 {
 	if (strlen(s) != len)
 		return 0;
 	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] != ascii_lower((unsigned char)p[i]))
+		if ((unsigned char)s[i] != dir_lower((unsigned char)p[i]))
 			return 0;
 	return 1;
 }
@@ -127,15 +124,15 @@ index_slot(const struct directory *dir, const char *local, size_t llen,
 	   const char *domain, size_t dlen)
 {
 	size_t mask = dir->nslots - 1;
-	size_t i = (size_t)key_hash(local, llen, domain, dlen) & mask;
+	size_t i = (size_t)dir_key_hash(local, llen, domain, dlen) & mask;
 
 	for (;;) {
 		uint32_t e = dir->index[i];
 
 		if (e == 0)
 			return i;
-		if (eq_lower(dir->accts[e - 1].local, local, llen) &&
-		    eq_lower(dir->accts[e - 1].domain, domain, dlen))
+		if (dir_eq_lower(dir->accts[e - 1].local, local, llen) &&
+		    dir_eq_lower(dir->accts[e - 1].domain, domain, dlen))
 			return i;
 		i = (i + 1) & mask;
 	}
@@ -174,9 +171,13 @@ directory_free(struct directory **dirp)
 
 	if (dir == NULL)
 		return;
-	for (size_t i = 0; i < dir->n; i++)
+	for (size_t i = 0; i < dir->n; i++) {
 		free(dir->accts[i].local);
+		free(dir->accts[i].forward);
+	}
 	free(dir->accts);
+	dir_entries_free(dir);
+	dir_domains_free(dir);
 	free(dir->lines);
 	free(dir->index);
 	free(dir);
@@ -241,8 +242,9 @@ scheme_of(const char *pw, const char **hash_out)
 
 /* Reads the whole file (at most max octets) into a NUL-terminated buffer.
  * On failure reports it to diags and returns NULL. */
-static char *
-read_file_bounded(const char *path, size_t max, size_t *len_out, struct diag *diags)
+char *
+dir_read_file(const char *path, const char *option, size_t max, size_t *len_out,
+	      struct diag *diags)
 {
 	FILE *f = fopen(path, "rb");
 	struct buf b;
@@ -250,7 +252,7 @@ read_file_bounded(const char *path, size_t max, size_t *len_out, struct diag *di
 	size_t n;
 
 	if (f == NULL) {
-		diag_add_open_failed(diags, path, errno);
+		diag_add_open_failed(diags, path, option, errno);
 		return NULL;
 	}
 	buf_init(&b, max);
@@ -277,7 +279,7 @@ read_file_bounded(const char *path, size_t max, size_t *len_out, struct diag *di
 static void
 add_account(struct directory *dir, const char *local, size_t llen,
 	    const char *domain, size_t dlen, const char *pw, size_t pwlen,
-	    const char *extra, size_t xlen, unsigned line)
+	    const char *extra, size_t xlen, unsigned line, const struct account *fields)
 {
 	struct account *a;
 	char *block, *p;
@@ -289,14 +291,15 @@ add_account(struct directory *dir, const char *local, size_t llen,
 	}
 	block = xmalloc(llen + dlen + pwlen + xlen + 4);
 	a = &dir->accts[dir->n];
+	*a = *fields;		/* the extra fields; the strings follow */
 	p = block;
 	a->local = p;
 	for (size_t i = 0; i < llen; i++)
-		*p++ = (char)ascii_lower((unsigned char)local[i]);
+		*p++ = (char)dir_lower((unsigned char)local[i]);
 	*p++ = '\0';
 	a->domain = p;
 	for (size_t i = 0; i < dlen; i++)
-		*p++ = (char)ascii_lower((unsigned char)domain[i]);
+		*p++ = (char)dir_lower((unsigned char)domain[i]);
 	*p++ = '\0';
 	a->password = p;
 	memcpy(p, pw, pwlen);
@@ -311,6 +314,225 @@ add_account(struct directory *dir, const char *local, size_t llen,
 		index_grow(dir);
 	else
 		dir->index[index_slot(dir, a->local, llen, a->domain, dlen)] = (uint32_t)dir->n;
+}
+
+/* ---- extra fields ----------------------------------------------------- */
+
+/* yes/no/true/false/on/off/1/0; a bare key (no '=') means yes. */
+static int
+extra_bool(const char *v, size_t n, int *out)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	if (v == NULL) {
+		*out = 1;
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_LEN(yes); i++) {
+		if (strlen(yes[i]) == n && strncasecmp(v, yes[i], n) == 0) {
+			*out = 1;
+			return 0;
+		}
+		if (strlen(no[i]) == n && strncasecmp(v, no[i], n) == 0) {
+			*out = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* A number with an optional suffix K, M, G, T (powers of 1024). */
+static int
+extra_size(const char *v, size_t n, int scaled, uint64_t *out)
+{
+	uint64_t mult = 1, x;
+
+	if (v == NULL || n == 0)
+		return -1;
+	if (scaled) {
+		const char *units = "KMGT";
+		const char *u = strchr(units, toupper((unsigned char)v[n - 1]));
+
+		if (v[n - 1] != '\0' && u != NULL) {
+			for (const char *k = units; k <= u; k++)
+				mult *= 1024;
+			n--;
+		}
+	}
+	if (n == 0 || n > 20 ||
+	    slice_to_u64((struct slice){ (const uint8_t *)v, n }, UINT64_MAX, &x) < 0 ||
+	    x > UINT64_MAX / mult)
+		return -1;
+	*out = x * mult;
+	return 0;
+}
+
+/* Checks forward=a@x,b@y (a bare local part means the account's domain)
+ * and returns it normalised ("local@domain", domain lower-cased), or NULL
+ * after a diagnostic. */
+static char *
+extra_forward(const char *path, unsigned lineno, const char *v, size_t n,
+	      const char *domain, size_t dlen, struct diag *diags)
+{
+	struct buf b;
+	size_t count = 0;
+	const char *p = v, *end = v + n;
+
+	/* bare local parts grow by their domain: room for the worst case */
+	buf_init(&b, (size_t)DIRECTORY_FORWARDS_MAX * (64 + 1 + 253 + 1) + 1);
+	while (p < end) {
+		const char *w = p, *at;
+		size_t wn;
+
+		while (p < end && *p != ',')
+			p++;
+		wn = (size_t)(p - w);
+		if (p < end)
+			p++;
+		if (wn == 0)
+			continue;
+		at = NULL;
+		for (size_t i = wn; i > 0; i--)
+			if (w[i - 1] == '@') {
+				at = w + i - 1;
+				break;
+			}
+		if (at == NULL ? !directory_local_valid(w, wn)
+			       : (!directory_local_valid(w, (size_t)(at - w)) ||
+				  !directory_domain_valid(at + 1, (size_t)(w + wn - at - 1)))) {
+			diag_add(diags, path, lineno, "forward: bad address \"%.*s\"",
+				 (int)(wn > 200 ? 200 : wn), w);
+			buf_fini(&b);
+			return NULL;
+		}
+		if (++count > DIRECTORY_FORWARDS_MAX) {
+			diag_add(diags, path, lineno, "forward: more than %u addresses",
+				 DIRECTORY_FORWARDS_MAX);
+			buf_fini(&b);
+			return NULL;
+		}
+		const char *dom = at ? at + 1 : domain;
+		size_t domn = at ? (size_t)(w + wn - at - 1) : dlen;
+		size_t ln = at ? (size_t)(at - w) : wn;
+		int bad = 0;
+
+		if (b.len > 0)
+			bad |= buf_append_byte(&b, ',');
+		bad |= buf_append(&b, w, ln);
+		bad |= buf_append_byte(&b, '@');
+		for (size_t i = 0; i < domn; i++)
+			bad |= buf_append_byte(&b, dir_lower((unsigned char)dom[i]));
+		if (bad != 0)
+			PANIC("forward list longer than its line");
+	}
+	if (b.len == 0) {
+		diag_add(diags, path, lineno, "forward: no address");
+		buf_fini(&b);
+		return NULL;
+	}
+	(void)buf_cstr(&b);
+	return (char *)b.data;
+}
+
+/* Reads the extra fields of an account line: rest is everything after the
+ * password ("uid:gid:gecos:home:shell:extra fields"); the extra fields
+ * start after the fifth ':' of it and are space-separated key[=value].
+ * Keys Postern does not know are Dovecot's and are skipped. Fills out
+ * (forward is malloc'ed); returns 0 or -1 after diagnostics. */
+static int
+parse_extras(const char *path, unsigned lineno, const char *rest, size_t len,
+	     const char *domain, size_t dlen, struct account *out, struct diag *diags)
+{
+	const char *p = rest, *end = rest + len;
+	int colons = 0, errors = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->pop3 = 1;
+	while (p < end && colons < 5) {
+		if (*p == ':')
+			colons++;
+		p++;
+	}
+	if (colons < 5)
+		return 0;
+	while (p < end) {
+		const char *k, *v = NULL;
+		size_t kn, vn = 0;
+
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		k = p;
+		while (p < end && *p != ' ' && *p != '\t')
+			p++;
+		kn = (size_t)(p - k);
+		if (kn == 0)
+			break;
+		const char *eq = memchr(k, '=', kn);
+
+		if (eq != NULL) {
+			v = eq + 1;
+			vn = (size_t)(k + kn - v);
+			kn = (size_t)(eq - k);
+		}
+#define KEY_IS(name) (kn == sizeof(name) - 1 && memcmp(k, name, kn) == 0)
+		if (KEY_IS("disabled") || KEY_IS("spamtrap") || KEY_IS("pop3") ||
+		    KEY_IS("forward_keep")) {
+			int b;
+
+			if (extra_bool(v, vn, &b) < 0) {
+				diag_add(diags, path, lineno, "%.*s: \"%.*s\" is not yes or no",
+					 (int)kn, k, (int)(vn > 100 ? 100 : vn), v);
+				errors++;
+				continue;
+			}
+			if (KEY_IS("disabled"))
+				out->disabled = b;
+			else if (KEY_IS("spamtrap"))
+				out->spamtrap = b;
+			else if (KEY_IS("pop3"))
+				out->pop3 = b;
+			else
+				out->forward_keep = b;
+		} else if (KEY_IS("quota") || KEY_IS("quota_messages")) {
+			uint64_t x;
+			int scaled = KEY_IS("quota");
+
+			if (extra_size(v, vn, scaled, &x) < 0) {
+				diag_add(diags, path, lineno, "%.*s: \"%.*s\" is not %s",
+					 (int)kn, k, (int)(vn > 100 ? 100 : vn), v ? v : "",
+					 scaled ? "a size (bytes, or a number with suffix K, M, G or T)"
+						: "a number");
+				errors++;
+				continue;
+			}
+			if (scaled)
+				out->quota_bytes = x;
+			else
+				out->quota_messages = x;
+		} else if (KEY_IS("forward")) {
+			char *f;
+
+			if (out->forward != NULL) {
+				diag_add(diags, path, lineno, "forward given twice");
+				errors++;
+				continue;
+			}
+			f = extra_forward(path, lineno, v ? v : "", vn, domain, dlen, diags);
+			if (f == NULL) {
+				errors++;
+				continue;
+			}
+			out->forward = f;
+		}
+#undef KEY_IS
+	}
+	if (errors > 0) {
+		free(out->forward);
+		out->forward = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 /* Parses one line (without its end); returns 0 or -1 after a diag. */
@@ -386,10 +608,15 @@ parse_line(struct directory *dir, const char *path, unsigned lineno,
 		diag_add(diags, path, lineno, "too many accounts (more than %u)", DIRECTORY_MAX_ACCOUNTS);
 		return -1;
 	}
+	const char *rest = pwend < s + len ? pwend + 1 : "";
+	size_t restlen = pwend < s + len ? (size_t)(s + len - pwend - 1) : 0;
+	struct account fields;
+
+	if (parse_extras(path, lineno, rest, restlen, at + 1, (size_t)(colon - at - 1),
+			 &fields, diags) < 0)
+		return -1;
 	add_account(dir, s, (size_t)(at - s), at + 1, (size_t)(colon - at - 1),
-		    pw, (size_t)(pwend - pw),
-		    pwend < s + len ? pwend + 1 : "", pwend < s + len ? (size_t)(s + len - pwend - 1) : 0,
-		    lineno);
+		    pw, (size_t)(pwend - pw), rest, restlen, lineno, &fields);
 	return 0;
 }
 
@@ -402,7 +629,7 @@ directory_load(const char *path, struct diag *diags)
 	char *text;
 	int errors = 0;
 
-	text = read_file_bounded(path, DIRECTORY_FILE_MAX, &len, diags);
+	text = dir_read_file(path, "local.accounts", DIRECTORY_FILE_MAX, &len, diags);
 	if (text == NULL)
 		return NULL;
 	dir = directory_empty();

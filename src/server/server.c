@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stddef.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +43,9 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "deliver/deliver.h"
+#include "deliver/deliver_quota.h"
 #include "net/net_conn.h"
+#include "pop3/pop3.h"
 #include "smtp/smtp_session.h"
 #include "store/spool.h"
 
@@ -72,6 +75,7 @@ struct server_loop {
 	unsigned index;
 	struct loop *loop;
 	struct smtp_env env;
+	struct pop3_env penv;		/* POP3 sessions of this loop */
 	struct listen_sock *socks;	/* one per listener */
 	size_t nsocks;
 	pthread_t thread;
@@ -90,6 +94,7 @@ struct server {
 	size_t nloops;
 	struct spool *spool;
 	struct deliver *deliver;
+	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
 	unsigned long sessions;		/* atomic */
 	pthread_mutex_t ip_lock;
 	struct ip_count *ip_table[IP_BUCKETS];
@@ -189,15 +194,36 @@ ip_release(struct server *srv, const struct sockaddr_storage *ss)
 	pthread_mutex_unlock(&srv->ip_lock);
 }
 
+/* The loop stops once it drains and has neither SMTP nor POP3 sessions. */
+static void
+loop_stop_if_idle(struct server_loop *sl)
+{
+	if (sl->env.draining && sl->env.live == 0 && sl->penv.live == 0)
+		loop_stop(sl->loop);
+}
+
 static void
 session_ended(struct smtp_env *env, const struct sockaddr_storage *peer)
 {
 	struct server *srv = env->server;
+	struct server_loop *sl = (struct server_loop *)((char *)env -
+							offsetof(struct server_loop, env));
 
 	ip_release(srv, peer);
 	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
-	if (env->draining && env->live == 0)
-		loop_stop(env->loop);
+	loop_stop_if_idle(sl);
+}
+
+static void
+pop3_session_ended(struct pop3_env *env, const struct sockaddr_storage *peer)
+{
+	struct server *srv = env->server;
+	struct server_loop *sl = (struct server_loop *)((char *)env -
+							offsetof(struct server_loop, penv));
+
+	ip_release(srv, peer);
+	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
+	loop_stop_if_idle(sl);
 }
 
 /* ---- accepting -------------------------------------------------------- */
@@ -222,8 +248,9 @@ accept_pause(struct loop *loop, struct listen_sock *ls)
 }
 
 static void
-accept_one(struct server_loop *sl, int fd)
+accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 {
+	int pop3 = ls->lst->role == CONFIG_ROLE_POP3;
 	struct server *srv = sl->srv;
 	struct config *cfg = server_config_get(srv);
 	struct sockaddr_storage peer;
@@ -242,7 +269,11 @@ accept_one(struct server_loop *sl, int fd)
 		__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
 		struct kv kv[] = { KV("client", client), KVU("sessions", now - 1),
 				   KVU("limit", cfg->limits_connections) };
-		smtp_refuse_connection(fd, COND_NET_SERVER_BUSY, cfg->hostname, kv, ARRAY_LEN(kv));
+		if (pop3)
+			pop3_refuse_connection(fd, COND_POP3_SERVER_BUSY, kv, ARRAY_LEN(kv));
+		else
+			smtp_refuse_connection(fd, COND_NET_SERVER_BUSY, cfg->hostname, kv,
+					       ARRAY_LEN(kv));
 		config_unref(&cfg);
 		return;
 	}
@@ -251,13 +282,20 @@ accept_one(struct server_loop *sl, int fd)
 		__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
 		struct kv kv[] = { KV("client", client), KVU("current", (unsigned long)(-1 - before)),
 				   KVU("limit", cfg->limits_connections_per_ip) };
-		smtp_refuse_connection(fd, COND_POLICY_CONCURRENCY_LIMIT, cfg->hostname, kv,
-				       ARRAY_LEN(kv));
+		if (pop3)
+			pop3_refuse_connection(fd, COND_POP3_TOO_MANY_CONNECTIONS, kv,
+					       ARRAY_LEN(kv));
+		else
+			smtp_refuse_connection(fd, COND_POLICY_CONCURRENCY_LIMIT, cfg->hostname,
+					       kv, ARRAY_LEN(kv));
 		config_unref(&cfg);
 		return;
 	}
 	config_unref(&cfg);
-	smtp_session_start(&sl->env, fd, now);
+	if (pop3)
+		pop3_session_start(&sl->penv, fd, now);
+	else
+		smtp_session_start(&sl->env, fd, now);
 }
 
 static void
@@ -270,7 +308,7 @@ accept_ready(struct loop *loop, int fd, unsigned events, void *arg)
 	for (int i = 0; i < ACCEPT_BATCH && !sl->env.draining; i++) {
 		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (c >= 0) {
-			accept_one(sl, c);
+			accept_one(sl, ls, c);
 			continue;
 		}
 		int e = errno;
@@ -309,6 +347,7 @@ loop_drain(struct loop *loop, void *arg)
 	struct server_loop *sl = arg;
 
 	sl->env.draining = 1;
+	sl->penv.draining = 1;
 	for (size_t i = 0; i < sl->nsocks; i++) {
 		if (sl->socks[i].fd < 0)
 			continue;
@@ -317,8 +356,8 @@ loop_drain(struct loop *loop, void *arg)
 		close(sl->socks[i].fd);
 		sl->socks[i].fd = -1;
 	}
-	if (sl->env.live == 0)
-		loop_stop(loop);
+	(void)loop;
+	loop_stop_if_idle(sl);
 }
 
 static int stop_signal = SIGTERM;
@@ -328,9 +367,10 @@ loop_stop_sessions(struct loop *loop, void *arg)
 {
 	struct server_loop *sl = arg;
 
+	(void)loop;
 	smtp_env_stop_sessions(&sl->env, stop_signal);
-	if (sl->env.live == 0)
-		loop_stop(loop);
+	pop3_env_stop_sessions(&sl->penv, stop_signal);
+	loop_stop_if_idle(sl);
 }
 
 /* ---- start-up helpers ------------------------------------------------- */
@@ -541,7 +581,8 @@ log_diags(const struct diag *d, const char *config_path)
 	for (size_t i = 0; i < d->n; i++) {
 		if (d->kinds[i] == DIAG_OPEN_FAILED && strcmp(d->paths[i], config_path) != 0) {
 			int e = d->errnos[i];
-			struct kv kv[] = { KV("option", "local.accounts"), KV("path", d->paths[i]),
+			const char *opt = d->options[i];
+			struct kv kv[] = { KV("option", opt), KV("path", d->paths[i]),
 					   KV("errno", net_errno_name(e)), KV("err", strerror(e)) };
 			catalog_log(COND_CONFIG_MAP_OPEN_FAILED, NULL, kv, ARRAY_LEN(kv));
 			continue;
@@ -730,6 +771,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		init_failed("spool", srv->cfg->server_spool, errno);
 		goto out;
 	}
+	/* After the privilege drop, before the loops: POP3 workers. */
+	srv->pop3 = pop3_service_new(srv->cfg->server_workers);
 
 	for (size_t i = 0; i < srv->nloops; i++) {
 		struct server_loop *sl = &srv->loops[i];
@@ -745,6 +788,11 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->env.config_get = server_config_get;
 		sl->env.server = srv;
 		sl->env.on_end = session_ended;
+		sl->penv.loop = sl->loop;
+		sl->penv.svc = srv->pop3;
+		sl->penv.config_get = server_config_get;
+		sl->penv.server = srv;
+		sl->penv.on_end = pop3_session_ended;
 		loop_set_data(sl->loop, &sl->env);
 		for (size_t j = 0; j < sl->nsocks; j++) {
 			loop_timer_init(&sl->socks[j].pause, accept_resume, &sl->socks[j]);
@@ -792,6 +840,12 @@ out:
 		spool_set_sink(srv->spool, NULL, NULL);
 	deliver_free(&srv->deliver);
 	spool_close(&srv->spool);
+	/* The loops have stopped: POP3 sessions left are dropped (no UPDATE),
+	 * then the workers stop and jobs nobody collected are freed. */
+	for (size_t i = 0; srv->loops && i < srv->nloops; i++)
+		pop3_env_fini(&srv->loops[i].penv);
+	pop3_service_free(&srv->pop3);
+	quota_fini();
 	for (size_t i = 0; srv->loops && i < srv->nloops; i++) {
 		for (size_t j = 0; j < srv->loops[i].nsocks; j++)
 			if (srv->loops[i].socks[j].fd >= 0)

@@ -27,6 +27,8 @@
 
 #include "core/cidr.h"
 #include "core/log.h"
+#include "deliver/deliver_quota.h"
+#include "deliver/deliver_space.h"
 #include "net/net_conn.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
@@ -70,7 +72,12 @@ struct txn {
 	int bdat_discard;	/* refused chunk: read and drop */
 	enum cond_id bdat_refusal;
 	uint64_t started_ms;
-	struct buf rcpt_list;	/* "a@x,b@y" for SESSION-MESSAGE */
+	struct buf rcpt_list;	/* "<a@x>,<b@y>" for SESSION-MESSAGE */
+	/* Local mailboxes of the accepted recipients, for the quota check at
+	 * the end of data; accounts belong to the session's config. */
+	const struct account **local_accts;
+	char **local_boxes;	/* owned */
+	size_t nlocal;
 };
 
 struct smtp_session {
@@ -267,6 +274,10 @@ txn_free(struct smtp_session *s)
 		return;
 	spool_msg_free(&s->txn.msg);
 	buf_fini(&s->txn.rcpt_list);
+	for (size_t i = 0; i < s->txn.nlocal; i++)
+		free(s->txn.local_boxes[i]);
+	free(s->txn.local_boxes);
+	free(s->txn.local_accts);
 	memset(&s->txn, 0, sizeof(s->txn));
 	s->in_txn = 0;
 }
@@ -381,6 +392,17 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 		mail_summary(s, cmd, COND_CONTENT_SIZE_EXCEEDED);
 		return;
 	}
+	struct space_report sr;
+	enum cond_id sp = space_check(s->cfg->server_spool, s->cfg->server_mail_root,
+				      s->cfg->limits_min_free_space, cmd->has_size ? cmd->size : 0, &sr);
+	if (sp != COND__COUNT) {
+		struct kv kv[] = { KV("fs", sr.fs), KVU("free_bytes", sr.free_bytes),
+				   KVU("free_inodes", sr.free_inodes), KVU("floor", sr.floor),
+				   KVU("need", sr.need) };
+		session_refuse(s, sp, kv, ARRAY_LEN(kv));
+		mail_summary(s, cmd, sp);
+		return;
+	}
 	txn_begin(s);
 	struct spool_msg *m = s->txn.msg;
 	free(m->from);
@@ -456,6 +478,126 @@ rcpt_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id con
 	(void)session_count_error(s);
 }
 
+
+/* Adds one final destination to the transaction, once. */
+static void
+txn_add_target(struct smtp_session *s, const struct smtp_cmd *cmd, const char *addr,
+	       const struct account *acct, int local)
+{
+	struct spool_msg *m = s->txn.msg;
+
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (strcmp(m->rcpts[i].addr, addr) == 0)
+			return;
+	spool_msg_add_rcpt(m, addr, strlen(addr), (const char *)cmd->orcpt.p, cmd->orcpt.len,
+			   cmd->notify);
+	if (!local)
+		return;
+	size_t n = s->txn.nlocal;
+	s->txn.local_accts = xrealloc(s->txn.local_accts, (n + 1) * sizeof(*s->txn.local_accts));
+	s->txn.local_boxes = xrealloc(s->txn.local_boxes, (n + 1) * sizeof(*s->txn.local_boxes));
+	s->txn.local_accts[n] = acct;
+	s->txn.local_boxes[n] = xstrdup(addr);
+	s->txn.nlocal = n + 1;
+}
+
+/* Records an accepted RCPT: counters, summary, reply. */
+static void
+rcpt_accept(struct smtp_session *s, const struct smtp_cmd *cmd, const char *route)
+{
+	const struct smtp_path *p = &cmd->path;
+
+	if (buf_appendf(&s->txn.rcpt_list, "%s<%.*s>", s->txn.rcpt_list.len ? "," : "",
+			(int)p->mailbox.len, (const char *)p->mailbox.p) < 0)
+		buf_reset(&s->txn.rcpt_list);	/* the log cuts it at 256 anyway */
+	s->txn.nrcpt_ok++;
+	s->rcpts_ok++;
+	flag_add(s, route);
+	struct kv kv[] = { KVA("rcpt", p->mailbox.p, p->mailbox.len), KV("route", route) };
+	session_reply(s, COND_RCPT_OK, kv, 2);
+	rcpt_summary(s, cmd, COND_RCPT_OK);
+}
+
+/* RCPT for a local domain: aliases, lists and account states
+ * (directory_resolve), then quotas and free space for each local mailbox. */
+static void
+rcpt_local(struct smtp_session *s, const struct smtp_cmd *cmd, const char *local,
+	   const char *domain, size_t domain_len)
+{
+	const struct smtp_path *p = &cmd->path;
+	const struct config *cfg = s->cfg;
+	const char *from = s->txn.msg->from;
+	struct resolve_ctx rc = {
+		.sender = from,
+		.sender_len = strlen(from),
+		.plus_addressing = cfg->local_plus_addressing,
+		.plus_sep = cfg->local_plus_separator[0] ? cfg->local_plus_separator[0] : '+',
+		.max_depth = cfg->local_alias_max_depth,
+	};
+	struct resolve_result res;
+
+	if (directory_resolve(cfg->accounts, &rc, local, strlen(local), domain, domain_len,
+			      &res) < 0) {
+		struct kv kv[] = { KV("where", "rcpt"), KV("detail", "directory_resolve failed") };
+		rcpt_refuse(s, cmd, COND_INTERNAL_ERROR, kv, ARRAY_LEN(kv));
+		resolve_result_fini(&res);
+		return;
+	}
+	if (res.cond != COND__COUNT) {
+		struct kv kv[6];
+		size_t n = 0;
+		kv[n++] = KV("client", s->conn.peer_text);
+		kv[n++] = KVA("rcpt", p->mailbox.p, p->mailbox.len);
+		if (res.cond == COND_RCPT_LIST_NOT_AUTHORIZED)
+			kv[n++] = KVA("from", from, strlen(from));
+		if (res.detail_key != NULL)
+			kv[n++] = KV(res.detail_key, res.detail);
+		if (res.cond == COND_RCPT_ALIAS_LOOP)
+			kv[n++] = KVU("depth", res.depth);
+		if (res.cond == COND_RCPT_EXPANSION_TOO_LARGE && n < ARRAY_LEN(kv))
+			kv[n++] = KVU("limit", RESOLVE_MAX_TARGETS);
+		if (res.cond == COND_RCPT_SPAMTRAP)
+			flag_add(s, "spamtrap");
+		rcpt_refuse(s, cmd, res.cond, kv, n);
+		resolve_result_fini(&res);
+		return;
+	}
+	for (size_t i = 0; i < res.ntargets; i++) {
+		const struct resolve_target *t = &res.targets[i];
+		struct quota_report qr;
+		if (!t->local)
+			continue;
+		enum cond_id q = quota_check_rcpt(cfg->server_mail_root, t->acct, t->addr, &qr);
+		if (q != COND__COUNT) {
+			struct kv kv[] = { KVA("rcpt", p->mailbox.p, p->mailbox.len),
+					   KV("kind", qr.kind), KVU("used", qr.used),
+					   KVU("quota", qr.quota) };
+			rcpt_refuse(s, cmd, q, kv, ARRAY_LEN(kv));
+			resolve_result_fini(&res);
+			return;
+		}
+	}
+	struct space_report sr;
+	enum cond_id sp = space_check(cfg->server_spool, cfg->server_mail_root,
+				      cfg->limits_min_free_space, 0, &sr);
+	if (sp != COND__COUNT) {
+		struct kv kv[] = { KV("fs", sr.fs), KVU("free_bytes", sr.free_bytes),
+				   KVU("free_inodes", sr.free_inodes), KVU("floor", sr.floor),
+				   KVU("need", sr.need) };
+		rcpt_refuse(s, cmd, sp, kv, ARRAY_LEN(kv));
+		resolve_result_fini(&res);
+		return;
+	}
+	for (size_t i = 0; i < res.ntargets; i++)
+		txn_add_target(s, cmd, res.targets[i].addr, res.targets[i].acct,
+			       res.targets[i].local);
+	char route[40];
+	if (snprintf(route, sizeof(route), "%s", res.detail[0] ? res.detail : "local") < 0)
+		route[0] = '\0';
+	resolve_result_fini(&res);
+	rcpt_accept(s, cmd, route);
+}
+
 static void
 cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
@@ -498,47 +640,22 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 		}
 	}
 	if (config_is_local_domain(s->cfg, domain, domain_len)) {
-		const struct account *a = directory_find(s->cfg->accounts, local, strlen(local),
-							 domain, domain_len);
-		if (a != NULL) {
-			if (snprintf(mailbox, sizeof(mailbox), "%s@%s", a->local, a->domain) < 0)
-				mailbox[0] = '\0';
-		} else if (strcasecmp(local, "postmaster") == 0) {
-			/* RFC 5321 4.5.1: postmaster@domain must be accepted. */
-			if (snprintf(mailbox, sizeof(mailbox), "postmaster@%.*s", (int)domain_len,
-				     domain) < 0)
-				mailbox[0] = '\0';
-			for (char *c = mailbox; *c; c++)
-				if (*c >= 'A' && *c <= 'Z')
-					*c = (char)(*c - 'A' + 'a');
-		} else {
-			rcpt_refuse(s, cmd, COND_RCPT_UNKNOWN_USER, kvr, ARRAY_LEN(kvr));
-			return;
-		}
-	} else if (s->trusted) {
-		if (slice_copy(p->mailbox, mailbox, sizeof(mailbox)) < 0) {
-			rcpt_refuse(s, cmd, COND_RCPT_SYNTAX, kvr, ARRAY_LEN(kvr));
-			return;
-		}
-		flag_add(s, "relay");
-	} else {
+		rcpt_local(s, cmd, local, domain, domain_len);
+		return;
+	}
+	if (!s->trusted) {
 		struct kv kv[] = { KV("client", s->conn.peer_text),
 				   KVA("from", s->txn.msg->from, strlen(s->txn.msg->from)),
 				   KVA("rcpt", p->mailbox.p, p->mailbox.len) };
 		rcpt_refuse(s, cmd, COND_ACCESS_RELAY_DENIED, kv, ARRAY_LEN(kv));
 		return;
 	}
-	spool_msg_add_rcpt(s->txn.msg, mailbox, strlen(mailbox), (const char *)cmd->orcpt.p,
-			   cmd->orcpt.len, cmd->notify);
-	/* "<a@x>,<b@y>" for SESSION-MESSAGE; the log cuts it at 256 anyway */
-	if (buf_appendf(&s->txn.rcpt_list, "%s<%s>", s->txn.rcpt_list.len ? "," : "",
-			mailbox) < 0)
-		buf_reset(&s->txn.rcpt_list);
-	s->txn.nrcpt_ok++;
-	s->rcpts_ok++;
-	struct kv kv[] = { KVA("rcpt", p->mailbox.p, p->mailbox.len) };
-	session_reply(s, COND_RCPT_OK, kv, 1);
-	rcpt_summary(s, cmd, COND_RCPT_OK);
+	if (slice_copy(p->mailbox, mailbox, sizeof(mailbox)) < 0) {
+		rcpt_refuse(s, cmd, COND_RCPT_SYNTAX, kvr, ARRAY_LEN(kvr));
+		return;
+	}
+	txn_add_target(s, cmd, mailbox, NULL, 0);
+	rcpt_accept(s, cmd, "relay");
 }
 
 static void
@@ -909,9 +1026,43 @@ message_finish(struct smtp_session *s)
 		kv[n++] = KVU("limit", s->cfg->limits_hops);
 		kv[n++] = KV("msgid", t->scan.msgid[0] ? t->scan.msgid : NULL);
 	}
+	const char *verdict = "rejected";
+	struct kv kq[5];
+	if (refusal == COND__COUNT) {
+		struct quota_report qr;
+		enum cond_id q = quota_check_message(s->cfg->server_mail_root, t->local_accts,
+						     (const char *const *)t->local_boxes, t->nlocal,
+						     t->message_size, &qr);
+		if (q != COND__COUNT) {
+			refusal = q;
+			verdict = "tempfail";
+			kq[0] = KVA("rcpt", t->local_boxes[qr.index], strlen(t->local_boxes[qr.index]));
+			kq[1] = KV("kind", qr.kind);
+			kq[2] = KVU("used", qr.used);
+			kq[3] = KVU("quota", qr.quota);
+			kq[4] = KVU("size", qr.size);
+		}
+	}
+	if (refusal == COND__COUNT) {
+		struct space_report sr;
+		enum cond_id sp = space_check(s->cfg->server_spool, s->cfg->server_mail_root,
+					      s->cfg->limits_min_free_space, t->message_size, &sr);
+		if (sp != COND__COUNT) {
+			refusal = sp;
+			verdict = "tempfail";
+			kq[0] = KV("fs", sr.fs);
+			kq[1] = KVU("free_bytes", sr.free_bytes);
+			kq[2] = KVU("free_inodes", sr.free_inodes);
+			kq[3] = KVU("floor", sr.floor);
+			kq[4] = KVU("need", sr.need);
+		}
+	}
 	if (refusal != COND__COUNT) {
-		session_refuse(s, refusal, kv, n);
-		txn_summary(s, "rejected", refusal);
+		if (strcmp(verdict, "tempfail") == 0)
+			session_refuse(s, refusal, kq, ARRAY_LEN(kq));
+		else
+			session_refuse(s, refusal, kv, n);
+		txn_summary(s, verdict, refusal);
 		txn_free(s);
 		if (s->state != SMTP_STATE_CLOSING)
 			s->state = SMTP_STATE_READY;

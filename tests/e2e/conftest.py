@@ -279,7 +279,7 @@ class Server:
     """One postern daemon on its own folder and port."""
 
     def __init__(self, root, opts=(), conf=None, preexec=None, accounts=None,
-                 listeners=None, name="srv"):
+                 listeners=None, name="srv", account_extra=None):
         self.dir = Path(root) / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -287,6 +287,8 @@ class Server:
         self.conf = conf or {}
         self.preexec = preexec
         self.accounts = ACCOUNTS if accounts is None else accounts
+        # user -> extra fields of the passwd-file line ("quota=10K ...")
+        self.account_extra = dict(account_extra or {})
         self.listeners = listeners  # {name: address} or None for one mx
         self.config = self.dir / "postern.conf"
         self.logfile = self.dir / "server.log"
@@ -321,10 +323,20 @@ class Server:
 
     def write_config(self, conf=None, text=None):
         self.config.write_text(text if text is not None else self.config_text(conf))
+        self.write_accounts()
+
+    def write_accounts(self):
+        """(Re)writes the accounts file; users in account_extra get their
+        extra fields after the 7th ':' (Dovecot passwd-file)."""
         acc = self.dir / "accounts"
-        acc.write_text("".join("%s@%s:{CRYPT}%s\n" % (u, DOMAIN, h)
-                               for u, h in self.accounts.items()),
-                       encoding="utf-8")
+        lines = []
+        for u, h in self.accounts.items():
+            extra = self.account_extra.get(u)
+            if extra:
+                lines.append("%s@%s:{CRYPT}%s::::::%s\n" % (u, DOMAIN, h, extra))
+            else:
+                lines.append("%s@%s:{CRYPT}%s\n" % (u, DOMAIN, h))
+        acc.write_text("".join(lines), encoding="utf-8")
 
     # -- process
     def argv(self, extra=()):

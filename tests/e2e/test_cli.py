@@ -16,9 +16,16 @@ CATALOG_DEF = REPO / "src" / "catalog" / "catalog.def"
 
 
 def catalog_def_ids():
-    text = CATALOG_DEF.read_text()
-    return [m.group(1).replace("_", "-")
-            for m in re.finditer(r"^COND\(\s*([A-Z0-9_]+)\s*,", text, re.M)]
+    """Every COND row of catalog.def and of the .def files it includes."""
+    ids = []
+    files = [CATALOG_DEF]
+    while files:
+        text = files.pop(0).read_text()
+        ids += [m.group(1).replace("_", "-")
+                for m in re.finditer(r"^COND\(\s*([A-Z0-9_]+)\s*,", text, re.M)]
+        files += [CATALOG_DEF.parent / m.group(1)
+                  for m in re.finditer(r'^#include "([a-z0-9_]+\.def)"', text, re.M)]
+    return ids
 
 
 def test_version():

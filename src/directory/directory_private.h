@@ -1,0 +1,77 @@
+/*
+ * directory_private.h - the inside of struct directory, shared by
+ * directory.c (accounts), directory_alias.c (aliases and lists files) and
+ * directory_resolve.c (address resolution). Not for other folders.
+ */
+#ifndef POSTERN_DIRECTORY_PRIVATE_H
+#define POSTERN_DIRECTORY_PRIVATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "directory.h"
+
+enum dir_kind {
+	DIR_ALIAS,	/* an alias, or a catch-all (local "" ) */
+	DIR_LIST,	/* a distribution list */
+};
+
+/* Who may post to a list. */
+#define DIR_SENDERS_ANYONE 1u	/* default */
+#define DIR_SENDERS_MEMBERS 2u	/* envelope sender is one of the members */
+#define DIR_SENDERS_LISTED 4u	/* sender (or its @domain) in senders[] */
+
+/* An alias, catch-all or list: one allocation per string, owned. */
+struct dir_entry {
+	enum dir_kind kind;
+	char *local;		/* lower-cased; "" for a catch-all */
+	char *domain;		/* lower-cased */
+	unsigned line;		/* in its file */
+	int disabled;
+	int spamtrap;		/* alias ":spamtrap" */
+	char **targets;		/* alias targets / list members: "local@domain",
+				 * domain lower-cased, local part as written */
+	size_t ntargets;
+	unsigned senders_mode;	/* DIR_SENDERS_* bits (lists) */
+	char **senders;		/* "local@domain" or "@domain" */
+	size_t nsenders;
+};
+
+struct directory {
+	struct account *accts;	/* owned; accts[i].local heads one allocation */
+	unsigned *lines;	/* line of each account, for duplicate reports */
+	size_t n, cap;
+	uint32_t *index;	/* slot -> account number + 1; 0 = empty */
+	size_t nslots;		/* power of two, at least 2 * n */
+
+	struct dir_entry *entries;	/* owned: aliases, catch-alls, lists */
+	size_t nentries, centries;
+	uint32_t *eindex;	/* slot -> entry number + 1; 0 = empty */
+	size_t neslots;		/* power of two (or 0), at least 2 * nentries */
+	size_t naliases, nlists;
+
+	char **local_domains;	/* owned, lower-cased, sorted; NULL = unset */
+	size_t nlocal;
+	char **disabled_domains;	/* owned, lower-cased, sorted */
+	size_t ndisabled;
+};
+
+unsigned char dir_lower(unsigned char c);
+/* FNV-1a over lower-cased local '@' domain. */
+uint64_t dir_key_hash(const char *local, size_t llen, const char *domain, size_t dlen);
+/* 1 if the stored lower-case s equals p (any ASCII case), len octets. */
+int dir_eq_lower(const char *s, const char *p, size_t len);
+/* Reads a whole file, at most max octets, NUL-terminated; NULL after a
+ * diagnostic. */
+/* option: the configuration option that named the file, for the log. */
+char *dir_read_file(const char *path, const char *option, size_t max, size_t *len_out,
+		    struct diag *diags);
+/* Entry (alias, catch-all with local "", or list) for local@domain. */
+const struct dir_entry *dir_entry_find(const struct directory *dir, const char *local,
+				       size_t llen, const char *domain, size_t dlen);
+/* 1 if domain (any case) is in the sorted lower-case array v. */
+int dir_domain_in(char *const *v, size_t n, const char *domain, size_t len);
+void dir_entries_free(struct directory *dir);
+void dir_domains_free(struct directory *dir);
+
+#endif

@@ -1,0 +1,359 @@
+/*
+ * net_tls.c - OpenSSL server contexts and the TLS conn transport
+ * (net_tls.h).
+ *
+ * Owns SSL_CTX objects (refcounted: a reload builds a new one while
+ * sessions finish on the old) and one SSL per connection in
+ * conn->transport. OpenSSL's want-read/want-write answers become EAGAIN
+ * for the conn layer, with want_write remembered so the session can ask
+ * the loop for the right readiness.
+ */
+#include "net_tls.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "core/buf.h"
+
+/* Mozilla "intermediate" TLS 1.2 ciphers; TLS 1.3 keeps OpenSSL's suites. */
+#define TLS_CIPHERS                                                            \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"           \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"           \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"           \
+	"DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:"                 \
+	"DHE-RSA-CHACHA20-POLY1305"
+
+struct tls_server {
+	SSL_CTX *ctx;
+	int refs;	/* atomic */
+};
+
+struct tls_conn {
+	SSL *ssl;
+	struct tls_server *server;	/* reference */
+	int want_write;
+	int done;			/* handshake finished */
+};
+
+static void
+err_text(char *err, size_t size, const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char lib[256] = "";
+
+	if (e != 0)
+		ERR_error_string_n(e, lib, sizeof(lib));
+	if (snprintf(err, size, "%s%s%s", what, lib[0] ? ": " : "", lib) < 0 && size > 0)
+		err[0] = '\0';
+	ERR_clear_error();
+}
+
+struct tls_server *
+tls_server_new(const char *cert_file, const char *key_file, char *err, size_t err_size)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		err_text(err, err_size, "cannot create TLS context");
+		return NULL;
+	}
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1 ||
+	    SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, TLS_CIPHERS) != 1) {
+		err_text(err, err_size, "TLS policy refused");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+				 SSL_OP_NO_TICKET);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+			      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	(void)SSL_CTX_set_dh_auto(ctx, 1);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
+		err_text(err, err_size, "cannot load the certificate");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key_file, SSL_FILETYPE_PEM) != 1) {
+		err_text(err, err_size, "cannot load the private key");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		err_text(err, err_size, "the key does not match the certificate");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	struct tls_server *t = xcalloc(1, sizeof(*t));
+	t->ctx = ctx;
+	t->refs = 1;
+	return t;
+}
+
+struct tls_server *
+tls_server_ref(struct tls_server *t)
+{
+	if (t != NULL)
+		__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+	return t;
+}
+
+void
+tls_server_unref(struct tls_server **tp)
+{
+	struct tls_server *t = *tp;
+
+	*tp = NULL;
+	if (t == NULL || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	SSL_CTX_free(t->ctx);
+	free(t);
+}
+
+/* ---- the transport ---------------------------------------------------- */
+
+static ssize_t
+tls_io_result(struct tls_conn *tc, int ret, size_t done)
+{
+	if (ret == 1)
+		return (ssize_t)done;
+	switch (SSL_get_error(tc->ssl, ret)) {
+	case SSL_ERROR_WANT_READ:
+		tc->want_write = 0;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_WANT_WRITE:
+		tc->want_write = 1;
+		errno = EAGAIN;
+		return -1;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;	/* close_notify: end of stream */
+	case SSL_ERROR_SYSCALL:
+		ERR_clear_error();
+		if (errno == 0)
+			return 0;	/* EOF without close_notify */
+		return -1;
+	default:
+		ERR_clear_error();
+		errno = EPROTO;
+		return -1;
+	}
+}
+
+static ssize_t
+tls_read(struct conn *c, void *p, size_t n)
+{
+	struct tls_conn *tc = c->transport;
+	size_t got = 0;
+
+	errno = 0;
+	int r = SSL_read_ex(tc->ssl, p, n, &got);	/* before got is read */
+	return tls_io_result(tc, r, got);
+}
+
+static ssize_t
+tls_write(struct conn *c, const void *p, size_t n)
+{
+	struct tls_conn *tc = c->transport;
+	size_t put = 0;
+
+	errno = 0;
+	int r = SSL_write_ex(tc->ssl, p, n, &put);	/* before put is read */
+	return tls_io_result(tc, r, put);
+}
+
+static void
+tls_close(struct conn *c)
+{
+	struct tls_conn *tc = c->transport;
+
+	if (tc != NULL) {
+		if (tc->done)
+			(void)SSL_shutdown(tc->ssl);	/* one close_notify, no wait */
+		ERR_clear_error();
+		SSL_free(tc->ssl);
+		tls_server_unref(&tc->server);
+		free(tc);
+		c->transport = NULL;
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+static const struct conn_ops tls_ops = { tls_read, tls_write, tls_close };
+
+int
+tls_conn_start(struct conn *c, struct tls_server *t)
+{
+	SSL *ssl;
+
+	if (t == NULL || c->transport != NULL)
+		return -1;
+	ssl = SSL_new(t->ctx);
+	if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1) {
+		SSL_free(ssl);
+		ERR_clear_error();
+		return -1;
+	}
+	SSL_set_accept_state(ssl);
+	struct tls_conn *tc = xcalloc(1, sizeof(*tc));
+	tc->ssl = ssl;
+	tc->server = tls_server_ref(t);
+	c->transport = tc;
+	c->ops = &tls_ops;
+	return 0;
+}
+
+enum conn_io
+tls_conn_handshake(struct conn *c, char *err, size_t err_size)
+{
+	struct tls_conn *tc = c->transport;
+
+	if (tc == NULL)
+		return CONN_IO_ERROR;
+	if (tc->done)
+		return CONN_IO_OK;
+	errno = 0;
+	int r = SSL_do_handshake(tc->ssl);
+	if (r == 1) {
+		tc->done = 1;
+		tc->want_write = 0;
+		return CONN_IO_OK;
+	}
+	switch (SSL_get_error(tc->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		tc->want_write = 0;
+		return CONN_IO_AGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		tc->want_write = 1;
+		return CONN_IO_AGAIN;
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() == 0) {
+			if (snprintf(err, err_size, "%s", errno ? strerror(errno)
+					: "connection closed during the handshake") < 0 && err_size)
+				err[0] = '\0';
+			return CONN_IO_ERROR;
+		}
+		err_text(err, err_size, "handshake failed");
+		return CONN_IO_ERROR;
+	default:
+		err_text(err, err_size, "handshake failed");
+		return CONN_IO_ERROR;
+	}
+}
+
+int
+tls_conn_wants_write(const struct conn *c)
+{
+	const struct tls_conn *tc = c->ops == &tls_ops ? c->transport : NULL;
+
+	return tc != NULL && tc->want_write;
+}
+
+int
+tls_conn_active(const struct conn *c)
+{
+	const struct tls_conn *tc = c->ops == &tls_ops ? c->transport : NULL;
+
+	return tc != NULL && tc->done;
+}
+
+const char *
+tls_conn_version(const struct conn *c)
+{
+	return tls_conn_active(c) ? SSL_get_version(((struct tls_conn *)c->transport)->ssl) : "";
+}
+
+const char *
+tls_conn_cipher(const struct conn *c)
+{
+	if (!tls_conn_active(c))
+		return "";
+	const char *n = SSL_get_cipher_name(((struct tls_conn *)c->transport)->ssl);
+	return n ? n : "";
+}
+
+int
+tls_conn_bits(const struct conn *c)
+{
+	if (!tls_conn_active(c))
+		return 0;
+	return SSL_get_cipher_bits(((struct tls_conn *)c->transport)->ssl, NULL);
+}
+
+size_t
+tls_conn_pending(const struct conn *c)
+{
+	const struct tls_conn *tc = c->ops == &tls_ops ? c->transport : NULL;
+
+	if (tc == NULL)
+		return 0;
+	int n = SSL_pending(tc->ssl);
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* ---- self-signed pair -------------------------------------------------- */
+
+int
+tls_make_self_signed(const char *host, const char *cert_file, const char *key_file,
+		     char *err, size_t err_size)
+{
+	EVP_PKEY *key = EVP_RSA_gen(2048);
+	X509 *x = X509_new();
+	FILE *f = NULL;
+	int rc = -1;
+
+	if (key == NULL || x == NULL) {
+		err_text(err, err_size, "cannot make a key");
+		goto out;
+	}
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 24 * 3600);
+	X509_set_pubkey(x, key);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)host, -1, -1, 0);
+	X509_set_issuer_name(x, name);
+	if (X509_sign(x, key, EVP_sha256()) == 0) {
+		err_text(err, err_size, "cannot sign the certificate");
+		goto out;
+	}
+	f = fopen(key_file, "wx");
+	if (f == NULL || PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) != 1 ||
+	    fclose(f) != 0) {
+		f = NULL;
+		if (snprintf(err, err_size, "cannot write %s: %s", key_file, strerror(errno)) < 0 &&
+		    err_size)
+			err[0] = '\0';
+		goto out;
+	}
+	f = fopen(cert_file, "wx");
+	if (f == NULL || PEM_write_X509(f, x) != 1 || fclose(f) != 0) {
+		f = NULL;
+		if (snprintf(err, err_size, "cannot write %s: %s", cert_file, strerror(errno)) < 0 &&
+		    err_size)
+			err[0] = '\0';
+		goto out;
+	}
+	f = NULL;
+	rc = 0;
+out:
+	if (f != NULL)
+		fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(key);
+	return rc;
+}

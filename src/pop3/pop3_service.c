@@ -1,0 +1,576 @@
+/*
+ * pop3_service.c - the process-wide part of POP3: worker threads and their
+ * jobs, the mailbox lock table, the failed-login table and the last-login
+ * table (see pop3.h, pop3_private.h).
+ *
+ * Owns struct pop3_service. Workers run every operation that may block:
+ * the password check (crypt is slow on purpose), the maildrop scan, file
+ * reads and the UPDATE state. Each finished job is posted to the loop of
+ * the session that asked for it; the service keeps a list of every live
+ * job so that pop3_service_free() can free those whose completion never
+ * ran (a loop stopped first).
+ */
+#include "pop3/pop3.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "pop3/pop3_private.h"
+
+#define LOCK_BUCKETS 1024
+#define FAIL_BUCKETS 4096
+#define FAIL_MAX_ENTRIES 100000	/* past it new addresses are not tracked */
+#define DELAY_BUCKETS 1024
+
+/* A yescrypt hash of a random string: unknown users cost one crypt too, so
+ * the answer's timing does not tell them from wrong passwords. */
+#define DUMMY_HASH "{CRYPT}$y$j9T$TtDXYbRDAyByxfdr$Cd6GKiu7V7PdjiJChHYWbL8Zlyi/lwYWgvr.3/a2Fe4"
+
+struct lock_entry {
+	struct lock_entry *next;
+	char *mailbox;
+	char sid[POP3_SID_SIZE];
+};
+
+struct fail_entry {
+	struct fail_entry *next;
+	uint8_t addr[16];
+	unsigned count;
+	uint64_t window_start;
+	uint64_t locked_until;	/* 0: not locked */
+};
+
+struct delay_entry {
+	struct delay_entry *next;
+	char *mailbox;
+	uint64_t last;
+};
+
+struct pop3_service {
+	pthread_mutex_t mu;		/* queue, stop, live jobs */
+	pthread_cond_t cv;
+	struct pop3_job *head, **tail;
+	struct pop3_job *all;
+	int stop;
+	pthread_t *threads;
+	unsigned nthreads;
+
+	pthread_mutex_t tables;		/* the three tables below */
+	struct lock_entry *locks[LOCK_BUCKETS];
+	struct fail_entry *fails[FAIL_BUCKETS];
+	size_t nfails;
+	struct delay_entry *delays[DELAY_BUCKETS];
+};
+
+uint64_t
+pop3_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+static size_t
+hash_str(const char *s, size_t buckets)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 1099511628211ull;
+	return (size_t)(h % buckets);
+}
+
+/* ---- jobs ------------------------------------------------------------ */
+
+struct pop3_job *
+pop3_job_new(struct pop3_service *svc, enum pop3_job_kind kind, struct pop3_env *env,
+	     uintptr_t handle, void (*done)(struct pop3_job *j))
+{
+	struct pop3_job *j = xcalloc(1, sizeof(*j));
+
+	j->kind = kind;
+	j->svc = svc;
+	j->env = env;
+	j->handle = handle;
+	j->done = done;
+	j->fd = -1;
+	buf_init(&j->data, POP3_CHUNK);
+	pthread_mutex_lock(&svc->mu);
+	j->next_all = svc->all;
+	if (svc->all != NULL)
+		svc->all->prev_all = j;
+	svc->all = j;
+	pthread_mutex_unlock(&svc->mu);
+	return j;
+}
+
+void
+pop3_job_free(struct pop3_job *j)
+{
+	struct pop3_service *svc;
+
+	if (j == NULL)
+		return;
+	svc = j->svc;
+	pthread_mutex_lock(&svc->mu);
+	if (j->prev_all != NULL)
+		j->prev_all->next_all = j->next_all;
+	else
+		svc->all = j->next_all;
+	if (j->next_all != NULL)
+		j->next_all->prev_all = j->prev_all;
+	pthread_mutex_unlock(&svc->mu);
+	if (j->locked && j->mailbox != NULL)
+		pop3_lock_release(svc, j->mailbox);
+	if (j->pass != NULL) {
+		explicit_bzero(j->pass, strlen(j->pass));
+		free(j->pass);
+	}
+	if (j->fd >= 0)
+		close(j->fd);
+	config_unref(&j->cfg);
+	free(j->mailbox);
+	free(j->dir);
+	free(j->path);
+	free(j->err_path);
+	buf_fini(&j->data);
+	pop3_maildrop_fini(&j->drop);
+	free(j);
+}
+
+static void
+job_complete(struct loop *loop, void *arg)
+{
+	struct pop3_job *j = arg;
+
+	(void)loop;
+	j->done(j);	/* done frees j */
+}
+
+/* ---- worker side of each job ----------------------------------------- */
+
+static void
+run_login(struct pop3_job *j)
+{
+	const struct account *a = j->acct;
+	struct config *cfg = j->cfg;
+	int r;
+
+	if (a == NULL) {
+		struct account dummy = { .password = (char *)DUMMY_HASH };
+		r = directory_verify_password(&dummy, j->pass);
+		(void)r;
+		j->result = POP3_LOGIN_UNKNOWN;
+		j->cond = COND_POP3_AUTH_UNKNOWN_USER;
+		return;
+	}
+	r = directory_verify_password(a, j->pass);
+	explicit_bzero(j->pass, strlen(j->pass));
+	if (r != 1) {
+		j->result = POP3_LOGIN_BAD;
+		j->cond = COND_POP3_AUTH_BAD_PASSWORD;
+		return;
+	}
+	/* The credentials are right: from here on, refusals say why. */
+	j->result = POP3_LOGIN_REFUSED;
+	if (a->disabled || directory_domain_disabled(cfg->accounts, a->domain, strlen(a->domain))) {
+		j->cond = COND_POP3_MAILBOX_DISABLED;
+		return;
+	}
+	if (!a->pop3 || j->authzid_mismatch) {
+		j->cond = COND_POP3_ACCESS_DENIED;
+		return;
+	}
+	if (pop3_lock_take(j->svc, j->mailbox, j->sid, j->holder) < 0) {
+		j->cond = COND_POP3_LOCKED;
+		return;
+	}
+	j->locked = 1;
+	if (cfg->pop3_login_delay > 0 &&
+	    pop3_login_delay_check(j->svc, j->mailbox, cfg->pop3_login_delay, &j->remaining_s)) {
+		j->cond = COND_POP3_LOGIN_DELAY;
+		pop3_lock_release(j->svc, j->mailbox);
+		j->locked = 0;
+		return;
+	}
+	if (pop3_maildrop_scan(j->dir, cfg->pop3_max_messages, &j->drop, &j->err,
+			       &j->err_path) < 0) {
+		j->result = POP3_LOGIN_ERROR;
+		j->cond = COND_POP3_MAILBOX_ERROR;
+		pop3_lock_release(j->svc, j->mailbox);
+		j->locked = 0;
+		return;
+	}
+	j->result = POP3_LOGIN_OK;
+	j->cond = COND_POP3_LOGIN;
+}
+
+static void
+run_chunk(struct pop3_job *j)
+{
+	if (j->fd < 0) {
+		j->fd = open(j->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (j->fd < 0) {
+			j->err = errno;
+			return;
+		}
+	}
+	buf_reset(&j->data);
+	if (buf_reserve(&j->data, POP3_CHUNK) < 0)
+		PANIC("chunk buffer");
+	for (;;) {
+		ssize_t n = pread(j->fd, j->data.data, POP3_CHUNK, (off_t)j->offset);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			j->err = errno;
+			return;
+		}
+		j->data.len = (size_t)n;
+		j->offset += (uint64_t)n;
+		/* a short read of a regular file is its end (Maildir files
+		 * do not change), so small messages go out in one write */
+		j->eof = n < POP3_CHUNK;
+		return;
+	}
+}
+
+static void
+run_update(struct pop3_job *j)
+{
+	j->failed = pop3_maildrop_update(&j->drop, &j->dele, &j->seen, &j->err, &j->err_path);
+	/* The maildrop stays locked until its update is on disk. */
+	if (j->locked) {
+		pop3_lock_release(j->svc, j->mailbox);
+		j->locked = 0;
+	}
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct pop3_service *svc = arg;
+
+	for (;;) {
+		struct pop3_job *j;
+
+		pthread_mutex_lock(&svc->mu);
+		while (svc->head == NULL && !svc->stop)
+			pthread_cond_wait(&svc->cv, &svc->mu);
+		if (svc->stop) {
+			pthread_mutex_unlock(&svc->mu);
+			return NULL;
+		}
+		j = svc->head;
+		svc->head = j->next;
+		if (svc->head == NULL)
+			svc->tail = &svc->head;
+		j->next = NULL;
+		pthread_mutex_unlock(&svc->mu);
+		switch (j->kind) {
+		case POP3_JOB_LOGIN:
+			run_login(j);
+			break;
+		case POP3_JOB_CHUNK:
+			run_chunk(j);
+			break;
+		case POP3_JOB_UPDATE:
+			run_update(j);
+			break;
+		}
+		/* After the post, j belongs to the loop. */
+		loop_post(j->env->loop, job_complete, j);
+	}
+}
+
+void
+pop3_job_submit(struct pop3_job *j)
+{
+	struct pop3_service *svc = j->svc;
+
+	pthread_mutex_lock(&svc->mu);
+	*svc->tail = j;
+	svc->tail = &j->next;
+	pthread_cond_signal(&svc->cv);
+	pthread_mutex_unlock(&svc->mu);
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+struct pop3_service *
+pop3_service_new(unsigned workers)
+{
+	struct pop3_service *svc = xcalloc(1, sizeof(*svc));
+
+	pthread_mutex_init(&svc->mu, NULL);
+	pthread_cond_init(&svc->cv, NULL);
+	pthread_mutex_init(&svc->tables, NULL);
+	svc->tail = &svc->head;
+	if (workers == 0)
+		workers = 1;
+	svc->threads = xcalloc(workers, sizeof(*svc->threads));
+	for (unsigned i = 0; i < workers; i++) {
+		if (pthread_create(&svc->threads[i], NULL, worker_main, svc) != 0)
+			break;
+		svc->nthreads++;
+	}
+	if (svc->nthreads == 0)
+		PANIC("cannot start any POP3 worker");
+	return svc;
+}
+
+void
+pop3_service_free(struct pop3_service **svcp)
+{
+	struct pop3_service *svc = *svcp;
+
+	if (svc == NULL)
+		return;
+	pthread_mutex_lock(&svc->mu);
+	svc->stop = 1;
+	pthread_cond_broadcast(&svc->cv);
+	pthread_mutex_unlock(&svc->mu);
+	for (unsigned i = 0; i < svc->nthreads; i++)
+		pthread_join(svc->threads[i], NULL);
+	/* Jobs never run, or whose completion a stopped loop never ran. */
+	while (svc->all != NULL)
+		pop3_job_free(svc->all);
+	for (size_t b = 0; b < LOCK_BUCKETS; b++) {
+		while (svc->locks[b] != NULL) {
+			struct lock_entry *e = svc->locks[b];
+			svc->locks[b] = e->next;
+			free(e->mailbox);
+			free(e);
+		}
+	}
+	for (size_t b = 0; b < FAIL_BUCKETS; b++) {
+		while (svc->fails[b] != NULL) {
+			struct fail_entry *e = svc->fails[b];
+			svc->fails[b] = e->next;
+			free(e);
+		}
+	}
+	for (size_t b = 0; b < DELAY_BUCKETS; b++) {
+		while (svc->delays[b] != NULL) {
+			struct delay_entry *e = svc->delays[b];
+			svc->delays[b] = e->next;
+			free(e->mailbox);
+			free(e);
+		}
+	}
+	pthread_mutex_destroy(&svc->mu);
+	pthread_cond_destroy(&svc->cv);
+	pthread_mutex_destroy(&svc->tables);
+	free(svc->threads);
+	free(svc);
+	*svcp = NULL;
+}
+
+/* ---- mailbox locks --------------------------------------------------- */
+
+int
+pop3_lock_take(struct pop3_service *svc, const char *mailbox, const char *sid,
+	       char holder_out[POP3_SID_SIZE])
+{
+	size_t b = hash_str(mailbox, LOCK_BUCKETS);
+	struct lock_entry *e;
+
+	pthread_mutex_lock(&svc->tables);
+	for (e = svc->locks[b]; e != NULL; e = e->next) {
+		if (strcmp(e->mailbox, mailbox) == 0) {
+			memcpy(holder_out, e->sid, POP3_SID_SIZE);
+			pthread_mutex_unlock(&svc->tables);
+			return -1;
+		}
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->mailbox = xstrdup(mailbox);
+	if (slice_copy(slice_from_cstr(sid), e->sid, sizeof(e->sid)) < 0)
+		e->sid[0] = '\0';
+	e->next = svc->locks[b];
+	svc->locks[b] = e;
+	pthread_mutex_unlock(&svc->tables);
+	return 0;
+}
+
+void
+pop3_lock_release(struct pop3_service *svc, const char *mailbox)
+{
+	size_t b = hash_str(mailbox, LOCK_BUCKETS);
+
+	pthread_mutex_lock(&svc->tables);
+	for (struct lock_entry **pp = &svc->locks[b]; *pp != NULL; pp = &(*pp)->next) {
+		if (strcmp((*pp)->mailbox, mailbox) == 0) {
+			struct lock_entry *e = *pp;
+			*pp = e->next;
+			free(e->mailbox);
+			free(e);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&svc->tables);
+}
+
+/* ---- failed logins --------------------------------------------------- */
+
+static void
+addr_key(const struct sockaddr_storage *ss, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+	} else if (ss->ss_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+	}
+}
+
+static size_t
+addr_hash(const uint8_t k[16])
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (int i = 0; i < 16; i++)
+		h = (h ^ k[i]) * 1099511628211ull;
+	return (size_t)(h % FAIL_BUCKETS);
+}
+
+/* Finds the entry of k in bucket b, dropping expired entries on the way
+ * (table lock held). */
+static struct fail_entry *
+fail_find(struct pop3_service *svc, size_t b, const uint8_t k[16], uint64_t now)
+{
+	struct fail_entry **pp = &svc->fails[b];
+
+	while (*pp != NULL) {
+		struct fail_entry *e = *pp;
+		if (memcmp(e->addr, k, 16) == 0)
+			return e;
+		/* forgotten once neither locked nor within a day of use */
+		if (e->locked_until <= now && now - e->window_start > 86400) {
+			*pp = e->next;
+			free(e);
+			svc->nfails--;
+			continue;
+		}
+		pp = &e->next;
+	}
+	return NULL;
+}
+
+int
+pop3_fail_locked(struct pop3_service *svc, const struct sockaddr_storage *addr,
+		 uint64_t *remaining_out, unsigned *count_out)
+{
+	uint8_t k[16];
+	uint64_t now = pop3_now_s();
+	int locked = 0;
+
+	addr_key(addr, k);
+	pthread_mutex_lock(&svc->tables);
+	struct fail_entry *e = fail_find(svc, addr_hash(k), k, now);
+	if (e != NULL && e->locked_until > now) {
+		locked = 1;
+		*remaining_out = e->locked_until - now;
+		*count_out = e->count;
+	}
+	pthread_mutex_unlock(&svc->tables);
+	return locked;
+}
+
+unsigned
+pop3_fail_record(struct pop3_service *svc, const struct sockaddr_storage *addr,
+		 const struct pop3_fail_policy *pol, int *locked_out)
+{
+	uint8_t k[16];
+	uint64_t now = pop3_now_s();
+	unsigned count;
+
+	*locked_out = 0;
+	addr_key(addr, k);
+	size_t b = addr_hash(k);
+	pthread_mutex_lock(&svc->tables);
+	struct fail_entry *e = fail_find(svc, b, k, now);
+	if (e == NULL) {
+		if (svc->nfails >= FAIL_MAX_ENTRIES) {
+			pthread_mutex_unlock(&svc->tables);
+			return 1;
+		}
+		e = xcalloc(1, sizeof(*e));
+		memcpy(e->addr, k, 16);
+		e->window_start = now;
+		e->next = svc->fails[b];
+		svc->fails[b] = e;
+		svc->nfails++;
+	}
+	if (now - e->window_start >= pol->window_s && e->locked_until <= now) {
+		e->window_start = now;
+		e->count = 0;
+	}
+	e->count++;
+	count = e->count;
+	if (pol->max_failures > 0 && count >= pol->max_failures && e->locked_until <= now) {
+		e->locked_until = now + pol->lockout_s;
+		/* the next window starts when the lockout ends */
+		e->window_start = e->locked_until;
+		e->count = 0;
+		*locked_out = 1;
+	}
+	pthread_mutex_unlock(&svc->tables);
+	return count;
+}
+
+void
+pop3_fail_clear(struct pop3_service *svc, const struct sockaddr_storage *addr)
+{
+	uint8_t k[16];
+	uint64_t now = pop3_now_s();
+
+	addr_key(addr, k);
+	pthread_mutex_lock(&svc->tables);
+	struct fail_entry *e = fail_find(svc, addr_hash(k), k, now);
+	if (e != NULL && e->locked_until <= now) {
+		e->count = 0;
+		e->window_start = now;
+	}
+	pthread_mutex_unlock(&svc->tables);
+}
+
+/* ---- LOGIN-DELAY ----------------------------------------------------- */
+
+int
+pop3_login_delay_check(struct pop3_service *svc, const char *mailbox, unsigned delay_s,
+		       uint64_t *remaining_out)
+{
+	size_t b = hash_str(mailbox, DELAY_BUCKETS);
+	uint64_t now = pop3_now_s();
+	struct delay_entry *e;
+	int early = 0;
+
+	pthread_mutex_lock(&svc->tables);
+	for (e = svc->delays[b]; e != NULL; e = e->next)
+		if (strcmp(e->mailbox, mailbox) == 0)
+			break;
+	if (e != NULL && now - e->last < delay_s) {
+		early = 1;
+		*remaining_out = delay_s - (now - e->last);
+	} else {
+		if (e == NULL) {
+			e = xcalloc(1, sizeof(*e));
+			e->mailbox = xstrdup(mailbox);
+			e->next = svc->delays[b];
+			svc->delays[b] = e;
+		}
+		e->last = now;
+	}
+	pthread_mutex_unlock(&svc->tables);
+	return early;
+}
