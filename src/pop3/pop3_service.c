@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "deliver/deliver_quota.h"
 #include "pop3/pop3_private.h"
 
 #define LOCK_BUCKETS 1024
@@ -246,7 +247,19 @@ run_chunk(struct pop3_job *j)
 static void
 run_update(struct pop3_job *j)
 {
+	uint64_t bytes = 0, count = 0;
+
+	for (size_t i = 0; i < j->drop.n; i++) {
+		if (j->drop.v[i].deleted) {
+			bytes += j->drop.v[i].size;	/* CRLF files: as on disk */
+			count++;
+		}
+	}
 	j->failed = pop3_maildrop_update(&j->drop, &j->dele, &j->seen, &j->err, &j->err_path);
+	/* Keep the quota cache current; after a partial failure its next
+	 * rescan corrects it instead. */
+	if (j->failed == 0 && count > 0 && j->cfg != NULL)
+		quota_add(j->cfg->server_mail_root, j->mailbox, -(int64_t)bytes, -(int64_t)count);
 	/* The maildrop stays locked until its update is on disk. */
 	if (j->locked) {
 		pop3_lock_release(j->svc, j->mailbox);

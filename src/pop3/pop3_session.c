@@ -861,6 +861,7 @@ cmd_quit(struct pop3_session *s, const struct pop3_cmd *cmd)
 		c->name = xstrdup(m->name);
 	}
 	j->mailbox = xstrdup(s->mailbox);
+	j->cfg = config_ref(s->cfg);	/* mail_root for the quota cache */
 	j->locked = s->locked;
 	s->locked = 0;
 	s->wait = WAIT_UPDATE;

@@ -658,3 +658,26 @@ def test_fetchmail(make_server, tmp_path):
         assert tail(g) in [tail(w) for w in want], g[:600]
     assert srv.maildir("alice") == []  # "no keep": DELE + QUIT
     srv.wait_event("POP3-QUIT-UPDATE", dele="3")
+
+
+def test_dele_frees_quota_at_once(make_server):
+    """Messages deleted over POP3 give their room back at QUIT: the next
+    RCPT is accepted at once, not after the quota cache's next rescan."""
+    srv = pop3_server(make_server, account_extra={"alice": "quota_messages=2"})
+    deliver(srv, 2)
+    with srv.raw() as c:
+        c.cmd("EHLO client.example.org")
+        assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
+        r = c.cmd("RCPT TO:<alice@example.test>")
+        assert r.code == 452 and ids_in(r.text) == ["RCPT-MAILBOX-FULL"], r
+    p = pop(srv)
+    p.user(USER)
+    p.pass_(PW)
+    p.dele(1)
+    p.dele(2)
+    p.quit()
+    with srv.raw() as c:
+        c.cmd("EHLO client.example.org")
+        assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
+        r = c.cmd("RCPT TO:<alice@example.test>")
+        assert r.code == 250, r

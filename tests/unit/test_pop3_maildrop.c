@@ -78,9 +78,12 @@ main(void)
 	pop3_maildrop_fini(&d);
 	free(missing);
 
-	mkdir(xasprintf("%s/new", root), 0700);	/* leaks 3 small strings: a test */
-	mkdir(xasprintf("%s/cur", root), 0700);
-	mkdir(xasprintf("%s/tmp", root), 0700);
+	static const char *const subs[] = { "new", "cur", "tmp" };
+	for (size_t i = 0; i < 3; i++) {
+		char *p = xasprintf("%s/%s", root, subs[i]);
+		mkdir(p, 0700);
+		free(p);
+	}
 	put("new", "200.Q2R0.host,S=10", "A: b\r\n\r\nxy\r\n");	/* 12 */
 	put("cur", "100.Q1R0.host,S=9:2,S", "A: b\n\nx\n");	/* 11 with CRLF */
 	put("new", "300.Q3R0.host,S=5,W=77", "ab");		/* W= is trusted */
