@@ -32,85 +32,10 @@
 #include "net/net_conn.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
-
-#define OUT_HIGH_WATER (256 * 1024)	/* stop reading commands past this */
-#define OUT_MAX (1024 * 1024)
-#define REPLY_MAX 1024
-#define FLAGS_MAX 128
-
-enum smtp_state {
-	SMTP_STATE_INIT,	/* greeted; no HELO/EHLO yet */
-	SMTP_STATE_READY,	/* HELO/EHLO done; no transaction */
-	SMTP_STATE_MAIL,	/* MAIL accepted; RCPT, DATA, BDAT may follow */
-	SMTP_STATE_DATA,	/* receiving DATA */
-	SMTP_STATE_BDAT,	/* receiving a BDAT chunk */
-	SMTP_STATE_COMMIT,	/* waiting for the spool */
-	SMTP_STATE_CLOSING,	/* last reply queued; close once flushed */
-	SMTP_STATE__COUNT
-};
+#include "smtp/smtp_session_private.h"
 
 static const char *const state_names[] = {
 	"init", "ready", "mail", "data", "bdat", "commit", "closing",
-};
-
-struct txn {
-	char tid[40];
-	struct spool_msg *msg;	/* owned until handed to the spool */
-	unsigned nrcpt_ok;
-	unsigned nrcpt_bad;
-	unsigned nrcpt_tried;
-	int smtputf8;
-	int chunking;		/* BDAT seen in this transaction */
-	int data_started;	/* DATA or first BDAT accepted */
-	size_t hdr_len;		/* length of our Received field in msg->data */
-	uint64_t message_size;	/* counted message octets (DATA or BDAT) */
-	struct smtp_data dec;
-	struct smtp_scan scan;
-	uint64_t bdat_left;	/* octets of the current chunk still to read */
-	uint64_t bdat_chunk;	/* size of the current chunk */
-	int bdat_last;
-	int bdat_discard;	/* refused chunk: read and drop */
-	enum cond_id bdat_refusal;
-	uint64_t started_ms;
-	struct buf rcpt_list;	/* "<a@x>,<b@y>" for SESSION-MESSAGE */
-	/* Local mailboxes of the accepted recipients, for the quota check at
-	 * the end of data; accounts belong to the session's config. */
-	const struct account **local_accts;
-	char **local_boxes;	/* owned */
-	size_t nlocal;
-};
-
-struct smtp_session {
-	struct smtp_env *env;
-	struct config *cfg;	/* reference, for the whole session */
-	struct conn conn;
-	size_t slot;
-	unsigned gen;
-	char sid[17];
-	enum smtp_state state;
-	int dead;		/* ended; freed by a deferred call */
-	int paused;		/* not reading (commit or output backlog) */
-	int want_write;
-	struct buf in;
-	struct buf out;
-	struct loop_timer deadline;
-	uint64_t started_ms;
-	char helo[256];
-	int ehlo;
-	int trusted;
-	unsigned errors;
-	unsigned txn_count;
-	unsigned msgs_ok;
-	unsigned msgs_tried;
-	unsigned rcpts_ok;
-	unsigned rcpts_bad;
-	unsigned rejects;
-	char flags[FLAGS_MAX];
-	char last_reply[REPLY_MAX];
-	char last_reject[REPLY_MAX];
-	enum cond_id end_cause;
-	struct txn txn;
-	int in_txn;
 };
 
 static void session_process(struct smtp_session *s);
@@ -256,7 +181,7 @@ arm_deadline(struct smtp_session *s)
 {
 	unsigned secs;
 
-	if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING) {
+	if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING || s->busy) {
 		loop_timer_cancel(s->env->loop, &s->deadline);
 		return;
 	}
@@ -1207,8 +1132,8 @@ overflow(struct smtp_session *s)
 static void
 session_process(struct smtp_session *s)
 {
-	while (!s->dead && s->state != SMTP_STATE_CLOSING && s->state != SMTP_STATE_COMMIT &&
-	       s->out.len < OUT_HIGH_WATER) {
+	while (!s->dead && !s->busy && s->state != SMTP_STATE_CLOSING &&
+	       s->state != SMTP_STATE_COMMIT && s->out.len < OUT_HIGH_WATER) {
 		if (s->state == SMTP_STATE_DATA) {
 			if (s->in.len == 0)
 				break;
@@ -1267,7 +1192,7 @@ session_process(struct smtp_session *s)
 	}
 	int want_write = io == CONN_IO_AGAIN;
 	int pause = s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING ||
-		    s->out.len >= OUT_HIGH_WATER;
+		    s->busy || s->out.len >= OUT_HIGH_WATER;
 	if (want_write != s->want_write || pause != s->paused) {
 		unsigned ev = (pause ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
 		if (loop_mod_fd(s->env->loop, s->conn.fd, ev) < 0) {
@@ -1524,4 +1449,51 @@ smtp_env_stop_sessions(struct smtp_env *env, int signo)
 		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
 		session_process(s);
 	}
+}
+
+/* ---- for command handlers in other files ------------------------------ */
+
+int
+smtp_session_reply(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
+{
+	return session_reply(s, cond, kvs, nkv);
+}
+
+void
+smtp_session_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
+{
+	session_refuse(s, cond, kvs, nkv);
+}
+
+void
+smtp_session_log_ctx(const struct smtp_session *s, struct log_ctx *ctx)
+{
+	log_ctx_of(s, ctx);
+}
+
+void
+smtp_session_flag(struct smtp_session *s, const char *flag)
+{
+	flag_add(s, flag);
+}
+
+uintptr_t
+smtp_session_handle(const struct smtp_session *s)
+{
+	return ((uintptr_t)s->slot << 32) | s->gen;
+}
+
+struct smtp_session *
+smtp_session_by_handle(struct smtp_env *env, uintptr_t handle)
+{
+	struct smtp_session *s = session_by_handle(env, handle);
+
+	return s != NULL && !s->dead ? s : NULL;
+}
+
+void
+smtp_session_resume(struct smtp_session *s)
+{
+	if (!s->dead)
+		session_process(s);
 }
