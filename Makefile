@@ -36,6 +36,7 @@ build-fuzz: build-fuzz/build.ninja
 
 run: deps build
 	@test -s etc/accounts || { echo "etc/accounts missing"; exit 1; }
+	./build/postern make-cert -c etc/postern.conf
 	./build/postern serve -c etc/postern.conf
 
 # Regenerates the generated reference pages from the tables.

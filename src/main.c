@@ -6,6 +6,7 @@
  *   explain ID                                one catalog entry
  *   catalog [--ids]                           the whole catalog (docs/events.md)
  *   config-doc                                docs/configuration.md
+ *   make-cert -c FILE [-o ...]                 self-signed TLS pair where missing
  *   passwd [--scheme yescrypt|bcrypt|sha512-crypt]  hash a password read from stdin
  *   version
  */
@@ -19,6 +20,7 @@
 #include "config/config.h"
 #include "core/buf.h"
 #include "directory/directory.h"
+#include "net/net_tls.h"
 #include "server/server.h"
 
 #define EX_USAGE 64
@@ -34,6 +36,7 @@ usage(FILE *out)
 		"       postern explain ID\n"
 		"       postern catalog [--ids]\n"
 		"       postern config-doc\n"
+		"       postern make-cert -c FILE [-o section.key=value ...]\n"
 		"       postern passwd [--scheme yescrypt|bcrypt|sha512-crypt]\n"
 		"       postern version\n");
 }
@@ -83,6 +86,41 @@ cmd_check(const char *path, const char *const *overrides, size_t n)
 	diag_fini(&d);
 	config_unref(&cfg);
 	return 0;
+}
+
+/* Writes a self-signed certificate and key where tls.cert_file and
+ * tls.key_file name files that do not exist yet (`make run` does this). */
+static int
+cmd_make_cert(const char *path, const char *const *overrides, size_t n)
+{
+	struct diag d;
+	struct config *cfg;
+	char err[512];
+	int rc = 0;
+
+	diag_init(&d);
+	cfg = config_load(path, overrides, n, &d);
+	if (cfg == NULL) {
+		diag_print(&d, stderr);
+		diag_fini(&d);
+		return EX_CONFIG;
+	}
+	diag_fini(&d);
+	if (cfg->tls_cert_file[0] == '\0' || cfg->tls_key_file[0] == '\0') {
+		fprintf(stderr, "%s: tls.cert_file and tls.key_file are not set\n", path);
+		rc = EX_CONFIG;
+	} else if (access(cfg->tls_cert_file, F_OK) == 0 || access(cfg->tls_key_file, F_OK) == 0) {
+		printf("%s and %s: kept\n", cfg->tls_cert_file, cfg->tls_key_file);
+	} else if (tls_make_self_signed(cfg->hostname, cfg->tls_cert_file, cfg->tls_key_file, err,
+					sizeof(err)) < 0) {
+		fprintf(stderr, "postern: %s\n", err);
+		rc = 1;
+	} else {
+		printf("%s and %s: self-signed for %s\n", cfg->tls_cert_file, cfg->tls_key_file,
+		       cfg->hostname);
+	}
+	config_unref(&cfg);
+	return rc;
 }
 
 static int
@@ -186,9 +224,12 @@ main(int argc, char **argv)
 		return EX_USAGE;
 	}
 	const char *cmd = argv[1];
-	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0) {
+	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0 ||
+	    strcmp(cmd, "make-cert") == 0) {
 		if (parse_config_args(argc, argv, &path, overrides, &n) < 0)
 			return EX_USAGE;
+		if (cmd[0] == 'm')
+			return cmd_make_cert(path, overrides, n);
 		return cmd[0] == 's' ? server_run(path, overrides, n) : cmd_check(path, overrides, n);
 	}
 	if (strcmp(cmd, "explain") == 0)

@@ -76,6 +76,7 @@ struct listener_src {
 	struct src header;	/* [listen.NAME] line, or the -o creating it */
 	struct src address;	/* line 0 = not given */
 	struct src role;
+	struct src require_tls;
 	int address_ok;		/* given and parsed */
 };
 
@@ -637,16 +638,34 @@ listener_set(struct load *ld, size_t idx, const char *key, size_t klen, const ch
 			return;
 		}
 		ls->role = src;
-		if (strcmp(v, "mx") == 0) {
-			l->role = CONFIG_ROLE_MX;
-		} else if (strcmp(v, "pop3") == 0) {
-			l->role = CONFIG_ROLE_POP3;
-		} else {
+		int found = 0;
+		for (int r = CONFIG_ROLE_MX; r <= CONFIG_ROLE_SUBMISSIONS; r++) {
+			if (strcmp(v, config_role_name((enum config_role)r)) == 0) {
+				l->role = (enum config_role)r;
+				found = 1;
+			}
+		}
+		if (!found) {
 			diag_add(ld->diags, src.file, src.line,
-				 "listen.%s.role: role %.*s is not supported (mx, pop3)",
+				 "listen.%s.role: role %.*s is not supported (mx, submission, submissions, pop3)",
 				 l->name, SHOW(v));
 			return;
 		}
+	} else if (klen == 11 && memcmp(key, "require_tls", 11) == 0) {
+		if (dup_check && ls->require_tls.line != 0) {
+			diag_add(ld->diags, src.file, src.line,
+				 "duplicate option listen.%s.require_tls (already set at line %u)",
+				 l->name, ls->require_tls.line);
+			return;
+		}
+		ls->require_tls = src;
+		if (strcmp(v, "yes") == 0)
+			l->require_tls = 1;
+		else if (strcmp(v, "no") == 0)
+			l->require_tls = 0;
+		else
+			diag_add(ld->diags, src.file, src.line,
+				 "listen.%s.require_tls: %.*s is not yes or no", l->name, SHOW(v));
 	} else {
 		diag_add(ld->diags, src.file, src.line, "unknown option listen.%s.%.*s",
 			 l->name, (int)(klen > 100 ? 100 : klen), key);
@@ -957,7 +976,7 @@ config_check(struct load *ld, int need_listener)
 				 "listen.%s: missing address (host:port)", l->name);
 		if (ls->role.line == 0)
 			diag_add(ld->diags, ls->header.file, ls->header.line,
-				 "listen.%s: missing role (mx, pop3)", l->name);
+				 "listen.%s: missing role (mx, submission, submissions, pop3)", l->name);
 		if (!ls->address_ok)
 			continue;
 		for (size_t j = 0; j < i; j++) {
@@ -1175,6 +1194,10 @@ config_role_name(enum config_role role)
 		return "mx";
 	case CONFIG_ROLE_POP3:
 		return "pop3";
+	case CONFIG_ROLE_SUBMISSION:
+		return "submission";
+	case CONFIG_ROLE_SUBMISSIONS:
+		return "submissions";
 	}
 	return NULL;
 }
@@ -1192,7 +1215,8 @@ listeners_equal(const struct config *a, const struct config *b)
 		for (j = 0; j < b->nlisteners; j++) {
 			const struct config_listener *y = &b->listeners[j];
 
-			if (strcmp(x->name, y->name) == 0 && x->role == y->role && sockaddr_same(x, y))
+			if (strcmp(x->name, y->name) == 0 && x->role == y->role &&
+			    x->require_tls == y->require_tls && sockaddr_same(x, y))
 				break;
 		}
 		if (j == b->nlisteners)

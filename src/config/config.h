@@ -28,9 +28,11 @@ struct config_list {
 enum config_role {
 	CONFIG_ROLE_MX,		/* SMTP: mail to local domains, relay for trusted */
 	CONFIG_ROLE_POP3,	/* POP3 access to the Maildirs */
+	CONFIG_ROLE_SUBMISSION,	/* SMTP submission (RFC 6409): AUTH before MAIL */
+	CONFIG_ROLE_SUBMISSIONS,	/* submission on implicit TLS (RFC 8314) */
 };
 
-/* "mx", "pop3"; NULL for an unknown value. */
+/* "mx", "pop3", "submission", "submissions"; NULL for an unknown value. */
 const char *config_role_name(enum config_role role);
 
 struct config_listener {
@@ -39,6 +41,7 @@ struct config_listener {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	enum config_role role;
+	int require_tls;		/* listen.NAME.require_tls */
 };
 
 #define CONFIG_T_STR char *

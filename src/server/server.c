@@ -45,6 +45,7 @@
 #include "deliver/deliver.h"
 #include "deliver/deliver_quota.h"
 #include "net/net_conn.h"
+#include "net/net_tls.h"
 #include "pop3/pop3.h"
 #include "smtp/smtp_session.h"
 #include "store/spool.h"
@@ -87,6 +88,7 @@ struct server {
 	pthread_mutex_t cfg_lock;
 	struct config *cfg;		/* now in force */
 	struct config *boot_cfg;	/* the listeners point into this one */
+	struct tls_server *tls;		/* under cfg_lock; NULL: TLS off or broken */
 	const char *path;
 	const char *const *overrides;
 	size_t noverrides;
@@ -115,6 +117,37 @@ server_config_get(void *arg)
 	cfg = config_ref(srv->cfg);
 	pthread_mutex_unlock(&srv->cfg_lock);
 	return cfg;
+}
+
+static struct tls_server *
+server_tls_get(void *arg)
+{
+	struct server *srv = arg;
+	struct tls_server *t;
+
+	pthread_mutex_lock(&srv->cfg_lock);
+	t = tls_server_ref(srv->tls);
+	pthread_mutex_unlock(&srv->cfg_lock);
+	return t;
+}
+
+/* Builds the TLS context of cfg (NULL when TLS is off or it fails, then
+ * logged). */
+static struct tls_server *
+tls_build(const struct config *cfg)
+{
+	char err[512];
+	struct tls_server *t;
+
+	if (cfg->tls_cert_file[0] == '\0' || cfg->tls_key_file[0] == '\0')
+		return NULL;
+	t = tls_server_new(cfg->tls_cert_file, cfg->tls_key_file, err, sizeof(err));
+	if (t == NULL) {
+		struct kv kv[] = { KV("cert", cfg->tls_cert_file), KV("key", cfg->tls_key_file),
+				   KV("err", err) };
+		catalog_log(COND_TLS_CONTEXT_INIT_FAILED, NULL, kv, ARRAY_LEN(kv));
+	}
+	return t;
 }
 
 /* ---- per-address accounting ------------------------------------------- */
@@ -295,7 +328,7 @@ accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 	if (pop3)
 		pop3_session_start(&sl->penv, fd, now);
 	else
-		smtp_session_start(&sl->env, fd, now);
+		smtp_session_start(&sl->env, fd, ls->lst, now);
 }
 
 static void
@@ -609,12 +642,21 @@ server_reload(struct server *srv)
 		return;
 	}
 	diag_fini(&d);
+	/* Certificates are read again on every reload (renewals need no
+	 * restart); a broken new pair keeps the old context. */
+	struct tls_server *tls = tls_build(next);
 	pthread_mutex_lock(&srv->cfg_lock);
 	struct config *old = srv->cfg;
 	next->generation = old->generation + 1;
 	config_diff_restart(old, next, restart_needed, NULL);
 	srv->cfg = next;
+	if (tls != NULL || next->tls_cert_file[0] == '\0') {
+		struct tls_server *prev = srv->tls;
+		srv->tls = tls;
+		tls = prev;
+	}
 	pthread_mutex_unlock(&srv->cfg_lock);
+	tls_server_unref(&tls);
 	enum log_sev sev;
 	if (log_sev_parse(next->log_level, &sev) == 0)
 		log_set_min(sev);
@@ -754,6 +796,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	}
 	if (pidfile_open(srv) < 0)
 		goto out;
+	srv->tls = tls_build(srv->cfg);	/* before the privilege drop: the key
+					 * may be readable by root only */
 	srv->nloops = loop_count(srv->cfg);
 	srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
 	if (open_listeners(srv) < 0)
@@ -786,6 +830,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->env.loop = sl->loop;
 		sl->env.spool = srv->spool;
 		sl->env.config_get = server_config_get;
+		sl->env.tls_get = server_tls_get;
 		sl->env.server = srv;
 		sl->env.on_end = session_ended;
 		sl->penv.loop = sl->loop;
@@ -861,6 +906,7 @@ out:
 	catalog_log(COND_SHUTDOWN_COMPLETE, NULL, skv, 1);
 	config_unref(&srv->cfg);
 	config_unref(&srv->boot_cfg);
+	tls_server_unref(&srv->tls);
 	for (size_t b = 0; b < IP_BUCKETS; b++) {
 		while (srv->ip_table[b]) {
 			struct ip_count *e = srv->ip_table[b];

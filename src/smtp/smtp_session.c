@@ -35,7 +35,7 @@
 #include "smtp/smtp_session_private.h"
 
 static const char *const state_names[] = {
-	"init", "ready", "mail", "data", "bdat", "commit", "closing",
+	"init", "ready", "mail", "data", "bdat", "commit", "closing", "tls",
 };
 
 static void session_process(struct smtp_session *s);
@@ -256,6 +256,19 @@ offered_extensions(const struct smtp_session *s)
 	       SMTP_EXT_CHUNKING;
 }
 
+/* 1 when a TLS context is in force (checked per EHLO: a reload may
+ * have fixed or broken it). */
+static int
+tls_available(struct smtp_session *s)
+{
+	struct tls_server *t = s->env->tls_get ? s->env->tls_get(s->env->server) : NULL;
+
+	if (t == NULL)
+		return 0;
+	tls_server_unref(&t);
+	return 1;
+}
+
 static void
 cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
@@ -281,6 +294,8 @@ cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
 	session_reply_line(s, 250, 1, "ENHANCEDSTATUSCODES");
 	session_reply_line(s, 250, 1, "SMTPUTF8");
 	session_reply_line(s, 250, 1, "CHUNKING");
+	if (!s->tls && tls_available(s))
+		session_reply_line(s, 250, 1, "STARTTLS");
 	session_reply_line(s, 250, 0, "DSN");
 }
 
@@ -309,6 +324,20 @@ static void
 cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	struct kv kvfrom[] = { KVA("from", cmd->path.mailbox.p, cmd->path.mailbox.len) };
+
+	if (s->lst != NULL && s->lst->require_tls && !s->tls) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "MAIL") };
+		session_refuse(s, COND_TLS_REQUIRED, kv, ARRAY_LEN(kv));
+		mail_summary(s, cmd, COND_TLS_REQUIRED);
+		return;
+	}
+	if (s->lst != NULL && (s->lst->role == CONFIG_ROLE_SUBMISSION ||
+			       s->lst->role == CONFIG_ROLE_SUBMISSIONS) && s->auth_user[0] == '\0') {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "MAIL") };
+		session_refuse(s, COND_AUTH_REQUIRED, kv, ARRAY_LEN(kv));
+		mail_summary(s, cmd, COND_AUTH_REQUIRED);
+		return;
+	}
 
 	if (cmd->has_size && cmd->size > s->cfg->limits_message_size) {
 		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("size", cmd->size),
@@ -620,9 +649,21 @@ data_begin(struct smtp_session *s, int reply_now)
 	localtime_r(&now, &tm);
 	if (strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
 		date[0] = '\0';
-	const char *proto = s->txn.smtputf8 ? "UTF8SMTP" : s->ehlo ? "ESMTP" : "SMTP";
+	/* RFC 3848 and RFC 6531 3.7.3: ESMTP, ESMTPS, ESMTPA, ESMTPSA,
+	 * UTF8SMTP[S][A]; plain SMTP after HELO. */
+	char proto[16];
+	int auth = s->auth_user[0] != '\0';
+	if (snprintf(proto, sizeof(proto), "%s%s%s",
+		     s->txn.smtputf8 ? "UTF8SMTP" : s->ehlo ? "ESMTP" : "SMTP",
+		     s->tls && (s->ehlo || s->txn.smtputf8) ? "S" : "",
+		     auth && (s->ehlo || s->txn.smtputf8) ? "A" : "") < 0)
+		proto[0] = '\0';
 	int r = buf_appendf(&m->data, "Received: from %s ([%s])\r\n\tby %s (Postern) with %s id %s",
 			    s->helo, s->conn.peer_text, s->cfg->hostname, proto, m->qid);
+	if (r == 0 && s->tls)
+		r = buf_appendf(&m->data, "\r\n\t(using %s with cipher %s (%d bits))",
+				tls_conn_version(&s->conn), tls_conn_cipher(&s->conn),
+				tls_conn_bits(&s->conn));
 	if (r == 0 && m->nrcpts == 1)
 		r = buf_appendf(&m->data, "\r\n\tfor <%s>", m->rcpts[0].addr);
 	if (r == 0)
@@ -679,6 +720,111 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 		}
 	}
 	s->state = SMTP_STATE_BDAT;
+}
+
+/* Starts the handshake on s->conn; the session waits in SMTP_STATE_TLS. */
+static int
+tls_begin(struct smtp_session *s)
+{
+	s->tls_ctx = s->env->tls_get ? s->env->tls_get(s->env->server) : NULL;
+	if (s->tls_ctx == NULL || tls_conn_start(&s->conn, s->tls_ctx) < 0) {
+		tls_server_unref(&s->tls_ctx);
+		return -1;
+	}
+	s->state = SMTP_STATE_TLS;
+	s->tls_started_ms = loop_clock_ms();
+	return 0;
+}
+
+static void cmd_not_implemented(struct smtp_session *s, const struct smtp_cmd *cmd);
+
+static void
+cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	if (s->tls) {
+		struct kv kv[] = { KV("client", s->conn.peer_text) };
+		session_refuse(s, COND_TLS_ALREADY_ACTIVE, kv, 1);
+		return;
+	}
+	if (s->in_txn) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+				   KV("cmd", "STARTTLS") };
+		session_refuse(s, COND_SMTP_SEQUENCE_ERROR, kv, ARRAY_LEN(kv));
+		return;
+	}
+	if (s->cfg->tls_cert_file[0] == '\0') {
+		/* TLS not configured: the verb is not offered (RFC 3207 4). */
+		cmd_not_implemented(s, cmd);
+		return;
+	}
+	if (!tls_available(s)) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("reason", "no TLS context") };
+		session_refuse(s, COND_TLS_STARTTLS_UNAVAILABLE, kv, ARRAY_LEN(kv));
+		return;
+	}
+	session_reply(s, COND_TLS_STARTTLS_READY, NULL, 0);
+	/* CVE-2011-0411: whatever came after STARTTLS in plain text must not
+	 * be taken as sent over TLS. The 220 goes out in clear first. */
+	buf_reset(&s->in);
+	if (conn_flush(&s->conn, &s->out) != CONN_IO_OK) {
+		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+		return;
+	}
+	if (tls_begin(s) < 0) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("err", "TLS setup failed"),
+				   KVU("elapsed_ms", 0) };
+		struct log_ctx ctx;
+		log_ctx_of(s, &ctx);
+		catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kv, ARRAY_LEN(kv));
+		session_end(s, COND_TLS_HANDSHAKE_FAILED);
+	}
+}
+
+/* Drives the handshake; on success the session starts over (RFC 3207
+ * 4.2: forget HELO and any AUTH; implicit TLS: send the greeting). */
+static void
+tls_step(struct smtp_session *s)
+{
+	char err[256] = "";
+	enum conn_io io = tls_conn_handshake(&s->conn, err, sizeof(err));
+	struct log_ctx ctx;
+
+	log_ctx_of(s, &ctx);
+	if (io == CONN_IO_AGAIN) {
+		unsigned ev = tls_conn_wants_write(&s->conn) ? LOOP_WRITE : LOOP_READ;
+		if (loop_mod_fd(s->env->loop, s->conn.fd, ev) < 0) {
+			session_end(s, COND_NET_CLIENT_READ_ERROR);
+			return;
+		}
+		s->paused = 0;
+		s->want_write = ev == LOOP_WRITE;
+		loop_timer_set(s->env->loop, &s->deadline, (uint64_t)s->cfg->tls_handshake_timeout * 1000u);
+		return;
+	}
+	tls_server_unref(&s->tls_ctx);
+	uint64_t elapsed = loop_clock_ms() - s->tls_started_ms;
+	if (io != CONN_IO_OK) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("err", err),
+				   KVU("elapsed_ms", elapsed) };
+		catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kv, ARRAY_LEN(kv));
+		session_end(s, COND_TLS_HANDSHAKE_FAILED);
+		return;
+	}
+	s->tls = 1;
+	flag_add(s, "tls");
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("version", tls_conn_version(&s->conn)),
+			   KV("cipher", tls_conn_cipher(&s->conn)), KVU("bits", tls_conn_bits(&s->conn)),
+			   KVU("elapsed_ms", elapsed) };
+	catalog_log(COND_TLS_ESTABLISHED, &ctx, kv, ARRAY_LEN(kv));
+	txn_free(s);
+	s->auth_user[0] = '\0';
+	s->helo[0] = '\0';
+	s->ehlo = 0;
+	s->state = SMTP_STATE_INIT;
+	s->want_write = 1;	/* force the event mask to be set again */
+	if (s->tls_implicit)
+		session_reply(s, COND_SMTP_GREETING, NULL, 0);
+	session_process(s);
 }
 
 static void
@@ -767,7 +913,7 @@ static const struct verb_rule verb_rules[] = {
 	{ SMTP_VERB_VRFY, cmd_vrfy, ST_CMD },
 	{ SMTP_VERB_EXPN, cmd_expn, ST_CMD },
 	{ SMTP_VERB_TURN, cmd_not_implemented, ST_CMD },
-	{ SMTP_VERB_STARTTLS, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_STARTTLS, cmd_starttls, ST_CMD },
 	{ SMTP_VERB_AUTH, cmd_not_implemented, ST_CMD },
 	{ SMTP_VERB_ETRN, cmd_not_implemented, ST_CMD },
 	{ SMTP_VERB_SEND, cmd_not_implemented, ST_CMD },
@@ -1132,6 +1278,8 @@ overflow(struct smtp_session *s)
 static void
 session_process(struct smtp_session *s)
 {
+	if (s->state == SMTP_STATE_TLS)
+		return;	/* the handshake owns the socket */
 	while (!s->dead && !s->busy && s->state != SMTP_STATE_CLOSING &&
 	       s->state != SMTP_STATE_COMMIT && s->out.len < OUT_HIGH_WATER) {
 		if (s->state == SMTP_STATE_DATA) {
@@ -1205,14 +1353,27 @@ session_process(struct smtp_session *s)
 	arm_deadline(s);
 }
 
+/* OpenSSL may hold decrypted bytes the socket no longer signals. */
+static void
+session_pending(struct loop *loop, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (!s->dead && !s->paused && tls_conn_pending(&s->conn) > 0)
+		session_io(loop, s->conn.fd, LOOP_READ, s);
+}
+
 static void
 session_io(struct loop *loop, int fd, unsigned events, void *arg)
 {
 	struct smtp_session *s = arg;
 	int eof = 0, err = 0;
 
-	(void)loop;
 	(void)fd;
+	if (s->state == SMTP_STATE_TLS) {
+		tls_step(s);
+		return;
+	}
 	if ((events & LOOP_READ) && !s->paused) {
 		for (int i = 0; i < 4; i++) {
 			enum conn_io io = conn_read(&s->conn, &s->in);
@@ -1226,6 +1387,8 @@ session_io(struct loop *loop, int fd, unsigned events, void *arg)
 		}
 	}
 	session_process(s);
+	if (!s->dead && !eof && !err && s->tls && tls_conn_pending(&s->conn) > 0)
+		loop_defer(loop, session_pending, s);
 	if (s->dead || !(eof || err))
 		return;
 	/* Whatever complete commands came before the EOF were answered. */
@@ -1260,6 +1423,15 @@ session_timeout(struct loop *loop, void *arg)
 	(void)loop;
 	if (s->dead)
 		return;
+	if (s->state == SMTP_STATE_TLS) {
+		struct log_ctx ctx;
+		log_ctx_of(s, &ctx);
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("err", "handshake timeout"),
+				   KVU("elapsed_ms", loop_clock_ms() - s->tls_started_ms) };
+		catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kv, ARRAY_LEN(kv));
+		session_end(s, COND_TLS_HANDSHAKE_FAILED);
+		return;
+	}
 	if (s->state == SMTP_STATE_DATA && s->txn.dec.lf_dot_lf_seen) {
 		struct log_ctx ctx;
 		log_ctx_of(s, &ctx);
@@ -1288,6 +1460,7 @@ session_free(struct loop *loop, void *arg)
 	buf_fini(&s->in);
 	buf_fini(&s->out);
 	config_unref(&s->cfg);
+	tls_server_unref(&s->tls_ctx);
 	free(s);
 }
 
@@ -1296,10 +1469,13 @@ session_end(struct smtp_session *s, enum cond_id cause)
 {
 	struct smtp_env *env = s->env;
 	struct log_ctx ctx = { .sid = s->sid };
-	char msgs[32], rcpts[32], dur[32];
+	char msgs[32], rcpts[32], dur[32], tls_text[128];
 
 	if (s->dead)
 		return;
+	if (snprintf(tls_text, sizeof(tls_text), "%s/%s", tls_conn_version(&s->conn),
+		     tls_conn_cipher(&s->conn)) < 0)
+		tls_text[0] = '\0';
 	s->dead = 1;
 	if (s->in_txn && s->txn.data_started && s->state != SMTP_STATE_COMMIT &&
 	    cause != COND_SMTP_TIMEOUT && cause != COND_SIGNAL_STOP_SESSIONS)
@@ -1316,7 +1492,7 @@ session_end(struct smtp_session *s, enum cond_id cause)
 		KV("client", s->conn.peer_text),
 		KV("ptr", "unknown"),
 		KV("helo", s->helo[0] ? s->helo : NULL),
-		KV("tls", "no"),
+		KV("tls", s->tls ? tls_text : "no"),
 		KV("flags", s->flags[0] ? s->flags : NULL),
 		KV("msgs", msgs),
 		KV("rcpts", rcpts),
@@ -1359,12 +1535,15 @@ slot_take(struct smtp_env *env, struct smtp_session *s)
 }
 
 void
-smtp_session_start(struct smtp_env *env, int fd, unsigned long sessions_now)
+smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *lst,
+		   unsigned long sessions_now)
 {
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	uint64_t rnd;
 
 	s->env = env;
+	s->lst = lst;
+	s->tls_implicit = lst != NULL && lst->role == CONFIG_ROLE_SUBMISSIONS;
 	s->cfg = env->config_get(env->server);
 	conn_init(&s->conn, fd);
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
@@ -1394,6 +1573,18 @@ smtp_session_start(struct smtp_env *env, int fd, unsigned long sessions_now)
 	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
 	if (loop_add_fd(env->loop, fd, LOOP_READ, session_io, s) < 0) {
 		session_end(s, COND_NET_CLIENT_READ_ERROR);
+		return;
+	}
+	if (s->tls_implicit && !env->draining) {
+		/* RFC 8314: TLS first, the greeting comes after the handshake. */
+		if (tls_begin(s) < 0) {
+			struct kv kt[] = { KV("client", s->conn.peer_text),
+					   KV("err", "no TLS context"), KVU("elapsed_ms", 0) };
+			catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kt, ARRAY_LEN(kt));
+			session_end(s, COND_TLS_HANDSHAKE_FAILED);
+			return;
+		}
+		tls_step(s);
 		return;
 	}
 	if (env->draining) {

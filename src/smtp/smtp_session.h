@@ -28,6 +28,9 @@ struct smtp_env {
 	void *server;
 	/* Called once when a session ends, before it is freed. */
 	void (*on_end)(struct smtp_env *env, const struct sockaddr_storage *peer);
+	/* Returns a reference to the TLS context now in force, or NULL when
+	 * TLS is off or its context failed to build. */
+	struct tls_server *(*tls_get)(void *server);
 	/* Sessions of this loop, for shutdown. */
 	struct smtp_session **sessions;	/* slot table, NULL = free */
 	unsigned *gens;			/* generation per slot */
@@ -38,7 +41,8 @@ struct smtp_env {
 
 /* Starts a session on an accepted, non-blocking fd: sends the greeting.
  * sessions_now is the server-wide session count (for SESSION-START). */
-void smtp_session_start(struct smtp_env *env, int fd, unsigned long sessions_now);
+void smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *lst,
+			unsigned long sessions_now);
 
 /* Refuses a connection before any session exists: sends the reply for
  * cond (a 421) and closes fd. Logs cond with the given keys. */

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "directory/directory.h"
 #include "net/net_conn.h"
+#include "net/net_tls.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_session.h"
@@ -32,6 +33,7 @@ enum smtp_state {
 	SMTP_STATE_BDAT,	/* receiving a BDAT chunk */
 	SMTP_STATE_COMMIT,	/* waiting for the spool */
 	SMTP_STATE_CLOSING,	/* last reply queued; close once flushed */
+	SMTP_STATE_TLS,		/* TLS handshake under way */
 	SMTP_STATE__COUNT
 };
 
@@ -96,6 +98,10 @@ struct smtp_session {
 	int in_txn;
 	int busy;		/* a command waits on a worker: hold input */
 	int tls;		/* TLS active (STARTTLS done or implicit) */
+	int tls_implicit;	/* the listener speaks TLS from the start */
+	uint64_t tls_started_ms;
+	struct tls_server *tls_ctx;	/* reference while a handshake runs */
+	const struct config_listener *lst;	/* the listener (boot config) */
 	void *auth;		/* owned by smtp_cmd_auth.c: a SASL exchange */
 	char auth_user[320];	/* authenticated identity, "" if none */
 };
