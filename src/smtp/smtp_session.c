@@ -320,6 +320,56 @@ mail_summary(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id ca
 	catalog_log(COND_SESSION_MAIL, &ctx, kv, ARRAY_LEN(kv));
 }
 
+/* The local part without quoting: "a\"b" -> a"b. Returns -1 if it does
+ * not fit. */
+static int
+local_unquote(struct slice local, char *out, size_t outsize)
+{
+	size_t n = 0;
+
+	if (local.len >= 2 && local.p[0] == '"' && local.p[local.len - 1] == '"') {
+		for (size_t i = 1; i + 1 < local.len; i++) {
+			uint8_t c = local.p[i];
+			if (c == '\\' && i + 2 < local.len)
+				c = local.p[++i];
+			if (n + 1 >= outsize)
+				return -1;
+			out[n++] = (char)c;
+		}
+		out[n] = '\0';
+		return 0;
+	}
+	return slice_copy(local, out, outsize);
+}
+
+/* 1 if the sender is the authenticated account, or an address of ours
+ * (alias, list) that delivers to it. */
+static int
+sender_owned(struct smtp_session *s, const struct smtp_path *p)
+{
+	char local[320];
+
+	if (p->mailbox.len == strlen(s->auth_user) &&
+	    strncasecmp((const char *)p->mailbox.p, s->auth_user, p->mailbox.len) == 0)
+		return 1;
+	if (p->domain.len == 0 ||
+	    !config_is_local_domain(s->cfg, (const char *)p->domain.p, p->domain.len) ||
+	    local_unquote(p->local, local, sizeof(local)) < 0)
+		return 0;
+	struct resolve_ctx rc = { .sender = "", .max_depth = s->cfg->local_alias_max_depth };
+	struct resolve_result res;
+	int owned = 0;
+	if (directory_resolve(s->cfg->accounts, &rc, local, strlen(local),
+			      (const char *)p->domain.p, p->domain.len, &res) == 0 &&
+	    res.cond == COND__COUNT) {
+		for (size_t i = 0; i < res.ntargets; i++)
+			if (res.targets[i].local && strcasecmp(res.targets[i].addr, s->auth_user) == 0)
+				owned = 1;
+	}
+	resolve_result_fini(&res);
+	return owned;
+}
+
 static void
 cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
@@ -344,6 +394,25 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 				   KVU("limit", s->cfg->limits_message_size) };
 		session_refuse(s, COND_CONTENT_SIZE_EXCEEDED, kv, ARRAY_LEN(kv));
 		mail_summary(s, cmd, COND_CONTENT_SIZE_EXCEEDED);
+		return;
+	}
+	const struct smtp_path *fp = &cmd->path;
+	if (!fp->is_null && fp->domain.len > 0 &&
+	    config_is_local_domain(s->cfg, (const char *)fp->domain.p, fp->domain.len)) {
+		if (s->auth_user[0] == '\0' && !s->trusted && s->cfg->smtp_anti_spoof &&
+		    (s->lst == NULL || s->lst->role == CONFIG_ROLE_MX)) {
+			struct kv kv[] = { KV("client", s->conn.peer_text),
+					   KVA("from", fp->mailbox.p, fp->mailbox.len) };
+			session_refuse(s, COND_ACCESS_SPOOF_LOCAL_SENDER, kv, ARRAY_LEN(kv));
+			mail_summary(s, cmd, COND_ACCESS_SPOOF_LOCAL_SENDER);
+			return;
+		}
+	}
+	if (s->auth_user[0] != '\0' && !fp->is_null && !sender_owned(s, fp)) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("auth", s->auth_user),
+				   KVA("from", fp->mailbox.p, fp->mailbox.len) };
+		session_refuse(s, COND_ACCESS_SENDER_LOGIN_MISMATCH, kv, ARRAY_LEN(kv));
+		mail_summary(s, cmd, COND_ACCESS_SENDER_LOGIN_MISMATCH);
 		return;
 	}
 	struct space_report sr;
@@ -399,27 +468,6 @@ rcpt_summary(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id ca
 	catalog_log(COND_SESSION_RCPT, &ctx, kv, ARRAY_LEN(kv));
 }
 
-/* The local part without quoting: "a\"b" -> a"b. Returns -1 if it does
- * not fit. */
-static int
-local_unquote(struct slice local, char *out, size_t outsize)
-{
-	size_t n = 0;
-
-	if (local.len >= 2 && local.p[0] == '"' && local.p[local.len - 1] == '"') {
-		for (size_t i = 1; i + 1 < local.len; i++) {
-			uint8_t c = local.p[i];
-			if (c == '\\' && i + 2 < local.len)
-				c = local.p[++i];
-			if (n + 1 >= outsize)
-				return -1;
-			out[n++] = (char)c;
-		}
-		out[n] = '\0';
-		return 0;
-	}
-	return slice_copy(local, out, outsize);
-}
 
 static void
 rcpt_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cond,
@@ -597,7 +645,7 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 		rcpt_local(s, cmd, local, domain, domain_len);
 		return;
 	}
-	if (!s->trusted) {
+	if (!s->trusted && s->auth_user[0] == '\0') {
 		struct kv kv[] = { KV("client", s->conn.peer_text),
 				   KVA("from", s->txn.msg->from, strlen(s->txn.msg->from)),
 				   KVA("rcpt", p->mailbox.p, p->mailbox.len) };
