@@ -47,6 +47,7 @@
 #include "net/net_conn.h"
 #include "net/net_tls.h"
 #include "pop3/pop3.h"
+#include "smtp/smtp_auth.h"
 #include "smtp/smtp_session.h"
 #include "store/spool.h"
 
@@ -817,6 +818,11 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	}
 	/* After the privilege drop, before the loops: POP3 workers. */
 	srv->pop3 = pop3_service_new(srv->cfg->server_workers);
+	/* A state store that cannot open is logged; AUTH then keeps its
+	 * counters in memory and goes on. */
+	if (smtp_auth_init(srv->cfg->server_state, srv->cfg->server_workers) < 0) {
+		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
+	}
 
 	for (size_t i = 0; i < srv->nloops; i++) {
 		struct server_loop *sl = &srv->loops[i];
@@ -890,6 +896,7 @@ out:
 	for (size_t i = 0; srv->loops && i < srv->nloops; i++)
 		pop3_env_fini(&srv->loops[i].penv);
 	pop3_service_free(&srv->pop3);
+	smtp_auth_shutdown();
 	quota_fini();
 	for (size_t i = 0; srv->loops && i < srv->nloops; i++) {
 		for (size_t j = 0; j < srv->loops[i].nsocks; j++)

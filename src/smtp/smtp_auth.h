@@ -15,6 +15,23 @@
 
 struct smtp_session;
 
+/* RFC 4954 4: the longest response line (base64, CRLF excluded) a server
+ * must accept; also the longest initial response on the AUTH line. The
+ * session lets AUTH command lines and response lines up to this length
+ * (plus "AUTH PLAIN " and the CRLF) through to the functions below, which
+ * answer AUTH-LINE-TOO-LONG past it. */
+#define SMTP_AUTH_LINE_MAX 12288
+
+/* Process-wide, once, before any loop serves: opens the state store in
+ * state_dir (cfg->server_state; on failure logs STORE-STATE-OPEN-FAILED
+ * and keeps the counters in memory) and starts the AUTH worker threads,
+ * which run the password checks and the counter updates. Returns 0, or -1
+ * if no worker could start (AUTH then answers AUTH-SASL-INIT-FAILED). */
+int smtp_auth_init(const char *state_dir, unsigned workers);
+/* Stops the workers and closes the store; frees jobs whose completion
+ * never ran. Call after the loops stopped, before they are freed. */
+void smtp_auth_shutdown(void);
+
 /* 1 if AUTH is offered on this connection now (EHLO keyword). */
 int smtp_auth_offered(const struct smtp_session *s);
 /* The AUTH command. */

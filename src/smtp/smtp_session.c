@@ -30,6 +30,7 @@
 #include "deliver/deliver_quota.h"
 #include "deliver/deliver_space.h"
 #include "net/net_conn.h"
+#include "smtp/smtp_auth.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_session_private.h"
@@ -253,7 +254,7 @@ offered_extensions(const struct smtp_session *s)
 	if (!s->ehlo)
 		return 0;
 	return SMTP_EXT_SIZE | SMTP_EXT_8BITMIME | SMTP_EXT_SMTPUTF8 | SMTP_EXT_DSN |
-	       SMTP_EXT_CHUNKING;
+	       SMTP_EXT_CHUNKING | (smtp_auth_offered(s) ? SMTP_EXT_AUTH : 0);
 }
 
 /* 1 when a TLS context is in force (checked per EHLO: a reload may
@@ -296,6 +297,8 @@ cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
 	session_reply_line(s, 250, 1, "CHUNKING");
 	if (!s->tls && tls_available(s))
 		session_reply_line(s, 250, 1, "STARTTLS");
+	if (smtp_auth_offered(s))
+		session_reply_line(s, 250, 1, "AUTH PLAIN LOGIN");
 	session_reply_line(s, 250, 0, "DSN");
 }
 
@@ -865,6 +868,7 @@ tls_step(struct smtp_session *s)
 			   KVU("elapsed_ms", elapsed) };
 	catalog_log(COND_TLS_ESTABLISHED, &ctx, kv, ARRAY_LEN(kv));
 	txn_free(s);
+	smtp_auth_free(s);
 	s->auth_user[0] = '\0';
 	s->helo[0] = '\0';
 	s->ehlo = 0;
@@ -962,7 +966,7 @@ static const struct verb_rule verb_rules[] = {
 	{ SMTP_VERB_EXPN, cmd_expn, ST_CMD },
 	{ SMTP_VERB_TURN, cmd_not_implemented, ST_CMD },
 	{ SMTP_VERB_STARTTLS, cmd_starttls, ST_CMD },
-	{ SMTP_VERB_AUTH, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_AUTH, smtp_cmd_auth, ST_CMD },	/* checks its own sequence */
 	{ SMTP_VERB_ETRN, cmd_not_implemented, ST_CMD },
 	{ SMTP_VERB_SEND, cmd_not_implemented, ST_CMD },
 	{ SMTP_VERB_SOML, cmd_not_implemented, ST_CMD },
@@ -1091,6 +1095,10 @@ session_command(struct smtp_session *s, const uint8_t *line, size_t len)
 	}
 	memset(&cmd, 0, sizeof(cmd));
 	if (smtp_parse_command(line, len, &opts, &cmd, &err) < 0) {
+		if (cmd.verb == SMTP_VERB_AUTH && err == COND_SMTP_ARG_INVALID) {
+			smtp_cmd_auth(s, &cmd);	/* AUTH-MECH-MISSING */
+			return;
+		}
 		parse_refuse(s, &cmd, err, line, len);
 		return;
 	}
@@ -1357,7 +1365,17 @@ session_process(struct smtp_session *s)
 		size_t len = linelen - 1;
 		if (len > 0 && s->in.data[len - 1] == '\r')
 			len--;
-		if (linelen > s->cfg->limits_command_line) {
+		if (smtp_auth_expects_line(s)) {
+			/* A SASL response: never traced (it holds the password),
+			 * any length (the exchange answers one too long). */
+			smtp_auth_line(s, s->in.data, len);
+			buf_consume(&s->in, linelen);
+			continue;
+		}
+		/* RFC 4954 4: an AUTH initial response may be 12288 octets. */
+		size_t limit = slice_starts_nocase((struct slice){ s->in.data, len }, "AUTH ")
+			       ? SMTP_AUTH_LINE_MAX + 32 : s->cfg->limits_command_line;
+		if (linelen > limit) {
 			struct kv kv[] = { KV("client", s->conn.peer_text),
 					   KV("state", state_name(s->state)), KVU("len", linelen),
 					   KVU("limit", s->cfg->limits_command_line) };
@@ -1524,6 +1542,7 @@ session_end(struct smtp_session *s, enum cond_id cause)
 	if (snprintf(tls_text, sizeof(tls_text), "%s/%s", tls_conn_version(&s->conn),
 		     tls_conn_cipher(&s->conn)) < 0)
 		tls_text[0] = '\0';
+	smtp_auth_free(s);
 	s->dead = 1;
 	if (s->in_txn && s->txn.data_started && s->state != SMTP_STATE_COMMIT &&
 	    cause != COND_SMTP_TIMEOUT && cause != COND_SIGNAL_STOP_SESSIONS)
@@ -1541,6 +1560,7 @@ session_end(struct smtp_session *s, enum cond_id cause)
 		KV("ptr", "unknown"),
 		KV("helo", s->helo[0] ? s->helo : NULL),
 		KV("tls", s->tls ? tls_text : "no"),
+		KV("auth", s->auth_user[0] ? s->auth_user : NULL),
 		KV("flags", s->flags[0] ? s->flags : NULL),
 		KV("msgs", msgs),
 		KV("rcpts", rcpts),

@@ -1,0 +1,691 @@
+/*
+ * smtp_cmd_auth.c - the AUTH command (RFC 4954) with PLAIN (RFC 4616) and
+ * LOGIN, against the accounts file, and the AUTH workers.
+ *
+ * Owns the session's SASL exchange (s->auth, struct auth_state) and the
+ * process-wide AUTH service: a queue of jobs, worker threads, and the
+ * state store (store/kv.h) where failures per client address are counted.
+ * A job checks the lockout, the password (crypt is slow on purpose) and
+ * updates the counters, all off the loop; its result is posted back to
+ * the session's loop and found again through the session handle (dropped
+ * if the session ended). While a job or the failure delay runs the
+ * session is busy: it reads nothing more and has no command deadline.
+ *
+ * Secrets: passwords and AUTH payloads are never logged; decoded bytes
+ * are wiped (explicit_bzero) as soon as they are copied into the job, and
+ * the job's copy right after the check.
+ *
+ * Failure counting (keys in the state store, per client IP text):
+ *   authfail:<ip>  integer, TTL auth.failure_window from the first failure
+ *   authban:<ip>   the count that caused it, TTL auth.lockout
+ * At auth.max_failures the ban is written and the counter dropped, so a
+ * new window starts when the lockout ends. Success drops the counter.
+ */
+#include "smtp/smtp_auth.h"
+
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "smtp/smtp_sasl.h"
+#include "smtp/smtp_session_private.h"
+#include "store/kv.h"
+
+/* A yescrypt hash of a random string: an unknown user costs one crypt too,
+ * so the timing does not tell unknown users from wrong passwords. */
+#define DUMMY_HASH "{CRYPT}$y$j9T$TtDXYbRDAyByxfdr$Cd6GKiu7V7PdjiJChHYWbL8Zlyi/lwYWgvr.3/a2Fe4"
+
+#define CHALLENGE_USER "VXNlcm5hbWU6"	/* base64("Username:") */
+#define CHALLENGE_PASS "UGFzc3dvcmQ6"	/* base64("Password:") */
+#define FAIL_DELAY_MAX_SHIFT 4		/* fail_delay * 16 at most */
+
+enum auth_mech { MECH_PLAIN, MECH_LOGIN };
+enum auth_step { STEP_NONE, STEP_PLAIN, STEP_LOGIN_USER, STEP_LOGIN_PASS };
+enum auth_outcome { OUT_OK, OUT_FAILED, OUT_DISABLED, OUT_BANNED };
+
+struct auth_job {
+	struct auth_job *next;			/* queue */
+	struct auth_job *prev_all, *next_all;	/* every live job */
+	struct loop *loop;
+	uintptr_t handle;
+	struct config *cfg;	/* reference */
+	enum auth_mech mech;
+	char sid[17];
+	char client[64];	/* IP text: the counters' key */
+	char user[SASL_FIELD_MAX + 1];
+	char pass[SASL_FIELD_MAX + 1];
+	char authzid[SASL_FIELD_MAX + 1];
+	/* results */
+	enum auth_outcome out;
+	const char *reason;
+	int64_t count;
+	uint64_t remaining_s;
+	char addr[320];		/* the account's address on success */
+};
+
+struct auth_state {
+	enum auth_step step;
+	enum auth_mech mech;
+	char user[SASL_FIELD_MAX + 1];	/* LOGIN: the name, until the password */
+	struct loop_timer delay;
+	struct auth_job *pending;	/* a failure waiting out its delay */
+	struct smtp_session *s;
+};
+
+struct auth_service {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct auth_job *head, **tail;
+	struct auth_job *all;
+	int stop;
+	pthread_t *threads;
+	unsigned nthreads;
+	struct kv_store *kv;	/* NULL: counting is off */
+};
+
+/* Set once by smtp_auth_init() before the loops run, cleared by
+ * smtp_auth_shutdown() after they stopped; the service itself is
+ * thread-safe. */
+static struct auth_service *svc;
+
+static const char *
+mech_name(enum auth_mech m)
+{
+	return m == MECH_PLAIN ? "PLAIN" : "LOGIN";
+}
+
+/* ---- jobs -------------------------------------------------------------- */
+
+static void
+job_free(struct auth_job *j)
+{
+	if (j == NULL)
+		return;
+	if (svc != NULL) {
+		pthread_mutex_lock(&svc->mu);
+		if (j->prev_all != NULL)
+			j->prev_all->next_all = j->next_all;
+		else if (svc->all == j)
+			svc->all = j->next_all;
+		if (j->next_all != NULL)
+			j->next_all->prev_all = j->prev_all;
+		pthread_mutex_unlock(&svc->mu);
+	}
+	explicit_bzero(j->pass, sizeof(j->pass));
+	config_unref(&j->cfg);
+	free(j);
+}
+
+static void
+store_failed(const struct auth_job *j, const char *op, const char *key)
+{
+	struct log_ctx ctx = { .sid = j->sid };
+	struct kv kv[] = { KV("op", op), KV("key", key), KV("err", kv_error()) };
+
+	catalog_log(COND_STORE_STATE_OP_FAILED, &ctx, kv, ARRAY_LEN(kv));
+}
+
+/* Splits "local@domain" at the last '@' and finds the account. */
+static const struct account *
+find_account(const struct config *cfg, const char *user)
+{
+	const char *at = strrchr(user, '@');
+
+	if (at == NULL || at == user || at[1] == '\0' || cfg->accounts == NULL)
+		return NULL;
+	return directory_find(cfg->accounts, user, (size_t)(at - user), at + 1, strlen(at + 1));
+}
+
+/* Worker side: lockout, password, counters. */
+static void
+run_check(struct auth_job *j)
+{
+	struct kv_store *kv = svc->kv;
+	const struct config *cfg = j->cfg;
+	char kfail[KV_KEY_MAX], kban[KV_KEY_MAX];
+	const struct account *a;
+	int r;
+
+	if (snprintf(kfail, sizeof(kfail), "authfail:%s", j->client) < 0 ||
+	    snprintf(kban, sizeof(kban), "authban:%s", j->client) < 0)
+		PANIC("AUTH key does not fit");
+	if (kv != NULL && cfg->auth_max_failures > 0) {
+		int64_t v = 0;
+		uint64_t left = 0;
+		r = kv_get_int(kv, kban, &v, &left);
+		if (r == 1) {
+			j->out = OUT_BANNED;
+			j->count = v;
+			j->remaining_s = left;
+			explicit_bzero(j->pass, sizeof(j->pass));
+			return;
+		}
+		if (r < 0)
+			store_failed(j, "get", kban);	/* fail open */
+	}
+
+	a = find_account(cfg, j->user);
+	if (a == NULL || a->password == NULL || a->password[0] == '\0') {
+		struct account dummy = { .password = (char *)DUMMY_HASH };
+		r = directory_verify_password(&dummy, j->pass);
+		(void)r;
+		j->out = OUT_FAILED;
+		j->reason = a == NULL ? "unknown_user" : "no_password";
+	} else {
+		r = directory_verify_password(a, j->pass);
+		if (r == 1) {
+			if (snprintf(j->addr, sizeof(j->addr), "%s@%s", a->local, a->domain) < 0)
+				j->addr[0] = '\0';
+			/* RFC 4616 2: an authzid other than the user's own
+			 * would be proxy authorisation, which Postern does
+			 * not grant */
+			if (j->authzid[0] != '\0' && strcasecmp(j->authzid, j->user) != 0 &&
+			    strcasecmp(j->authzid, j->addr) != 0) {
+				j->out = OUT_FAILED;
+				j->reason = "authzid";
+			} else if (a->disabled ||
+				   directory_domain_disabled(cfg->accounts, a->domain,
+							     strlen(a->domain))) {
+				j->out = OUT_DISABLED;
+			} else {
+				j->out = OUT_OK;
+			}
+		} else {
+			j->out = OUT_FAILED;
+			j->reason = r == 0 ? "bad_password" : "no_password";
+		}
+	}
+	explicit_bzero(j->pass, sizeof(j->pass));
+
+	if (kv == NULL)
+		return;
+	if (j->out == OUT_OK) {
+		if (kv_delete(kv, kfail) < 0)
+			store_failed(j, "delete", kfail);
+		return;
+	}
+	if (j->out != OUT_FAILED)
+		return;
+	int64_t count = 0;
+	if (kv_incr(kv, kfail, 1, cfg->auth_failure_window, &count) < 0) {
+		store_failed(j, "incr", kfail);
+		return;
+	}
+	j->count = count;
+	if (cfg->auth_max_failures > 0 && count >= (int64_t)cfg->auth_max_failures) {
+		char v[32];
+		int n = snprintf(v, sizeof(v), "%lld", (long long)count);
+		if (n < 0 || kv_put(kv, kban, v, (size_t)n, cfg->auth_lockout) < 0)
+			store_failed(j, "put", kban);
+		if (kv_delete(kv, kfail) < 0)
+			store_failed(j, "delete", kfail);
+	}
+}
+
+static void job_done(struct loop *loop, void *arg);
+
+static void *
+worker_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		struct auth_job *j;
+
+		pthread_mutex_lock(&svc->mu);
+		while (svc->head == NULL && !svc->stop)
+			pthread_cond_wait(&svc->cv, &svc->mu);
+		if (svc->stop) {
+			pthread_mutex_unlock(&svc->mu);
+			return NULL;
+		}
+		j = svc->head;
+		svc->head = j->next;
+		if (svc->head == NULL)
+			svc->tail = &svc->head;
+		j->next = NULL;
+		pthread_mutex_unlock(&svc->mu);
+		run_check(j);
+		/* After the post, j belongs to the loop. */
+		loop_post(j->loop, job_done, j);
+	}
+}
+
+static void
+job_submit(struct auth_job *j)
+{
+	pthread_mutex_lock(&svc->mu);
+	j->next_all = svc->all;
+	if (svc->all != NULL)
+		svc->all->prev_all = j;
+	svc->all = j;
+	*svc->tail = j;
+	svc->tail = &j->next;
+	pthread_cond_signal(&svc->cv);
+	pthread_mutex_unlock(&svc->mu);
+}
+
+/* ---- service lifecycle ------------------------------------------------- */
+
+int
+smtp_auth_init(const char *state_dir, unsigned workers)
+{
+	struct auth_service *v;
+	const char *err = "";
+	char path[4096];
+
+	if (svc != NULL)
+		return 0;
+	v = xcalloc(1, sizeof(*v));
+	pthread_mutex_init(&v->mu, NULL);
+	pthread_cond_init(&v->cv, NULL);
+	v->tail = &v->head;
+	v->kv = kv_open(state_dir, &err);
+	if (v->kv == NULL) {
+		struct log_ctx ctx = { 0 };
+		if (snprintf(path, sizeof(path), "%s/%s", state_dir, KV_FILE) < 0)
+			path[0] = '\0';
+		char why[256];
+		if (slice_copy(slice_from_cstr(err), why, sizeof(why)) < 0)
+			why[0] = '\0';
+		v->kv = kv_open_memory(&err);
+		struct kv kv[] = { KV("path", path), KV("err", why),
+				   KV("fallback", v->kv != NULL ? "memory" : "none") };
+		catalog_log(COND_STORE_STATE_OPEN_FAILED, &ctx, kv, ARRAY_LEN(kv));
+	}
+	svc = v;
+	if (workers == 0)
+		workers = 1;
+	v->threads = xcalloc(workers, sizeof(*v->threads));
+	for (unsigned i = 0; i < workers; i++) {
+		if (pthread_create(&v->threads[i], NULL, worker_main, NULL) != 0)
+			break;
+		v->nthreads++;
+	}
+	if (v->nthreads == 0) {
+		smtp_auth_shutdown();
+		return -1;
+	}
+	return 0;
+}
+
+void
+smtp_auth_shutdown(void)
+{
+	struct auth_service *v = svc;
+
+	if (v == NULL)
+		return;
+	pthread_mutex_lock(&v->mu);
+	v->stop = 1;
+	pthread_cond_broadcast(&v->cv);
+	pthread_mutex_unlock(&v->mu);
+	for (unsigned i = 0; i < v->nthreads; i++)
+		pthread_join(v->threads[i], NULL);
+	/* Jobs never run, or whose completion a stopped loop never ran. */
+	while (v->all != NULL)
+		job_free(v->all);
+	kv_close(&v->kv);
+	svc = NULL;
+	pthread_mutex_destroy(&v->mu);
+	pthread_cond_destroy(&v->cv);
+	free(v->threads);
+	free(v);
+}
+
+/* ---- session side ------------------------------------------------------ */
+
+static int
+client_on_loopback(const struct smtp_session *s)
+{
+	const struct sockaddr_storage *ss = &s->conn.peer;
+
+	if (ss->ss_family == AF_INET) {
+		const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+		return b[0] == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		if (IN6_IS_ADDR_LOOPBACK(a))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+int
+smtp_auth_offered(const struct smtp_session *s)
+{
+	return svc != NULL && s->ehlo && (s->tls || client_on_loopback(s));
+}
+
+int
+smtp_auth_expects_line(const struct smtp_session *s)
+{
+	const struct auth_state *st = s->auth;
+
+	return st != NULL && st->step != STEP_NONE && !s->busy;
+}
+
+static void delay_fired(struct loop *loop, void *arg);
+
+static struct auth_state *
+state_get(struct smtp_session *s)
+{
+	struct auth_state *st = s->auth;
+
+	if (st == NULL) {
+		st = xcalloc(1, sizeof(*st));
+		st->s = s;
+		loop_timer_init(&st->delay, delay_fired, st);
+		s->auth = st;
+	}
+	return st;
+}
+
+void
+smtp_auth_free(struct smtp_session *s)
+{
+	struct auth_state *st = s->auth;
+
+	if (st == NULL)
+		return;
+	loop_timer_cancel(s->env->loop, &st->delay);
+	job_free(st->pending);
+	explicit_bzero(st->user, sizeof(st->user));
+	free(st);
+	s->auth = NULL;
+}
+
+static void
+challenge(struct smtp_session *s, struct auth_state *st, const char *text, unsigned step)
+{
+	struct kv kv[] = { KV("mech", mech_name(st->mech)), KVU("step", step),
+			   KV("challenge", text) };
+
+	(void)smtp_session_reply(s, COND_AUTH_CHALLENGE, kv, ARRAY_LEN(kv));
+}
+
+/* Ends the exchange with a refusal of the response. */
+static void
+response_refuse(struct smtp_session *s, struct auth_state *st, enum sasl_result r,
+		size_t len, unsigned step)
+{
+	const char *mech = mech_name(st->mech);
+
+	st->step = STEP_NONE;
+	explicit_bzero(st->user, sizeof(st->user));
+	if (r == SASL_CANCEL) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("mech", mech),
+				   KVU("step", step) };
+		(void)smtp_session_reply(s, COND_AUTH_CANCELLED, kv, ARRAY_LEN(kv));
+	} else if (r == SASL_TOO_LONG) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("mech", mech),
+				   KVU("len", len), KVU("limit", SMTP_AUTH_LINE_MAX) };
+		smtp_session_refuse(s, COND_AUTH_LINE_TOO_LONG, kv, ARRAY_LEN(kv));
+	} else {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("mech", mech),
+				   KVU("step", step), KV("reason", sasl_result_name(r)) };
+		smtp_session_refuse(s, COND_AUTH_RESPONSE_INVALID, kv, ARRAY_LEN(kv));
+	}
+}
+
+/* Hands the credentials to a worker; the session waits (busy). */
+static void
+check_submit(struct smtp_session *s, struct auth_state *st, struct slice user,
+	     struct slice pass, struct slice authzid)
+{
+	struct auth_job *j = xcalloc(1, sizeof(*j));
+
+	j->loop = s->env->loop;
+	j->handle = smtp_session_handle(s);
+	j->cfg = config_ref(s->cfg);
+	j->mech = st->mech;
+	/* The slices are at most SASL_FIELD_MAX octets (checked by the
+	 * decoder), so each copy fits. */
+	if (slice_copy(slice_from_cstr(s->sid), j->sid, sizeof(j->sid)) < 0 ||
+	    slice_copy(slice_from_cstr(s->conn.peer_text), j->client, sizeof(j->client)) < 0 ||
+	    slice_copy(user, j->user, sizeof(j->user)) < 0 ||
+	    slice_copy(pass, j->pass, sizeof(j->pass)) < 0 ||
+	    slice_copy(authzid, j->authzid, sizeof(j->authzid)) < 0)
+		PANIC("SASL field longer than its decoder allows");
+	st->step = STEP_NONE;
+	explicit_bzero(st->user, sizeof(st->user));
+	s->busy = 1;
+	job_submit(j);
+}
+
+/* A decoded PLAIN message. */
+static void
+plain_finish(struct smtp_session *s, struct auth_state *st, const uint8_t *msg, size_t len,
+	     unsigned step)
+{
+	struct sasl_plain p;
+	enum sasl_result r = sasl_plain_parse(msg, len, &p);
+
+	if (r != SASL_OK) {
+		response_refuse(s, st, r, len, step);
+		return;
+	}
+	check_submit(s, st, p.authcid, p.passwd, p.authzid);
+}
+
+/* A decoded LOGIN step: the user name, then the password. */
+static void
+login_step(struct smtp_session *s, struct auth_state *st, const uint8_t *msg, size_t len,
+	   unsigned step)
+{
+	enum sasl_result r = sasl_login_check(msg, len);
+
+	if (r != SASL_OK) {
+		response_refuse(s, st, r, len, step);
+		return;
+	}
+	if (st->step != STEP_LOGIN_PASS) {
+		memcpy(st->user, msg, len);	/* len <= SASL_FIELD_MAX */
+		st->user[len] = '\0';
+		st->step = STEP_LOGIN_PASS;
+		challenge(s, st, CHALLENGE_PASS, step + 1);
+		return;
+	}
+	check_submit(s, st, slice_from_cstr(st->user), (struct slice){ msg, len },
+		     (struct slice){ (const uint8_t *)"", 0 });
+}
+
+void
+smtp_cmd_auth(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct slice arg = cmd->arg, mech, ir = { NULL, 0 };
+	const char *client = s->conn.peer_text;
+	struct auth_state *st;
+	uint8_t dec[SASL_DECODED_MAX];
+	size_t declen = 0;
+	enum sasl_result r;
+	int has_ir = 0;
+
+	if (svc == NULL) {
+		struct kv kv[] = { KV("client", client) };
+		smtp_session_refuse(s, COND_AUTH_SASL_INIT_FAILED, kv, ARRAY_LEN(kv));
+		return;
+	}
+	if (s->auth_user[0] != '\0') {
+		struct kv kv[] = { KV("client", client), KV("user", s->auth_user) };
+		smtp_session_refuse(s, COND_AUTH_ALREADY, kv, ARRAY_LEN(kv));
+		return;
+	}
+	if (s->state == SMTP_STATE_INIT) {
+		struct kv kv[] = { KV("client", client), KV("cmd", "AUTH") };
+		smtp_session_refuse(s, COND_SMTP_NEED_HELO, kv, ARRAY_LEN(kv));
+		return;
+	}
+	/* RFC 4954 4: AUTH is not permitted during a mail transaction; and
+	 * after HELO (not EHLO) the extension was never offered. */
+	if (s->in_txn || s->state != SMTP_STATE_READY || !s->ehlo) {
+		struct kv kv[] = { KV("client", client),
+				   KV("state", s->state == SMTP_STATE_READY ? "helo" : "mail"),
+				   KV("cmd", "AUTH") };
+		smtp_session_refuse(s, COND_SMTP_SEQUENCE_ERROR, kv, ARRAY_LEN(kv));
+		return;
+	}
+	mech = arg;
+	const uint8_t *sp = arg.len ? memchr(arg.p, ' ', arg.len) : NULL;
+	if (sp != NULL) {
+		mech.len = (size_t)(sp - arg.p);
+		ir = (struct slice){ sp + 1, arg.len - mech.len - 1 };
+		has_ir = 1;
+	}
+	if (mech.len == 0) {
+		struct kv kv[] = { KV("client", client) };
+		smtp_session_refuse(s, COND_AUTH_MECH_MISSING, kv, ARRAY_LEN(kv));
+		return;
+	}
+	enum auth_mech m;
+	if (slice_eq_nocase(mech, "PLAIN")) {
+		m = MECH_PLAIN;
+	} else if (slice_eq_nocase(mech, "LOGIN")) {
+		m = MECH_LOGIN;
+	} else {
+		struct kv kv[] = { KV("client", client),
+				   KVM("mech", mech.p, mech.len > 64 ? 64 : mech.len) };
+		smtp_session_refuse(s, COND_AUTH_MECH_UNSUPPORTED, kv, ARRAY_LEN(kv));
+		return;
+	}
+	if (!s->tls && !client_on_loopback(s)) {
+		struct kv kv[] = { KV("client", client), KV("mech", mech_name(m)) };
+		smtp_session_refuse(s, COND_AUTH_ENCRYPTION_REQUIRED, kv, ARRAY_LEN(kv));
+		return;
+	}
+	st = state_get(s);
+	st->mech = m;
+	st->step = m == MECH_PLAIN ? STEP_PLAIN : STEP_LOGIN_USER;
+	if (!has_ir) {
+		if (m == MECH_PLAIN)
+			challenge(s, st, "", 1);
+		else
+			challenge(s, st, CHALLENGE_USER, 1);
+		return;
+	}
+	r = sasl_response_decode(ir.p, ir.len, 1, dec, sizeof(dec), &declen);
+	if (r != SASL_OK) {
+		/* "*" as an initial response also cancels (RFC 4954 4) */
+		response_refuse(s, st, r, ir.len, 0);
+		return;
+	}
+	if (m == MECH_PLAIN)
+		plain_finish(s, st, dec, declen, 0);
+	else
+		login_step(s, st, dec, declen, 0);
+	explicit_bzero(dec, declen);
+}
+
+void
+smtp_auth_line(struct smtp_session *s, const uint8_t *line, size_t len)
+{
+	struct auth_state *st = s->auth;
+	uint8_t dec[SASL_DECODED_MAX];
+	size_t declen = 0;
+	unsigned step;
+	enum sasl_result r;
+
+	if (st == NULL || st->step == STEP_NONE)
+		return;
+	step = st->step == STEP_LOGIN_PASS ? 2 : 1;
+	r = sasl_response_decode(line, len, 0, dec, sizeof(dec), &declen);
+	if (r != SASL_OK) {
+		response_refuse(s, st, r, len, step);
+		return;
+	}
+	if (st->step == STEP_PLAIN)
+		plain_finish(s, st, dec, declen, step);
+	else
+		login_step(s, st, dec, declen, step);
+	explicit_bzero(dec, declen);
+}
+
+/* ---- results ----------------------------------------------------------- */
+
+static void
+finish(struct smtp_session *s, struct auth_job *j)
+{
+	const char *client = s->conn.peer_text;
+	const char *mech = mech_name(j->mech);
+
+	switch (j->out) {
+	case OUT_OK: {
+		struct log_ctx ctx;
+		if (slice_copy(slice_from_cstr(j->addr), s->auth_user, sizeof(s->auth_user)) < 0)
+			s->auth_user[0] = '\0';
+		smtp_session_flag(s, "auth");
+		struct kv kv[] = { KV("client", client), KV("mech", mech), KV("user", s->auth_user),
+				   KV("tls", s->tls ? "yes" : "no") };
+		smtp_session_log_ctx(s, &ctx);
+		catalog_log(COND_AUTH_OK, &ctx, kv, ARRAY_LEN(kv));
+		(void)smtp_session_reply(s, COND_AUTH_OK, kv, ARRAY_LEN(kv));
+		break;
+	}
+	case OUT_FAILED: {
+		struct kv kv[] = { KV("client", client), KV("mech", mech), KV("user", j->user),
+				   KV("reason", j->reason), KVI("count", j->count) };
+		smtp_session_refuse(s, COND_AUTH_FAILED, kv, ARRAY_LEN(kv));
+		break;
+	}
+	case OUT_DISABLED: {
+		struct kv kv[] = { KV("client", client), KV("mech", mech), KV("user", j->user) };
+		smtp_session_refuse(s, COND_AUTH_ACCOUNT_DISABLED, kv, ARRAY_LEN(kv));
+		break;
+	}
+	case OUT_BANNED: {
+		struct kv kv[] = { KV("client", client), KVI("count", j->count),
+				   KVU("remaining_s", j->remaining_s) };
+		smtp_session_refuse(s, COND_AUTH_TEMPBAN, kv, ARRAY_LEN(kv));
+		break;
+	}
+	}
+	job_free(j);
+	s->busy = 0;
+	smtp_session_resume(s);
+}
+
+static void
+delay_fired(struct loop *loop, void *arg)
+{
+	struct auth_state *st = arg;
+	struct auth_job *j = st->pending;
+
+	(void)loop;
+	st->pending = NULL;
+	if (j != NULL)
+		finish(st->s, j);
+}
+
+static void
+job_done(struct loop *loop, void *arg)
+{
+	struct auth_job *j = arg;
+	struct smtp_session *s = smtp_session_by_handle(loop_get_data(loop), j->handle);
+	struct auth_state *st;
+
+	if (s == NULL) {
+		job_free(j);	/* the client left meanwhile */
+		return;
+	}
+	if (s->auth == NULL) {
+		/* cannot happen: the exchange state lives while busy */
+		job_free(j);
+		s->busy = 0;
+		smtp_session_resume(s);
+		return;
+	}
+	st = s->auth;
+	if (j->out == OUT_FAILED && j->cfg->auth_fail_delay > 0) {
+		int64_t c = j->count > 1 ? j->count - 1 : 0;
+		unsigned shift = c > FAIL_DELAY_MAX_SHIFT ? FAIL_DELAY_MAX_SHIFT : (unsigned)c;
+		uint64_t ms = (uint64_t)j->cfg->auth_fail_delay << shift;
+		st->pending = j;
+		loop_timer_set(loop, &st->delay, ms);
+		return;	/* still busy until the timer */
+	}
+	finish(s, j);
+}
