@@ -639,7 +639,7 @@ listener_set(struct load *ld, size_t idx, const char *key, size_t klen, const ch
 		}
 		ls->role = src;
 		int found = 0;
-		for (int r = CONFIG_ROLE_MX; r <= CONFIG_ROLE_SUBMISSIONS; r++) {
+		for (int r = CONFIG_ROLE_MX; r <= CONFIG_ROLE_POP3S; r++) {
 			if (strcmp(v, config_role_name((enum config_role)r)) == 0) {
 				l->role = (enum config_role)r;
 				found = 1;
@@ -647,7 +647,7 @@ listener_set(struct load *ld, size_t idx, const char *key, size_t klen, const ch
 		}
 		if (!found) {
 			diag_add(ld->diags, src.file, src.line,
-				 "listen.%s.role: role %.*s is not supported (mx, submission, submissions, pop3)",
+				 "listen.%s.role: role %.*s is not supported (mx, submission, submissions, pop3, pop3s)",
 				 l->name, SHOW(v));
 			return;
 		}
@@ -976,7 +976,7 @@ config_check(struct load *ld, int need_listener)
 				 "listen.%s: missing address (host:port)", l->name);
 		if (ls->role.line == 0)
 			diag_add(ld->diags, ls->header.file, ls->header.line,
-				 "listen.%s: missing role (mx, submission, submissions, pop3)", l->name);
+				 "listen.%s: missing role (mx, submission, submissions, pop3, pop3s)", l->name);
 		if (!ls->address_ok)
 			continue;
 		for (size_t j = 0; j < i; j++) {
@@ -1198,6 +1198,8 @@ config_role_name(enum config_role role)
 		return "submission";
 	case CONFIG_ROLE_SUBMISSIONS:
 		return "submissions";
+	case CONFIG_ROLE_POP3S:
+		return "pop3s";
 	}
 	return NULL;
 }

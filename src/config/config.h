@@ -30,9 +30,10 @@ enum config_role {
 	CONFIG_ROLE_POP3,	/* POP3 access to the Maildirs */
 	CONFIG_ROLE_SUBMISSION,	/* SMTP submission (RFC 6409): AUTH before MAIL */
 	CONFIG_ROLE_SUBMISSIONS,	/* submission on implicit TLS (RFC 8314) */
+	CONFIG_ROLE_POP3S,	/* POP3 on implicit TLS (RFC 8314) */
 };
 
-/* "mx", "pop3", "submission", "submissions"; NULL for an unknown value. */
+/* "mx", "pop3", "submission", "submissions", "pop3s"; NULL if unknown. */
 const char *config_role_name(enum config_role role);
 
 struct config_listener {
