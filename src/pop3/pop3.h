@@ -19,6 +19,7 @@
 #include "core/loop.h"
 
 struct pop3_service;
+struct tls_server;
 
 struct pop3_service *pop3_service_new(unsigned workers);
 /* Stops the workers; call after every loop has stopped. */
@@ -29,6 +30,9 @@ struct pop3_env {
 	struct pop3_service *svc;
 	struct config *(*config_get)(void *server);	/* returns a reference */
 	void *server;
+	/* The TLS context in force (a reference), or NULL when TLS is off
+	 * or broken; asked per CAPA, STLS and implicit-TLS connection. */
+	struct tls_server *(*tls_get)(void *server);
 	/* Called once when a session ends, before it is freed. */
 	void (*on_end)(struct pop3_env *env, const struct sockaddr_storage *peer);
 	size_t live;		/* sessions of this loop */
@@ -36,8 +40,11 @@ struct pop3_env {
 	void *priv;		/* pop3's own per-loop state */
 };
 
-/* Starts a session on an accepted non-blocking fd: sends the greeting. */
-void pop3_session_start(struct pop3_env *env, int fd, unsigned long sessions_now);
+/* Starts a session on an accepted non-blocking fd of listener lst: sends
+ * the greeting, or on a pop3s listener (RFC 8314) runs the TLS handshake
+ * first and greets over TLS. lst is read only here. */
+void pop3_session_start(struct pop3_env *env, int fd, const struct config_listener *lst,
+			unsigned long sessions_now);
 
 /* Refuses a connection before any session exists: "-ERR [SYS/TEMP] ..."
  * for cond, then closes fd. Logs cond with the given keys. */

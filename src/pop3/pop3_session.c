@@ -1,7 +1,8 @@
 /*
  * pop3_session.c - POP3 server session: one state machine per connection
  * (RFC 1939 AUTHORIZATION, TRANSACTION, UPDATE; RFC 2449 CAPA and
- * response codes; RFC 5034 AUTH PLAIN).
+ * response codes; RFC 5034 AUTH PLAIN; RFC 2595 STLS and RFC 8314
+ * implicit TLS on pop3s listeners).
  *
  * Owns struct pop3_session, its connection, buffers, timers, its view of
  * the maildrop (numbers, deleted and retrieved marks) and, once logged
@@ -20,8 +21,10 @@
  */
 #include "pop3/pop3.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,7 @@
 
 #include "core/log.h"
 #include "net/net_conn.h"
+#include "net/net_tls.h"
 #include "pop3/pop3_private.h"
 
 #define OUT_MAX (1024 * 1024)
@@ -46,10 +50,11 @@ enum pop3_state {
 	POP3_STATE_AUTH,	/* AUTHORIZATION */
 	POP3_STATE_TRANS,	/* TRANSACTION */
 	POP3_STATE_CLOSING,	/* last reply queued; close once flushed */
+	POP3_STATE_TLS,		/* TLS handshake; it owns the socket */
 	POP3_STATE__COUNT
 };
 
-static const char *const state_names[] = { "authorization", "transaction", "closing" };
+static const char *const state_names[] = { "authorization", "transaction", "closing", "tls" };
 
 /* What the session waits for before it reads the next command. */
 enum pop3_wait {
@@ -84,7 +89,13 @@ struct pop3_session {
 	enum pop3_wait wait;
 	int dead;
 	int paused;
-	int want_write;
+	int want_write;			/* -1: the event mask must be set again */
+	int tls;			/* the handshake is done */
+	int tls_implicit;		/* pop3s: handshake before the greeting */
+	int require_tls;		/* listen.NAME.require_tls */
+	int pending_queued;		/* session_pending deferred */
+	struct tls_server *tls_ctx;	/* reference during the handshake */
+	uint64_t tls_started_ms;
 	struct buf in;
 	struct buf out;
 	struct loop_timer deadline;
@@ -120,6 +131,7 @@ struct pop3_session {
 
 static void session_process(struct pop3_session *s);
 static void session_end(struct pop3_session *s, enum cond_id cause);
+static void session_pending(struct loop *loop, void *arg);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -172,14 +184,74 @@ log_ctx_of(const struct pop3_session *s, struct log_ctx *ctx)
 	ctx->tid = NULL;
 }
 
-/* Seam for RFC 2595 (issue 3 point 5): once TLS exists, a USER/PASS or
- * AUTH PLAIN login on a connection that is neither TLS nor loopback is
- * refused with POP3-PLAINTEXT-DISABLED. TODO(#3): decide with the TLS
- * state of s->conn when the transport has one; until then, yes. */
 static int
-plaintext_login_allowed(const struct pop3_session *s)
+peer_is_loopback(const struct sockaddr_storage *ss)
 {
-	(void)s;
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+		return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+		if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+/* RFC 2595 2.1: whether a USER/PASS or AUTH PLAIN login may run on this
+ * connection now. COND__COUNT when it may; else the refusal:
+ * POP3-TLS-REQUIRED on a require_tls listener before STLS, and
+ * POP3-PLAINTEXT-DISABLED without TLS while TLS is configured, except
+ * from loopback when pop3.plaintext_on_loopback allows it. Without a
+ * certificate there is no other way in, so plaintext is allowed. */
+static enum cond_id
+plaintext_refusal(const struct pop3_session *s)
+{
+	if (s->tls)
+		return COND__COUNT;
+	if (s->require_tls)
+		return COND_POP3_TLS_REQUIRED;
+	if (s->cfg->tls_cert_file[0] == '\0')
+		return COND__COUNT;
+	if (s->cfg->pop3_plaintext_on_loopback && peer_is_loopback(&s->conn.peer))
+		return COND__COUNT;
+	return COND_POP3_PLAINTEXT_DISABLED;
+}
+
+static void session_refuse(struct pop3_session *s, enum cond_id cond, const struct kv *kvs,
+			   size_t nkv);
+
+/* Refuses a plaintext login with its reason; 1 if it did. */
+static int
+refuse_plaintext(struct pop3_session *s, const char *cmd, struct slice user)
+{
+	enum cond_id why = plaintext_refusal(s);
+
+	if (why == COND__COUNT)
+		return 0;
+	if (why == COND_POP3_TLS_REQUIRED) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", cmd) };
+		session_refuse(s, why, kv, ARRAY_LEN(kv));
+	} else {
+		struct kv kv[] = { KV("client", s->conn.peer_text),
+				   user.len ? KVM("user", user.p, user.len) : KV("user", NULL) };
+		session_refuse(s, why, kv, ARRAY_LEN(kv));
+	}
+	return 1;
+}
+
+/* 1 when a TLS context is in force (asked each time: a reload may have
+ * fixed or broken it). */
+static int
+tls_available(const struct pop3_session *s)
+{
+	struct tls_server *t = s->env->tls_get ? s->env->tls_get(s->env->server) : NULL;
+
+	if (t == NULL)
+		return 0;
+	tls_server_unref(&t);
 	return 1;
 }
 
@@ -462,12 +534,8 @@ cmd_user(struct pop3_session *s, const struct pop3_cmd *cmd)
 {
 	if (refuse_if_locked_out(s))
 		return;
-	if (!plaintext_login_allowed(s)) {
-		struct kv kv[] = { KV("client", s->conn.peer_text),
-				   KVM("user", cmd->arg.p, cmd->arg.len) };
-		session_refuse(s, COND_POP3_PLAINTEXT_DISABLED, kv, ARRAY_LEN(kv));
+	if (refuse_plaintext(s, "USER", cmd->arg))
 		return;
-	}
 	if (slice_copy(cmd->arg, s->user, sizeof(s->user)) < 0)
 		s->user[0] = '\0';
 	s->have_user = 1;
@@ -523,11 +591,8 @@ cmd_auth(struct pop3_session *s, const struct pop3_cmd *cmd)
 	}
 	if (refuse_if_locked_out(s))
 		return;
-	if (!plaintext_login_allowed(s)) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("user", NULL) };
-		session_refuse(s, COND_POP3_PLAINTEXT_DISABLED, kv, ARRAY_LEN(kv));
+	if (refuse_plaintext(s, "AUTH", (struct slice){ NULL, 0 }))
 		return;
-	}
 	s->have_user = 0;
 	if (cmd->initial.len > 0) {
 		sasl_plain(s, cmd->initial);
@@ -560,7 +625,8 @@ sasl_response(struct pop3_session *s, const uint8_t *line, size_t len, size_t li
 static void
 cmd_not_offered(struct pop3_session *s, const struct pop3_cmd *cmd)
 {
-	/* APOP and STLS are not offered (no APOP secrets; no TLS yet). */
+	/* APOP is not offered (no APOP secrets), nor STLS without a
+	 * certificate. */
 	struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", pop3_verb_name(cmd->verb)) };
 
 	session_refuse(s, COND_POP3_SYNTAX, kv, ARRAY_LEN(kv));
@@ -570,14 +636,21 @@ static void
 cmd_capa(struct pop3_session *s, const struct pop3_cmd *cmd)
 {
 	(void)cmd;
+	/* RFC 2595 4: no USER (nor SASL PLAIN) where it would be refused. */
+	int plain = plaintext_refusal(s) == COND__COUNT;
+
 	session_reply(s, COND_POP3_CAPA, NULL, 0);
 	session_line(s, "TOP");
 	session_line(s, "UIDL");
-	session_line(s, "USER");
+	if (plain)
+		session_line(s, "USER");
 	session_line(s, "RESP-CODES");
 	session_line(s, "AUTH-RESP-CODE");
 	session_line(s, "PIPELINING");
-	session_line(s, "SASL PLAIN");
+	if (plain)
+		session_line(s, "SASL PLAIN");
+	if (!s->tls && s->state == POP3_STATE_AUTH && tls_available(s))
+		session_line(s, "STLS");
 	if (s->cfg->pop3_login_delay > 0)
 		session_line(s, "LOGIN-DELAY %u", s->cfg->pop3_login_delay);
 	session_line(s, "IMPLEMENTATION Postern");
@@ -868,6 +941,113 @@ cmd_quit(struct pop3_session *s, const struct pop3_cmd *cmd)
 	pop3_job_submit(j);
 }
 
+/* ---- TLS (RFC 2595 STLS, RFC 8314 pop3s) ---------------------------------------- */
+
+static void send_greeting(struct pop3_session *s);
+
+/* Puts s->conn on TLS; the session waits in POP3_STATE_TLS. */
+static int
+tls_begin(struct pop3_session *s)
+{
+	s->tls_ctx = s->env->tls_get ? s->env->tls_get(s->env->server) : NULL;
+	if (s->tls_ctx == NULL || tls_conn_start(&s->conn, s->tls_ctx) < 0) {
+		tls_server_unref(&s->tls_ctx);
+		return -1;
+	}
+	s->state = POP3_STATE_TLS;
+	s->tls_started_ms = loop_clock_ms();
+	return 0;
+}
+
+static void
+tls_failed(struct pop3_session *s, const char *err)
+{
+	struct log_ctx ctx;
+
+	log_ctx_of(s, &ctx);
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("err", err),
+			   KVU("elapsed_ms", s->tls_started_ms ? loop_clock_ms() - s->tls_started_ms : 0) };
+	catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kv, ARRAY_LEN(kv));
+	buf_reset(&s->out);	/* nothing may go out in clear now */
+	session_end(s, COND_TLS_HANDSHAKE_FAILED);
+}
+
+/* Drives the handshake (bounded by tls.handshake_timeout). On success
+ * the session is in AUTHORIZATION with no USER given (RFC 2595 4: the
+ * client asks CAPA again); on pop3s the greeting goes out now. */
+static void
+tls_step(struct pop3_session *s)
+{
+	char err[256] = "";
+	enum conn_io io = tls_conn_handshake(&s->conn, err, sizeof(err));
+
+	if (io == CONN_IO_AGAIN) {
+		unsigned ev = tls_conn_wants_write(&s->conn) ? LOOP_WRITE : LOOP_READ;
+		if (loop_mod_fd(s->env->loop, s->conn.fd, ev) < 0) {
+			session_end(s, COND_NET_CLIENT_READ_ERROR);
+			return;
+		}
+		s->paused = 0;
+		s->want_write = -1;
+		loop_timer_set(s->env->loop, &s->deadline,
+			       (uint64_t)s->cfg->tls_handshake_timeout * 1000u);
+		return;
+	}
+	tls_server_unref(&s->tls_ctx);
+	if (io != CONN_IO_OK) {
+		tls_failed(s, err[0] ? err : "handshake failed");
+		return;
+	}
+	s->tls = 1;
+	struct log_ctx ctx;
+	log_ctx_of(s, &ctx);
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("version", tls_conn_version(&s->conn)),
+			   KV("cipher", tls_conn_cipher(&s->conn)), KVU("bits", tls_conn_bits(&s->conn)),
+			   KVU("elapsed_ms", loop_clock_ms() - s->tls_started_ms) };
+	catalog_log(COND_TLS_ESTABLISHED, &ctx, kv, ARRAY_LEN(kv));
+	s->state = POP3_STATE_AUTH;
+	s->have_user = 0;
+	s->user[0] = '\0';
+	s->want_write = -1;	/* set the event mask again */
+	if (s->tls_implicit)
+		send_greeting(s);
+	session_process(s);
+}
+
+static void
+cmd_stls(struct pop3_session *s, const struct pop3_cmd *cmd)
+{
+	if (s->tls) {
+		struct kv kv[] = { KV("client", s->conn.peer_text) };
+		session_refuse(s, COND_POP3_STLS_ACTIVE, kv, 1);
+		return;
+	}
+	if (s->cfg->tls_cert_file[0] == '\0') {
+		cmd_not_offered(s, cmd);	/* TLS not configured: not offered */
+		return;
+	}
+	if (!tls_available(s)) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("reason", "no TLS context") };
+		session_refuse(s, COND_POP3_STLS_UNAVAILABLE, kv, ARRAY_LEN(kv));
+		return;
+	}
+	session_reply(s, COND_POP3_STLS_READY, NULL, 0);
+	/* The +OK goes out in clear; whatever the client sent after STLS
+	 * in clear must not count as sent over TLS (CVE-2011-0411). */
+	if (s->in.data != NULL)
+		explicit_bzero(s->in.data, s->in.cap);
+	buf_reset(&s->in);
+	s->have_user = 0;
+	if (conn_flush(&s->conn, &s->out) != CONN_IO_OK) {
+		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+		return;
+	}
+	s->tls_started_ms = loop_clock_ms();
+	if (tls_begin(s) < 0)
+		tls_failed(s, "TLS setup failed");
+	/* session_process sees POP3_STATE_TLS and starts the handshake */
+}
+
 /* ---- the verb table ---------------------------------------------------------- */
 
 #define ST(x) (1u << POP3_STATE_##x)
@@ -883,7 +1063,7 @@ static const struct verb_rule verb_rules[] = {
 	{ POP3_VERB_PASS, cmd_pass, ST(AUTH) },
 	{ POP3_VERB_AUTH, cmd_auth, ST(AUTH) },
 	{ POP3_VERB_APOP, cmd_not_offered, ST(AUTH) },
-	{ POP3_VERB_STLS, cmd_not_offered, ST(AUTH) },
+	{ POP3_VERB_STLS, cmd_stls, ST(AUTH) },
 	{ POP3_VERB_CAPA, cmd_capa, ST(AUTH) | ST(TRANS) },
 	{ POP3_VERB_STAT, cmd_stat, ST(TRANS) },
 	{ POP3_VERB_LIST, cmd_list, ST(TRANS) },
@@ -983,6 +1163,8 @@ session_process(struct pop3_session *s)
 {
 	enum conn_io io;
 
+	if (s->state == POP3_STATE_TLS)
+		return;		/* the handshake owns the socket */
 again:
 	while (!s->dead && s->state != POP3_STATE_CLOSING && s->out.len < OUT_HIGH_WATER) {
 		if (s->wait == WAIT_LIST) {
@@ -1025,6 +1207,11 @@ again:
 		}
 		if (s->dead)
 			return;
+		if (s->state == POP3_STATE_TLS) {
+			/* STLS: the input is gone; no reply is pending */
+			tls_step(s);
+			return;
+		}
 		/* wipe a password before the bytes are reused */
 		explicit_bzero(s->in.data, linelen);
 		buf_consume(&s->in, linelen);
@@ -1063,6 +1250,11 @@ again:
 		s->paused = pause;
 	}
 	arm_deadline(s);
+	/* OpenSSL may hold decrypted bytes the socket no longer signals. */
+	if (s->tls && !s->paused && !s->pending_queued && tls_conn_pending(&s->conn) > 0) {
+		s->pending_queued = 1;
+		loop_defer(s->env->loop, session_pending, s);
+	}
 }
 
 static void
@@ -1073,6 +1265,12 @@ session_io(struct loop *loop, int fd, unsigned events, void *arg)
 
 	(void)loop;
 	(void)fd;
+	if (s->dead)
+		return;
+	if (s->state == POP3_STATE_TLS) {
+		tls_step(s);
+		return;
+	}
 	if ((events & LOOP_READ) && !s->paused) {
 		for (int i = 0; i < 4; i++) {
 			enum conn_io io = conn_read(&s->conn, &s->in);
@@ -1102,6 +1300,17 @@ session_io(struct loop *loop, int fd, unsigned events, void *arg)
 }
 
 static void
+session_pending(struct loop *loop, void *arg)
+{
+	struct pop3_session *s = arg;
+
+	s->pending_queued = 0;
+	if (!s->dead && !s->paused && s->state != POP3_STATE_TLS &&
+	    tls_conn_pending(&s->conn) > 0)
+		session_io(loop, s->conn.fd, LOOP_READ, s);
+}
+
+static void
 session_timeout(struct loop *loop, void *arg)
 {
 	struct pop3_session *s = arg;
@@ -1109,6 +1318,10 @@ session_timeout(struct loop *loop, void *arg)
 	(void)loop;
 	if (s->dead)
 		return;
+	if (s->state == POP3_STATE_TLS) {
+		tls_failed(s, "handshake timeout");
+		return;
+	}
 	/* RFC 1939 3: close without a response and without UPDATE. */
 	struct log_ctx ctx;
 	log_ctx_of(s, &ctx);
@@ -1132,6 +1345,7 @@ session_free(struct pop3_session *s)
 	buf_fini(&s->in);
 	buf_fini(&s->out);
 	config_unref(&s->cfg);
+	tls_server_unref(&s->tls_ctx);
 	free(s);
 }
 
@@ -1154,7 +1368,7 @@ session_end(struct pop3_session *s, enum cond_id cause)
 {
 	struct pop3_env *env = s->env;
 	struct pop3_loop *pl = loop_priv(env);
-	char dur[32];
+	char dur[32], tls_text[128];
 
 	if (s->dead)
 		return;
@@ -1174,12 +1388,15 @@ session_end(struct pop3_session *s, enum cond_id cause)
 	if (snprintf(dur, sizeof(dur), "%.3f",
 		     (double)(loop_clock_ms() - s->started_ms) / 1000.0) < 0)
 		dur[0] = '\0';
+	if (snprintf(tls_text, sizeof(tls_text), "%s/%s", tls_conn_version(&s->conn),
+		     tls_conn_cipher(&s->conn)) < 0)
+		tls_text[0] = '\0';
 	struct log_ctx ctx = { .sid = s->sid };
 	struct kv kv[] = {
 		KV("proto", "pop3"),
 		KV("client", s->conn.peer_text),
 		KV("user", user_key(s)),
-		KV("tls", "no"),
+		KV("tls", s->tls ? tls_text : "no"),
 		KVU("retr", s->retr),
 		KVU("dele", s->dele),
 		KVU("rejects", s->rejects),
@@ -1226,8 +1443,33 @@ slot_take(struct pop3_loop *pl, struct pop3_session *s)
 	return slot;
 }
 
+/* The greeting, or the refusal that takes its place. */
+static void
+send_greeting(struct pop3_session *s)
+{
+	struct pop3_env *env = s->env;
+	uint64_t left;
+	unsigned count;
+
+	if (env->draining) {
+		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->live) };
+		session_reply(s, COND_POP3_SHUTDOWN, k2, ARRAY_LEN(k2));
+		s->state = POP3_STATE_CLOSING;
+		s->end_cause = COND_POP3_SHUTDOWN;
+	} else if (pop3_fail_locked(env->svc, &s->conn.peer, &left, &count)) {
+		struct kv k2[] = { KV("client", s->conn.peer_text), KVU("count", count),
+				   KVU("remaining_s", left) };
+		session_reply(s, COND_POP3_AUTH_LOCKOUT, k2, ARRAY_LEN(k2));
+		s->state = POP3_STATE_CLOSING;
+		s->end_cause = COND_POP3_AUTH_LOCKOUT;
+	} else {
+		session_reply(s, COND_POP3_GREETING, NULL, 0);
+	}
+}
+
 void
-pop3_session_start(struct pop3_env *env, int fd, unsigned long sessions_now)
+pop3_session_start(struct pop3_env *env, int fd, const struct config_listener *lst,
+		   unsigned long sessions_now)
 {
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
 	struct pop3_loop *pl = loop_priv(env);
@@ -1235,6 +1477,8 @@ pop3_session_start(struct pop3_env *env, int fd, unsigned long sessions_now)
 
 	s->env = env;
 	s->cfg = env->config_get(env->server);
+	s->tls_implicit = lst != NULL && lst->role == CONFIG_ROLE_POP3S;
+	s->require_tls = lst != NULL && lst->require_tls;
 	conn_init(&s->conn, fd);
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = loop_clock_ms() ^ ((uint64_t)(uintptr_t)s << 16);
@@ -1261,22 +1505,16 @@ pop3_session_start(struct pop3_env *env, int fd, unsigned long sessions_now)
 		session_end(s, COND_NET_CLIENT_READ_ERROR);
 		return;
 	}
-	uint64_t left;
-	unsigned count;
-	if (env->draining) {
-		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->live) };
-		session_reply(s, COND_POP3_SHUTDOWN, k2, ARRAY_LEN(k2));
-		s->state = POP3_STATE_CLOSING;
-		s->end_cause = COND_POP3_SHUTDOWN;
-	} else if (pop3_fail_locked(env->svc, &s->conn.peer, &left, &count)) {
-		struct kv k2[] = { KV("client", s->conn.peer_text), KVU("count", count),
-				   KVU("remaining_s", left) };
-		session_reply(s, COND_POP3_AUTH_LOCKOUT, k2, ARRAY_LEN(k2));
-		s->state = POP3_STATE_CLOSING;
-		s->end_cause = COND_POP3_AUTH_LOCKOUT;
-	} else {
-		session_reply(s, COND_POP3_GREETING, NULL, 0);
+	if (s->tls_implicit && !env->draining) {
+		/* RFC 8314: TLS first, the greeting comes after the handshake. */
+		if (tls_begin(s) < 0) {
+			tls_failed(s, "no TLS context");
+			return;
+		}
+		tls_step(s);
+		return;
 	}
+	send_greeting(s);
 	session_process(s);
 }
 
@@ -1310,8 +1548,9 @@ pop3_env_stop_sessions(struct pop3_env *env, int signo)
 		if (s->wait == WAIT_UPDATE)
 			continue;	/* closes after its update */
 		struct kv kv[] = { KV("signal", sig), KVU("sessions", env->live) };
-		if (s->wait == WAIT_RETR || s->wait == WAIT_LIST) {
-			/* mid-response: an -ERR cannot follow; just close */
+		if (s->wait == WAIT_RETR || s->wait == WAIT_LIST || s->state == POP3_STATE_TLS) {
+			/* mid-response or mid-handshake: an -ERR cannot
+			 * follow; just close */
 			struct log_ctx ctx;
 			log_ctx_of(s, &ctx);
 			catalog_log(COND_POP3_SHUTDOWN, &ctx, kv, ARRAY_LEN(kv));

@@ -284,7 +284,7 @@ accept_pause(struct loop *loop, struct listen_sock *ls)
 static void
 accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 {
-	int pop3 = ls->lst->role == CONFIG_ROLE_POP3;
+	int pop3 = ls->lst->role == CONFIG_ROLE_POP3 || ls->lst->role == CONFIG_ROLE_POP3S;
 	struct server *srv = sl->srv;
 	struct config *cfg = server_config_get(srv);
 	struct sockaddr_storage peer;
@@ -327,7 +327,7 @@ accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 	}
 	config_unref(&cfg);
 	if (pop3)
-		pop3_session_start(&sl->penv, fd, now);
+		pop3_session_start(&sl->penv, fd, ls->lst, now);
 	else
 		smtp_session_start(&sl->env, fd, ls->lst, now);
 }
@@ -843,6 +843,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->penv.svc = srv->pop3;
 		sl->penv.config_get = server_config_get;
 		sl->penv.server = srv;
+		sl->penv.tls_get = server_tls_get;
 		sl->penv.on_end = pop3_session_ended;
 		loop_set_data(sl->loop, &sl->env);
 		for (size_t j = 0; j < sl->nsocks; j++) {
