@@ -142,23 +142,16 @@ reply_value(struct buf *out, const struct kv *kv)
 }
 
 int
-catalog_reply(struct buf *out, enum cond_id id, const char *hostname,
-	      const struct kv *kvs, size_t nkv, int more_follow)
+catalog_render_text(struct buf *out, enum cond_id id, const char *hostname,
+		    const struct kv *kvs, size_t nkv)
 {
-	const struct cond *c = catalog_get(id);
-	const char *t = c->reply;
+	const char *t = catalog_get(id)->reply;
 
-	ASSERT(c->code >= 200 && c->code <= 599);
-	if (buf_appendf(out, "%d%c", c->code, more_follow ? '-' : ' ') < 0)
-		return -1;
-	if (c->esc[0] != '\0' && buf_appendf(out, "%s ", c->esc) < 0)
-		return -1;
 	while (*t) {
 		const char *open = strchr(t, '{');
 		const char *close = open ? strchr(open, '}') : NULL;
 		if (open == NULL || close == NULL)
-			return buf_append_str(out, t) < 0 ? -1 :
-			       (c->code >= 400 ? buf_appendf(out, " [%s]", c->id) : 0);
+			return buf_append_str(out, t);
 		if (buf_append(out, t, (size_t)(open - t)) < 0)
 			return -1;
 		const char *key = open + 1;
@@ -173,6 +166,22 @@ catalog_reply(struct buf *out, enum cond_id id, const char *hostname,
 		}
 		t = close + 1;
 	}
+	return 0;
+}
+
+int
+catalog_reply(struct buf *out, enum cond_id id, const char *hostname,
+	      const struct kv *kvs, size_t nkv, int more_follow)
+{
+	const struct cond *c = catalog_get(id);
+
+	ASSERT(c->code >= 200 && c->code <= 599);
+	if (buf_appendf(out, "%d%c", c->code, more_follow ? '-' : ' ') < 0)
+		return -1;
+	if (c->esc[0] != '\0' && buf_appendf(out, "%s ", c->esc) < 0)
+		return -1;
+	if (catalog_render_text(out, id, hostname, kvs, nkv) < 0)
+		return -1;
 	if (c->code >= 400 && buf_appendf(out, " [%s]", c->id) < 0)
 		return -1;
 	return 0;

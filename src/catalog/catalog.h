@@ -44,6 +44,12 @@ int catalog_find(const char *id, enum cond_id *out);
 int catalog_reply(struct buf *out, enum cond_id id, const char *hostname,
 		  const struct kv *kvs, size_t nkv, int more_follow) WARN_UNUSED;
 
+/* Renders only the row's reply text with its {key} placeholders filled
+ * (no code, no [ID]); for protocols whose reply lines are the text itself
+ * (POP3). Values are cut and cleaned as in catalog_reply. */
+int catalog_render_text(struct buf *out, enum cond_id id, const char *hostname,
+			const struct kv *kvs, size_t nkv) WARN_UNUSED;
+
 /* Logs the event for id with its catalog severity and log text. Keys not
  * listed in the row's params are a programming error (ASSERT in debug
  * self-check, ignored otherwise). */

@@ -294,80 +294,14 @@ pop3_reply_is_err(enum cond_id id)
 	return strncmp(catalog_get(id)->reply, "-ERR", 4) == 0;
 }
 
-static const struct kv *
-kv_lookup(const struct kv *kvs, size_t nkv, const char *key, size_t keylen)
-{
-	for (size_t i = 0; i < nkv; i++)
-		if (strlen(kvs[i].key) == keylen && memcmp(kvs[i].key, key, keylen) == 0)
-			return &kvs[i];
-	return NULL;
-}
-
-static int
-reply_value(struct buf *out, const struct kv *kv)
-{
-	const uint8_t *p;
-	size_t n;
-
-	switch (kv->type) {
-	case KV_U64:
-		return buf_appendf(out, "%llu", (unsigned long long)kv->u);
-	case KV_I64:
-		return buf_appendf(out, "%lld", (long long)kv->i);
-	case KV_STR:
-		p = (const uint8_t *)(kv->s ? kv->s : "");
-		n = strlen((const char *)p);
-		break;
-	default:
-		p = (const uint8_t *)kv->s;
-		n = kv->len;
-		break;
-	}
-	if (n > 256)
-		n = 256;
-	if (kv->type == KV_ADDR && buf_append_byte(out, '<') < 0)
-		return -1;
-	for (size_t i = 0; i < n; i++) {
-		uint8_t c = p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i];
-		if (buf_append_byte(out, c) < 0)
-			return -1;
-	}
-	if (kv->type == KV_ADDR && buf_append_byte(out, '>') < 0)
-		return -1;
-	return 0;
-}
-
 int
 pop3_reply_render(struct buf *out, enum cond_id id, const char *hostname,
 		  const struct kv *kvs, size_t nkv)
 {
 	const struct cond *c = catalog_get(id);
-	const char *t = c->reply;
 
-	if (t[0] == '\0')
+	if (c->reply[0] == '\0' || catalog_render_text(out, id, hostname, kvs, nkv) < 0)
 		return -1;
-	while (*t) {
-		const char *open = strchr(t, '{');
-		const char *close = open ? strchr(open, '}') : NULL;
-		if (open == NULL || close == NULL) {
-			if (buf_append_str(out, t) < 0)
-				return -1;
-			break;
-		}
-		if (buf_append(out, t, (size_t)(open - t)) < 0)
-			return -1;
-		const char *key = open + 1;
-		size_t keylen = (size_t)(close - key);
-		if (keylen == 8 && memcmp(key, "hostname", 8) == 0) {
-			if (buf_append_str(out, hostname ? hostname : "localhost") < 0)
-				return -1;
-		} else {
-			const struct kv *kv = kv_lookup(kvs, nkv, key, keylen);
-			if (kv != NULL && reply_value(out, kv) < 0)
-				return -1;
-		}
-		t = close + 1;
-	}
 	if (pop3_reply_is_err(id) && buf_appendf(out, " [%s]", c->id) < 0)
 		return -1;
 	return 0;
