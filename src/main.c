@@ -10,9 +10,11 @@
  *   passwd [--scheme yescrypt|bcrypt|sha512-crypt]  hash a password read from stdin
  *   version
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -88,6 +90,22 @@ cmd_check(const char *path, const char *const *overrides, size_t n)
 	return 0;
 }
 
+/* Makes the folder that will hold path (one level: etc/tls/). */
+static void
+make_parent(const char *path)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+
+	if (slash == NULL || (size_t)(slash - path) >= sizeof(dir) || slash == path)
+		return;
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		/* the write below reports the problem with its path */
+	}
+}
+
 /* Writes a self-signed certificate and key where tls.cert_file and
  * tls.key_file name files that do not exist yet (`make run` does this). */
 static int
@@ -111,13 +129,17 @@ cmd_make_cert(const char *path, const char *const *overrides, size_t n)
 		rc = EX_CONFIG;
 	} else if (access(cfg->tls_cert_file, F_OK) == 0 || access(cfg->tls_key_file, F_OK) == 0) {
 		printf("%s and %s: kept\n", cfg->tls_cert_file, cfg->tls_key_file);
-	} else if (tls_make_self_signed(cfg->hostname, cfg->tls_cert_file, cfg->tls_key_file, err,
-					sizeof(err)) < 0) {
-		fprintf(stderr, "postern: %s\n", err);
-		rc = 1;
 	} else {
-		printf("%s and %s: self-signed for %s\n", cfg->tls_cert_file, cfg->tls_key_file,
-		       cfg->hostname);
+		make_parent(cfg->tls_cert_file);
+		make_parent(cfg->tls_key_file);
+		if (tls_make_self_signed(cfg->hostname, cfg->tls_cert_file, cfg->tls_key_file,
+					 err, sizeof(err)) < 0) {
+			fprintf(stderr, "postern: %s\n", err);
+			rc = 1;
+		} else {
+			printf("%s and %s: self-signed for %s\n", cfg->tls_cert_file,
+			       cfg->tls_key_file, cfg->hostname);
+		}
 	}
 	config_unref(&cfg);
 	return rc;

@@ -283,3 +283,19 @@ def test_openssl_s_client_starttls(make_server):
         input=b"QUIT\r\n", capture_output=True, timeout=30)
     err = p.stderr.decode("utf-8", "replace")
     assert re.search(r"Protocol version: TLSv1\.[23]", err), err
+
+
+def test_make_cert_creates_the_folder_and_keeps_existing(tmp_path):
+    """`make run` on a fresh clone: etc/tls/ does not exist yet."""
+    conf = tmp_path / "postern.conf"
+    (tmp_path / "accounts").write_text("")
+    conf.write_text("[tls]\ncert_file = tls/cert.pem\nkey_file = tls/key.pem\n"
+                    "[listen.mx]\naddress = 127.0.0.1:%d\nrole = mx\n" % free_port())
+    r = run_cli("make-cert", "-c", str(conf))
+    assert r.returncode == 0 and "self-signed" in r.stdout, r
+    key = tmp_path / "tls" / "key.pem"
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    before = key.read_bytes()
+    r = run_cli("make-cert", "-c", str(conf))
+    assert r.returncode == 0 and "kept" in r.stdout, r
+    assert key.read_bytes() == before
