@@ -9,6 +9,8 @@
 
 #include <string.h>
 
+#include "core/base64.h"
+
 static const struct {
 	const char *name;
 	enum pop3_verb verb;
@@ -179,56 +181,20 @@ pop3_parse_command(const uint8_t *line, size_t len, struct pop3_cmd *cmd, enum c
 
 /* ---- SASL ------------------------------------------------------------ */
 
-static int
-b64_value(uint8_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 int
 pop3_base64_decode(struct slice in, struct buf *out)
 {
-	uint32_t acc = 0;
-	int bits = 0;
-	size_t i, pad = 0, start = out->len;
+	size_t n = 0;
 
 	if (in.len == 1 && in.p[0] == '=')
-		return 0;
-	if (in.len == 0 || in.len % 4 != 0)
+		return 0;	/* RFC 5034 4: an empty initial response */
+	if (in.len == 0 || buf_reserve(out, in.len / 4 * 3) < 0)
 		return -1;
-	for (i = 0; i < in.len; i++) {
-		if (in.p[i] == '=') {
-			pad++;
-			continue;
-		}
-		int v = b64_value(in.p[i]);
-		if (v < 0 || pad > 0)
-			goto bad;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (buf_append_byte(out, (uint8_t)(acc >> bits)) < 0)
-				goto bad;
-		}
-	}
-	/* at most two '=' and no stray bits set (canonical encoding) */
-	if (pad > 2 || (acc & ((1u << bits) - 1)) != 0)
-		goto bad;
+	if (base64_decode(in.p, in.len, out->data + out->len, out->cap - out->len - 1, &n) < 0)
+		return -1;
+	out->len += n;
+	out->data[out->len] = '\0';
 	return 0;
-bad:
-	out->len = start;
-	return -1;
 }
 
 int
