@@ -86,8 +86,15 @@ cmd_check(const char *path, const char *const *overrides, size_t n)
 		return EX_CONFIG;
 	}
 	diag_fini(&d);
+	char names[256], why[512];
+	int rc = 0;
+	if (server_tls_check(cfg, names, sizeof(names), why, sizeof(why)) < 0) {
+		fprintf(stderr, "%s: listeners needing TLS (%s) have no usable certificate: %s"
+			" [STARTUP-LISTENER-NEEDS-TLS]\n", path, names, why);
+		rc = EX_CONFIG;
+	}
 	config_unref(&cfg);
-	return 0;
+	return rc;
 }
 
 /* Makes the folder that will hold path (one level: etc/tls/). */

@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -77,6 +78,7 @@ struct listener_src {
 	struct src address;	/* line 0 = not given */
 	struct src role;
 	struct src require_tls;
+	struct src plaintext_on_loopback;
 	int address_ok;		/* given and parsed */
 };
 
@@ -594,9 +596,31 @@ listener_get(struct load *ld, const char *name, size_t n, int create, struct src
 	l->name = xstrndup(name, n);
 	l->address = NULL;
 	l->role = CONFIG_ROLE_MX;
+	l->plaintext_on_loopback = -1;
 	memset(&ld->lsrc[cfg->nlisteners], 0, sizeof(*ld->lsrc));
 	ld->lsrc[cfg->nlisteners].header = header;
 	return (long)cfg->nlisteners++;
+}
+
+/* Sets a yes/no key of listener l (its source in *where) to v. */
+static void
+listener_set_bool(struct load *ld, const struct config_listener *l, const char *key,
+		  struct src *where, int *out, const char *v, struct src src, int dup_check)
+{
+	if (dup_check && where->line != 0) {
+		diag_add(ld->diags, src.file, src.line,
+			 "duplicate option listen.%s.%s (already set at line %u)", l->name, key,
+			 where->line);
+		return;
+	}
+	*where = src;
+	if (strcmp(v, "yes") == 0)
+		*out = 1;
+	else if (strcmp(v, "no") == 0)
+		*out = 0;
+	else
+		diag_add(ld->diags, src.file, src.line, "listen.%s.%s: %.*s is not yes or no",
+			 l->name, key, SHOW(v));
 }
 
 /* Sets listener idx's key to v. dup_check: report a second setting as a
@@ -652,20 +676,11 @@ listener_set(struct load *ld, size_t idx, const char *key, size_t klen, const ch
 			return;
 		}
 	} else if (klen == 11 && memcmp(key, "require_tls", 11) == 0) {
-		if (dup_check && ls->require_tls.line != 0) {
-			diag_add(ld->diags, src.file, src.line,
-				 "duplicate option listen.%s.require_tls (already set at line %u)",
-				 l->name, ls->require_tls.line);
-			return;
-		}
-		ls->require_tls = src;
-		if (strcmp(v, "yes") == 0)
-			l->require_tls = 1;
-		else if (strcmp(v, "no") == 0)
-			l->require_tls = 0;
-		else
-			diag_add(ld->diags, src.file, src.line,
-				 "listen.%s.require_tls: %.*s is not yes or no", l->name, SHOW(v));
+		listener_set_bool(ld, l, "require_tls", &ls->require_tls, &l->require_tls, v, src,
+				  dup_check);
+	} else if (klen == 21 && memcmp(key, "plaintext_on_loopback", 21) == 0) {
+		listener_set_bool(ld, l, "plaintext_on_loopback", &ls->plaintext_on_loopback,
+				  &l->plaintext_on_loopback, v, src, dup_check);
 	} else {
 		diag_add(ld->diags, src.file, src.line, "unknown option listen.%s.%.*s",
 			 l->name, (int)(klen > 100 ? 100 : klen), key);
@@ -1145,6 +1160,44 @@ config_is_local_domain(const struct config *cfg, const char *domain, size_t len)
 		       cmp_domain_key) != NULL;
 }
 
+int
+config_listener_needs_tls(const struct config_listener *l)
+{
+	return l->require_tls || l->role == CONFIG_ROLE_SUBMISSIONS ||
+	       l->role == CONFIG_ROLE_POP3S;
+}
+
+static int
+peer_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+		return b[0] == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		if (IN6_IS_ADDR_LOOPBACK(a))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+int
+config_plaintext_allowed(const struct config *cfg, const struct config_listener *lst,
+			 const struct sockaddr_storage *peer)
+{
+	int on = cfg->auth_plaintext_on_loopback;
+
+	if (lst != NULL) {
+		if (config_listener_needs_tls(lst))
+			return 0;
+		if (lst->plaintext_on_loopback >= 0)
+			on = lst->plaintext_on_loopback;
+	}
+	return on && peer_is_loopback(peer);
+}
+
 static int
 opt_equal(const struct config *a, const struct config *b, const struct opt_desc *o)
 {
@@ -1356,7 +1409,7 @@ config_markdown(FILE *out)
 	      "Each listening socket is one section named `listen.` and a name of\n"
 	      "your choice (letters, digits, `_` and `-`, at most 64), for example\n"
 	      "`[listen.mx]`. A configuration file needs at least one, and at most 64.\n"
-	      "Both keys are required. Changing, adding or removing a listener takes a\n"
+	      "address and role are required. Changing, adding or removing a listener takes a\n"
 	      "restart (reported as `listen` in CONFIG-RESTART-NEEDED).\n"
 	      "\n"
 	      "### listen.NAME.address\n"
@@ -1371,6 +1424,25 @@ config_markdown(FILE *out)
 	      "What the socket serves. `mx`: the SMTP receiver for mail to local\n"
 	      "domains, and relay for trusted networks. `pop3`: POP3 (RFC 1939)\n"
 	      "access to the local accounts' Maildirs.\n"
+	      "`submission` (RFC 6409): AUTH before MAIL. `submissions` and `pop3s`:\n"
+	      "the same on implicit TLS (RFC 8314).\n"
+	      "\n"
+	      "### listen.NAME.require_tls\n"
+	      "\n"
+	      "`yes` or `no` (default). With `yes`, MAIL, AUTH (SMTP) and USER, PASS,\n"
+	      "AUTH (POP3) are refused before STARTTLS/STLS, from every client address,\n"
+	      "and EHLO and CAPA do not offer a login before TLS.\n"
+	      "\n"
+	      "A listener with `require_tls = yes`, or with role `submissions` or\n"
+	      "`pop3s`, needs a usable certificate (tls.cert_file, tls.key_file):\n"
+	      "without one `postern serve` logs STARTUP-LISTENER-NEEDS-TLS and exits 78,\n"
+	      "and `postern check` reports it.\n"
+	      "\n"
+	      "### listen.NAME.plaintext_on_loopback\n"
+	      "\n"
+	      "`yes` or `no`; unset means auth.plaintext_on_loopback. Whether this\n"
+	      "listener takes a password without TLS from a loopback client. Ignored\n"
+	      "(always no) on a listener that needs TLS (see above).\n"
 	      "\n"
 	      "## The accounts file\n"
 	      "\n"

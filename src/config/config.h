@@ -5,7 +5,8 @@
  * keep the one they began with, new sessions take the current one
  * (SIGHUP swaps it). File format: INI sections, "key = value", '#' and ';'
  * comments. Options come from options.def; listener sections are
- * [listen.NAME] with keys address (host:port) and role.
+ * [listen.NAME] with keys address (host:port), role, require_tls and
+ * plaintext_on_loopback.
  */
 #ifndef POSTERN_CONFIG_H
 #define POSTERN_CONFIG_H
@@ -43,7 +44,14 @@ struct config_listener {
 	socklen_t addrlen;
 	enum config_role role;
 	int require_tls;		/* listen.NAME.require_tls */
+	int plaintext_on_loopback;	/* listen.NAME.plaintext_on_loopback;
+					 * -1: auth.plaintext_on_loopback */
 };
+
+/* 1 if the listener's role or require_tls means it serves nothing of
+ * use without TLS (submissions, pop3s, require_tls = yes). */
+int config_listener_needs_tls(const struct config_listener *l);
+
 
 #define CONFIG_T_STR char *
 #define CONFIG_T_PATH char *
@@ -83,6 +91,13 @@ void config_unref(struct config **cfgp);
 /* 1 if domain (ASCII case-insensitive, no trailing dot) is in
  * local.domains. */
 int config_is_local_domain(const struct config *cfg, const char *domain, size_t len);
+
+/* 1 if a password may be taken without TLS from peer on listener lst
+ * (NULL: no listener): never on a listener that needs TLS; from a
+ * loopback address when listen.NAME.plaintext_on_loopback (or, unset,
+ * auth.plaintext_on_loopback) is yes. Says nothing about TLS itself. */
+int config_plaintext_allowed(const struct config *cfg, const struct config_listener *lst,
+			     const struct sockaddr_storage *peer);
 
 /* Names of options that differ between old and new and have reload=0
  * (for CONFIG-RESTART-NEEDED); calls fn for each. Listener changes are

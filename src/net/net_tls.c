@@ -22,6 +22,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "core/buf.h"
 
@@ -306,6 +307,39 @@ tls_conn_pending(const struct conn *c)
 
 /* ---- self-signed pair -------------------------------------------------- */
 
+/* Adds subjectAltName DNS:host, which clients that ignore the CN (Go,
+ * browsers, RFC 6125 6.4.4) need, and basicConstraints CA:FALSE.
+ * 0 or -1. */
+static int
+cert_add_names(X509 *x, const char *host)
+{
+	GENERAL_NAMES *names = sk_GENERAL_NAME_new_null();
+	GENERAL_NAME *gn = GENERAL_NAME_new();
+	ASN1_IA5STRING *ia5 = ASN1_IA5STRING_new();
+	BASIC_CONSTRAINTS *bc = BASIC_CONSTRAINTS_new();
+	int rc = -1;
+
+	if (names == NULL || gn == NULL || ia5 == NULL || bc == NULL ||
+	    ASN1_STRING_set(ia5, host, -1) != 1)
+		goto out;
+	GENERAL_NAME_set0_value(gn, GEN_DNS, ia5);
+	ia5 = NULL;
+	if (sk_GENERAL_NAME_push(names, gn) <= 0)
+		goto out;
+	gn = NULL;
+	bc->ca = 0;
+	if (X509_add1_ext_i2d(x, NID_subject_alt_name, names, 0, X509V3_ADD_DEFAULT) != 1 ||
+	    X509_add1_ext_i2d(x, NID_basic_constraints, bc, 1, X509V3_ADD_DEFAULT) != 1)
+		goto out;
+	rc = 0;
+out:
+	BASIC_CONSTRAINTS_free(bc);
+	ASN1_IA5STRING_free(ia5);
+	GENERAL_NAME_free(gn);
+	GENERAL_NAMES_free(names);
+	return rc;
+}
+
 int
 tls_make_self_signed(const char *host, const char *cert_file, const char *key_file,
 		     char *err, size_t err_size)
@@ -327,6 +361,10 @@ tls_make_self_signed(const char *host, const char *cert_file, const char *key_fi
 	X509_NAME *name = X509_get_subject_name(x);
 	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)host, -1, -1, 0);
 	X509_set_issuer_name(x, name);
+	if (cert_add_names(x, host) < 0) {
+		err_text(err, err_size, "cannot add the subjectAltName");
+		goto out;
+	}
 	if (X509_sign(x, key, EVP_sha256()) == 0) {
 		err_text(err, err_size, "cannot sign the certificate");
 		goto out;

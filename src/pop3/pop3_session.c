@@ -93,6 +93,7 @@ struct pop3_session {
 	int tls;			/* the handshake is done */
 	int tls_implicit;		/* pop3s: handshake before the greeting */
 	int require_tls;		/* listen.NAME.require_tls */
+	const struct config_listener *lst;	/* the listener (boot config) */
 	int pending_queued;		/* session_pending deferred */
 	struct tls_server *tls_ctx;	/* reference during the handshake */
 	uint64_t tls_started_ms;
@@ -184,28 +185,13 @@ log_ctx_of(const struct pop3_session *s, struct log_ctx *ctx)
 	ctx->tid = NULL;
 }
 
-static int
-peer_is_loopback(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-		return (ntohl(a->sin_addr.s_addr) >> 24) == 127;
-	}
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-		if (IN6_IS_ADDR_LOOPBACK(&a->sin6_addr))
-			return 1;
-		return IN6_IS_ADDR_V4MAPPED(&a->sin6_addr) && a->sin6_addr.s6_addr[12] == 127;
-	}
-	return 0;
-}
-
 /* RFC 2595 2.1: whether a USER/PASS or AUTH PLAIN login may run on this
  * connection now. COND__COUNT when it may; else the refusal:
  * POP3-TLS-REQUIRED on a require_tls listener before STLS, and
  * POP3-PLAINTEXT-DISABLED without TLS while TLS is configured, except
- * from loopback when pop3.plaintext_on_loopback allows it. Without a
- * certificate there is no other way in, so plaintext is allowed. */
+ * from loopback when the listener's plaintext_on_loopback (or
+ * auth.plaintext_on_loopback) allows it. Without a certificate there is
+ * no other way in, so plaintext is allowed. */
 static enum cond_id
 plaintext_refusal(const struct pop3_session *s)
 {
@@ -215,7 +201,7 @@ plaintext_refusal(const struct pop3_session *s)
 		return COND_POP3_TLS_REQUIRED;
 	if (s->cfg->tls_cert_file[0] == '\0')
 		return COND__COUNT;
-	if (s->cfg->pop3_plaintext_on_loopback && peer_is_loopback(&s->conn.peer))
+	if (config_plaintext_allowed(s->cfg, s->lst, &s->conn.peer))
 		return COND__COUNT;
 	return COND_POP3_PLAINTEXT_DISABLED;
 }
@@ -325,7 +311,13 @@ session_line(struct pop3_session *s, const char *fmt, ...)
 		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 }
 
-/* Counts a refusal toward limits.errors; closes the session past it. */
+/* Counts a refusal toward limits.errors; closes the session past it.
+ * Only protocol errors count (unknown command, bad syntax, wrong
+ * sequence, a failed or refused login): ordinary answers a correct client
+ * gets (no such message, message deleted, maildrop busy, LOGIN-DELAY,
+ * the server's own trouble) are sent with session_reply and count
+ * nothing, so a client that RETRs a message it deleted is not closed
+ * before its QUIT applies the deletions. */
 static void
 session_count_error(struct pop3_session *s)
 {
@@ -506,13 +498,14 @@ login_done(struct pop3_job *j)
 		login_failed(s, j->cond);
 		break;
 	case POP3_LOGIN_REFUSED:
+		/* Right credentials, maildrop busy or too soon: not an error. */
 		if (j->cond == COND_POP3_LOCKED) {
 			struct kv kv[] = { KV("user", j->mailbox), KV("holder_sid", j->holder) };
-			session_refuse(s, j->cond, kv, ARRAY_LEN(kv));
+			session_reply(s, j->cond, kv, ARRAY_LEN(kv));
 		} else if (j->cond == COND_POP3_LOGIN_DELAY) {
 			struct kv kv[] = { KV("user", j->mailbox), KV("client", s->conn.peer_text),
 					   KVU("remaining_s", j->remaining_s) };
-			session_refuse(s, j->cond, kv, ARRAY_LEN(kv));
+			session_reply(s, j->cond, kv, ARRAY_LEN(kv));
 		} else {
 			struct kv kv[] = { KV("user", j->mailbox), KV("client", s->conn.peer_text) };
 			session_refuse(s, j->cond, kv, ARRAY_LEN(kv));
@@ -521,7 +514,7 @@ login_done(struct pop3_job *j)
 	case POP3_LOGIN_ERROR: {
 		struct kv kv[] = { KV("user", j->mailbox), KV("path", j->err_path),
 				   KV("errno", net_errno_name(j->err)) };
-		session_refuse(s, COND_POP3_MAILBOX_ERROR, kv, ARRAY_LEN(kv));
+		session_reply(s, COND_POP3_MAILBOX_ERROR, kv, ARRAY_LEN(kv));
 		break;
 	}
 	}
@@ -669,13 +662,13 @@ find_msg(struct pop3_session *s, const struct pop3_cmd *cmd)
 	if (cmd->msgno > s->drop.n) {
 		struct kv kv[] = { KV("user", s->mailbox), KVU("msgno", cmd->msgno),
 				   KVU("count", s->drop.n) };
-		session_refuse(s, COND_POP3_MSG_OUT_OF_RANGE, kv, ARRAY_LEN(kv));
+		session_reply(s, COND_POP3_MSG_OUT_OF_RANGE, kv, ARRAY_LEN(kv));
 		return NULL;
 	}
 	struct pop3_msg *m = &s->drop.v[cmd->msgno - 1];
 	if (m->deleted) {
 		struct kv kv[] = { KV("user", s->mailbox), KVU("msgno", cmd->msgno) };
-		session_refuse(s, COND_POP3_MSG_DELETED, kv, ARRAY_LEN(kv));
+		session_reply(s, COND_POP3_MSG_DELETED, kv, ARRAY_LEN(kv));
 		return NULL;
 	}
 	return m;
@@ -789,7 +782,7 @@ chunk_done(struct pop3_job *j)
 		int started = s->streaming;
 		stream_end(s);
 		if (!started) {
-			session_refuse(s, COND_POP3_MSG_UNAVAILABLE, kv, ARRAY_LEN(kv));
+			session_reply(s, COND_POP3_MSG_UNAVAILABLE, kv, ARRAY_LEN(kv));
 		} else {
 			/* Part of the message is out: no -ERR can follow it. */
 			struct log_ctx ctx;
@@ -1028,7 +1021,7 @@ cmd_stls(struct pop3_session *s, const struct pop3_cmd *cmd)
 	}
 	if (!tls_available(s)) {
 		struct kv kv[] = { KV("client", s->conn.peer_text), KV("reason", "no TLS context") };
-		session_refuse(s, COND_POP3_STLS_UNAVAILABLE, kv, ARRAY_LEN(kv));
+		session_reply(s, COND_POP3_STLS_UNAVAILABLE, kv, ARRAY_LEN(kv));
 		return;
 	}
 	session_reply(s, COND_POP3_STLS_READY, NULL, 0);
@@ -1479,6 +1472,7 @@ pop3_session_start(struct pop3_env *env, int fd, const struct config_listener *l
 	s->cfg = env->config_get(env->server);
 	s->tls_implicit = lst != NULL && lst->role == CONFIG_ROLE_POP3S;
 	s->require_tls = lst != NULL && lst->require_tls;
+	s->lst = lst;
 	conn_init(&s->conn, fd);
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = loop_clock_ms() ^ ((uint64_t)(uintptr_t)s << 16);

@@ -132,23 +132,68 @@ server_tls_get(void *arg)
 	return t;
 }
 
+/* Builds the TLS context of cfg; NULL with why filled when TLS is off or
+ * the pair is unusable. */
+static struct tls_server *
+tls_try(const struct config *cfg, char *why, size_t why_size)
+{
+	if (cfg->tls_cert_file[0] == '\0' || cfg->tls_key_file[0] == '\0') {
+		if (snprintf(why, why_size, "tls.cert_file and tls.key_file are not set") < 0 &&
+		    why_size)
+			why[0] = '\0';
+		return NULL;
+	}
+	return tls_server_new(cfg->tls_cert_file, cfg->tls_key_file, why, why_size);
+}
+
 /* Builds the TLS context of cfg (NULL when TLS is off or it fails, then
  * logged). */
 static struct tls_server *
 tls_build(const struct config *cfg)
 {
 	char err[512];
-	struct tls_server *t;
+	struct tls_server *t = tls_try(cfg, err, sizeof(err));
 
-	if (cfg->tls_cert_file[0] == '\0' || cfg->tls_key_file[0] == '\0')
-		return NULL;
-	t = tls_server_new(cfg->tls_cert_file, cfg->tls_key_file, err, sizeof(err));
-	if (t == NULL) {
+	if (t == NULL && cfg->tls_cert_file[0] != '\0' && cfg->tls_key_file[0] != '\0') {
 		struct kv kv[] = { KV("cert", cfg->tls_cert_file), KV("key", cfg->tls_key_file),
 				   KV("err", err) };
 		catalog_log(COND_TLS_CONTEXT_INIT_FAILED, NULL, kv, ARRAY_LEN(kv));
 	}
 	return t;
+}
+
+/* Names of the listeners that need TLS (submissions, pop3s, require_tls),
+ * comma-separated into names (truncated to fit); their count. */
+static size_t
+tls_listeners(const struct config *cfg, char *names, size_t size)
+{
+	size_t n = 0, used = 0;
+
+	if (size)
+		names[0] = '\0';
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		if (!config_listener_needs_tls(&cfg->listeners[i]))
+			continue;
+		int w = snprintf(names + used, size - used, "%s%s", n ? "," : "",
+				 cfg->listeners[i].name);
+		if (w > 0 && (size_t)w < size - used)
+			used += (size_t)w;
+		n++;
+	}
+	return n;
+}
+
+int
+server_tls_check(const struct config *cfg, char *names, size_t names_size, char *why,
+		 size_t why_size)
+{
+	if (tls_listeners(cfg, names, names_size) == 0)
+		return 0;
+	struct tls_server *t = tls_try(cfg, why, why_size);
+	if (t == NULL)
+		return -1;
+	tls_server_unref(&t);
+	return 0;
 }
 
 /* ---- per-address accounting ------------------------------------------- */
@@ -651,7 +696,9 @@ server_reload(struct server *srv)
 	next->generation = old->generation + 1;
 	config_diff_restart(old, next, restart_needed, NULL);
 	srv->cfg = next;
-	if (tls != NULL || next->tls_cert_file[0] == '\0') {
+	char names[256];
+	if (tls != NULL ||
+	    (next->tls_cert_file[0] == '\0' && tls_listeners(next, names, sizeof(names)) == 0)) {
 		struct tls_server *prev = srv->tls;
 		srv->tls = tls;
 		tls = prev;
@@ -797,8 +844,22 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	}
 	if (pidfile_open(srv) < 0)
 		goto out;
-	srv->tls = tls_build(srv->cfg);	/* before the privilege drop: the key
-					 * may be readable by root only */
+	/* Before the privilege drop: the key may be readable by root only.
+	 * A listener that needs TLS does not start without it. */
+	char names[256], why[512];
+	if (tls_listeners(srv->cfg, names, sizeof(names)) > 0) {
+		srv->tls = tls_try(srv->cfg, why, sizeof(why));
+		if (srv->tls == NULL) {
+			struct kv kv[] = { KV("listeners", names),
+					   KV("cert", srv->cfg->tls_cert_file),
+					   KV("err", why) };
+			catalog_log(COND_STARTUP_LISTENER_NEEDS_TLS, NULL, kv, ARRAY_LEN(kv));
+			rc = EX_CONFIG;
+			goto out;
+		}
+	} else {
+		srv->tls = tls_build(srv->cfg);
+	}
 	srv->nloops = loop_count(srv->cfg);
 	srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
 	if (open_listeners(srv) < 0)

@@ -17,4 +17,11 @@
  * error (EX_CONFIG). */
 int server_run(const char *config_path, const char *const *overrides, size_t noverrides);
 
+/* `postern check`: 0 when every listener that needs TLS (submissions,
+ * pop3s, require_tls) has a usable certificate; else -1, with their
+ * names (comma-separated) and the reason filled. */
+struct config;
+int server_tls_check(const struct config *cfg, char *names, size_t names_size, char *why,
+		     size_t why_size);
+
 #endif

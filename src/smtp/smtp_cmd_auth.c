@@ -23,7 +23,6 @@
  */
 #include "smtp/smtp_auth.h"
 
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -337,28 +336,19 @@ smtp_auth_shutdown(void)
 
 /* ---- session side ------------------------------------------------------ */
 
+/* RFC 4954 4: PLAIN and LOGIN only under TLS, or in clear where the
+ * listener allows it (loopback with plaintext_on_loopback; never on a
+ * listener that needs TLS). */
 static int
-client_on_loopback(const struct smtp_session *s)
+plaintext_ok(const struct smtp_session *s)
 {
-	const struct sockaddr_storage *ss = &s->conn.peer;
-
-	if (ss->ss_family == AF_INET) {
-		const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
-		return b[0] == 127;
-	}
-	if (ss->ss_family == AF_INET6) {
-		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
-		if (IN6_IS_ADDR_LOOPBACK(a))
-			return 1;
-		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
-	}
-	return 0;
+	return s->tls || config_plaintext_allowed(s->cfg, s->lst, &s->conn.peer);
 }
 
 int
 smtp_auth_offered(const struct smtp_session *s)
 {
-	return svc != NULL && s->ehlo && (s->tls || client_on_loopback(s));
+	return svc != NULL && s->ehlo && plaintext_ok(s);
 }
 
 int
@@ -529,6 +519,13 @@ smtp_cmd_auth(struct smtp_session *s, const struct smtp_cmd *cmd)
 		smtp_session_refuse(s, COND_SMTP_SEQUENCE_ERROR, kv, ARRAY_LEN(kv));
 		return;
 	}
+	/* RFC 3207 4: a require_tls listener refuses AUTH before STARTTLS,
+	 * from every address. */
+	if (s->lst != NULL && s->lst->require_tls && !s->tls) {
+		struct kv kv[] = { KV("client", client), KV("cmd", "AUTH") };
+		smtp_session_refuse(s, COND_TLS_REQUIRED, kv, ARRAY_LEN(kv));
+		return;
+	}
 	mech = arg;
 	const uint8_t *sp = arg.len ? memchr(arg.p, ' ', arg.len) : NULL;
 	if (sp != NULL) {
@@ -552,7 +549,7 @@ smtp_cmd_auth(struct smtp_session *s, const struct smtp_cmd *cmd)
 		smtp_session_refuse(s, COND_AUTH_MECH_UNSUPPORTED, kv, ARRAY_LEN(kv));
 		return;
 	}
-	if (!s->tls && !client_on_loopback(s)) {
+	if (!plaintext_ok(s)) {
 		struct kv kv[] = { KV("client", client), KV("mech", mech_name(m)) };
 		smtp_session_refuse(s, COND_AUTH_ENCRYPTION_REQUIRED, kv, ARRAY_LEN(kv));
 		return;

@@ -3,17 +3,20 @@ test_auth.py - SMTP AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN against
 the accounts file, and the failure counters in the state store (issue 4
 point 2).
 
-Every client here is on loopback, where AUTH is offered without TLS. What
-cannot be tested here: AUTH refused to a client outside loopback without
-TLS (AUTH-ENCRYPTION-REQUIRED; 127.0.0.2 is loopback too). The accounts'
-passwords are "<user>-pw" (conftest.py).
+Every client here is on loopback and the servers have no TLS, so the
+tests of AUTH itself turn auth.plaintext_on_loopback on (issue 7 point 7
+made it default to no: since then AUTH is neither offered nor accepted in
+clear, from loopback too, unless a listener allows it); the tests at the
+end check that rule and its per-listener override. What cannot be tested
+here: AUTH refused to a client outside loopback (127.0.0.2 is loopback
+too). The accounts' passwords are "<user>-pw" (conftest.py).
 """
 
 import base64
 import smtplib
 import time
 
-from conftest import DOMAIN
+from conftest import DOMAIN, RawClient, free_port, run_cli
 
 ALICE = "alice@" + DOMAIN
 NO_DELAY = {"auth": {"fail_delay": "0"}}
@@ -27,6 +30,10 @@ def b64(s):
 
 def plain(user, pw, authzid=""):
     return b64("%s\0%s\0%s" % (authzid, user, pw))
+
+
+def smtp_raw(port):
+    return RawClient(port)
 
 
 def ehlo(c):
@@ -43,7 +50,7 @@ def assert_reply(r, code, esc, cond=None):
 
 
 def srv_auth(make_server, conf=None, **kw):
-    c = {"auth": {"fail_delay": "0"}}
+    c = {"auth": {"fail_delay": "0", "plaintext_on_loopback": "yes"}}
     for sec, kv in (conf or {}).items():
         c.setdefault(sec, {}).update(kv)
     return make_server(conf=c, **kw)
@@ -377,3 +384,52 @@ def test_store_open_failure_fails_open(make_server):
         assert fail(c).code == 535
         assert fail(c).code == 535
         assert c.cmd("AUTH PLAIN " + plain(ALICE, "alice-pw")).code == 454
+
+
+# ------------------------------------------ plaintext on loopback (issue 7)
+
+def test_not_offered_in_clear_by_default(make_server):
+    """auth.plaintext_on_loopback defaults to no: on a listener without TLS
+    AUTH is not offered to a loopback client, and refused with 538."""
+    srv = make_server(conf=NO_DELAY)
+    mark = srv.mark()
+    with srv.raw() as c:
+        r = ehlo(c)
+        assert "AUTH" not in r.text, r
+        assert_reply(c.cmd("AUTH PLAIN " + plain(ALICE, "alice-pw")), 538, "5.7.11",
+                     "AUTH-ENCRYPTION-REQUIRED")
+        assert_reply(c.cmd("AUTH LOGIN"), 538, "5.7.11", "AUTH-ENCRYPTION-REQUIRED")
+        # the session goes on
+        assert c.cmd("MAIL FROM:<someone@example.org>").code == 250
+    ev = srv.wait_event("AUTH-ENCRYPTION-REQUIRED", after=mark)[0]
+    assert ev["client"] == "127.0.0.1" and ev["mech"] == "PLAIN", ev
+    assert not srv.events("AUTH-OK")
+
+
+def test_listener_overrides_the_global_option(make_server):
+    """listen.NAME.plaintext_on_loopback wins over auth.plaintext_on_loopback,
+    both ways."""
+    on, off = free_port(), free_port()
+    srv = make_server(conf={"auth": {"fail_delay": "0", "plaintext_on_loopback": "no"},
+                            "listen.on": {"plaintext_on_loopback": "yes"},
+                            "listen.off": {"plaintext_on_loopback": "no"}},
+                      listeners={"on": "127.0.0.1:%d" % on, "off": "127.0.0.1:%d" % off})
+    with smtp_raw(on) as c:
+        assert "AUTH PLAIN LOGIN" in ehlo(c).text
+        assert_reply(c.cmd("AUTH PLAIN " + plain(ALICE, "alice-pw")), 235, "2.7.0")
+    srv.wait_event("AUTH-OK", user=ALICE)
+    srv.write_config(conf={"auth": {"fail_delay": "0", "plaintext_on_loopback": "yes"},
+                           "listen.on": {"plaintext_on_loopback": "yes"},
+                           "listen.off": {"plaintext_on_loopback": "no"}})
+    srv.restart()
+    with smtp_raw(off) as c:
+        assert "AUTH" not in ehlo(c).text
+        assert_reply(c.cmd("AUTH PLAIN " + plain(ALICE, "alice-pw")), 538, "5.7.11",
+                     "AUTH-ENCRYPTION-REQUIRED")
+
+
+def test_listener_option_is_checked(make_server):
+    srv = make_server(conf={"listen.mx": {"plaintext_on_loopback": "maybe"}}, start=False)
+    r = run_cli("check", "-c", str(srv.config))
+    assert r.returncode == 78, r
+    assert "listen.mx.plaintext_on_loopback: maybe is not yes or no" in r.stderr, r.stderr

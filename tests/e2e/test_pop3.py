@@ -14,6 +14,7 @@ import poplib
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import time
 
@@ -681,3 +682,71 @@ def test_dele_frees_quota_at_once(make_server):
         assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
         r = c.cmd("RCPT TO:<alice@example.test>")
         assert r.code == 250, r
+
+
+# ------------------------------------------------------------ issue 7 point 7
+
+def raw_login_dele1(c):
+    assert c.cmd("USER " + USER).startswith("+OK")
+    assert c.cmd("PASS " + PW).startswith("+OK")
+    assert c.cmd("DELE 1").startswith("+OK")
+
+
+def test_ordinary_err_replies_do_not_count_as_errors(make_server):
+    """-ERR answers a correct client gets (message deleted, no such
+    message) do not count toward limits.errors: a client that RETRs a
+    message it just deleted, again and again, is not closed, and its QUIT
+    applies the DELEs (RFC 1939 6)."""
+    srv = pop3_server(make_server, conf={"limits": {"errors": "3"}})
+    deliver(srv, 2)
+    mark = srv.mark()
+    with Raw(srv.pop3_port) as c:
+        raw_login_dele1(c)
+        for _ in range(5):
+            r = c.cmd("RETR 1")
+            assert r.startswith("-ERR") and ids_in(r) == ["POP3-MSG-DELETED"], r
+            r = c.cmd("DELE 1")
+            assert ids_in(r) == ["POP3-MSG-DELETED"], r
+            r = c.cmd("RETR 7")
+            assert r.startswith("-ERR") and ids_in(r) == ["POP3-MSG-OUT-OF-RANGE"], r
+        r = c.cmd("QUIT")
+        assert r == "+OK mx.example.test POP3 server signing off (1 messages left)", r
+    assert len(srv.maildir("alice")) == 1
+    srv.wait_event("POP3-QUIT-UPDATE", after=mark, dele="1")
+    assert not srv.events("POP3-TOO-MANY-ERRORS", after=mark)
+    assert len(srv.events("POP3-MSG-DELETED", after=mark)) >= 10
+
+
+def test_session_ended_other_than_by_quit_applies_nothing(make_server):
+    """RFC 1939 3 and 6: DELEs are applied only in the UPDATE state, which
+    only QUIT enters. A session closed for too many protocol errors, or
+    dropped by the client, deletes nothing."""
+    srv = pop3_server(make_server, conf={"limits": {"errors": "3"}})
+    deliver(srv, 2)
+    mark = srv.mark()
+    with Raw(srv.pop3_port) as c:
+        raw_login_dele1(c)
+        assert c.cmd("DELE 2").startswith("+OK")
+        assert ids_in(c.cmd("BOGUS")) == ["POP3-SYNTAX"]
+        assert ids_in(c.cmd("BOGUS")) == ["POP3-SYNTAX"]
+        c.send("BOGUS\r\n")
+        assert ids_in(c.line()) == ["POP3-SYNTAX"]
+        assert ids_in(c.line()) == ["POP3-TOO-MANY-ERRORS"]
+        assert c.closed()
+    end = srv.wait_event("SESSION-END", after=mark, proto="pop3")[0]
+    assert end["cause"] == "POP3-TOO-MANY-ERRORS", end
+    assert len(srv.maildir("alice")) == 2
+    # DELE then the connection drops (a reset, no QUIT)
+    mark = srv.mark()
+    c = Raw(srv.pop3_port)
+    raw_login_dele1(c)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.sock.close()
+    end = srv.wait_event("SESSION-END", after=mark, proto="pop3")[0]
+    assert end["cause"] == "NET-CLIENT-READ-ERROR", end
+    assert len(srv.maildir("alice")) == 2
+    assert not srv.events("POP3-QUIT-UPDATE")
+    # and the maildrop is free again, with both messages
+    p = login(srv)
+    assert p.stat()[0] == 2
+    p.quit()

@@ -93,3 +93,32 @@ def test_authenticated_user_may_relay(make_server):
         assert c.cmd("MAIL FROM:<someone@example.net>").code == 250
         r = c.cmd("RCPT TO:<friend@example.org>")
         assert r.code == 550 and ids_in(r.text) == ["ACCESS-RELAY-DENIED"], r
+
+
+def test_require_tls_never_takes_auth_in_clear(make_server):
+    """Issue 7 point 7: a require_tls listener neither offers nor accepts
+    AUTH before STARTTLS, from loopback too, even where
+    plaintext_on_loopback allows clear-text AUTH (as it does on the mx
+    listener here); so does a listener's own plaintext_on_loopback."""
+    srv = tls_server(make_server, conf={"auth": {"plaintext_on_loopback": "yes"},
+                                        "listen.sub": {"plaintext_on_loopback": "yes"}})
+    mark = srv.mark()
+    with smtplib.SMTP("127.0.0.1", srv.port, timeout=10) as s:   # mx: allowed
+        s.ehlo("client.example.org")
+        assert s.has_extn("auth"), s.esmtp_features
+    with smtplib.SMTP("127.0.0.1", srv.sub_port, timeout=10) as s:
+        code, text = s.ehlo("client.example.org")
+        assert code == 250 and not s.has_extn("auth") and b"STARTTLS" in text, text
+        for cmd in ("AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABhbGljZS1wdw==", "AUTH LOGIN"):
+            code, text = s.docmd(cmd)
+            assert code == 530 and text.startswith(b"5.7.0"), text
+            assert ids_in(text) == ["TLS-REQUIRED"], text
+        s.starttls(context=client_ctx())
+        s.ehlo("client.example.org")
+        assert s.has_extn("auth")
+        code, text = s.login("alice@example.test", PW)
+        assert code == 235, text
+    ev = srv.wait_event("TLS-REQUIRED", after=mark, cmd="AUTH")[0]
+    assert ev["client"] == "127.0.0.1", ev
+    oks = srv.events("AUTH-OK", after=mark)
+    assert oks and all(e["tls"] == "yes" for e in oks), oks

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import free_port, make_message, run_cli, split_delivered
+from conftest import HOSTNAME, ServerStartError, free_port, make_message, run_cli, split_delivered
 
 
 def ids_in(text):
@@ -227,7 +227,9 @@ def test_without_tls_configured(make_server):
 
 
 def test_broken_pair_not_offered_then_fixed_by_reload(make_server):
-    srv = tls_server(make_server, make_cert=False)
+    """An mx listener starts with a broken pair (STARTTLS is optional
+    there); listeners that need TLS would not start at all (below)."""
+    srv = make_server(conf={"tls": {"cert_file": "tls/cert.pem", "key_file": "tls/key.pem"}})
     ev = srv.wait_event("TLS-CONTEXT-INIT-FAILED")[0]
     assert ev["cert"].endswith("cert.pem") and ev["err"], ev
     with smtplib.SMTP("127.0.0.1", srv.port, timeout=10) as s:
@@ -299,3 +301,73 @@ def test_make_cert_creates_the_folder_and_keeps_existing(tmp_path):
     r = run_cli("make-cert", "-c", str(conf))
     assert r.returncode == 0 and "kept" in r.stdout, r
     assert key.read_bytes() == before
+
+
+# ------------------------------------------------------------ issue 7 point 7
+
+def test_make_cert_names_the_host_for_clients_that_ignore_the_cn(make_server):
+    """The certificate make-cert writes carries subjectAltName
+    DNS:<server.hostname>: a client that trusts it and checks the host
+    name against the SAN only (Python's ssl, like Go and browsers, ignores
+    the CN) completes the handshake, on STARTTLS and on implicit TLS."""
+    srv = tls_server(make_server)
+    ctx = ssl.create_default_context(cafile=str(srv.dir / "tls" / "cert.pem"))
+    assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
+    ctx.hostname_checks_common_name = False
+    with smtplib.SMTP("127.0.0.1", srv.sub_port, timeout=10) as s:
+        s.ehlo("client.example.org")
+        s._host = HOSTNAME              # server_hostname for starttls
+        assert s.starttls(context=ctx)[0] == 220
+        cert = s.sock.getpeercert()
+        assert ("DNS", HOSTNAME) in cert["subjectAltName"], cert
+        code, _ = s.ehlo("client.example.org")
+        assert code == 250 and s.has_extn("auth")
+    with socket.create_connection(("127.0.0.1", srv.subs_port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname=HOSTNAME) as t:
+            assert t.recv(100).startswith(b"220 ")
+    # and a wrong name is refused: the check is real
+    with socket.create_connection(("127.0.0.1", srv.subs_port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            ctx.wrap_socket(raw, server_hostname="other.example.test")
+
+
+@pytest.mark.parametrize("listener", [
+    {"role": "submissions"},
+    {"role": "pop3s"},
+    {"role": "submission", "require_tls": "yes"},
+    {"role": "pop3", "require_tls": "yes"},
+])
+@pytest.mark.parametrize("tls", ["unset", "missing"])
+def test_listener_needing_tls_without_certificate(make_server, listener, tls):
+    """A listener whose role needs TLS does not start without a usable
+    certificate: `postern serve` logs one STARTUP-LISTENER-NEEDS-TLS naming
+    it and why, and exits 78; `postern check` says the same."""
+    conf = {"listen.needs": dict(listener, address="127.0.0.1:%d" % free_port())}
+    if tls == "missing":
+        conf["tls"] = {"cert_file": "tls/cert.pem", "key_file": "tls/key.pem"}
+    srv = make_server(conf=conf, start=False)
+    r = run_cli("check", "-c", str(srv.config))
+    assert r.returncode == 78, r
+    assert "listeners needing TLS (needs) have no usable" in r.stderr and "[STARTUP-LISTENER-NEEDS-TLS]" in r.stderr, r
+    with pytest.raises(ServerStartError):
+        srv.start()
+    assert srv.wait_exit() == 78
+    evs = srv.events("STARTUP-LISTENER-NEEDS-TLS")
+    assert len(evs) == 1, evs
+    ev = evs[0]
+    assert ev["sev"] == "crit" and ev["listeners"] == "needs" and ev["err"], ev
+    if tls == "unset":
+        assert ev["err"] == "tls.cert_file and tls.key_file are not set", ev
+    else:
+        assert ev["cert"].endswith("tls/cert.pem"), ev
+    assert not srv.events("TLS-CONTEXT-INIT-FAILED")
+    assert not srv.events("STARTUP-READY")
+    # with a certificate the same configuration starts and passes check
+    r = run_cli("make-cert", "-c", str(srv.config),
+                "-o", "tls.cert_file=tls/cert.pem", "-o", "tls.key_file=tls/key.pem")
+    assert r.returncode == 0, r
+    srv.conf.setdefault("tls", {}).update({"cert_file": "tls/cert.pem",
+                                           "key_file": "tls/key.pem"})
+    srv.write_config()
+    assert run_cli("check", "-c", str(srv.config)).returncode == 0
+    srv.start()
