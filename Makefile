@@ -5,7 +5,7 @@
 # Other targets: build, build-asan, build-fuzz, docs, fuzz, clean.
 
 DEBS = gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev libcrypt-dev \
-       clang libclang-rt-14-dev python3-pytest swaks openssl procps \
+       clang libclang-rt-14-dev python3-pytest swaks libnet-ssleay-perl openssl procps \
        fetchmail
 DEBS += dovecot-core dovecot-pop3d
 
