@@ -19,6 +19,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/domain.h"
 #include "core/log.h"
 
 #define CONFIG_LINE_MAX 4096		/* octets per line, without the line end */
@@ -86,7 +87,6 @@ struct load {
 	struct src set[NOPTS];		/* line 0 = default */
 	struct listener_src *lsrc;
 	size_t lcap;
-	int directory_failed;	/* the aliases or lists file had errors */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -326,7 +326,7 @@ parse_list(const char *v, int domains, struct config_list *out, const char **bad
 		if (domains) {
 			size_t dn = (n > 1 && w[n - 1] == '.') ? n - 1 : n;
 
-			if (!directory_domain_valid(w, dn)) {
+			if (!domain_name_valid(w, dn)) {
 				*bad = w;
 				*badlen = n;
 				list_fini(&l);
@@ -376,7 +376,7 @@ check_str(const struct opt_desc *o, const char *v)
 		if (log_sev_parse(v, &sev) < 0 || strcmp(log_sev_name(sev), v) != 0)
 			return "is not one of debug, info, notice, warning, error, crit";
 	} else if (strcmp(o->name, "server.hostname") == 0) {
-		if (v[0] != '\0' && !directory_domain_valid(v, strlen(v)))
+		if (v[0] != '\0' && !domain_name_valid(v, strlen(v)))
 			return "is not a host name";
 	} else if (strcmp(o->name, "log.target") == 0) {
 		if (v[0] == '\0')
@@ -928,11 +928,9 @@ sockaddr_same(const struct config_listener *a, const struct config_listener *b)
 	return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
-/* Disabled domains must be local; then the aliases and lists files are
- * loaded into the accounts directory (their errors, with their own file
- * and line, join the configuration's). */
+/* Disabled domains must be local. */
 static void
-config_check_directory(struct load *ld)
+config_check_domains(struct load *ld)
 {
 	struct config *cfg = ld->cfg;
 	const struct opt_desc *o = opt_find("local", 5, "disabled_domains", 16);
@@ -944,24 +942,11 @@ config_check_directory(struct load *ld)
 			diag_add(ld->diags, ld->set[o - opts].file, ld->set[o - opts].line,
 				 "local.disabled_domains: %s is not in local.domains", d);
 	}
-	/* When the accounts file failed, the other files are still read so
-	 * that all errors are shown at once; the snapshot is dropped anyway. */
-	if (cfg->accounts == NULL)
-		cfg->accounts = directory_empty();
-	directory_set_domains(cfg->accounts, cfg->local_domains.v, cfg->local_domains.n,
-			      cfg->local_disabled_domains.v, cfg->local_disabled_domains.n);
-	/* each file's errors are in diags; both files are always read */
-	if (cfg->local_aliases[0] != '\0' &&
-	    directory_load_aliases(cfg->accounts, cfg->local_aliases, ld->diags) < 0)
-		ld->directory_failed = 1;
-	if (cfg->local_lists[0] != '\0' &&
-	    directory_load_lists(cfg->accounts, cfg->local_lists, ld->diags) < 0)
-		ld->directory_failed = 1;
 }
 
 /* Checks what no single line can: listeners complete and distinct, at
- * least one of them (for a file), the host name, the log target, and
- * loads the accounts file. */
+ * least one of them (for a file), the host name, the log target and the
+ * disabled domains. */
 static void
 config_check(struct load *ld, int need_listener)
 {
@@ -1020,11 +1005,7 @@ config_check(struct load *ld, int need_listener)
 		}
 	}
 
-	if (cfg->local_accounts[0] == '\0')
-		cfg->accounts = directory_empty();
-	else
-		cfg->accounts = directory_load(cfg->local_accounts, ld->diags);
-	config_check_directory(ld);
+	config_check_domains(ld);
 }
 
 /* ---- snapshots -------------------------------------------------------- */
@@ -1039,7 +1020,8 @@ config_free(struct config *cfg)
 		free(cfg->listeners[i].address);
 	}
 	free(cfg->listeners);
-	directory_free(&cfg->accounts);
+	if (cfg->accounts_free != NULL)
+		cfg->accounts_free(&cfg->accounts);
 	free(cfg->hostname);
 	free(cfg->path);
 	free(cfg->dir);
@@ -1049,6 +1031,13 @@ config_free(struct config *cfg)
 struct config *
 config_load(const char *path, const char *const *overrides, size_t noverrides,
 	    struct diag *diags)
+{
+	return config_load_with(path, overrides, noverrides, diags, NULL);
+}
+
+struct config *
+config_load_with(const char *path, const char *const *overrides, size_t noverrides,
+		 struct diag *diags, config_attach_fn attach)
 {
 	struct diag own;
 	struct load ld;
@@ -1082,6 +1071,8 @@ config_load(const char *path, const char *const *overrides, size_t noverrides,
 	for (size_t i = 0; i < noverrides; i++)
 		parse_override(&ld, overrides[i], (unsigned)(i + 1));
 	config_check(&ld, need_listener);
+	if (attach != NULL)
+		attach(cfg, diags);
 	free(ld.lsrc);
 	if (diags->n > n0) {
 		config_free(cfg);
