@@ -1,0 +1,193 @@
+/*
+ * policy.h - the policy chain: ordered check modules asked at each stage
+ * of a session, answering at once or later, within a deadline.
+ *
+ * A check is a module with one entry point per stage it cares about
+ * (struct policy_check). A chain holds, for one configuration generation,
+ * the ordered checks of every stage. A run asks one stage's checks in
+ * order for one command and ends with one result: the first verdict that
+ * decides (accept, tempfail, reject, discard), or none. The session knows
+ * no check: it copies the command into its transaction, starts a run, and
+ * sends the reply the result names when the run is done.
+ *
+ * Threads: everything here runs on the loop thread of the run. A check
+ * that works elsewhere (a worker, a DNS query) keeps its query and answers
+ * later on that loop thread; the chain arms a deadline meanwhile.
+ */
+#ifndef POSTERN_POLICY_H
+#define POSTERN_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog/catalog.h"
+#include "core/buf.h"
+#include "core/kv.h"
+#include "core/loop.h"
+
+enum policy_stage {
+	POLICY_STAGE_CONNECT,	/* before the greeting */
+	POLICY_STAGE_HELO,
+	POLICY_STAGE_MAIL,
+	POLICY_STAGE_RCPT,
+	POLICY_STAGE_DATA,	/* DATA or the first BDAT */
+	POLICY_STAGE_END_OF_DATA,
+	POLICY_STAGE__COUNT
+};
+
+/* "connect", "helo", "mail", "rcpt", "data", "end_of_data". */
+const char *policy_stage_name(enum policy_stage stage);
+
+enum policy_action {
+	POLICY_CONTINUE,	/* no decision: ask the next check */
+	POLICY_ACCEPT,		/* this stage is decided: the rest are skipped */
+	POLICY_TEMPFAIL,	/* 4xx with the verdict's condition */
+	POLICY_REJECT,		/* 5xx with the verdict's condition */
+	POLICY_DISCARD,		/* take the message, deliver it nowhere */
+};
+
+const char *policy_action_name(enum policy_action action);
+
+#define POLICY_PARAMS_MAX 4
+#define POLICY_PARAM_LEN 256
+#define POLICY_HEADER_MAX 998	/* RFC 5322 2.1.1, CRLF excluded */
+#define POLICY_HEADERS_MAX 16384	/* all tags of one transaction */
+
+/* What one check says. Besides its action a verdict may tag (a header
+ * field to add to the message) and score (points added to the
+ * transaction; the chain turns a sum past its limit into a reject).
+ * Parameters are copied in, so a verdict outlives whatever it was made
+ * from. */
+struct policy_verdict {
+	enum policy_action action;
+	enum cond_id cond;	/* reply and log row; COND__COUNT: none */
+	size_t nparams;
+	const char *keys[POLICY_PARAMS_MAX];	/* static: catalog param names */
+	char values[POLICY_PARAMS_MAX][POLICY_PARAM_LEN];
+	int score;
+	char header[POLICY_HEADER_MAX + 1];	/* "Name: value", "" for none */
+};
+
+/* Sets action and cond; clears params, score and header. */
+void policy_verdict_set(struct policy_verdict *v, enum policy_action action,
+			enum cond_id cond);
+/* Adds a parameter (value copied, cut to POLICY_PARAM_LEN - 1 octets).
+ * -1 when POLICY_PARAMS_MAX are already there. */
+int policy_verdict_param(struct policy_verdict *v, const char *key, const char *value,
+			 size_t len) WARN_UNUSED;
+int policy_verdict_param_u64(struct policy_verdict *v, const char *key,
+			     uint64_t value) WARN_UNUSED;
+/* The header field to add; -1 if too long or not one line. */
+int policy_verdict_tag(struct policy_verdict *v, const char *field) WARN_UNUSED;
+/* The parameters as kvs for catalog_reply/catalog_log; returns the count.
+ * The kvs borrow from v. */
+size_t policy_verdict_kvs(const struct policy_verdict *v, struct kv out[POLICY_PARAMS_MAX]);
+
+/* The transaction as checks see it. The session owns it; the chain adds
+ * up scores and tags in it. */
+struct policy_txn {
+	int score;		/* sum of the verdicts' scores */
+	struct buf headers;	/* tags: "Name: value\r\n", at most POLICY_HEADERS_MAX */
+};
+
+void policy_txn_init(struct policy_txn *txn);
+void policy_txn_fini(struct policy_txn *txn);
+/* A new transaction (after RSET, or after a message): score 0, no tags. */
+void policy_txn_reset(struct policy_txn *txn);
+
+struct policy_run;
+
+/* One question to one check at one stage. The check answers it exactly
+ * once with policy_answer(), either before its entry point returns or
+ * later on the same loop thread, unless the chain cancels it first. */
+struct policy_query {
+	struct policy_run *run;
+	enum policy_stage stage;
+	struct policy_txn *txn;
+	void *session;		/* the protocol side's context (opaque here) */
+	void *check_data;	/* the check's own, while the query is pending */
+	int pending;		/* asked and not yet answered or cancelled */
+};
+
+struct policy_check {
+	const char *name;	/* as written in the [policy] lists */
+	/* One entry point per stage; NULL where the check has nothing to say
+	 * (naming it in that stage's list is then a configuration error). */
+	void (*ask[POLICY_STAGE__COUNT])(struct policy_query *q);
+	/* The chain gives up on a pending q (deadline, session end): after
+	 * this returns the check must not answer q. NULL for checks that
+	 * always answer before their entry point returns. */
+	void (*cancel)(struct policy_query *q);
+	/* What a deadline means: 0 tempfails the command with the chain's
+	 * deadline condition; 1 (fail open, for advisory checks) goes on to
+	 * the next check as if this one had said continue. */
+	int fail_open;
+};
+
+/* Answers q. Ignored when q is not pending (answered or cancelled). */
+void policy_answer(struct policy_query *q, const struct policy_verdict *v);
+
+/* ---- chains ----------------------------------------------------------- */
+
+struct policy_chain;
+
+/* An empty chain over the checks of registry (borrowed, static). Queries
+ * not answered within deadline_ms end as the check's on_deadline says,
+ * with deadline_cond (params: check, stage). */
+struct policy_chain *policy_chain_new(const struct policy_check *const *registry,
+				      size_t nregistry, uint64_t deadline_ms,
+				      enum cond_id deadline_cond);
+void policy_chain_free(struct policy_chain **chainp);
+
+/* Sets stage's checks, in order, by name. -1 with *error_out (static text
+ * naming the problem) for an unknown name, a check that has no entry for
+ * the stage, or a name given twice; the stage is then unchanged. */
+int policy_chain_set(struct policy_chain *chain, enum policy_stage stage,
+		     const char *const *names, size_t n, const char **error_out) WARN_UNUSED;
+/* Number of checks at stage. */
+size_t policy_chain_count(const struct policy_chain *chain, enum policy_stage stage);
+
+/* A transaction whose score reaches limit is refused with cond (params:
+ * score, limit) at the stage that reached it. 0 turns it off (default). */
+void policy_chain_set_score_limit(struct policy_chain *chain, int limit, enum cond_id cond);
+
+/* ---- runs ------------------------------------------------------------- */
+
+typedef void (*policy_done_fn)(struct policy_run *run, void *arg);
+
+/* One stage's pass over the chain. Embedded in the session; touch only
+ * through the functions below, except to read the result when done. */
+struct policy_run {
+	/* result, valid in the done callback and until the next start */
+	enum policy_action action;	/* POLICY_CONTINUE: nobody decided */
+	struct policy_verdict verdict;	/* the deciding verdict */
+	const char *decided_by;		/* its check's name, NULL if none */
+	/* private */
+	const struct policy_chain *chain;
+	struct loop *loop;
+	enum policy_stage stage;
+	size_t next;		/* index of the check being asked */
+	int running;
+	int asking;		/* inside a check's entry point */
+	int answered;		/* the current query was answered in it */
+	struct policy_query query;
+	struct policy_verdict answer;
+	struct loop_timer deadline;
+	policy_done_fn done;
+	void *arg;
+};
+
+void policy_run_init(struct policy_run *run);
+/* Asks stage's checks in order for txn. done(run, arg) runs once when a
+ * check decides or every check said continue; it may run before this
+ * returns when every check answers at once. The chain must outlive the
+ * run. */
+void policy_run_start(struct policy_run *run, struct loop *loop,
+		      const struct policy_chain *chain, enum policy_stage stage,
+		      struct policy_txn *txn, void *session, policy_done_fn done, void *arg);
+/* Stops a running run without calling done (the session is ending): a
+ * pending check is cancelled. No-op when not running. */
+void policy_run_cancel(struct policy_run *run);
+int policy_run_running(const struct policy_run *run);
+
+#endif
