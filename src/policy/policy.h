@@ -48,39 +48,45 @@ enum policy_action {
 
 const char *policy_action_name(enum policy_action action);
 
-#define POLICY_PARAMS_MAX 4
-#define POLICY_PARAM_LEN 256
+#define POLICY_PARAMS_MAX 6
+#define POLICY_TEXT_MAX 1536	/* param values and the header, NUL-ended */
 #define POLICY_HEADER_MAX 998	/* RFC 5322 2.1.1, CRLF excluded */
 #define POLICY_HEADERS_MAX 16384	/* all tags of one transaction */
 
 /* What one check says. Besides its action a verdict may tag (a header
  * field to add to the message) and score (points added to the
  * transaction; the chain turns a sum past its limit into a reject).
- * Parameters are copied in, so a verdict outlives whatever it was made
- * from. */
+ * Parameter values and the header are copied into text, so a verdict
+ * outlives whatever it was made from; a value that no longer fits is cut
+ * (the catalog cuts each to 256 octets anyway). */
 struct policy_verdict {
 	enum policy_action action;
 	enum cond_id cond;	/* reply and log row; COND__COUNT: none */
+	int score;
 	size_t nparams;
 	const char *keys[POLICY_PARAMS_MAX];	/* static: catalog param names */
-	char values[POLICY_PARAMS_MAX][POLICY_PARAM_LEN];
-	int score;
-	char header[POLICY_HEADER_MAX + 1];	/* "Name: value", "" for none */
+	uint16_t values[POLICY_PARAMS_MAX];	/* offsets into text */
+	uint16_t header;	/* offset into text; 0: no header */
+	uint16_t used;		/* octets of text in use */
+	char text[POLICY_TEXT_MAX];
 };
 
 /* Sets action and cond; clears params, score and header. */
 void policy_verdict_set(struct policy_verdict *v, enum policy_action action,
 			enum cond_id cond);
-/* Adds a parameter (value copied, cut to POLICY_PARAM_LEN - 1 octets).
- * -1 when POLICY_PARAMS_MAX are already there. */
+/* Adds a parameter (value copied; cut to what text has left, at most 256
+ * octets). -1 when POLICY_PARAMS_MAX are already there. */
 int policy_verdict_param(struct policy_verdict *v, const char *key, const char *value,
 			 size_t len) WARN_UNUSED;
 int policy_verdict_param_u64(struct policy_verdict *v, const char *key,
 			     uint64_t value) WARN_UNUSED;
-/* The header field to add; -1 if too long or not one line. */
+/* The header field to add; -1 if too long, not one line, or no room. */
 int policy_verdict_tag(struct policy_verdict *v, const char *field) WARN_UNUSED;
 /* The parameters as kvs for catalog_reply/catalog_log; returns the count.
  * The kvs borrow from v. */
+const char *policy_verdict_value(const struct policy_verdict *v, size_t i);
+/* The header field to add, or NULL. */
+const char *policy_verdict_header(const struct policy_verdict *v);
 size_t policy_verdict_kvs(const struct policy_verdict *v, struct kv out[POLICY_PARAMS_MAX]);
 
 /* The transaction as checks see it. The session owns it; the chain adds
@@ -171,7 +177,6 @@ struct policy_run {
 	int asking;		/* inside a check's entry point */
 	int answered;		/* the current query was answered in it */
 	struct policy_query query;
-	struct policy_verdict answer;
 	struct loop_timer deadline;
 	policy_done_fn done;
 	void *arg;

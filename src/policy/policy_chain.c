@@ -48,9 +48,28 @@ policy_verdict_set(struct policy_verdict *v, enum policy_action action, enum con
 {
 	v->action = action;
 	v->cond = cond;
-	v->nparams = 0;
 	v->score = 0;
-	v->header[0] = '\0';
+	v->nparams = 0;
+	v->header = 0;
+	v->text[0] = '\0';
+	v->used = 1;		/* offset 0 is the empty string */
+}
+
+/* Copies len octets of p into text; the offset, or 0 when nothing fits. */
+static uint16_t
+verdict_store(struct policy_verdict *v, const char *p, size_t len)
+{
+	size_t room = sizeof(v->text) - v->used;
+	uint16_t at = v->used;
+
+	if (room < 2)
+		return 0;
+	if (len > room - 1)
+		len = room - 1;
+	memcpy(v->text + at, p, len);
+	v->text[at + len] = '\0';
+	v->used = (uint16_t)(at + len + 1);
+	return at;
 }
 
 int
@@ -58,11 +77,10 @@ policy_verdict_param(struct policy_verdict *v, const char *key, const char *valu
 {
 	if (v->nparams >= POLICY_PARAMS_MAX)
 		return -1;
-	if (len > POLICY_PARAM_LEN - 1)
-		len = POLICY_PARAM_LEN - 1;
+	if (len > 256)
+		len = 256;
 	v->keys[v->nparams] = key;
-	memcpy(v->values[v->nparams], value, len);
-	v->values[v->nparams][len] = '\0';
+	v->values[v->nparams] = verdict_store(v, value, len);
 	v->nparams++;
 	return 0;
 }
@@ -84,17 +102,29 @@ policy_verdict_tag(struct policy_verdict *v, const char *field)
 	size_t n = strlen(field);
 
 	if (n == 0 || n > POLICY_HEADER_MAX || strpbrk(field, "\r\n") != NULL ||
-	    strchr(field, ':') == NULL)
+	    strchr(field, ':') == NULL || sizeof(v->text) - v->used < n + 1)
 		return -1;
-	memcpy(v->header, field, n + 1);
+	v->header = verdict_store(v, field, n);
 	return 0;
+}
+
+const char *
+policy_verdict_value(const struct policy_verdict *v, size_t i)
+{
+	return i < v->nparams ? v->text + v->values[i] : NULL;
+}
+
+const char *
+policy_verdict_header(const struct policy_verdict *v)
+{
+	return v->header != 0 ? v->text + v->header : NULL;
 }
 
 size_t
 policy_verdict_kvs(const struct policy_verdict *v, struct kv out[POLICY_PARAMS_MAX])
 {
 	for (size_t i = 0; i < v->nparams; i++)
-		out[i] = KV(v->keys[i], v->values[i]);
+		out[i] = KV(v->keys[i], v->text + v->values[i]);
 	return v->nparams;
 }
 
@@ -245,10 +275,10 @@ run_finish(struct policy_run *run, enum policy_action action,
 	   const struct policy_verdict *v, const char *by)
 {
 	run->action = action;
-	if (v != NULL)
-		run->verdict = *v;
-	else
+	if (v == NULL)
 		policy_verdict_set(&run->verdict, action, COND__COUNT);
+	else if (v != &run->verdict)
+		run->verdict = *v;
 	run->decided_by = by;
 	run->running = 0;
 	run->done(run, run->arg);
@@ -262,8 +292,8 @@ run_take(struct policy_run *run, const struct policy_verdict *v)
 	const struct policy_check *c = run_check(run);
 	struct policy_txn *txn = run->query.txn;
 
-	if (v->header[0] != '\0' &&
-	    buf_appendf(&txn->headers, "%s\r\n", v->header) < 0) {
+	if (v->header != 0 &&
+	    buf_appendf(&txn->headers, "%s\r\n", policy_verdict_header(v)) < 0) {
 		/* past POLICY_HEADERS_MAX: later tags are dropped, the
 		 * verdict itself still counts */
 	}
@@ -333,7 +363,7 @@ run_step(struct policy_run *run)
 			loop_timer_set(run->loop, &run->deadline, run->chain->deadline_ms);
 			return;
 		}
-		if (run_take(run, &run->answer))
+		if (run_take(run, &run->verdict))
 			return;
 	}
 	run_finish(run, POLICY_CONTINUE, NULL, NULL);
@@ -349,7 +379,7 @@ policy_answer(struct policy_query *q, const struct policy_verdict *v)
 	q->pending = 0;
 	q->check_data = NULL;
 	if (run->asking) {
-		run->answer = *v;
+		run->verdict = *v;
 		run->answered = 1;
 		return;
 	}

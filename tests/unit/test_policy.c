@@ -479,13 +479,20 @@ test_tags_and_score(void)
 	CHECK_INT(policy_verdict_tag(&v, "X-A: b\r\nX-Evil: c"), -1);
 	CHECK_INT(policy_verdict_tag(&v, "no colon"), -1);
 	CHECK_INT(policy_verdict_tag(&v, "X-A: b"), 0);
+	CHECK_STR(policy_verdict_header(&v), "X-A: b");
 	{
-		char big[POLICY_PARAM_LEN * 2];
+		char big[600];
 
 		memset(big, 'b', sizeof(big));
 		policy_verdict_set(&v, POLICY_REJECT, COND__COUNT);
-		CHECK_INT(policy_verdict_param(&v, "big", big, sizeof(big)), 0);
-		CHECK_INT(strlen(v.values[0]), POLICY_PARAM_LEN - 1);
+		CHECK(policy_verdict_header(&v) == NULL);
+		for (int i = 0; i < POLICY_PARAMS_MAX; i++)
+			CHECK_INT(policy_verdict_param(&v, "big", big, sizeof(big)), 0);
+		CHECK_INT(strlen(policy_verdict_value(&v, 0)), 256);
+		/* the text area runs out: later values are cut, never overrun */
+		CHECK(strlen(policy_verdict_value(&v, 5)) < 256);
+		CHECK(v.used <= sizeof(v.text));
+		CHECK_INT(policy_verdict_tag(&v, "X-Late: no room"), -1);
 	}
 
 	policy_txn_fini(&txn);
