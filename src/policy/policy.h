@@ -21,9 +21,11 @@
 #include <stdint.h>
 
 #include "catalog/catalog.h"
+#include "config/config.h"
 #include "core/buf.h"
 #include "core/kv.h"
 #include "core/loop.h"
+#include "directory/directory.h"
 
 enum policy_stage {
 	POLICY_STAGE_CONNECT,	/* before the greeting */
@@ -66,10 +68,16 @@ struct policy_verdict {
 	size_t nparams;
 	const char *keys[POLICY_PARAMS_MAX];	/* static: catalog param names */
 	uint16_t values[POLICY_PARAMS_MAX];	/* offsets into text */
+	uint16_t lens[POLICY_PARAMS_MAX];
+	uint8_t kinds[POLICY_PARAMS_MAX];	/* POLICY_PARAM_* */
 	uint16_t header;	/* offset into text; 0: no header */
 	uint16_t used;		/* octets of text in use */
 	char text[POLICY_TEXT_MAX];
 };
+
+#define POLICY_PARAM_TEXT 0
+#define POLICY_PARAM_ADDR 1	/* shown in angle brackets (KV_ADDR) */
+#define POLICY_PARAM_NONE 2	/* absent (KV_STR with NULL): not logged */
 
 /* Sets action and cond; clears params, score and header. */
 void policy_verdict_set(struct policy_verdict *v, enum policy_action action,
@@ -80,6 +88,9 @@ int policy_verdict_param(struct policy_verdict *v, const char *key, const char *
 			 size_t len) WARN_UNUSED;
 int policy_verdict_param_u64(struct policy_verdict *v, const char *key,
 			     uint64_t value) WARN_UNUSED;
+/* Adds every kv as a parameter, keeping its kind (numbers as text). -1
+ * when they are more than POLICY_PARAMS_MAX. */
+int policy_verdict_kvs_add(struct policy_verdict *v, const struct kv *kvs, size_t n) WARN_UNUSED;
 /* The header field to add; -1 if too long, not one line, or no room. */
 int policy_verdict_tag(struct policy_verdict *v, const char *field) WARN_UNUSED;
 /* The parameters as kvs for catalog_reply/catalog_log; returns the count.
@@ -89,17 +100,83 @@ const char *policy_verdict_value(const struct policy_verdict *v, size_t i);
 const char *policy_verdict_header(const struct policy_verdict *v);
 size_t policy_verdict_kvs(const struct policy_verdict *v, struct kv out[POLICY_PARAMS_MAX]);
 
-/* The transaction as checks see it. The session owns it; the chain adds
- * up scores and tags in it. */
+/* A path (MAIL FROM, RCPT TO) as the transaction keeps it: copied from
+ * the command before any check runs, so nothing borrows the input. */
+struct policy_path {
+	char *mailbox;		/* owned: "local@domain" as given, "" for <> */
+	char *local;		/* owned: the local part, unquoted */
+	char *domain;		/* owned: "" when none (<postmaster>, <>) */
+	int is_null;		/* <> */
+	int is_postmaster;	/* <postmaster> without a domain */
+	int non_ascii;		/* UTF-8 in the address */
+};
+
+/* What the DATA decoder counted, for the end-of-data checks. */
+struct policy_content {
+	uint64_t size;		/* message octets (after dot-unstuffing) */
+	uint64_t bare_lf;	/* bare LFs seen (normalised or not) */
+	uint64_t first_bare_lf;	/* offset of the first one */
+	int line_too_long;	/* a line past limits.line_length */
+	uint64_t longest_line;
+	unsigned received;	/* Received: fields in the header */
+	char msgid[256];	/* Message-ID, "" if none */
+};
+
+/* The transaction as checks see it. The session owns it and fills it
+ * before each stage; checks read it and fill its output slots (the
+ * recipient's expansion and route); the chain adds up scores and tags. */
 struct policy_txn {
-	int score;		/* sum of the verdicts' scores */
+	/* the session: set at connect, updated by HELO, STARTTLS, AUTH */
+	const struct config *cfg;	/* the generation the transaction began with */
+	const struct config_listener *lst;	/* NULL: none (tests) */
+	const char *client;		/* the client's address as text */
+	int trusted;			/* in server.trusted_networks */
+	int tls;			/* TLS is on */
+	const char *auth_user;		/* authenticated identity, "" if none */
+	const char *helo;		/* HELO/EHLO argument, "" before it */
+	unsigned messages;		/* messages accepted in this session */
+	/* MAIL */
+	struct policy_path sender;
+	int has_size;
+	uint64_t size;			/* SIZE= */
+	int smtputf8;
+	/* RCPT: the one being judged, and how many were accepted */
+	struct policy_path rcpt;
+	unsigned nrcpt_ok;
+	/* RCPT output slots: where the recipient goes (a check that routes
+	 * it fills expansion, with cond COND__COUNT, and route) */
+	struct resolve_result expansion;
+	int routed;
+	char route[40];
+	const char *flag;	/* a word for the session's flags, or NULL */
+	/* local mailboxes of the accepted recipients (end-of-data quota);
+	 * accounts belong to cfg */
+	const struct account **local_accts;	/* owned array */
+	char **local_boxes;			/* owned */
+	size_t nlocal;
+	/* end of data */
+	struct policy_content content;
+	/* added up by the chain */
+	int score;
 	struct buf headers;	/* tags: "Name: value\r\n", at most POLICY_HEADERS_MAX */
 };
 
 void policy_txn_init(struct policy_txn *txn);
 void policy_txn_fini(struct policy_txn *txn);
-/* A new transaction (after RSET, or after a message): score 0, no tags. */
+/* A new transaction (MAIL, after RSET or a message): the envelope, the
+ * recipients, the content, the score and the tags are cleared; the
+ * session fields stay. */
 void policy_txn_reset(struct policy_txn *txn);
+/* Copies a path into the transaction's slot (frees what was there). */
+void policy_path_set(struct policy_path *p, const char *mailbox, size_t mailbox_len,
+		     const char *local, size_t local_len, const char *domain,
+		     size_t domain_len);
+void policy_path_clear(struct policy_path *p);
+/* Clears the RCPT output slots before the next RCPT. */
+void policy_txn_rcpt_reset(struct policy_txn *txn);
+/* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
+void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,
+			  const char *mailbox);
 
 struct policy_run;
 
@@ -132,6 +209,15 @@ struct policy_check {
 
 /* Answers q. Ignored when q is not pending (answered or cancelled). */
 void policy_answer(struct policy_query *q, const struct policy_verdict *v);
+/* Answers q with action and cond, its params from kvs (at most
+ * POLICY_PARAMS_MAX). */
+void policy_answer_cond(struct policy_query *q, enum policy_action action, enum cond_id cond,
+			const struct kv *kvs, size_t n);
+/* Answers q with a refusal: tempfail when cond's reply is 4xx, reject
+ * when 5xx. */
+void policy_refuse(struct policy_query *q, enum cond_id cond, const struct kv *kvs, size_t n);
+/* Answers q: continue. */
+void policy_answer_continue(struct policy_query *q);
 
 /* ---- chains ----------------------------------------------------------- */
 

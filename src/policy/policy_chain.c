@@ -72,17 +72,62 @@ verdict_store(struct policy_verdict *v, const char *p, size_t len)
 	return at;
 }
 
-int
-policy_verdict_param(struct policy_verdict *v, const char *key, const char *value, size_t len)
+static int
+verdict_param_kind(struct policy_verdict *v, const char *key, const char *value, size_t len,
+		   uint8_t kind)
 {
+	uint16_t at;
+
 	if (v->nparams >= POLICY_PARAMS_MAX)
 		return -1;
 	if (len > 256)
 		len = 256;
+	at = verdict_store(v, value, len);
 	v->keys[v->nparams] = key;
-	v->values[v->nparams] = verdict_store(v, value, len);
+	v->values[v->nparams] = at;
+	v->lens[v->nparams] = at != 0 ? (uint16_t)strlen(v->text + at) : 0;
+	v->kinds[v->nparams] = kind;
 	v->nparams++;
 	return 0;
+}
+
+int
+policy_verdict_param(struct policy_verdict *v, const char *key, const char *value, size_t len)
+{
+	return verdict_param_kind(v, key, value, len, POLICY_PARAM_TEXT);
+}
+
+int
+policy_verdict_kvs_add(struct policy_verdict *v, const struct kv *kvs, size_t n)
+{
+	char tmp[24];
+	int r = 0;
+
+	for (size_t i = 0; i < n && r == 0; i++) {
+		const struct kv *kv = &kvs[i];
+
+		switch (kv->type) {
+		case KV_STR:
+			r = kv->s != NULL
+			    ? verdict_param_kind(v, kv->key, kv->s, strlen(kv->s), POLICY_PARAM_TEXT)
+			    : verdict_param_kind(v, kv->key, "", 0, POLICY_PARAM_NONE);
+			break;
+		case KV_MEM:
+			r = verdict_param_kind(v, kv->key, kv->s, kv->len, POLICY_PARAM_TEXT);
+			break;
+		case KV_ADDR:
+			r = verdict_param_kind(v, kv->key, kv->s, kv->len, POLICY_PARAM_ADDR);
+			break;
+		case KV_U64:
+			r = policy_verdict_param_u64(v, kv->key, kv->u);
+			break;
+		case KV_I64:
+			snprintf(tmp, sizeof(tmp), "%" PRId64, kv->i);
+			r = policy_verdict_param(v, kv->key, tmp, strlen(tmp));
+			break;
+		}
+	}
+	return r;
 }
 
 int
@@ -123,31 +168,22 @@ policy_verdict_header(const struct policy_verdict *v)
 size_t
 policy_verdict_kvs(const struct policy_verdict *v, struct kv out[POLICY_PARAMS_MAX])
 {
-	for (size_t i = 0; i < v->nparams; i++)
-		out[i] = KV(v->keys[i], v->text + v->values[i]);
+	for (size_t i = 0; i < v->nparams; i++) {
+		const char *val = v->text + v->values[i];
+
+		switch (v->kinds[i]) {
+		case POLICY_PARAM_ADDR:
+			out[i] = KVA(v->keys[i], val, v->lens[i]);
+			break;
+		case POLICY_PARAM_NONE:
+			out[i] = KV(v->keys[i], NULL);
+			break;
+		default:
+			out[i] = KV(v->keys[i], val);
+			break;
+		}
+	}
 	return v->nparams;
-}
-
-/* ---- transactions ----------------------------------------------------- */
-
-void
-policy_txn_init(struct policy_txn *txn)
-{
-	txn->score = 0;
-	buf_init(&txn->headers, POLICY_HEADERS_MAX);
-}
-
-void
-policy_txn_fini(struct policy_txn *txn)
-{
-	buf_fini(&txn->headers);
-}
-
-void
-policy_txn_reset(struct policy_txn *txn)
-{
-	txn->score = 0;
-	buf_reset(&txn->headers);
 }
 
 /* ---- chains ----------------------------------------------------------- */
@@ -386,6 +422,36 @@ policy_answer(struct policy_query *q, const struct policy_verdict *v)
 	loop_timer_cancel(run->loop, &run->deadline);
 	if (!run_take(run, v))
 		run_step(run);
+}
+
+void
+policy_answer_cond(struct policy_query *q, enum policy_action action, enum cond_id cond,
+		   const struct kv *kvs, size_t n)
+{
+	struct policy_verdict v;
+
+	policy_verdict_set(&v, action, cond);
+	if (policy_verdict_kvs_add(&v, kvs, n) < 0) {
+		/* more than POLICY_PARAMS_MAX: a check's bug; the reply
+		 * still goes out, with the params that fitted */
+	}
+	policy_answer(q, &v);
+}
+
+void
+policy_refuse(struct policy_query *q, enum cond_id cond, const struct kv *kvs, size_t n)
+{
+	policy_answer_cond(q, catalog_get(cond)->code < 500 ? POLICY_TEMPFAIL : POLICY_REJECT,
+			   cond, kvs, n);
+}
+
+void
+policy_answer_continue(struct policy_query *q)
+{
+	struct policy_verdict v;
+
+	policy_verdict_set(&v, POLICY_CONTINUE, COND__COUNT);
+	policy_answer(q, &v);
 }
 
 void
