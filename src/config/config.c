@@ -13,6 +13,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +83,7 @@ struct listener_src {
 	int address_ok;		/* given and parsed */
 };
 
-struct load {
+struct config_load {
 	struct config *cfg;
 	struct diag *diags;
 	struct src set[NOPTS];		/* line 0 = default */
@@ -415,7 +417,7 @@ opt_free(struct config *cfg, const struct opt_desc *o)
 /* Parses v into option o of cfg. On error reports it at src and leaves the
  * old value. Returns 0 or -1. */
 static int
-opt_set(struct load *ld, const struct opt_desc *o, const char *v, struct src src)
+opt_set(struct config_load *ld, const struct opt_desc *o, const char *v, struct src src)
 {
 	struct config *cfg = ld->cfg;
 	uint64_t x = 0;
@@ -569,7 +571,7 @@ listener_name_valid(const char *s, size_t n)
 /* Index of listener name, creating it (with header src) when create is
  * set; -1 if absent or too many. */
 static long
-listener_get(struct load *ld, const char *name, size_t n, int create, struct src header)
+listener_get(struct config_load *ld, const char *name, size_t n, int create, struct src header)
 {
 	struct config *cfg = ld->cfg;
 	struct config_listener *l;
@@ -602,7 +604,7 @@ listener_get(struct load *ld, const char *name, size_t n, int create, struct src
 /* Sets listener idx's key to v. dup_check: report a second setting as a
  * duplicate (file lines) rather than replacing it (overrides). */
 static void
-listener_set(struct load *ld, size_t idx, const char *key, size_t klen, const char *v,
+listener_set(struct config_load *ld, size_t idx, const char *key, size_t klen, const char *v,
 	     struct src src, int dup_check)
 {
 	struct config_listener *l = &ld->cfg->listeners[idx];
@@ -677,7 +679,7 @@ listener_set(struct load *ld, size_t idx, const char *key, size_t klen, const ch
 /* Applies "section" "key" = raw value from src; shared by the file and the
  * overrides. section is "server" or "listen.NAME". */
 static void
-apply(struct load *ld, const char *sec, size_t slen, const char *key, size_t klen,
+apply(struct config_load *ld, const char *sec, size_t slen, const char *key, size_t klen,
       const char *raw, size_t rlen, struct src src, int from_file)
 {
 	const char *err = NULL;
@@ -759,7 +761,7 @@ read_config_file(const char *path, size_t *len_out, struct diag *diags)
 
 /* Reads and applies the file; -1 if it could not be read at all. */
 static int
-parse_file(struct load *ld, const char *path)
+parse_file(struct config_load *ld, const char *path)
 {
 	const char *sec = NULL;		/* current section name, in text */
 	size_t slen = 0;
@@ -864,7 +866,7 @@ parse_file(struct load *ld, const char *path)
 }
 
 static void
-parse_override(struct load *ld, const char *ov, unsigned idx)
+parse_override(struct config_load *ld, const char *ov, unsigned idx)
 {
 	struct src src = { "-o", idx };
 	const char *eq = strchr(ov, '='), *name = ov, *dot, *v;
@@ -930,7 +932,7 @@ sockaddr_same(const struct config_listener *a, const struct config_listener *b)
 
 /* Disabled domains must be local. */
 static void
-config_check_domains(struct load *ld)
+config_check_domains(struct config_load *ld)
 {
 	struct config *cfg = ld->cfg;
 	const struct opt_desc *o = opt_find("local", 5, "disabled_domains", 16);
@@ -948,7 +950,7 @@ config_check_domains(struct load *ld)
  * least one of them (for a file), the host name, the log target and the
  * disabled domains. */
 static void
-config_check(struct load *ld, int need_listener)
+config_check(struct config_load *ld, int need_listener)
 {
 	struct config *cfg = ld->cfg;
 
@@ -1020,12 +1022,35 @@ config_free(struct config *cfg)
 		free(cfg->listeners[i].address);
 	}
 	free(cfg->listeners);
+	if (cfg->policy_free != NULL)
+		cfg->policy_free(&cfg->policy);
 	if (cfg->accounts_free != NULL)
 		cfg->accounts_free(&cfg->accounts);
 	free(cfg->hostname);
 	free(cfg->path);
 	free(cfg->dir);
 	free(cfg);
+}
+
+void
+config_option_diag(struct config_load *ld, const char *option, const char *fmt, ...)
+{
+	const char *dot = strchr(option, '.');
+	const struct opt_desc *o = dot != NULL
+		? opt_find(option, (size_t)(dot - option), dot + 1, strlen(dot + 1)) : NULL;
+	const char *file = ld->cfg->path != NULL ? ld->cfg->path : "-";
+	unsigned line = 0;
+	char msg[512];
+	va_list ap;
+
+	if (o != NULL && ld->set[o - opts].line != 0) {
+		file = ld->set[o - opts].file;
+		line = ld->set[o - opts].line;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	diag_add(ld->diags, file, line, "%s: %s", option, msg);
 }
 
 struct config *
@@ -1040,7 +1065,7 @@ config_load_with(const char *path, const char *const *overrides, size_t noverrid
 		 struct diag *diags, config_attach_fn attach)
 {
 	struct diag own;
-	struct load ld;
+	struct config_load ld;
 	struct config *cfg;
 	int need_listener;
 	size_t n0;
@@ -1072,7 +1097,7 @@ config_load_with(const char *path, const char *const *overrides, size_t noverrid
 		parse_override(&ld, overrides[i], (unsigned)(i + 1));
 	config_check(&ld, need_listener);
 	if (attach != NULL)
-		attach(cfg, diags);
+		attach(cfg, &ld, diags);
 	free(ld.lsrc);
 	if (diags->n > n0) {
 		config_free(cfg);

@@ -12,8 +12,9 @@ accounts_free(struct directory **dirp)
 }
 
 void
-directory_attach(struct config *cfg, struct diag *diags)
+directory_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
 {
+	(void)ld;
 	if (cfg->local_accounts[0] == '\0')
 		cfg->accounts = directory_empty();
 	else

@@ -20,6 +20,6 @@ struct config *directory_config_load(const char *path, const char *const *overri
 /* The config_attach_fn: loads local.accounts (or an empty directory), then
  * the aliases and lists files, into cfg->accounts. When the accounts file
  * fails the other files are still read, so all errors show at once. */
-void directory_attach(struct config *cfg, struct diag *diags);
+void directory_attach(struct config *cfg, struct config_load *ld, struct diag *diags);
 
 #endif

@@ -232,16 +232,28 @@ struct policy_chain *policy_chain_new(const struct policy_check *const *registry
 void policy_chain_free(struct policy_chain **chainp);
 
 /* Sets stage's checks, in order, by name. -1 with *error_out (static text
- * naming the problem) for an unknown name, a check that has no entry for
- * the stage, or a name given twice; the stage is then unchanged. */
+ * naming the problem) and *bad_out (the index of the name) for an unknown
+ * name, a check that has no entry for the stage, or a name given twice;
+ * the stage is then unchanged. */
 int policy_chain_set(struct policy_chain *chain, enum policy_stage stage,
-		     const char *const *names, size_t n, const char **error_out) WARN_UNUSED;
+		     const char *const *names, size_t n, const char **error_out,
+		     size_t *bad_out) WARN_UNUSED;
 /* Number of checks at stage. */
 size_t policy_chain_count(const struct policy_chain *chain, enum policy_stage stage);
 
 /* A transaction whose score reaches limit is refused with cond (params:
  * score, limit) at the stage that reached it. 0 turns it off (default). */
 void policy_chain_set_score_limit(struct policy_chain *chain, int limit, enum cond_id cond);
+
+/* ---- configuration -------------------------------------------------- */
+
+/* The config_attach_fn of this layer: builds the chain of the [policy]
+ * lists into cfg->policy; a list naming an unknown check, or a check at
+ * a stage it has nothing to say at, is an error at that option's line. */
+void policy_attach(struct config *cfg, struct config_load *ld, struct diag *diags);
+/* The chain for a session of lst under cfg (cfg->policy must be set). */
+const struct policy_chain *policy_chain_of(const struct config *cfg,
+					   const struct config_listener *lst);
 
 /* ---- runs ------------------------------------------------------------- */
 

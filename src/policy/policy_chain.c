@@ -237,12 +237,13 @@ chain_find(const struct policy_chain *chain, const char *name)
 
 int
 policy_chain_set(struct policy_chain *chain, enum policy_stage stage,
-		 const char *const *names, size_t n, const char **error_out)
+		 const char *const *names, size_t n, const char **error_out, size_t *bad_out)
 {
 	const struct policy_check **v;
 
 	if (n > POLICY_CHAIN_MAX) {
 		*error_out = "too many checks in one stage";
+		*bad_out = POLICY_CHAIN_MAX;
 		return -1;
 	}
 	v = n > 0 ? xcalloc(n, sizeof(*v)) : NULL;
@@ -256,6 +257,7 @@ policy_chain_set(struct policy_chain *chain, enum policy_stage stage,
 			if (v[j] == c)
 				*error_out = "check named twice";
 		if (*error_out != NULL) {
+			*bad_out = i;
 			free(v);
 			return -1;
 		}

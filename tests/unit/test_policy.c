@@ -210,8 +210,9 @@ chain_of(enum policy_stage stage, const char *const *names, size_t n, uint64_t d
 	struct policy_chain *c = policy_chain_new(registry, ARRAY_LEN(registry), deadline_ms,
 						  COND_POLICY_CONCURRENCY_LIMIT);
 	const char *err = NULL;
+	size_t bad = 0;
 
-	CHECK_INT(policy_chain_set(c, stage, names, n, &err), 0);
+	CHECK_INT(policy_chain_set(c, stage, names, n, &err, &bad), 0);
 	return c;
 }
 
@@ -509,14 +510,16 @@ test_config_errors(void)
 	static const char *const twice[] = { "pass", "pass" };
 	static const char *const good[] = { "pass" };
 	const char *err = NULL;
+	size_t bad = 0;
 
 	TEST_CASE("chain: configuration errors leave the stage unchanged");
-	CHECK_INT(policy_chain_set(c, POLICY_STAGE_CONNECT, good, 1, &err), 0);
-	CHECK_INT(policy_chain_set(c, POLICY_STAGE_CONNECT, unknown, 2, &err), -1);
+	CHECK_INT(policy_chain_set(c, POLICY_STAGE_CONNECT, good, 1, &err, &bad), 0);
+	CHECK_INT(policy_chain_set(c, POLICY_STAGE_CONNECT, unknown, 2, &err, &bad), -1);
 	CHECK_STR(err, "unknown check");
-	CHECK_INT(policy_chain_set(c, POLICY_STAGE_CONNECT, wrong_stage, 1, &err), -1);
+	CHECK_INT(bad, 1);
+	CHECK_INT(policy_chain_set(c, POLICY_STAGE_CONNECT, wrong_stage, 1, &err, &bad), -1);
 	CHECK_STR(err, "check has nothing to say at this stage");
-	CHECK_INT(policy_chain_set(c, POLICY_STAGE_CONNECT, twice, 2, &err), -1);
+	CHECK_INT(policy_chain_set(c, POLICY_STAGE_CONNECT, twice, 2, &err, &bad), -1);
 	CHECK_STR(err, "check named twice");
 	CHECK_INT(policy_chain_count(c, POLICY_STAGE_CONNECT), 1);
 	CHECK_STR(policy_stage_name(POLICY_STAGE_END_OF_DATA), "end_of_data");
