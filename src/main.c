@@ -20,6 +20,7 @@
 
 #include "catalog/catalog.h"
 #include "config/config.h"
+#include "server/server_config.h"
 #include "core/buf.h"
 #include "directory/directory.h"
 #include "net/net_tls.h"
@@ -79,7 +80,7 @@ cmd_check(const char *path, const char *const *overrides, size_t n)
 	struct config *cfg;
 
 	diag_init(&d);
-	cfg = config_load(path, overrides, n, &d);
+	cfg = server_config_load(path, overrides, n, &d);
 	if (cfg == NULL) {
 		diag_print(&d, stderr);
 		diag_fini(&d);
@@ -124,7 +125,7 @@ cmd_make_cert(const char *path, const char *const *overrides, size_t n)
 	int rc = 0;
 
 	diag_init(&d);
-	cfg = config_load(path, overrides, n, &d);
+	cfg = server_config_load(path, overrides, n, &d);
 	if (cfg == NULL) {
 		diag_print(&d, stderr);
 		diag_fini(&d);

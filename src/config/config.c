@@ -13,6 +13,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "core/domain.h"
 #include "core/log.h"
 
 #define CONFIG_LINE_MAX 4096		/* octets per line, without the line end */
@@ -82,13 +85,12 @@ struct listener_src {
 	int address_ok;		/* given and parsed */
 };
 
-struct load {
+struct config_load {
 	struct config *cfg;
 	struct diag *diags;
 	struct src set[NOPTS];		/* line 0 = default */
 	struct listener_src *lsrc;
 	size_t lcap;
-	int directory_failed;	/* the aliases or lists file had errors */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -328,7 +330,7 @@ parse_list(const char *v, int domains, struct config_list *out, const char **bad
 		if (domains) {
 			size_t dn = (n > 1 && w[n - 1] == '.') ? n - 1 : n;
 
-			if (!directory_domain_valid(w, dn)) {
+			if (!domain_name_valid(w, dn)) {
 				*bad = w;
 				*badlen = n;
 				list_fini(&l);
@@ -378,7 +380,7 @@ check_str(const struct opt_desc *o, const char *v)
 		if (log_sev_parse(v, &sev) < 0 || strcmp(log_sev_name(sev), v) != 0)
 			return "is not one of debug, info, notice, warning, error, crit";
 	} else if (strcmp(o->name, "server.hostname") == 0) {
-		if (v[0] != '\0' && !directory_domain_valid(v, strlen(v)))
+		if (v[0] != '\0' && !domain_name_valid(v, strlen(v)))
 			return "is not a host name";
 	} else if (strcmp(o->name, "log.target") == 0) {
 		if (v[0] == '\0')
@@ -417,7 +419,7 @@ opt_free(struct config *cfg, const struct opt_desc *o)
 /* Parses v into option o of cfg. On error reports it at src and leaves the
  * old value. Returns 0 or -1. */
 static int
-opt_set(struct load *ld, const struct opt_desc *o, const char *v, struct src src)
+opt_set(struct config_load *ld, const struct opt_desc *o, const char *v, struct src src)
 {
 	struct config *cfg = ld->cfg;
 	uint64_t x = 0;
@@ -571,7 +573,7 @@ listener_name_valid(const char *s, size_t n)
 /* Index of listener name, creating it (with header src) when create is
  * set; -1 if absent or too many. */
 static long
-listener_get(struct load *ld, const char *name, size_t n, int create, struct src header)
+listener_get(struct config_load *ld, const char *name, size_t n, int create, struct src header)
 {
 	struct config *cfg = ld->cfg;
 	struct config_listener *l;
@@ -626,7 +628,7 @@ listener_set_bool(struct load *ld, const struct config_listener *l, const char *
 /* Sets listener idx's key to v. dup_check: report a second setting as a
  * duplicate (file lines) rather than replacing it (overrides). */
 static void
-listener_set(struct load *ld, size_t idx, const char *key, size_t klen, const char *v,
+listener_set(struct config_load *ld, size_t idx, const char *key, size_t klen, const char *v,
 	     struct src src, int dup_check)
 {
 	struct config_listener *l = &ld->cfg->listeners[idx];
@@ -692,7 +694,7 @@ listener_set(struct load *ld, size_t idx, const char *key, size_t klen, const ch
 /* Applies "section" "key" = raw value from src; shared by the file and the
  * overrides. section is "server" or "listen.NAME". */
 static void
-apply(struct load *ld, const char *sec, size_t slen, const char *key, size_t klen,
+apply(struct config_load *ld, const char *sec, size_t slen, const char *key, size_t klen,
       const char *raw, size_t rlen, struct src src, int from_file)
 {
 	const char *err = NULL;
@@ -774,7 +776,7 @@ read_config_file(const char *path, size_t *len_out, struct diag *diags)
 
 /* Reads and applies the file; -1 if it could not be read at all. */
 static int
-parse_file(struct load *ld, const char *path)
+parse_file(struct config_load *ld, const char *path)
 {
 	const char *sec = NULL;		/* current section name, in text */
 	size_t slen = 0;
@@ -879,7 +881,7 @@ parse_file(struct load *ld, const char *path)
 }
 
 static void
-parse_override(struct load *ld, const char *ov, unsigned idx)
+parse_override(struct config_load *ld, const char *ov, unsigned idx)
 {
 	struct src src = { "-o", idx };
 	const char *eq = strchr(ov, '='), *name = ov, *dot, *v;
@@ -943,11 +945,9 @@ sockaddr_same(const struct config_listener *a, const struct config_listener *b)
 	return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
 }
 
-/* Disabled domains must be local; then the aliases and lists files are
- * loaded into the accounts directory (their errors, with their own file
- * and line, join the configuration's). */
+/* Disabled domains must be local. */
 static void
-config_check_directory(struct load *ld)
+config_check_domains(struct config_load *ld)
 {
 	struct config *cfg = ld->cfg;
 	const struct opt_desc *o = opt_find("local", 5, "disabled_domains", 16);
@@ -959,26 +959,13 @@ config_check_directory(struct load *ld)
 			diag_add(ld->diags, ld->set[o - opts].file, ld->set[o - opts].line,
 				 "local.disabled_domains: %s is not in local.domains", d);
 	}
-	/* When the accounts file failed, the other files are still read so
-	 * that all errors are shown at once; the snapshot is dropped anyway. */
-	if (cfg->accounts == NULL)
-		cfg->accounts = directory_empty();
-	directory_set_domains(cfg->accounts, cfg->local_domains.v, cfg->local_domains.n,
-			      cfg->local_disabled_domains.v, cfg->local_disabled_domains.n);
-	/* each file's errors are in diags; both files are always read */
-	if (cfg->local_aliases[0] != '\0' &&
-	    directory_load_aliases(cfg->accounts, cfg->local_aliases, ld->diags) < 0)
-		ld->directory_failed = 1;
-	if (cfg->local_lists[0] != '\0' &&
-	    directory_load_lists(cfg->accounts, cfg->local_lists, ld->diags) < 0)
-		ld->directory_failed = 1;
 }
 
 /* Checks what no single line can: listeners complete and distinct, at
- * least one of them (for a file), the host name, the log target, and
- * loads the accounts file. */
+ * least one of them (for a file), the host name, the log target and the
+ * disabled domains. */
 static void
-config_check(struct load *ld, int need_listener)
+config_check(struct config_load *ld, int need_listener)
 {
 	struct config *cfg = ld->cfg;
 
@@ -1035,11 +1022,7 @@ config_check(struct load *ld, int need_listener)
 		}
 	}
 
-	if (cfg->local_accounts[0] == '\0')
-		cfg->accounts = directory_empty();
-	else
-		cfg->accounts = directory_load(cfg->local_accounts, ld->diags);
-	config_check_directory(ld);
+	config_check_domains(ld);
 }
 
 /* ---- snapshots -------------------------------------------------------- */
@@ -1054,19 +1037,50 @@ config_free(struct config *cfg)
 		free(cfg->listeners[i].address);
 	}
 	free(cfg->listeners);
-	directory_free(&cfg->accounts);
+	if (cfg->policy_free != NULL)
+		cfg->policy_free(&cfg->policy);
+	if (cfg->accounts_free != NULL)
+		cfg->accounts_free(&cfg->accounts);
 	free(cfg->hostname);
 	free(cfg->path);
 	free(cfg->dir);
 	free(cfg);
 }
 
+void
+config_option_diag(struct config_load *ld, const char *option, const char *fmt, ...)
+{
+	const char *dot = strchr(option, '.');
+	const struct opt_desc *o = dot != NULL
+		? opt_find(option, (size_t)(dot - option), dot + 1, strlen(dot + 1)) : NULL;
+	const char *file = ld->cfg->path != NULL ? ld->cfg->path : "-";
+	unsigned line = 0;
+	char msg[512];
+	va_list ap;
+
+	if (o != NULL && ld->set[o - opts].line != 0) {
+		file = ld->set[o - opts].file;
+		line = ld->set[o - opts].line;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	diag_add(ld->diags, file, line, "%s: %s", option, msg);
+}
+
 struct config *
 config_load(const char *path, const char *const *overrides, size_t noverrides,
 	    struct diag *diags)
 {
+	return config_load_with(path, overrides, noverrides, diags, NULL);
+}
+
+struct config *
+config_load_with(const char *path, const char *const *overrides, size_t noverrides,
+		 struct diag *diags, config_attach_fn attach)
+{
 	struct diag own;
-	struct load ld;
+	struct config_load ld;
 	struct config *cfg;
 	int need_listener;
 	size_t n0;
@@ -1097,6 +1111,8 @@ config_load(const char *path, const char *const *overrides, size_t noverrides,
 	for (size_t i = 0; i < noverrides; i++)
 		parse_override(&ld, overrides[i], (unsigned)(i + 1));
 	config_check(&ld, need_listener);
+	if (attach != NULL)
+		attach(cfg, &ld, diags);
 	free(ld.lsrc);
 	if (diags->n > n0) {
 		config_free(cfg);

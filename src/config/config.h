@@ -19,7 +19,8 @@
 #include "core/buf.h"
 #include "core/cidr.h"
 #include "core/diag.h"
-#include "directory/directory.h"
+
+struct directory;
 
 struct config_list {
 	char **v;	/* owned, lower-cased for local.domains */
@@ -73,17 +74,42 @@ struct config {
 #undef OPT
 	struct config_listener *listeners;	/* owned */
 	size_t nlisteners;
-	struct directory *accounts;	/* owned; loaded from local.accounts */
+	/* The accounts directory (local.accounts, aliases, lists), attached
+	 * by the directory layer at load (config_attach_fn); freed with the
+	 * snapshot through accounts_free. NULL when nothing attached it. */
+	struct directory *accounts;
+	void (*accounts_free)(struct directory **dirp);
+	/* The policy chains built from the [policy] lists, attached by the
+	 * policy layer; freed through policy_free. */
+	void *policy;
+	void (*policy_free)(void **policyp);
 	char *hostname;			/* server.hostname, or gethostname() */
 };
 
 /* Reads path (NULL: built-in defaults only), applies overrides
  * ("section.key=value", as given with -o; "listen.mx.address=..."), then
- * checks everything and loads the accounts file. On any error returns NULL
+ * checks everything. On any error returns NULL
  * and fills diags with FILE:LINE messages (overrides report as "-o:N:").
  * Paths become absolute (relative to the file's folder). */
 struct config *config_load(const char *path, const char *const *overrides,
 			   size_t noverrides, struct diag *diags) WARN_UNUSED;
+
+/* A load in progress, as config_attach_fn sees it. */
+struct config_load;
+
+/* A step of config_load_with() run once the options are checked, whatever
+ * their errors (so every error shows at once): it loads what the options
+ * name from higher layers (the accounts directory, the policy chains)
+ * into cfg and adds its errors to diags, or through config_option_diag. */
+typedef void (*config_attach_fn)(struct config *cfg, struct config_load *ld,
+				 struct diag *diags);
+/* Adds an error about option ("policy.rcpt") at the file and line that
+ * set it (the file itself for a default). */
+void config_option_diag(struct config_load *ld, const char *option, const char *fmt, ...)
+	PRINTF(3, 4);
+struct config *config_load_with(const char *path, const char *const *overrides,
+				size_t noverrides, struct diag *diags,
+				config_attach_fn attach) WARN_UNUSED;
 
 struct config *config_ref(struct config *cfg);
 void config_unref(struct config **cfgp);

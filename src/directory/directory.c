@@ -24,6 +24,7 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/domain.h"
 #include "directory_private.h"
 
 #define DIRECTORY_MAX_ACCOUNTS 50000000u	/* index entries are 32-bit */
@@ -34,33 +35,6 @@ unsigned char
 dir_lower(unsigned char c)
 {
 	return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
-}
-
-int
-directory_domain_valid(const char *s, size_t len)
-{
-	size_t label = 0;
-
-	if (len == 0 || len > 253)
-		return 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '.') {
-			if (label == 0 || s[i - 1] == '-')
-				return 0;
-			label = 0;
-			continue;
-		}
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-'))
-			return 0;
-		if (c == '-' && label == 0)
-			return 0;
-		if (++label > 63)
-			return 0;
-	}
-	return label > 0 && s[len - 1] != '-';
 }
 
 int
@@ -400,7 +374,7 @@ extra_forward(const char *path, unsigned lineno, const char *v, size_t n,
 			}
 		if (at == NULL ? !directory_local_valid(w, wn)
 			       : (!directory_local_valid(w, (size_t)(at - w)) ||
-				  !directory_domain_valid(at + 1, (size_t)(w + wn - at - 1)))) {
+				  !domain_name_valid(at + 1, (size_t)(w + wn - at - 1)))) {
 			diag_add(diags, path, lineno, "forward: bad address \"%.*s\"",
 				 (int)(wn > 200 ? 200 : wn), w);
 			buf_fini(&b);
@@ -559,7 +533,7 @@ parse_line(struct directory *dir, const char *path, unsigned lineno,
 		}
 	}
 	if (at == NULL || !directory_local_valid(s, (size_t)(at - s)) ||
-	    !directory_domain_valid(at + 1, (size_t)(colon - at - 1))) {
+	    !domain_name_valid(at + 1, (size_t)(colon - at - 1))) {
 		diag_add(diags, path, lineno, "bad account name \"%.*s\" (want user@domain)",
 			 (int)(alen > 200 ? 200 : alen), s);
 		return -1;

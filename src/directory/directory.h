@@ -151,10 +151,6 @@ int directory_verify_password(const struct account *acct, const char *password) 
  * Returns a malloc'ed string or NULL. */
 char *directory_hash_password(const char *password, const char *scheme) WARN_UNUSED;
 
-/* 1 if s (len octets) is a domain name in ASCII (A-labels for IDN):
- * labels of letters, digits and '-' (not at either end), 1..63 octets,
- * 253 in all, no trailing dot. Shared with config (local.domains). */
-int directory_domain_valid(const char *s, size_t len);
 /* 1 if s is a usable local part: dot-atom (RFC 5321 4.1.2) with UTF-8
  * octets allowed (RFC 6531), 1..64 octets. */
 int directory_local_valid(const char *s, size_t len);

@@ -28,6 +28,7 @@
 #include <strings.h>
 
 #include "core/buf.h"
+#include "core/domain.h"
 #include "directory_private.h"
 
 /* ---- domains ----------------------------------------------------------- */
@@ -260,7 +261,7 @@ entry_name(const struct directory *dir, const char *path, unsigned lineno, const
 
 	if (at == NULL || (at == s && !catchall_ok) ||
 	    (at > s && !directory_local_valid(s, (size_t)(at - s))) ||
-	    !directory_domain_valid(at + 1, (size_t)(s + n - at - 1))) {
+	    !domain_name_valid(at + 1, (size_t)(s + n - at - 1))) {
 		diag_add(diags, path, lineno, "bad address \"%.*s\" (want %s)", SHOWN(n), s,
 			 catchall_ok ? "local@domain, or @domain for a catch-all"
 				     : "local@domain");
@@ -319,7 +320,7 @@ target_parse(const char *path, unsigned lineno, const char *what, const char *w,
 		dom = at + 1;
 		dn = (size_t)(w + n - at - 1);
 		if ((ln == 0 && !at_domain_ok) || (ln > 0 && !directory_local_valid(w, ln)) ||
-		    !directory_domain_valid(dom, dn))
+		    !domain_name_valid(dom, dn))
 			goto bad;
 	}
 	out = xmalloc(ln + dn + 2);

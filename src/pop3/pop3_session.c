@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "directory/directory.h"
 #include "net/net_conn.h"
 #include "net/net_tls.h"
 #include "pop3/pop3_private.h"

@@ -39,6 +39,7 @@
 
 #include "catalog/catalog.h"
 #include "config/config.h"
+#include "server/server_config.h"
 #include "core/cidr.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -679,7 +680,7 @@ server_reload(struct server *srv)
 	struct diag d;
 
 	diag_init(&d);
-	struct config *next = config_load(srv->path, srv->overrides, srv->noverrides, &d);
+	struct config *next = server_config_load(srv->path, srv->overrides, srv->noverrides, &d);
 	if (next == NULL) {
 		log_diags(&d, srv->path);
 		struct kv kv[] = { KV("path", srv->path), KVU("errors", d.n) };
@@ -788,7 +789,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	int rc = 1;
 
 	diag_init(&d);
-	srv->cfg = config_load(config_path, overrides, noverrides, &d);
+	srv->cfg = server_config_load(config_path, overrides, noverrides, &d);
 	if (srv->cfg == NULL) {
 		/* Logged as events (to stderr: the log target is not known). */
 		log_diags(&d, config_path);

@@ -8,6 +8,7 @@
  * that docs/configuration.md (argv[2]) is what config_markdown() prints.
  */
 #include "config/config.h"
+#include "directory/directory_config.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -92,7 +93,7 @@ load_text(const char *text, int base, const char *const *ov, size_t nov, struct 
 	struct config *cfg;
 
 	free(full);
-	cfg = config_load(path, ov, nov, d);
+	cfg = directory_config_load(path, ov, nov, d);
 	return cfg;
 }
 
@@ -284,7 +285,7 @@ test_error_bounds(void)
 	CHECK(buf_append_str(&b, ".test\r\n" BASE_LISTENER) == 0);
 	path = write_file("t.conf", (const char *)b.data, b.len);
 	diag_init(&d);
-	cfg = config_load(path, NULL, 0, &d);
+	cfg = directory_config_load(path, NULL, 0, &d);
 	CHECK(cfg == NULL);
 	got = diag_text(&d, tmpdir);
 	CHECK_STR(got, "@DIR@/t.conf:2: line too long (more than 4096 bytes)\n"
@@ -298,7 +299,7 @@ test_error_bounds(void)
 	pad(&b, '#', 1024 * 1024);
 	path = write_file("t.conf", (const char *)b.data, b.len);
 	diag_init(&d);
-	cfg = config_load(path, NULL, 0, &d);
+	cfg = directory_config_load(path, NULL, 0, &d);
 	CHECK(cfg == NULL);
 	got = diag_text(&d, tmpdir);
 	CHECK_STR(got, "@DIR@/t.conf: file too large (more than 1048576 bytes)\n");
@@ -312,7 +313,7 @@ test_error_bounds(void)
 	CHECK(buf_append_str(&b, BASE_LISTENER) == 0);
 	path = write_file("t.conf", (const char *)b.data, b.len);
 	diag_init(&d);
-	cfg = config_load(path, NULL, 0, &d);
+	cfg = directory_config_load(path, NULL, 0, &d);
 	CHECK(cfg == NULL);
 	got = diag_text(&d, tmpdir);
 	CHECK_STR(got, "@DIR@/t.conf:2: server.spool: path too long (more than 4096 bytes)\n");
@@ -325,7 +326,7 @@ test_error_bounds(void)
 		CHECK(buf_appendf(&b, "[listen.l%d]\naddress = 127.0.0.1:%d\nrole = mx\n", i, 3000 + i) == 0);
 	path = write_file("t.conf", (const char *)b.data, b.len);
 	diag_init(&d);
-	cfg = config_load(path, NULL, 0, &d);
+	cfg = directory_config_load(path, NULL, 0, &d);
 	CHECK(cfg == NULL);
 	got = diag_text(&d, tmpdir);
 	CHECK_STR(got, "@DIR@/t.conf:193: too many listeners (at most 64)\n"
@@ -338,7 +339,7 @@ test_error_bounds(void)
 	{
 		char *p = xasprintf("%s/none.conf", tmpdir);
 
-		cfg = config_load(p, NULL, 0, &d);
+		cfg = directory_config_load(p, NULL, 0, &d);
 		CHECK(cfg == NULL);
 		got = diag_text(&d, tmpdir);
 		CHECK_STR(got, "@DIR@/none.conf: cannot open: No such file or directory\n");
@@ -396,7 +397,7 @@ test_defaults(void)
 
 	TEST_CASE("built-in defaults");
 	diag_init(&d);
-	cfg = config_load(NULL, NULL, 0, &d);
+	cfg = directory_config_load(NULL, NULL, 0, &d);
 	CHECK(cfg != NULL);
 	CHECK_INT(d.n, 0);
 	if (cfg == NULL)
@@ -449,7 +450,7 @@ test_defaults(void)
 		const char *ov[] = { "listen.x.address = [::1]:2525", "listen.x.role=mx",
 				     "server.spool=/var/spool/postern/" };
 
-		cfg = config_load(NULL, ov, 3, &d);
+		cfg = directory_config_load(NULL, ov, 3, &d);
 		CHECK(cfg != NULL);
 		CHECK_INT(d.n, 0);
 		if (cfg != NULL) {
@@ -641,7 +642,7 @@ test_good(void)
 		write_file("rel.conf", "[server]\nspool = s\n" BASE_LISTENER,
 			   strlen("[server]\nspool = s\n" BASE_LISTENER));
 		diag_init(&d);
-		cfg = config_load("rel.conf", NULL, 0, &d);
+		cfg = directory_config_load("rel.conf", NULL, 0, &d);
 		CHECK(cfg != NULL);
 		if (cfg != NULL) {
 			CHECK_STR(cfg->path, "rel.conf");
@@ -841,7 +842,7 @@ test_golden(const char *dir)
 		TEST_CASE(names[i]);
 		CHECK(want != NULL);
 		diag_init(&d);
-		cfg = config_load(names[i], NULL, 0, &d);
+		cfg = directory_config_load(names[i], NULL, 0, &d);
 		got = diag_text(&d, real);
 		if (want != NULL && strcmp(want, "") == 0)
 			CHECK(cfg != NULL);	/* an empty .out: the file is good */

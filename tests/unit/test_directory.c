@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/domain.h"
 #include "testing.h"
 
 static char tmpdir[] = "/tmp/test_directory.XXXXXX";
@@ -99,7 +100,7 @@ test_names(void)
 
 	for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
 		TEST_CASE(cases[i].s);
-		CHECK_INT(directory_domain_valid(cases[i].s, strlen(cases[i].s)), cases[i].domain);
+		CHECK_INT(domain_name_valid(cases[i].s, strlen(cases[i].s)), cases[i].domain);
 		CHECK_INT(directory_local_valid(cases[i].s, strlen(cases[i].s)), cases[i].local);
 	}
 	TEST_CASE("length limits");
@@ -107,16 +108,16 @@ test_names(void)
 		char label[80], name[300];
 
 		memset(label, 'a', sizeof(label));
-		CHECK_INT(directory_domain_valid(label, 63), 1);
-		CHECK_INT(directory_domain_valid(label, 64), 0);
+		CHECK_INT(domain_name_valid(label, 63), 1);
+		CHECK_INT(domain_name_valid(label, 64), 0);
 		CHECK_INT(directory_local_valid(label, 64), 1);
 		CHECK_INT(directory_local_valid(label, 65), 0);
 		/* 4 labels of 62 + dots = 251, then ".ab" = 254 */
 		for (size_t i = 0; i < sizeof(name); i++)
 			name[i] = (i % 63 == 62) ? '.' : 'a';
-		CHECK_INT(directory_domain_valid(name, 251), 1);
-		CHECK_INT(directory_domain_valid(name, 253), 1);
-		CHECK_INT(directory_domain_valid(name, 254), 0);
+		CHECK_INT(domain_name_valid(name, 251), 1);
+		CHECK_INT(domain_name_valid(name, 253), 1);
+		CHECK_INT(domain_name_valid(name, 254), 0);
 	}
 }
 

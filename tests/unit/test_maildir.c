@@ -21,6 +21,7 @@
 
 #include "core/diag.h"
 #include "core/log.h"
+#include "directory/directory_config.h"
 #include "testing.h"
 
 #define HOST "mx.example.test"
@@ -519,7 +520,7 @@ main(void)
 	ov[1] = "local.domains=example.test";
 	ov[2] = "server.hostname=" HOST;
 	diag_init(&diags);
-	cfg = config_load(NULL, (const char *const *)ov, 3, &diags);
+	cfg = directory_config_load(NULL, (const char *const *)ov, 3, &diags);
 	if (cfg == NULL) {
 		diag_print(&diags, stderr);
 		return 1;

@@ -1,0 +1,296 @@
+/*
+ * policy.h - the policy chain: ordered check modules asked at each stage
+ * of a session, answering at once or later, within a deadline.
+ *
+ * A check is a module with one entry point per stage it cares about
+ * (struct policy_check). A chain holds, for one configuration generation,
+ * the ordered checks of every stage. A run asks one stage's checks in
+ * order for one command and ends with one result: the first verdict that
+ * decides (accept, tempfail, reject, discard), or none. The session knows
+ * no check: it copies the command into its transaction, starts a run, and
+ * sends the reply the result names when the run is done.
+ *
+ * Threads: everything here runs on the loop thread of the run. A check
+ * that works elsewhere (a worker, a DNS query) keeps its query and answers
+ * later on that loop thread; the chain arms a deadline meanwhile.
+ */
+#ifndef POSTERN_POLICY_H
+#define POSTERN_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "catalog/catalog.h"
+#include "config/config.h"
+#include "core/buf.h"
+#include "core/kv.h"
+#include "core/loop.h"
+#include "directory/directory.h"
+
+enum policy_stage {
+	POLICY_STAGE_CONNECT,	/* before the greeting */
+	POLICY_STAGE_HELO,
+	POLICY_STAGE_MAIL,
+	POLICY_STAGE_RCPT,
+	POLICY_STAGE_DATA,	/* DATA or the first BDAT */
+	POLICY_STAGE_END_OF_DATA,
+	POLICY_STAGE__COUNT
+};
+
+/* "connect", "helo", "mail", "rcpt", "data", "end_of_data". */
+const char *policy_stage_name(enum policy_stage stage);
+
+enum policy_action {
+	POLICY_CONTINUE,	/* no decision: ask the next check */
+	POLICY_ACCEPT,		/* this stage is decided: the rest are skipped */
+	POLICY_TEMPFAIL,	/* 4xx with the verdict's condition */
+	POLICY_REJECT,		/* 5xx with the verdict's condition */
+	POLICY_DISCARD,		/* take the message, deliver it nowhere */
+};
+
+const char *policy_action_name(enum policy_action action);
+
+#define POLICY_PARAMS_MAX 6
+#define POLICY_TEXT_MAX 1536	/* param values and the header, NUL-ended */
+#define POLICY_HEADER_MAX 998	/* RFC 5322 2.1.1, CRLF excluded */
+#define POLICY_HEADERS_MAX 16384	/* all tags of one transaction */
+
+/* What one check says. Besides its action a verdict may tag (a header
+ * field to add to the message) and score (points added to the
+ * transaction; the chain turns a sum past its limit into a reject).
+ * Parameter values and the header are copied into text, so a verdict
+ * outlives whatever it was made from; a value that no longer fits is cut
+ * (the catalog cuts each to 256 octets anyway). */
+struct policy_verdict {
+	enum policy_action action;
+	enum cond_id cond;	/* reply and log row; COND__COUNT: none */
+	int score;
+	size_t nparams;
+	const char *keys[POLICY_PARAMS_MAX];	/* static: catalog param names */
+	uint16_t values[POLICY_PARAMS_MAX];	/* offsets into text */
+	uint16_t lens[POLICY_PARAMS_MAX];
+	uint8_t kinds[POLICY_PARAMS_MAX];	/* POLICY_PARAM_* */
+	uint16_t header;	/* offset into text; 0: no header */
+	uint16_t used;		/* octets of text in use */
+	char text[POLICY_TEXT_MAX];
+};
+
+#define POLICY_PARAM_TEXT 0
+#define POLICY_PARAM_ADDR 1	/* shown in angle brackets (KV_ADDR) */
+#define POLICY_PARAM_NONE 2	/* absent (KV_STR with NULL): not logged */
+
+/* Sets action and cond; clears params, score and header. */
+void policy_verdict_set(struct policy_verdict *v, enum policy_action action,
+			enum cond_id cond);
+/* Adds a parameter (value copied; cut to what text has left, at most 256
+ * octets). -1 when POLICY_PARAMS_MAX are already there. */
+int policy_verdict_param(struct policy_verdict *v, const char *key, const char *value,
+			 size_t len) WARN_UNUSED;
+int policy_verdict_param_u64(struct policy_verdict *v, const char *key,
+			     uint64_t value) WARN_UNUSED;
+/* Adds every kv as a parameter, keeping its kind (numbers as text). -1
+ * when they are more than POLICY_PARAMS_MAX. */
+int policy_verdict_kvs_add(struct policy_verdict *v, const struct kv *kvs, size_t n) WARN_UNUSED;
+/* The header field to add; -1 if too long, not one line, or no room. */
+int policy_verdict_tag(struct policy_verdict *v, const char *field) WARN_UNUSED;
+/* The parameters as kvs for catalog_reply/catalog_log; returns the count.
+ * The kvs borrow from v. */
+const char *policy_verdict_value(const struct policy_verdict *v, size_t i);
+/* The header field to add, or NULL. */
+const char *policy_verdict_header(const struct policy_verdict *v);
+size_t policy_verdict_kvs(const struct policy_verdict *v, struct kv out[POLICY_PARAMS_MAX]);
+
+/* A path (MAIL FROM, RCPT TO) as the transaction keeps it: copied from
+ * the command before any check runs, so nothing borrows the input. */
+struct policy_path {
+	char *mailbox;		/* owned: "local@domain" as given, "" for <> */
+	char *local;		/* owned: the local part, unquoted */
+	char *domain;		/* owned: "" when none (<postmaster>, <>) */
+	int is_null;		/* <> */
+	int is_postmaster;	/* <postmaster> without a domain */
+	int non_ascii;		/* UTF-8 in the address */
+};
+
+/* What the DATA decoder counted, for the end-of-data checks. */
+struct policy_content {
+	uint64_t size;		/* message octets (after dot-unstuffing) */
+	uint64_t bare_lf;	/* bare LFs seen (normalised or not) */
+	uint64_t first_bare_lf;	/* offset of the first one */
+	int line_too_long;	/* a line past limits.line_length */
+	uint64_t longest_line;
+	unsigned received;	/* Received: fields in the header */
+	char msgid[256];	/* Message-ID, "" if none */
+};
+
+/* The transaction as checks see it. The session owns it and fills it
+ * before each stage; checks read it and fill its output slots (the
+ * recipient's expansion and route); the chain adds up scores and tags. */
+struct policy_txn {
+	/* the session: set at connect, updated by HELO, STARTTLS, AUTH */
+	const struct config *cfg;	/* the generation the transaction began with */
+	const struct config_listener *lst;	/* NULL: none (tests) */
+	const char *client;		/* the client's address as text */
+	int trusted;			/* in server.trusted_networks */
+	int tls;			/* TLS is on */
+	const char *auth_user;		/* authenticated identity, "" if none */
+	const char *helo;		/* HELO/EHLO argument, "" before it */
+	unsigned messages;		/* messages accepted in this session */
+	/* MAIL */
+	struct policy_path sender;
+	int has_size;
+	uint64_t size;			/* SIZE= */
+	int smtputf8;
+	/* RCPT: the one being judged, and how many were accepted */
+	struct policy_path rcpt;
+	unsigned nrcpt_ok;
+	/* RCPT output slots: where the recipient goes (a check that routes
+	 * it fills expansion, with cond COND__COUNT, and route) */
+	struct resolve_result expansion;
+	int routed;
+	char route[40];
+	const char *flag;	/* a word for the session's flags, or NULL */
+	/* local mailboxes of the accepted recipients (end-of-data quota);
+	 * accounts belong to cfg */
+	const struct account **local_accts;	/* owned array */
+	char **local_boxes;			/* owned */
+	size_t nlocal;
+	/* end of data */
+	struct policy_content content;
+	/* added up by the chain */
+	int score;
+	struct buf headers;	/* tags: "Name: value\r\n", at most POLICY_HEADERS_MAX */
+};
+
+void policy_txn_init(struct policy_txn *txn);
+void policy_txn_fini(struct policy_txn *txn);
+/* A new transaction (MAIL, after RSET or a message): the envelope, the
+ * recipients, the content, the score and the tags are cleared; the
+ * session fields stay. */
+void policy_txn_reset(struct policy_txn *txn);
+/* Copies a path into the transaction's slot (frees what was there). */
+void policy_path_set(struct policy_path *p, const char *mailbox, size_t mailbox_len,
+		     const char *local, size_t local_len, const char *domain,
+		     size_t domain_len);
+void policy_path_clear(struct policy_path *p);
+/* Clears the RCPT output slots before the next RCPT. */
+void policy_txn_rcpt_reset(struct policy_txn *txn);
+/* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
+void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,
+			  const char *mailbox);
+
+struct policy_run;
+
+/* One question to one check at one stage. The check answers it exactly
+ * once with policy_answer(), either before its entry point returns or
+ * later on the same loop thread, unless the chain cancels it first. */
+struct policy_query {
+	struct policy_run *run;
+	enum policy_stage stage;
+	struct policy_txn *txn;
+	void *session;		/* the protocol side's context (opaque here) */
+	void *check_data;	/* the check's own, while the query is pending */
+	int pending;		/* asked and not yet answered or cancelled */
+};
+
+struct policy_check {
+	const char *name;	/* as written in the [policy] lists */
+	/* One entry point per stage; NULL where the check has nothing to say
+	 * (naming it in that stage's list is then a configuration error). */
+	void (*ask[POLICY_STAGE__COUNT])(struct policy_query *q);
+	/* The chain gives up on a pending q (deadline, session end): after
+	 * this returns the check must not answer q. NULL for checks that
+	 * always answer before their entry point returns. */
+	void (*cancel)(struct policy_query *q);
+	/* What a deadline means: 0 tempfails the command with the chain's
+	 * deadline condition; 1 (fail open, for advisory checks) goes on to
+	 * the next check as if this one had said continue. */
+	int fail_open;
+};
+
+/* Answers q. Ignored when q is not pending (answered or cancelled). */
+void policy_answer(struct policy_query *q, const struct policy_verdict *v);
+/* Answers q with action and cond, its params from kvs (at most
+ * POLICY_PARAMS_MAX). */
+void policy_answer_cond(struct policy_query *q, enum policy_action action, enum cond_id cond,
+			const struct kv *kvs, size_t n);
+/* Answers q with a refusal: tempfail when cond's reply is 4xx, reject
+ * when 5xx. */
+void policy_refuse(struct policy_query *q, enum cond_id cond, const struct kv *kvs, size_t n);
+/* Answers q: continue. */
+void policy_answer_continue(struct policy_query *q);
+
+/* ---- chains ----------------------------------------------------------- */
+
+struct policy_chain;
+
+/* An empty chain over the checks of registry (borrowed, static). Queries
+ * not answered within deadline_ms end as the check's on_deadline says,
+ * with deadline_cond (params: check, stage). */
+struct policy_chain *policy_chain_new(const struct policy_check *const *registry,
+				      size_t nregistry, uint64_t deadline_ms,
+				      enum cond_id deadline_cond);
+void policy_chain_free(struct policy_chain **chainp);
+
+/* Sets stage's checks, in order, by name. -1 with *error_out (static text
+ * naming the problem) and *bad_out (the index of the name) for an unknown
+ * name, a check that has no entry for the stage, or a name given twice;
+ * the stage is then unchanged. */
+int policy_chain_set(struct policy_chain *chain, enum policy_stage stage,
+		     const char *const *names, size_t n, const char **error_out,
+		     size_t *bad_out) WARN_UNUSED;
+/* Number of checks at stage. */
+size_t policy_chain_count(const struct policy_chain *chain, enum policy_stage stage);
+
+/* A transaction whose score reaches limit is refused with cond (params:
+ * score, limit) at the stage that reached it. 0 turns it off (default). */
+void policy_chain_set_score_limit(struct policy_chain *chain, int limit, enum cond_id cond);
+
+/* ---- configuration -------------------------------------------------- */
+
+/* The config_attach_fn of this layer: builds the chain of the [policy]
+ * lists into cfg->policy; a list naming an unknown check, or a check at
+ * a stage it has nothing to say at, is an error at that option's line. */
+void policy_attach(struct config *cfg, struct config_load *ld, struct diag *diags);
+/* The chain for a session of lst under cfg (cfg->policy must be set). */
+const struct policy_chain *policy_chain_of(const struct config *cfg,
+					   const struct config_listener *lst);
+
+/* ---- runs ------------------------------------------------------------- */
+
+typedef void (*policy_done_fn)(struct policy_run *run, void *arg);
+
+/* One stage's pass over the chain. Embedded in the session; touch only
+ * through the functions below, except to read the result when done. */
+struct policy_run {
+	/* result, valid in the done callback and until the next start */
+	enum policy_action action;	/* POLICY_CONTINUE: nobody decided */
+	struct policy_verdict verdict;	/* the deciding verdict */
+	const char *decided_by;		/* its check's name, NULL if none */
+	/* private */
+	const struct policy_chain *chain;
+	struct loop *loop;
+	enum policy_stage stage;
+	size_t next;		/* index of the check being asked */
+	int running;
+	int asking;		/* inside a check's entry point */
+	int answered;		/* the current query was answered in it */
+	struct policy_query query;
+	struct loop_timer deadline;
+	policy_done_fn done;
+	void *arg;
+};
+
+void policy_run_init(struct policy_run *run);
+/* Asks stage's checks in order for txn. done(run, arg) runs once when a
+ * check decides or every check said continue; it may run before this
+ * returns when every check answers at once. The chain must outlive the
+ * run. */
+void policy_run_start(struct policy_run *run, struct loop *loop,
+		      const struct policy_chain *chain, enum policy_stage stage,
+		      struct policy_txn *txn, void *session, policy_done_fn done, void *arg);
+/* Stops a running run without calling done (the session is ending): a
+ * pending check is cancelled. No-op when not running. */
+void policy_run_cancel(struct policy_run *run);
+int policy_run_running(const struct policy_run *run);
+
+#endif

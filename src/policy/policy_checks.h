@@ -1,0 +1,29 @@
+/*
+ * policy_checks.h - the check modules Postern ships, and the default
+ * chains that reproduce its built-in behaviour.
+ *
+ * Each check is one `const struct policy_check` in its own file of
+ * src/policy/; policy_registry.c lists them for the chain builder.
+ */
+#ifndef POSTERN_POLICY_CHECKS_H
+#define POSTERN_POLICY_CHECKS_H
+
+#include "policy/policy.h"
+
+extern const struct policy_check policy_check_tls_required;	/* policy_tls.c */
+extern const struct policy_check policy_check_auth_required;	/* policy_auth.c */
+extern const struct policy_check policy_check_sender_login;	/* policy_auth.c */
+extern const struct policy_check policy_check_antispoof;	/* policy_antispoof.c */
+extern const struct policy_check policy_check_size;		/* policy_size.c */
+extern const struct policy_check policy_check_free_space;	/* policy_space.c */
+extern const struct policy_check policy_check_limits;		/* policy_limits.c */
+extern const struct policy_check policy_check_recipient;	/* policy_recipient.c */
+extern const struct policy_check policy_check_relay;		/* policy_relay.c */
+extern const struct policy_check policy_check_quota;		/* policy_quota.c */
+extern const struct policy_check policy_check_content;		/* policy_content.c */
+
+/* Every check, for policy_chain_new(). */
+extern const struct policy_check *const policy_registry[];
+extern const size_t policy_registry_len;
+
+#endif

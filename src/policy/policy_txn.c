@@ -1,0 +1,99 @@
+/*
+ * policy_txn.c - the transaction as the checks see it (see policy.h):
+ * copies of the envelope, the RCPT output slots, the local mailboxes of
+ * the accepted recipients, the content counts, score and tags.
+ *
+ * Owned by the session; every string in it is its own copy.
+ */
+#include "policy/policy.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void
+policy_path_clear(struct policy_path *p)
+{
+	free(p->mailbox);
+	free(p->local);
+	free(p->domain);
+	memset(p, 0, sizeof(*p));
+}
+
+void
+policy_path_set(struct policy_path *p, const char *mailbox, size_t mailbox_len,
+		const char *local, size_t local_len, const char *domain, size_t domain_len)
+{
+	policy_path_clear(p);
+	p->mailbox = xstrndup(mailbox, mailbox_len);
+	p->local = xstrndup(local, local_len);
+	p->domain = xstrndup(domain, domain_len);
+}
+
+void
+policy_txn_init(struct policy_txn *txn)
+{
+	memset(txn, 0, sizeof(*txn));
+	txn->auth_user = "";
+	txn->helo = "";
+	txn->client = "";
+	buf_init(&txn->headers, POLICY_HEADERS_MAX);
+	txn->expansion.cond = COND__COUNT;
+}
+
+void
+policy_txn_rcpt_reset(struct policy_txn *txn)
+{
+	resolve_result_fini(&txn->expansion);
+	memset(&txn->expansion, 0, sizeof(txn->expansion));
+	txn->expansion.cond = COND__COUNT;
+	txn->routed = 0;
+	txn->route[0] = '\0';
+	txn->flag = NULL;
+}
+
+static void
+txn_clear_envelope(struct policy_txn *txn)
+{
+	policy_path_clear(&txn->sender);
+	policy_path_clear(&txn->rcpt);
+	policy_txn_rcpt_reset(txn);
+	for (size_t i = 0; i < txn->nlocal; i++)
+		free(txn->local_boxes[i]);
+	free(txn->local_boxes);
+	free(txn->local_accts);
+	txn->local_boxes = NULL;
+	txn->local_accts = NULL;
+	txn->nlocal = 0;
+}
+
+void
+policy_txn_fini(struct policy_txn *txn)
+{
+	txn_clear_envelope(txn);
+	buf_fini(&txn->headers);
+}
+
+void
+policy_txn_reset(struct policy_txn *txn)
+{
+	txn_clear_envelope(txn);
+	txn->has_size = 0;
+	txn->size = 0;
+	txn->smtputf8 = 0;
+	txn->nrcpt_ok = 0;
+	memset(&txn->content, 0, sizeof(txn->content));
+	txn->score = 0;
+	buf_reset(&txn->headers);
+}
+
+void
+policy_txn_add_local(struct policy_txn *txn, const struct account *acct, const char *mailbox)
+{
+	size_t n = txn->nlocal;
+
+	txn->local_accts = xrealloc(txn->local_accts, (n + 1) * sizeof(*txn->local_accts));
+	txn->local_boxes = xrealloc(txn->local_boxes, (n + 1) * sizeof(*txn->local_boxes));
+	txn->local_accts[n] = acct;
+	txn->local_boxes[n] = xstrdup(mailbox);
+	txn->nlocal = n + 1;
+}

@@ -1,0 +1,22 @@
+/*
+ * server_config.c - a configuration snapshot with everything attached
+ * (see server_config.h).
+ */
+#include "server/server_config.h"
+
+#include "directory/directory_config.h"
+#include "policy/policy.h"
+
+static void
+server_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
+{
+	directory_attach(cfg, ld, diags);
+	policy_attach(cfg, ld, diags);
+}
+
+struct config *
+server_config_load(const char *path, const char *const *overrides, size_t noverrides,
+		   struct diag *diags)
+{
+	return config_load_with(path, overrides, noverrides, diags, server_attach);
+}
