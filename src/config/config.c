@@ -606,7 +606,7 @@ listener_get(struct config_load *ld, const char *name, size_t n, int create, str
 
 /* Sets a yes/no key of listener l (its source in *where) to v. */
 static void
-listener_set_bool(struct load *ld, const struct config_listener *l, const char *key,
+listener_set_bool(struct config_load *ld, const struct config_listener *l, const char *key,
 		  struct src *where, int *out, const char *v, struct src src, int dup_check)
 {
 	if (dup_check && where->line != 0) {
