@@ -47,6 +47,7 @@
 #include "deliver/deliver_quota.h"
 #include "net/net_conn.h"
 #include "net/net_tls.h"
+#include "net/net_tls_ticket.h"
 #include "pop3/pop3.h"
 #include "smtp/smtp_auth.h"
 #include "smtp/smtp_session.h"
@@ -144,6 +145,7 @@ tls_build(const struct config *cfg)
 
 	if (cfg->tls_cert_file[0] == '\0' || cfg->tls_key_file[0] == '\0')
 		return NULL;
+	tls_ticket_set_rotation(cfg->tls_ticket_key_rotation);	/* keys outlive contexts */
 	t = tls_server_new(cfg->tls_cert_file, cfg->tls_key_file, err, sizeof(err));
 	if (t == NULL) {
 		struct kv kv[] = { KV("cert", cfg->tls_cert_file), KV("key", cfg->tls_key_file),
