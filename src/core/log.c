@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <syslog.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -79,12 +80,20 @@ log_start(void)
 {
 	if (log_running)
 		return 0;
+	sigset_t all, old;
 	log_queue_init(&log_q, log_q_lines, LOG_QUEUE_BYTES);
-	if (pthread_create(&log_thread, NULL, log_thread_main, NULL) != 0) {
+	/* The thread is born with every signal blocked: the daemon's signals
+	 * belong to the main thread's sigwaitinfo(), even when log_open()
+	 * runs before the main thread blocks them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int e = pthread_create(&log_thread, NULL, log_thread_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e != 0) {
 		log_queue_fini(&log_q);
 		return -1;	/* lines are then written by their callers */
 	}
-	log_running = 1;
+	__atomic_store_n(&log_running, 1, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -104,7 +113,7 @@ log_set_drop_report(void (*fn)(uint64_t dropped, uint64_t total))
 void
 log_flush(void)
 {
-	if (log_running && !log_is_thread)
+	if (__atomic_load_n(&log_running, __ATOMIC_ACQUIRE) && !log_is_thread)
 		log_queue_flush(&log_q);
 }
 
@@ -156,7 +165,7 @@ log_close(void)
 		 * not yet reported, and ends. */
 		log_queue_stop(&log_q);
 		pthread_join(log_thread, NULL);
-		log_running = 0;
+		__atomic_store_n(&log_running, 0, __ATOMIC_RELEASE);
 		log_queue_fini(&log_q);
 	}
 	if (log_syslog)
@@ -396,7 +405,8 @@ log_thread_main(void *arg)
 static void
 log_emit(enum log_sev sev, struct buf *line)
 {
-	if (log_running && !log_is_thread && sev < LOG_SEV_CRIT) {
+	if (__atomic_load_n(&log_running, __ATOMIC_ACQUIRE) && !log_is_thread &&
+	    sev < LOG_SEV_CRIT) {
 		char *p = (char *)line->data;
 		size_t len = line->len;
 		line->data = NULL;

@@ -30,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -52,6 +51,7 @@
 #include "smtp/smtp_auth.h"
 #include "smtp/smtp_session.h"
 #include "store/spool.h"
+#include "server_runtime.h"
 
 #define EX_CONFIG 78
 #define ACCEPT_BATCH 64
@@ -415,15 +415,6 @@ loop_stop_sessions(struct loop *loop, void *arg)
 
 /* ---- start-up helpers ------------------------------------------------- */
 
-/* Called on the log thread (log.h) when debug lines were dropped. */
-static void
-log_drops_report(uint64_t dropped, uint64_t total)
-{
-	struct kv kv[] = { KVU("dropped", dropped), KVU("total", total) };
-
-	catalog_log(COND_LOG_LINES_DROPPED, NULL, kv, ARRAY_LEN(kv));
-}
-
 static int
 mkdir_p(const char *path, mode_t mode)
 {
@@ -452,66 +443,6 @@ init_failed(const char *subsystem, const char *path, int e)
 			   KV("errno", net_errno_name(e)), KV("err", strerror(e)) };
 
 	catalog_log(COND_STARTUP_INIT_FAILED, NULL, kv, ARRAY_LEN(kv));
-}
-
-/* Descriptors the daemon needs at limits.connections: per session its
- * socket and one file a worker may hold for it (spool, Maildir); per loop
- * its listeners, epoll and eventfd; per worker a few files; and a margin
- * for the log, the pid file, the state store and the library. */
-#define NOFILE_PER_SESSION 2
-#define NOFILE_PER_LOOP 2
-#define NOFILE_PER_WORKER 4
-#define NOFILE_POOLS 4	/* spool, delivery, POP3, AUTH workers */
-#define NOFILE_MARGIN 64
-
-static uint64_t
-nofile_needed(const struct config *cfg, unsigned nloops)
-{
-	return (uint64_t)cfg->limits_connections * NOFILE_PER_SESSION +
-	       (uint64_t)nloops * (cfg->nlisteners + NOFILE_PER_LOOP) +
-	       (uint64_t)cfg->server_workers * NOFILE_POOLS * NOFILE_PER_WORKER + NOFILE_MARGIN;
-}
-
-/* Raises RLIMIT_NOFILE to what limits.connections needs (the hard limit
- * too when we may, as root) and returns how many sessions the limit
- * allows. A hard limit below the need is a warning, not a refusal to
- * start (as Postfix does): STARTUP-NOFILE-TOO-LOW names the effective
- * connection limit, and accept refuses past it with 421 like past
- * limits.connections, instead of failing accept() at a number nobody
- * chose. */
-static unsigned long
-nofile_raise(const struct config *cfg, unsigned nloops)
-{
-	uint64_t need = nofile_needed(cfg, nloops);
-	uint64_t fixed = need - (uint64_t)cfg->limits_connections * NOFILE_PER_SESSION;
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return cfg->limits_connections;	/* cannot happen: keep the option */
-	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
-		return cfg->limits_connections;
-	struct rlimit want = { (rlim_t)need, rl.rlim_max };
-	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-		want.rlim_max = (rlim_t)need;
-		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-			return cfg->limits_connections;	/* root may raise it */
-		want.rlim_cur = rl.rlim_max;
-		want.rlim_max = rl.rlim_max;
-	}
-	if (setrlimit(RLIMIT_NOFILE, &want) < 0 && getrlimit(RLIMIT_NOFILE, &want) < 0)
-		want = rl;
-	if (want.rlim_cur != RLIM_INFINITY && want.rlim_cur < need) {
-		uint64_t fits = want.rlim_cur > fixed
-				? (want.rlim_cur - fixed) / NOFILE_PER_SESSION : 0;
-		if (fits == 0)
-			fits = 1;
-		struct kv kv[] = { KVU("needed", need), KVU("limit", (uint64_t)want.rlim_cur),
-				   KVU("connections", cfg->limits_connections),
-				   KVU("effective", fits) };
-		catalog_log(COND_STARTUP_NOFILE_TOO_LOW, NULL, kv, ARRAY_LEN(kv));
-		return (unsigned long)fits;
-	}
-	return cfg->limits_connections;
 }
 
 static uid_t chown_uid;
@@ -839,7 +770,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	if (log_sev_parse(srv->cfg->log_level, &sev) < 0)
 		sev = LOG_SEV_INFO;
 	log_set_queue_lines(srv->cfg->log_queue_lines);
-	log_set_drop_report(log_drops_report);
+	log_set_drop_report(server_log_drops);
 	if (log_open(srv->cfg->log_target, sev) < 0) {
 		fprintf(stderr, "%s: cannot open log target %s: %s\n", config_path,
 			srv->cfg->log_target, strerror(errno));
@@ -864,7 +795,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	sigaddset(&set, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	srv->nofile_sessions = nofile_raise(srv->cfg, loop_count(srv->cfg));
+	srv->nofile_sessions = server_nofile_raise(srv->cfg, loop_count(srv->cfg));
 	const char *dirs[] = { srv->cfg->server_spool, srv->cfg->server_state,
 			       srv->cfg->server_mail_root };
 	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
