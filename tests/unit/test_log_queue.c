@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -23,29 +22,20 @@ line_of(unsigned n)
 	return xasprintf("line %u\n", n);
 }
 
-static void
-pause_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	nanosleep(&ts, NULL);
-}
-
-static unsigned
-locked_u(struct log_queue *q, const unsigned *field)
-{
-	pthread_mutex_lock(&q->lock);
-	unsigned v = *field;
-	pthread_mutex_unlock(&q->lock);
-	return v;
-}
-
+/* Waits (at most 2 s) until the queue has a waiting producer (want_waiter)
+ * or a sleeping consumer; returns what it saw. */
 static int
-locked_i(struct log_queue *q, const int *field)
+wait_for_state(struct log_queue *q, int want_waiter)
 {
-	pthread_mutex_lock(&q->lock);
-	int v = *field;
-	pthread_mutex_unlock(&q->lock);
-	return v;
+	for (int i = 0; i < 2000; i++) {
+		pthread_mutex_lock(&q->lock);
+		int seen = want_waiter ? q->waiters > 0 : q->sleeping;
+		pthread_mutex_unlock(&q->lock);
+		if (seen)
+			return 1;
+		usleep(1000);
+	}
+	return 0;
 }
 
 static void
@@ -115,9 +105,7 @@ test_full(void)
 	TEST_CASE("a line that may not be dropped waits for room, then is queued last");
 	struct pusher p = { &q, -2, 0 };
 	CHECK_INT(pthread_create(&t, NULL, push_info, &p), 0);
-	for (int i = 0; i < 2000 && locked_u(&q, &q.waiters) == 0; i++)
-		pause_ms(1);
-	CHECK_INT(locked_u(&q, &q.waiters), 1);		/* it is waiting */
+	CHECK(wait_for_state(&q, 1));			/* it is waiting */
 	CHECK_INT(__atomic_load_n(&p.done, __ATOMIC_ACQUIRE), 0);
 	size_t n = log_queue_take(&q, out, 2);
 	CHECK_INT(n, 2);
@@ -183,9 +171,7 @@ test_wakeups(void)
 		free(out[i].line);
 	log_queue_done(&q);
 	CHECK_INT(pthread_create(&t, NULL, take_one_batch, &q), 0);
-	for (int i = 0; i < 2000 && locked_i(&q, &q.sleeping) == 0; i++)
-		pause_ms(1);
-	CHECK_INT(locked_i(&q, &q.sleeping), 1);
+	CHECK(wait_for_state(&q, 0));
 	char *l = line_of(99);
 	CHECK_INT(log_queue_push(&q, l, strlen(l), LOG_SEV_INFO, 0), 0);
 	pthread_join(t, &got);
