@@ -101,7 +101,6 @@ struct server {
 	struct deliver *deliver;
 	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
 	unsigned long sessions;		/* atomic */
-	unsigned long nofile_sessions;	/* sessions RLIMIT_NOFILE allows */
 	pthread_mutex_t ip_lock;
 	struct ip_count *ip_table[IP_BUCKETS];
 	time_t started;
@@ -303,12 +302,10 @@ accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 	if (sockaddr_format((struct sockaddr *)&peer, client, sizeof(client), 0) < 0)
 		client[0] = '\0';
 	unsigned long now = __atomic_add_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
-	unsigned long limit = cfg->limits_connections < srv->nofile_sessions
-			      ? cfg->limits_connections : srv->nofile_sessions;
-	if (now > limit) {
+	if (now > cfg->limits_connections) {
 		__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
 		struct kv kv[] = { KV("client", client), KVU("sessions", now - 1),
-				   KVU("limit", limit) };
+				   KVU("limit", cfg->limits_connections) };
 		if (pop3)
 			pop3_refuse_connection(fd, COND_POP3_SERVER_BUSY, kv, ARRAY_LEN(kv));
 		else
@@ -795,7 +792,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	sigaddset(&set, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-	srv->nofile_sessions = server_nofile_raise(srv->cfg, loop_count(srv->cfg));
+	server_nofile_raise(srv->cfg, loop_count(srv->cfg));
 	const char *dirs[] = { srv->cfg->server_spool, srv->cfg->server_state,
 			       srv->cfg->server_mail_root };
 	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {

@@ -39,13 +39,11 @@ nofile_needed(const struct config *cfg, unsigned nloops)
 }
 
 /* Raises RLIMIT_NOFILE to what limits.connections needs (the hard limit
- * too when we may, as root) and returns how many sessions the limit
- * allows. A hard limit below the need is a warning, not a refusal to
- * start (as Postfix does): STARTUP-NOFILE-TOO-LOW names the effective
- * connection limit, and accept refuses past it with 421 like past
- * limits.connections, instead of failing accept() at a number nobody
- * chose. */
-unsigned long
+ * too when we may, as root). A hard limit below the need is a warning, not
+ * a refusal to start (as Postfix does): STARTUP-NOFILE-TOO-LOW names the
+ * sessions that fit; past them accept() fails with EMFILE and the
+ * listener pauses (RESOURCE-FD-EXHAUSTED) until descriptors are free. */
+void
 server_nofile_raise(const struct config *cfg, unsigned nloops)
 {
 	uint64_t need = nofile_needed(cfg, nloops);
@@ -53,14 +51,14 @@ server_nofile_raise(const struct config *cfg, unsigned nloops)
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return cfg->limits_connections;	/* cannot happen: keep the option */
+		return;		/* cannot happen; the limit stays as it is */
 	if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
-		return cfg->limits_connections;
+		return;
 	struct rlimit want = { (rlim_t)need, rl.rlim_max };
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
 		want.rlim_max = (rlim_t)need;
 		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
-			return cfg->limits_connections;	/* root may raise it */
+			return;	/* root may raise the hard limit */
 		want.rlim_cur = rl.rlim_max;
 		want.rlim_max = rl.rlim_max;
 	}
@@ -69,13 +67,9 @@ server_nofile_raise(const struct config *cfg, unsigned nloops)
 	if (want.rlim_cur != RLIM_INFINITY && want.rlim_cur < need) {
 		uint64_t fits = want.rlim_cur > fixed
 				? (want.rlim_cur - fixed) / NOFILE_PER_SESSION : 0;
-		if (fits == 0)
-			fits = 1;
 		struct kv kv[] = { KVU("needed", need), KVU("limit", (uint64_t)want.rlim_cur),
 				   KVU("connections", cfg->limits_connections),
 				   KVU("effective", fits) };
 		catalog_log(COND_STARTUP_NOFILE_TOO_LOW, NULL, kv, ARRAY_LEN(kv));
-		return (unsigned long)fits;
 	}
-	return cfg->limits_connections;
 }

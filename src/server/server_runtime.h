@@ -10,9 +10,9 @@
 struct config;
 
 /* Raises RLIMIT_NOFILE to what cfg's limits.connections needs with nloops
- * loops; returns how many sessions the limit allows (limits.connections,
- * or fewer after one STARTUP-NOFILE-TOO-LOW warning). */
-unsigned long server_nofile_raise(const struct config *cfg, unsigned nloops);
+ * loops, or as far as the hard limit allows after one
+ * STARTUP-NOFILE-TOO-LOW warning naming the sessions that fit. */
+void server_nofile_raise(const struct config *cfg, unsigned nloops);
 
 /* log_set_drop_report() hook: logs LOG-LINES-DROPPED. */
 void server_log_drops(uint64_t dropped, uint64_t total);

@@ -44,7 +44,7 @@ def test_nofile_soft_limit_raised_to_what_connections_need(make_server):
     srv.assert_serves()
 
 
-def test_nofile_hard_limit_too_low_caps_sessions_with_one_event(make_server):
+def test_nofile_hard_limit_too_low_warns_with_the_sessions_that_fit(make_server):
     # Not root: the hard limit of 300 cannot be raised. 2099 are needed;
     # 300 - 99 fixed leaves 100 sessions at 2 descriptors each.
     srv = make_server(preexec=low_nofile(256, 300),
@@ -56,26 +56,17 @@ def test_nofile_hard_limit_too_low_caps_sessions_with_one_event(make_server):
     assert ev["sev"] == "warning", ev
     assert (ev["needed"], ev["limit"], ev["connections"], ev["effective"]) == \
         ("2099", "300", "1000", "100"), ev
-    assert nofile_limits(srv.pid) == (300, 300)
+    assert nofile_limits(srv.pid) == (300, 300)     # soft raised to the hard
     clients = []
     try:
         for _ in range(100):
             c = srv.raw()
             assert c.greeting.code == 220, c.greeting
             clients.append(c)
-        mark = srv.mark()
-        with srv.raw() as extra:
-            assert extra.greeting.code == 421, extra.greeting
-            assert extra.greeting.text.startswith("4.3.2 ")
-            assert extra.greeting.text.endswith("[NET-SERVER-BUSY]")
-        busy = srv.wait_event("NET-SERVER-BUSY", after=mark)[0]
-        assert busy["limit"] == "100", busy
+        srv.assert_serves()
     finally:
         for c in clients:
             c.close()
-    # The sessions closed: a new client is served again.
-    srv.wait_event("SESSION-END", count=100)
-    srv.assert_serves()
 
 
 def read_greetings(socks, timeout):
