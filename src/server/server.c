@@ -144,7 +144,6 @@ tls_build(const struct config *cfg)
 
 	if (cfg->tls_cert_file[0] == '\0' || cfg->tls_key_file[0] == '\0')
 		return NULL;
-	tls_ticket_set_rotation(cfg->tls_ticket_key_rotation);	/* keys outlive contexts */
 	t = tls_server_new(cfg->tls_cert_file, cfg->tls_key_file, err, sizeof(err));
 	if (t == NULL) {
 		struct kv kv[] = { KV("cert", cfg->tls_cert_file), KV("key", cfg->tls_key_file),
@@ -648,6 +647,7 @@ server_reload(struct server *srv)
 	diag_fini(&d);
 	/* Certificates are read again on every reload (renewals need no
 	 * restart); a broken new pair keeps the old context. */
+	tls_ticket_set_rotation(next->tls_ticket_key_rotation);	/* keys outlive contexts */
 	struct tls_server *tls = tls_build(next);
 	pthread_mutex_lock(&srv->cfg_lock);
 	struct config *old = srv->cfg;
@@ -793,6 +793,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	server_nofile_raise(srv->cfg, loop_count(srv->cfg));
+	tls_ticket_set_rotation(srv->cfg->tls_ticket_key_rotation);
 	const char *dirs[] = { srv->cfg->server_spool, srv->cfg->server_state,
 			       srv->cfg->server_mail_root };
 	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
