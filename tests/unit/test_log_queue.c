@@ -291,6 +291,45 @@ test_thread(void)
 	log_set_drop_report(NULL);
 }
 
+/* Counts lines of the file containing s. */
+static int
+file_count(const char *path, const char *s)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192];
+	int n = 0;
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n += strstr(line, s) != NULL;
+	fclose(f);
+	return n;
+}
+
+static void
+test_crit(void)
+{
+	char path[] = "/tmp/postern-logq-XXXXXX";
+	int fd = mkstemp(path);
+
+	TEST_CASE("a crit line is out when log_write returns, after what came before");
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	close(fd);
+	log_set_queue_lines(8192);
+	CHECK_INT(log_open(path, LOG_SEV_DEBUG), 0);
+	for (unsigned i = 0; i < 500; i++)
+		log_seq(LOG_SEV_INFO, i);
+	log_write(LOG_SEV_CRIT, "STARTUP-INIT-FAILED", NULL, NULL, 0, "initialisation failed");
+	/* No flush, no close: the process could end here. */
+	CHECK_INT(file_count(path, "event=SESSION-END"), 500);
+	CHECK_INT(file_count(path, "event=STARTUP-INIT-FAILED"), 1);
+	log_close();
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -298,5 +337,6 @@ main(void)
 	test_full();
 	test_wakeups();
 	test_thread();
+	test_crit();
 	return TEST_DONE();
 }
