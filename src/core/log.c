@@ -1,9 +1,15 @@
 /*
- * log.c - formats and writes logfmt lines (see log.h).
+ * log.c - formats logfmt lines and hands them to the log thread (log.h).
  *
- * Owns the log target (an fd or syslog) and the minimum severity. Each line
- * is assembled in a stack-bounded buffer and written with one write(2).
- * The catalog decides what is said; this file only decides how it looks.
+ * Owns the log target (an fd or syslog), the minimum severity and the one
+ * log thread. The calling thread only formats a line (bounded buffer) and
+ * pushes it on the bounded queue (log_queue.c); the log thread, woken once
+ * per batch, writes every waiting line (writev, or syslog()). Debug lines
+ * are dropped when the queue is full and counted; the count is reported
+ * through the hook set by log_set_drop_report(). Lines at crit, lines
+ * logged before log_open() and after log_close(), and lines of the log
+ * thread itself are written directly by the caller. The catalog decides
+ * what is said; this file only decides how it looks.
  */
 #include "log.h"
 
@@ -11,21 +17,37 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <syslog.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "log_queue.h"
 
 #define LOG_LINE_MAX 8192
 #define LOG_VALUE_MAX 256
 #define LOG_REPLY_MAX 512
+#define LOG_QUEUE_LINES 8192	/* default; log.queue_lines */
+
+#define LOG_QUEUE_BYTES (8u << 20)
+#define LOG_BATCH 64		/* lines per writev */
+#define LOG_DROP_REPORT_S 10	/* at most one drop report per interval */
 
 static int log_fd = 2;
 static int log_syslog;
 static int log_min = LOG_SEV_INFO;
+
+static struct log_queue log_q;
+static size_t log_q_lines = LOG_QUEUE_LINES;
+static pthread_t log_thread;
+static int log_running;		/* the thread runs: lines go through log_q */
+static __thread int log_is_thread;
+static void (*log_drop_hook)(uint64_t dropped, uint64_t total);
 
 static const char *const sev_names[] = {
 	"debug", "info", "notice", "warning", "error", "crit",
@@ -51,18 +73,65 @@ log_sev_parse(const char *name, enum log_sev *out)
 	return -1;
 }
 
+static void *log_thread_main(void *arg);
+
+static int
+log_start(void)
+{
+	if (log_running)
+		return 0;
+	sigset_t all, old;
+	log_queue_init(&log_q, log_q_lines, LOG_QUEUE_BYTES);
+	/* The thread is born with every signal blocked: the daemon's signals
+	 * belong to the main thread's sigwaitinfo(), even when log_open()
+	 * runs before the main thread blocks them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int e = pthread_create(&log_thread, NULL, log_thread_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e != 0) {
+		log_queue_fini(&log_q);
+		return -1;	/* lines are then written by their callers */
+	}
+	__atomic_store_n(&log_running, 1, __ATOMIC_RELEASE);
+	return 0;
+}
+
+void
+log_set_queue_lines(size_t lines)
+{
+	if (lines > 0)
+		log_q_lines = lines;
+}
+
+void
+log_set_drop_report(void (*fn)(uint64_t dropped, uint64_t total))
+{
+	log_drop_hook = fn;
+}
+
+void
+log_flush(void)
+{
+	if (__atomic_load_n(&log_running, __ATOMIC_ACQUIRE) && !log_is_thread)
+		log_queue_flush(&log_q);
+}
+
 int
 log_open(const char *target, enum log_sev min_sev)
 {
 	log_set_min(min_sev);
+	log_flush();	/* lines already queued go to the old target */
 	if (target == NULL || *target == '\0' || strcmp(target, "stderr") == 0) {
 		log_fd = 2;
 		log_syslog = 0;
+		(void)log_start();
 		return 0;
 	}
 	if (strcmp(target, "syslog") == 0) {
 		openlog("postern", LOG_PID | LOG_NDELAY, LOG_MAIL);
 		log_syslog = 1;
+		(void)log_start();
 		return 0;
 	}
 	int fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -72,6 +141,7 @@ log_open(const char *target, enum log_sev min_sev)
 		close(log_fd);
 	log_fd = fd;
 	log_syslog = 0;
+	(void)log_start();
 	return 0;
 }
 
@@ -90,6 +160,14 @@ log_enabled(enum log_sev sev)
 void
 log_close(void)
 {
+	if (log_running) {
+		/* The thread writes every line still queued, reports drops
+		 * not yet reported, and ends. */
+		log_queue_stop(&log_q);
+		pthread_join(log_thread, NULL);
+		__atomic_store_n(&log_running, 0, __ATOMIC_RELEASE);
+		log_queue_fini(&log_q);
+	}
 	if (log_syslog)
 		closelog();
 	if (log_fd > 2)
@@ -232,6 +310,122 @@ log_format_value(struct buf *out, const struct kv *kv)
 	return (int)(out->len - before);
 }
 
+/* ---- writing: the log thread, or the caller when it must ------------ */
+
+static void
+log_syslog_line(int sev, const char *p, size_t len)
+{
+	static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING,
+				    LOG_ERR, LOG_CRIT };
+
+	if (sev < 0 || (size_t)sev >= ARRAY_LEN(prio))
+		sev = LOG_SEV_CRIT;
+	syslog(prio[sev], "%.*s", (int)(len > 0 ? len - 1 : 0), p);	/* no '\n' */
+}
+
+/* Writes n lines (each ending in '\n') to the target, in order. */
+static void
+log_write_items(const struct log_item *items, size_t n)
+{
+	if (log_syslog) {
+		for (size_t i = 0; i < n; i++)
+			log_syslog_line(items[i].sev, items[i].line, items[i].len);
+		return;
+	}
+	for (size_t i = 0; i < n;) {
+		struct iovec iov[LOG_BATCH];
+		size_t k = 0;
+		while (k < LOG_BATCH && i + k < n) {
+			iov[k].iov_base = items[i + k].line;
+			iov[k].iov_len = items[i + k].len;
+			k++;
+		}
+		i += k;
+		struct iovec *v = iov;
+		while (k > 0) {
+			ssize_t w = writev(log_fd, v, (int)k);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				break;	/* the target is gone: nowhere to say so */
+			size_t done = (size_t)w;
+			while (k > 0 && done >= v->iov_len) {
+				done -= v->iov_len;
+				v++;
+				k--;
+			}
+			if (k > 0) {
+				v->iov_base = (char *)v->iov_base + done;
+				v->iov_len -= done;
+			}
+		}
+	}
+}
+
+static void
+log_report_drops(uint64_t *reported, time_t *last, int final)
+{
+	uint64_t total = log_queue_dropped(&log_q);
+	time_t now = time(NULL);
+
+	if (total == *reported || log_drop_hook == NULL)
+		return;
+	if (!final && *last != 0 && now - *last < LOG_DROP_REPORT_S)
+		return;
+	log_drop_hook(total - *reported, total);	/* logs from this thread */
+	*reported = total;
+	*last = now;
+}
+
+static void *
+log_thread_main(void *arg)
+{
+	struct log_item batch[LOG_BATCH * 4];
+	uint64_t reported = 0;
+	time_t last = 0;
+	size_t n;
+
+	(void)arg;
+	log_is_thread = 1;
+	while ((n = log_queue_take(&log_q, batch, ARRAY_LEN(batch))) > 0) {
+		log_write_items(batch, n);
+		for (size_t i = 0; i < n; i++)
+			free(batch[i].line);
+		log_queue_done(&log_q);
+		log_report_drops(&reported, &last, 0);
+	}
+	log_report_drops(&reported, &last, 1);
+	return NULL;
+}
+
+/* Hands a finished line (ending in '\n') to the log thread, or writes it
+ * here: before log_open, after log_close, on the log thread, and at crit
+ * (the line of a failing start or a crash must be out before we exit).
+ * Takes line's memory. */
+static void
+log_emit(enum log_sev sev, struct buf *line)
+{
+	if (__atomic_load_n(&log_running, __ATOMIC_ACQUIRE) && !log_is_thread &&
+	    sev < LOG_SEV_CRIT) {
+		char *p = (char *)line->data;
+		size_t len = line->len;
+		line->data = NULL;
+		buf_fini(line);
+		int r = log_queue_push(&log_q, p, len, (int)sev, sev <= LOG_SEV_DEBUG);
+		if (r >= 0)
+			return;
+		struct log_item it = { p, len, (int)sev };	/* stopping */
+		log_write_items(&it, 1);
+		free(p);
+		return;
+	}
+	if (sev >= LOG_SEV_CRIT)
+		log_flush();	/* keep the order: what came before goes first */
+	struct log_item it = { (char *)line->data, line->len, (int)sev };
+	log_write_items(&it, 1);
+	buf_fini(line);
+}
+
 void
 log_write(enum log_sev sev, const char *event, const struct log_ctx *ctx,
 	  const struct kv *kvs, size_t nkv, const char *msg)
@@ -278,26 +472,10 @@ log_write(enum log_sev sev, const char *event, const struct log_ctx *ctx,
 			return;
 		}
 	}
-	if (log_syslog) {
-		static const int prio[] = { LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING,
-					    LOG_ERR, LOG_CRIT };
-		syslog(prio[sev], "%s", buf_cstr(&line));
-	} else {
-		line.max++;	/* the newline always fits */
-		if (buf_append_byte(&line, '\n') < 0)
-			line.data[line.len - 1] = '\n';
-		const uint8_t *p = line.data;
-		size_t n = line.len;
-		while (n > 0) {
-			ssize_t w = write(log_fd, p, n);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0)
-				break;
-			p += w;
-			n -= (size_t)w;
-		}
-	}
+	line.max++;	/* the newline always fits */
+	if (buf_append_byte(&line, '\n') < 0)
+		line.data[line.len - 1] = '\n';
+	log_emit(sev, &line);
 	buf_fini(&line);
 	errno = saved;
 }

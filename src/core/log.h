@@ -4,8 +4,11 @@
  * The words come from the catalog (catalog_log()); this file only formats
  * and writes. Line shape:
  *   ts=... sev=... event=ID sid=... qid=... [tid=...] key=value... msg="..."
- * Each line is written with one write(2), so lines from many threads never
- * interleave. Values are quoted and escaped when needed; each value is cut
+ * After log_open() the calling thread never writes: lines go on a bounded
+ * queue that one log thread drains (lines are whole, never interleaved).
+ * On a full queue debug lines are dropped and counted; lines at info and
+ * above make the caller wait for room; crit lines are written by the
+ * caller after the queue is flushed. Values are quoted and escaped when needed; each value is cut
  * at 256 octets (512 for key "reply").
  */
 #ifndef POSTERN_LOG_H
@@ -34,7 +37,17 @@ int log_sev_parse(const char *name, enum log_sev *out);
 int log_open(const char *target, enum log_sev min_sev);
 void log_set_min(enum log_sev min_sev);
 int log_enabled(enum log_sev sev);
+/* Writes every queued line and stops the log thread; later lines are
+ * written by their callers. */
 void log_close(void);
+/* Queue size in lines (log.queue_lines); takes effect at the next
+ * log_open() that starts the thread. */
+void log_set_queue_lines(size_t lines);
+/* Called on the log thread, at most once per 10 s and at log_close(), with
+ * the debug lines dropped since the last call and in all. */
+void log_set_drop_report(void (*fn)(uint64_t dropped, uint64_t total));
+/* Waits until every line logged before the call is written. */
+void log_flush(void);
 
 void log_write(enum log_sev sev, const char *event, const struct log_ctx *ctx,
 	       const struct kv *kvs, size_t nkv, const char *msg);

@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/buf.h"
+#include "net_tls_ticket.h"
 
 /* Mozilla "intermediate" TLS 1.2 ciphers; TLS 1.3 keeps OpenSSL's suites. */
 #define TLS_CIPHERS                                                            \
@@ -75,12 +76,18 @@ tls_server_new(const char *cert_file, const char *key_file, char *err, size_t er
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-				 SSL_OP_NO_TICKET);
+	/* Sessions resume through tickets (net_tls_ticket.c), never a
+	 * server-side cache: nothing per client is kept here. */
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 			      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	(void)SSL_CTX_set_dh_auto(ctx, 1);
+	if (tls_ticket_setup(ctx) < 0) {
+		err_text(err, err_size, "cannot set up session tickets");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert_file) != 1) {
 		err_text(err, err_size, "cannot load the certificate");
 		SSL_CTX_free(ctx);

@@ -9,7 +9,8 @@
  *
  * Policy (the Mozilla "intermediate" profile): TLS 1.2 and 1.3 only,
  * ECDHE/DHE with AEAD ciphers for 1.2, no compression, no renegotiation,
- * no session tickets carried across reloads.
+ * session resumption by tickets whose keys rotate (net_tls_ticket.h) and
+ * survive reloads.
  */
 #ifndef POSTERN_NET_TLS_H
 #define POSTERN_NET_TLS_H

@@ -47,10 +47,12 @@
 #include "deliver/deliver_quota.h"
 #include "net/net_conn.h"
 #include "net/net_tls.h"
+#include "net/net_tls_ticket.h"
 #include "pop3/pop3.h"
 #include "smtp/smtp_auth.h"
 #include "smtp/smtp_session.h"
 #include "store/spool.h"
+#include "server_runtime.h"
 
 #define EX_CONFIG 78
 #define ACCEPT_BATCH 64
@@ -691,6 +693,7 @@ server_reload(struct server *srv)
 	diag_fini(&d);
 	/* Certificates are read again on every reload (renewals need no
 	 * restart); a broken new pair keeps the old context. */
+	tls_ticket_set_rotation(next->tls_ticket_key_rotation);	/* keys outlive contexts */
 	struct tls_server *tls = tls_build(next);
 	pthread_mutex_lock(&srv->cfg_lock);
 	struct config *old = srv->cfg;
@@ -811,6 +814,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	enum log_sev sev = LOG_SEV_INFO;
 	if (log_sev_parse(srv->cfg->log_level, &sev) < 0)
 		sev = LOG_SEV_INFO;
+	log_set_queue_lines(srv->cfg->log_queue_lines);
+	log_set_drop_report(server_log_drops);
 	if (log_open(srv->cfg->log_target, sev) < 0) {
 		fprintf(stderr, "%s: cannot open log target %s: %s\n", config_path,
 			srv->cfg->log_target, strerror(errno));
@@ -835,6 +840,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	sigaddset(&set, SIGQUIT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+	server_nofile_raise(srv->cfg, loop_count(srv->cfg));
+	tls_ticket_set_rotation(srv->cfg->tls_ticket_key_rotation);
 	const char *dirs[] = { srv->cfg->server_spool, srv->cfg->server_state,
 			       srv->cfg->server_mail_root };
 	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {

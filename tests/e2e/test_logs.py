@@ -3,7 +3,9 @@ test_logs.py - issue 2 point 8: one logfmt line per event; the summary
 lines of one known session are parsed and their keys checked.
 """
 
+import os
 import re
+import threading
 import time
 
 from conftest import make_message, parse_logfmt
@@ -222,3 +224,84 @@ def test_log_to_file(make_server):
     # copy into the server log so the coverage check sees these lines
     with open(srv.logfile, "a") as out:
         out.write(f.read_text())
+
+
+class FifoPump:
+    """Reads the daemon's log FIFO into server.log (whole lines only);
+    pause() stops reading, so the daemon's log target becomes slow."""
+
+    def __init__(self, fifo, logfile):
+        self.fifo, self.logfile = fifo, logfile
+        self.gate = threading.Event()
+        self.gate.set()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        rest = b""
+        with open(self.fifo, "rb", buffering=0) as f, open(self.logfile, "ab") as out:
+            while True:
+                self.gate.wait()
+                chunk = f.read(65536)
+                if not chunk:
+                    break
+                rest += chunk
+                whole, nl, rest = rest.rpartition(b"\n")
+                if nl:
+                    out.write(whole + nl)
+                    out.flush()
+
+    def pause(self):
+        self.gate.clear()
+
+    def resume(self):
+        self.gate.set()
+
+
+def test_log_flood_drops_only_debug_lines_and_reports_them(make_server, tmp_path):
+    """Issue 7 point 5: a log target slower than the flood never makes a
+    summary line go missing; debug lines are dropped, counted and reported
+    as LOG-LINES-DROPPED (design.md, Logs)."""
+    fifo = tmp_path / "log.fifo"
+    os.mkfifo(fifo)
+    srv = make_server(start=False, conf={"log": {"target": str(fifo), "level": "debug",
+                                                 "queue_lines": "16"}})
+    pump = FifoPump(fifo, srv.logfile)
+    srv.start()
+    nclients, ehlos = 30, 60
+    script = b"EHLO flood.example.org\r\n" * ehlos + b"QUIT\r\n"
+    # NET-TRACE: one line per command read and per reply written (a
+    # multi-line EHLO reply is one line), and the greeting.
+    per_session = 1 + 2 * (ehlos + 1)
+    before = srv.mark()
+    pump.pause()        # the log thread soon blocks: the FIFO is full
+    clients = [srv.raw(read_greeting=False) for _ in range(nclients)]
+    for c in clients:
+        c.send(script)
+    time.sleep(1.0)     # let the loops run into the full queue
+    pump.resume()
+    for c in clients:
+        assert c.reply(timeout=20).code == 220
+        for _ in range(ehlos):
+            assert c.reply(timeout=20).code == 250
+        assert c.reply(timeout=20).code == 221
+        c.close()
+    ends = srv.wait_event("SESSION-END", after=before, count=nclients, timeout=20)
+    assert len(ends) == nclients
+    drop = srv.wait_event("LOG-LINES-DROPPED", after=before, timeout=20)[0]
+    assert drop["sev"] == "warning" and int(drop["dropped"]) > 0, drop
+    assert srv.stop() == 0
+    pump.thread.join(timeout=10)
+    assert not pump.thread.is_alive()
+    # After the flush at shutdown: every summary line is there, the reports
+    # add up, and every NET-TRACE line missing was counted as dropped (the
+    # count also holds the other debug lines, the accepted replies' events).
+    reports = srv.events("LOG-LINES-DROPPED", after=before)
+    total = int(reports[-1]["total"])
+    assert sum(int(r["dropped"]) for r in reports) == total
+    assert len(srv.events("SESSION-START", after=before)) == nclients
+    assert len(srv.events("SESSION-END", after=before)) == nclients
+    assert srv.events("SHUTDOWN-COMPLETE", after=before)
+    traced = len(srv.events("NET-TRACE", after=before))
+    missing = nclients * per_session - traced
+    assert 0 < missing <= total, (traced, total, per_session)   # all counted

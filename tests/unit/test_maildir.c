@@ -104,10 +104,12 @@ sleep_ms(long ms)
 static int
 log_count(const char *s1, const char *s2)
 {
-	FILE *f = fopen(logpath, "r");
+	FILE *f;
 	char line[8192];
 	int n = 0;
 
+	log_flush();	/* lines are written by the log thread */
+	f = fopen(logpath, "r");
 	if (f == NULL)
 		return 0;
 	while (fgets(line, sizeof(line), f) != NULL)

@@ -59,10 +59,12 @@ sleep_ms(long ms)
 static int
 log_has(const char *s)
 {
-	FILE *f = fopen(logpath, "r");
+	FILE *f;
 	char line[8192];
 	int found = 0;
 
+	log_flush();	/* lines are written by the log thread */
+	f = fopen(logpath, "r");
 	if (f == NULL)
 		return 0;
 	while (!found && fgets(line, sizeof(line), f) != NULL)
