@@ -309,6 +309,9 @@ def test_expansion_past_spool_bound_refused_at_rcpt(make_server):
         r = c.cmd("RCPT TO:<big%03d@%s>" % (naliases - 1, DOMAIN))
         assert r.code == 452 and r.text.startswith("4.5.3"), r
         assert ids_in(r) == ["RCPT-TOO-MANY-TARGETS"], r
+        ev = srv.wait_event("RCPT-TOO-MANY-TARGETS")[0]
+        assert ev["ntargets"] == str(SPOOL_MAX_RCPTS + PER_ALIAS), ev
+        assert ev["limit"] == str(SPOOL_MAX_RCPTS), ev
         # the same targets again add nothing: still accepted
         assert c.cmd("RCPT TO:<big000@%s>" % DOMAIN).code == 250
         assert c.cmd("DATA").code == 354
@@ -325,3 +328,49 @@ def test_expansion_past_spool_bound_refused_at_rcpt(make_server):
     assert ev["count"] == "1", ev
     assert not srv.events("QUEUE-SPOOL-CORRUPT")
     assert srv.spool_files("queue") == [qid]
+
+
+# ------------------------------------------------------------ delivery guarantee
+
+def _queued_with_local_copy(srv):
+    """A message to alice and to a non-local recipient (from a trusted
+    client): alice's copy is delivered, the spool file stays (the other
+    recipient waits for outbound delivery)."""
+    code, msg = srv.send_mail(rcpts=("alice@example.test", "bob@remote.example"),
+                              data=make_message("guarantee"))
+    assert code == 250, (code, msg)
+    got = srv.wait_mail("alice")
+    assert len(got) == 1 and got[0].parent.name == "new", got
+    assert len(srv.spool_files("queue")) == 1
+    return got[0]
+
+
+def test_restart_finds_copy_moved_to_cur(make_server):
+    """docs/design.md, Durability: a copy the reader moved to cur/ with
+    flags is found after a restart: no second copy."""
+    srv = make_server()
+    f = _queued_with_local_copy(srv)
+    moved = f.parent.parent / "cur" / (f.name + ":2,S")
+    f.rename(moved)
+    srv.stop()
+    mark = srv.mark()
+    srv.start()
+    ev = srv.wait_event("DELIVERY-SUCCESS", after=mark, rcpt="<alice@example.test>")[0]
+    assert ev["path"] == str(moved), ev
+    assert srv.maildir("alice") == [moved]
+
+
+def test_restart_rewrites_deleted_copy(make_server):
+    """docs/design.md, Durability: the documented duplicate. The reader
+    deleted the copy while the spool file was still queued; a restart
+    delivers it again (at least once)."""
+    srv = make_server()
+    f = _queued_with_local_copy(srv)
+    f.unlink()
+    srv.stop()
+    mark = srv.mark()
+    srv.start()
+    ev = srv.wait_event("DELIVERY-SUCCESS", after=mark, rcpt="<alice@example.test>")[0]
+    got = srv.maildir("alice")
+    assert len(got) == 1 and got[0].parent.name == "new", got
+    assert ev["path"] == str(got[0]), ev
