@@ -114,15 +114,19 @@ dir_eq_lower(const char *s, const char *p, size_t len)
 	return 1;
 }
 
+int
+dir_key_eq(const char *local, const char *domain, const struct dir_key *k)
+{
+	return dir_eq_lower(local, k->local, k->llen) && dir_eq_lower(domain, k->domain, k->dlen);
+}
+
 /* hash_eq_fn for dir->index: ctx the directory, key a struct dir_key. */
 static int
 index_eq(const void *ctx, uint32_t val, const void *key)
 {
 	const struct directory *dir = ctx;
-	const struct dir_key *k = key;
 
-	return dir_eq_lower(dir->accts[val].local, k->local, k->llen) &&
-	       dir_eq_lower(dir->accts[val].domain, k->domain, k->dlen);
+	return dir_key_eq(dir->accts[val].local, dir->accts[val].domain, key);
 }
 
 struct directory *

@@ -122,10 +122,8 @@ static int
 entry_eq(const void *ctx, uint32_t val, const void *key)
 {
 	const struct directory *dir = ctx;
-	const struct dir_key *k = key;
 
-	return dir_eq_lower(dir->entries[val].local, k->local, k->llen) &&
-	       dir_eq_lower(dir->entries[val].domain, k->domain, k->dlen);
+	return dir_key_eq(dir->entries[val].local, dir->entries[val].domain, key);
 }
 
 void

@@ -63,6 +63,8 @@ struct dir_key {
 	const char *local, *domain;
 	size_t llen, dlen;
 };
+/* 1 if the stored lower-case local and domain are the key (any case). */
+int dir_key_eq(const char *local, const char *domain, const struct dir_key *k);
 /* 1 if the stored lower-case s equals p (any ASCII case), len octets. */
 int dir_eq_lower(const char *s, const char *p, size_t len);
 /* Reads a whole file, at most max octets, NUL-terminated; NULL after a

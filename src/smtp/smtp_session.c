@@ -151,22 +151,31 @@ session_reply_line(struct smtp_session *s, int code, int more, const char *text)
 		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 }
 
-/* Counts a refusal toward limits.errors; closes the session past it.
+/* Counts one toward a session limit (0: none); once *count reaches
+ * close_at, replies cond (a 421) and closes. Returns 1 if closing. */
+static int
+session_count_toward(struct smtp_session *s, unsigned *count, unsigned limit,
+		     unsigned close_at, enum cond_id cond)
+{
+	(*count)++;
+	if (limit == 0 || *count < close_at)
+		return 0;
+	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", *count),
+			   KVU("limit", limit) };
+	session_reply(s, cond, kv, ARRAY_LEN(kv));
+	s->state = SMTP_STATE_CLOSING;
+	s->end_cause = cond;
+	return 1;
+}
+
+/* Counts a refusal toward limits.errors: the limit-th closes the session.
  * Returns 1 if the session is closing. */
 static int
 session_count_error(struct smtp_session *s)
 {
 	unsigned limit = s->cfg->limits_errors;
 
-	s->errors++;
-	if (limit == 0 || s->errors < limit)
-		return 0;
-	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", s->errors),
-			   KVU("limit", limit) };
-	session_reply(s, COND_SMTP_TOO_MANY_ERRORS, kv, ARRAY_LEN(kv));
-	s->state = SMTP_STATE_CLOSING;
-	s->end_cause = COND_SMTP_TOO_MANY_ERRORS;
-	return 1;
+	return session_count_toward(s, &s->errors, limit, limit, COND_SMTP_TOO_MANY_ERRORS);
 }
 
 /* Replies with a refusal and counts it. */
@@ -212,15 +221,8 @@ session_count_junk(struct smtp_session *s)
 {
 	unsigned limit = s->cfg->limits_junk_commands;
 
-	s->junk++;
-	if (limit == 0 || s->junk <= limit)
-		return 0;
-	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", s->junk),
-			   KVU("limit", limit) };
-	session_reply(s, COND_SMTP_TOO_MANY_JUNK_COMMANDS, kv, ARRAY_LEN(kv));
-	s->state = SMTP_STATE_CLOSING;
-	s->end_cause = COND_SMTP_TOO_MANY_JUNK_COMMANDS;
-	return 1;
+	return session_count_toward(s, &s->junk, limit, limit + 1,
+				    COND_SMTP_TOO_MANY_JUNK_COMMANDS);
 }
 
 /* ---- transactions ----------------------------------------------------- */

@@ -8,24 +8,12 @@ pipelined input, and a RCPT whose expansion would pass the spool's bound is
 refused at RCPT (the accepted message is read back at the next start).
 """
 
-import re
 import time
 
 import pytest
 
 from conftest import DOMAIN, make_message, split_delivered
-
-
-def ids_in(reply):
-    return re.findall(r"\[([A-Z0-9-]+)\]\s*$", reply.last)
-
-
-def open_tx(server, rcpt="alice@example.test"):
-    c = server.raw()
-    assert c.cmd("EHLO client.example.org").code == 250
-    assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
-    assert c.cmd("RCPT TO:<%s>" % rcpt).code == 250
-    return c
+from test_bounds import ids_in, open_tx
 
 
 # ------------------------------------------------------------ BDAT sizes
