@@ -998,6 +998,7 @@ tls_step(struct smtp_session *s)
 	s->helo[0] = '\0';
 	s->ehlo = 0;
 	s->state = SMTP_STATE_INIT;
+	session_active(s);	/* the command deadline starts after the handshake */
 	s->want_write = 1;	/* force the event mask to be set again */
 	if (s->tls_implicit)
 		session_reply(s, COND_SMTP_GREETING, NULL, 0);
