@@ -1544,6 +1544,13 @@ session_process(struct smtp_session *s)
 					   KVU("limit", s->cfg->limits_command_line) };
 			session_active(s);
 			session_refuse(s, COND_SMTP_LINE_TOO_LONG, kv, ARRAY_LEN(kv));
+			if (slice_starts_nocase((struct slice){ u.p, len }, "BDAT ") && !s->dead &&
+			    s->state != SMTP_STATE_CLOSING) {
+				/* its size was never read: the chunk cannot be found */
+				struct smtp_cmd bad = { .verb = SMTP_VERB_BDAT,
+							.arg = { u.p + 5, len < 69 ? len - 5 : 64 } };
+				bdat_parse_refused(s, &bad);
+			}
 		} else {
 			session_command(s, u.p, len);
 		}
