@@ -199,6 +199,23 @@ buf_consume(struct buf *b, size_t n)
 	b->data[b->len] = '\0';
 }
 
+void
+buf_compact(struct buf *b, size_t *off)
+{
+	if (*off == 0)
+		return;
+	buf_consume(b, *off);
+	*off = 0;
+}
+
+struct slice
+buf_unread(const struct buf *b, size_t off)
+{
+	if (off >= b->len)
+		return (struct slice){ b->data ? b->data + b->len : NULL, 0 };
+	return (struct slice){ b->data + off, b->len - off };
+}
+
 const char *
 buf_cstr(struct buf *b)
 {

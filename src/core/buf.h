@@ -49,6 +49,12 @@ int buf_appendf(struct buf *b, const char *fmt, ...) PRINTF(2, 3) WARN_UNUSED;
 int buf_vappendf(struct buf *b, const char *fmt, va_list ap) PRINTF(2, 0) WARN_UNUSED;
 /* Removes the first n bytes (n <= len). */
 void buf_consume(struct buf *b, size_t n);
+/* Input read through an offset: the bytes before *off are consumed, so a
+ * reader takes many lines without moving any. buf_compact drops them with
+ * one move (before a read appends) and sets *off to 0. */
+void buf_compact(struct buf *b, size_t *off);
+/* The unconsumed bytes from off on (off <= len). */
+struct slice buf_unread(const struct buf *b, size_t off);
 /* Returns data as a NUL-terminated C string (reserves the byte). */
 const char *buf_cstr(struct buf *b);
 struct slice buf_slice(const struct buf *b);

@@ -12,10 +12,12 @@
  * deliver_space.h); a permanent failure stays queued too and is logged
  * (DELIVERY-LOCAL-PERMANENT) until bounces exist.
  *
- * Exactly once per mailbox: the Maildir file name is derived from the
+ * At least once per mailbox: the Maildir file name is derived from the
  * queue ID and the recipient's index, so a delivery repeated after a
- * crash (the spool entry survived) finds the earlier file and does not
- * write a second copy.
+ * restart (the spool entry survived) finds the earlier file in new/ or
+ * cur/ and does not write a second copy; only a copy the reader deleted,
+ * moved to another folder or renamed is written again (docs/design.md,
+ * Durability).
  */
 #ifndef POSTERN_DELIVER_H
 #define POSTERN_DELIVER_H

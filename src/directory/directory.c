@@ -65,19 +65,15 @@ directory_local_valid(const char *s, size_t len)
 
 /* ---- index ------------------------------------------------------------ */
 
-/* FNV-1a over the lower-cased key local '@' domain. The file is the
- * operator's, so its contents cannot be chosen to collide by a client. */
+/* The hash of the lower-cased key local '@' domain, through the one hash
+ * table's seeded function (core/hash.h). */
 uint64_t
 dir_key_hash(const char *local, size_t llen, const char *domain, size_t dlen)
 {
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = hash_feed(hash_start(), local, llen, 1);
 
-	for (size_t i = 0; i < llen; i++)
-		h = (h ^ dir_lower((unsigned char)local[i])) * 1099511628211ull;
-	h = (h ^ '@') * 1099511628211ull;
-	for (size_t i = 0; i < dlen; i++)
-		h = (h ^ dir_lower((unsigned char)domain[i])) * 1099511628211ull;
-	return h;
+	h = hash_feed(h, "@", 1, 0);
+	return hash_end(hash_feed(h, domain, dlen, 1));
 }
 
 /* 1 if the stored lower-case s equals p (any case), both len octets. */
@@ -92,41 +88,19 @@ dir_eq_lower(const char *s, const char *p, size_t len)
 	return 1;
 }
 
-/* Slot holding the key, or the empty slot where it would go. */
-static size_t
-index_slot(const struct directory *dir, const char *local, size_t llen,
-	   const char *domain, size_t dlen)
+int
+dir_key_eq(const char *local, const char *domain, const struct dir_key *k)
 {
-	size_t mask = dir->nslots - 1;
-	size_t i = (size_t)dir_key_hash(local, llen, domain, dlen) & mask;
-
-	for (;;) {
-		uint32_t e = dir->index[i];
-
-		if (e == 0)
-			return i;
-		if (dir_eq_lower(dir->accts[e - 1].local, local, llen) &&
-		    dir_eq_lower(dir->accts[e - 1].domain, domain, dlen))
-			return i;
-		i = (i + 1) & mask;
-	}
+	return dir_eq_lower(local, k->local, k->llen) && dir_eq_lower(domain, k->domain, k->dlen);
 }
 
-static void
-index_grow(struct directory *dir)
+/* hash_eq_fn for dir->index: ctx the directory, key a struct dir_key. */
+static int
+index_eq(const void *ctx, uint32_t val, const void *key)
 {
-	size_t nslots = dir->nslots ? dir->nslots * 2 : 64;
+	const struct directory *dir = ctx;
 
-	free(dir->index);
-	dir->index = xcalloc(nslots, sizeof(*dir->index));
-	dir->nslots = nslots;
-	for (size_t k = 0; k < dir->n; k++) {
-		const struct account *a = &dir->accts[k];
-		size_t slot = index_slot(dir, a->local, strlen(a->local),
-					 a->domain, strlen(a->domain));
-
-		dir->index[slot] = (uint32_t)(k + 1);
-	}
+	return dir_key_eq(dir->accts[val].local, dir->accts[val].domain, key);
 }
 
 struct directory *
@@ -134,7 +108,8 @@ directory_empty(void)
 {
 	struct directory *dir = xcalloc(1, sizeof(*dir));
 
-	index_grow(dir);
+	hash_init(&dir->index, DIRECTORY_MAX_ACCOUNTS, index_eq);
+	dir_entries_init(dir);
 	return dir;
 }
 
@@ -153,7 +128,7 @@ directory_free(struct directory **dirp)
 	dir_entries_free(dir);
 	dir_domains_free(dir);
 	free(dir->lines);
-	free(dir->index);
+	hash_fini(&dir->index);
 	free(dir);
 	*dirp = NULL;
 }
@@ -168,14 +143,15 @@ const struct account *
 directory_find(const struct directory *dir, const char *local, size_t local_len,
 	       const char *domain, size_t domain_len)
 {
-	size_t slot;
+	struct dir_key k = { local, domain, local_len, domain_len };
+	uint32_t v;
 
 	if (dir == NULL || dir->n == 0)
 		return NULL;
-	slot = index_slot(dir, local, local_len, domain, domain_len);
-	if (dir->index[slot] == 0)
+	if (!hash_find(&dir->index, dir_key_hash(local, local_len, domain, domain_len), dir, &k,
+		       &v))
 		return NULL;
-	return &dir->accts[dir->index[slot] - 1];
+	return &dir->accts[v];
 }
 
 /* ---- loading ---------------------------------------------------------- */
@@ -283,11 +259,13 @@ add_account(struct directory *dir, const char *local, size_t llen,
 	memcpy(p, extra, xlen);
 	p[xlen] = '\0';
 	dir->lines[dir->n] = line;
+	struct dir_key k = { a->local, a->domain, llen, dlen };
+	/* The caller refused duplicates and the count is bounded, so the
+	 * key is new and fits. */
+	if (hash_insert(&dir->index, dir_key_hash(a->local, llen, a->domain, dlen), dir, &k,
+			(uint32_t)dir->n, NULL) != 0)
+		PANIC("account index out of step");
 	dir->n++;
-	if (dir->n * 2 > dir->nslots)
-		index_grow(dir);
-	else
-		dir->index[index_slot(dir, a->local, llen, a->domain, dlen)] = (uint32_t)dir->n;
 }
 
 /* ---- extra fields ----------------------------------------------------- */

@@ -118,53 +118,33 @@ directory_domain_disabled(const struct directory *dir, const char *domain, size_
 
 /* ---- entries ----------------------------------------------------------- */
 
-static size_t
-entry_slot(const struct directory *dir, const char *local, size_t llen, const char *domain,
-	   size_t dlen)
+/* hash_eq_fn for dir->eindex: ctx the directory, key a struct dir_key. */
+static int
+entry_eq(const void *ctx, uint32_t val, const void *key)
 {
-	size_t mask = dir->neslots - 1;
-	size_t i = (size_t)dir_key_hash(local, llen, domain, dlen) & mask;
+	const struct directory *dir = ctx;
 
-	for (;;) {
-		uint32_t e = dir->eindex[i];
+	return dir_key_eq(dir->entries[val].local, dir->entries[val].domain, key);
+}
 
-		if (e == 0)
-			return i;
-		if (dir_eq_lower(dir->entries[e - 1].local, local, llen) &&
-		    dir_eq_lower(dir->entries[e - 1].domain, domain, dlen))
-			return i;
-		i = (i + 1) & mask;
-	}
+void
+dir_entries_init(struct directory *dir)
+{
+	hash_init(&dir->eindex, DIRECTORY_ALIASES_MAX, entry_eq);
 }
 
 const struct dir_entry *
 dir_entry_find(const struct directory *dir, const char *local, size_t llen, const char *domain,
 	       size_t dlen)
 {
-	size_t slot;
+	struct dir_key k = { local, domain, llen, dlen };
+	uint32_t v;
 
 	if (dir == NULL || dir->nentries == 0)
 		return NULL;
-	slot = entry_slot(dir, local, llen, domain, dlen);
-	if (dir->eindex[slot] == 0)
+	if (!hash_find(&dir->eindex, dir_key_hash(local, llen, domain, dlen), dir, &k, &v))
 		return NULL;
-	return &dir->entries[dir->eindex[slot] - 1];
-}
-
-static void
-eindex_grow(struct directory *dir)
-{
-	size_t nslots = dir->neslots ? dir->neslots * 2 : 64;
-
-	free(dir->eindex);
-	dir->eindex = xcalloc(nslots, sizeof(*dir->eindex));
-	dir->neslots = nslots;
-	for (size_t k = 0; k < dir->nentries; k++) {
-		const struct dir_entry *e = &dir->entries[k];
-
-		dir->eindex[entry_slot(dir, e->local, strlen(e->local), e->domain,
-				       strlen(e->domain))] = (uint32_t)(k + 1);
-	}
+	return &dir->entries[v];
 }
 
 static void
@@ -186,10 +166,9 @@ dir_entries_free(struct directory *dir)
 	for (size_t i = 0; i < dir->nentries; i++)
 		entry_fini(&dir->entries[i]);
 	free(dir->entries);
-	free(dir->eindex);
+	hash_fini(&dir->eindex);
 	dir->entries = NULL;
-	dir->eindex = NULL;
-	dir->nentries = dir->centries = dir->neslots = 0;
+	dir->nentries = dir->centries = 0;
 }
 
 /* Moves e into the directory (indexed); returns its number. */
@@ -205,11 +184,11 @@ entry_add(struct directory *dir, struct dir_entry *e)
 		dir->nlists++;
 	else
 		dir->naliases++;
-	if (dir->nentries * 2 > dir->neslots)
-		eindex_grow(dir);
-	else
-		dir->eindex[entry_slot(dir, e->local, strlen(e->local), e->domain,
-				       strlen(e->domain))] = (uint32_t)dir->nentries;
+	struct dir_key k = { e->local, e->domain, strlen(e->local), strlen(e->domain) };
+	/* Callers refused duplicates and bounded the count: the key is new. */
+	if (hash_insert(&dir->eindex, dir_key_hash(k.local, k.llen, k.domain, k.dlen), dir, &k,
+			(uint32_t)(dir->nentries - 1), NULL) != 0)
+		PANIC("alias index out of step");
 	memset(e, 0, sizeof(*e));
 	return dir->nentries - 1;
 }

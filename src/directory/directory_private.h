@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/hash.h"
 #include "directory.h"
 
 enum dir_kind {
@@ -41,13 +42,11 @@ struct directory {
 	struct account *accts;	/* owned; accts[i].local heads one allocation */
 	unsigned *lines;	/* line of each account, for duplicate reports */
 	size_t n, cap;
-	uint32_t *index;	/* slot -> account number + 1; 0 = empty */
-	size_t nslots;		/* power of two, at least 2 * n */
+	struct hash index;	/* lower-cased local@domain -> account number */
 
 	struct dir_entry *entries;	/* owned: aliases, catch-alls, lists */
 	size_t nentries, centries;
-	uint32_t *eindex;	/* slot -> entry number + 1; 0 = empty */
-	size_t neslots;		/* power of two (or 0), at least 2 * nentries */
+	struct hash eindex;	/* lower-cased local@domain -> entry number */
 	size_t naliases, nlists;
 
 	char **local_domains;	/* owned, lower-cased, sorted; NULL = unset */
@@ -57,8 +56,15 @@ struct directory {
 };
 
 unsigned char dir_lower(unsigned char c);
-/* FNV-1a over lower-cased local '@' domain. */
+/* The hash of the lower-cased key local '@' domain (core/hash.h). */
 uint64_t dir_key_hash(const char *local, size_t llen, const char *domain, size_t dlen);
+/* A key looked up in dir->index or dir->eindex. */
+struct dir_key {
+	const char *local, *domain;
+	size_t llen, dlen;
+};
+/* 1 if the stored lower-case local and domain are the key (any case). */
+int dir_key_eq(const char *local, const char *domain, const struct dir_key *k);
 /* 1 if the stored lower-case s equals p (any ASCII case), len octets. */
 int dir_eq_lower(const char *s, const char *p, size_t len);
 /* Reads a whole file, at most max octets, NUL-terminated; NULL after a
@@ -71,6 +77,8 @@ const struct dir_entry *dir_entry_find(const struct directory *dir, const char *
 				       size_t llen, const char *domain, size_t dlen);
 /* 1 if domain (any case) is in the sorted lower-case array v. */
 int dir_domain_in(char *const *v, size_t n, const char *domain, size_t len);
+/* The entry table: set up empty / freed (usable again after). */
+void dir_entries_init(struct directory *dir);
 void dir_entries_free(struct directory *dir);
 void dir_domains_free(struct directory *dir);
 

@@ -313,3 +313,29 @@ smtp_data_feed(struct smtp_data *d, const uint8_t *in, size_t len,
 	}
 	return i;
 }
+
+void
+smtp_data_chunk(struct smtp_data *d, const uint8_t *in, size_t len, struct buf *out,
+		struct smtp_scan *sc)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		const uint8_t *nl = memchr(in + i, '\n', len - i);
+		size_t run = (nl ? (size_t)(nl - in) : len) - i;
+
+		if (run > 0) {
+			data_emit(d, out, sc, in + i, run);
+			d->chunk_cr = in[i + run - 1] == '\r';
+			i += run;
+		}
+		if (nl == NULL)
+			break;
+		i++;
+		if (d->chunk_cr)
+			data_emit(d, out, sc, (const uint8_t *)"\n", 1);
+		else
+			data_bare_lf(d, out, sc);
+		d->chunk_cr = 0;
+	}
+}

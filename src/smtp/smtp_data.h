@@ -83,6 +83,7 @@ struct smtp_data {
 	int lf_dot_lf_seen;	/* a "." line closed by a bare LF came at all */
 	/* internal */
 	int state;
+	int chunk_cr;		/* BDAT: the last byte stored was a CR */
 };
 
 void smtp_data_init(struct smtp_data *d, int normalize_bare_lf);
@@ -91,5 +92,12 @@ void smtp_data_init(struct smtp_data *d, int normalize_bare_lf);
  * to out and also fed to sc (if not NULL). Once done, returns 0. */
 size_t smtp_data_feed(struct smtp_data *d, const uint8_t *in, size_t len,
 		      struct buf *out, struct smtp_scan *sc);
+/* BDAT (RFC 3030): chunk bytes are the message as sent (no dot-stuffing,
+ * no end marker), except that a bare LF is counted and, when normalize is
+ * set, stored as CRLF, exactly as in DATA. A CR that ends one piece pairs
+ * with an LF that starts the next. size, too_big, bare_lf and
+ * first_bare_lf mean what they mean for DATA. */
+void smtp_data_chunk(struct smtp_data *d, const uint8_t *in, size_t len, struct buf *out,
+		     struct smtp_scan *sc);
 
 #endif

@@ -737,6 +737,7 @@ parse_bdat(const uint8_t *a, size_t alen, struct smtp_cmd *cmd,
 		*err_out = COND_SMTP_ARG_SYNTAX;
 		return -1;
 	}
+	cmd->has_chunk_size = 1;
 	while (i < alen && a[i] == ' ')
 		i++;
 	if (i == alen)

@@ -107,6 +107,7 @@ struct smtp_cmd {
 
 	/* BDAT */
 	uint64_t chunk_size;
+	int has_chunk_size;	/* chunk_size was read (even if the rest was not) */
 	int last;
 
 	/* On SMTP-PARAM-UNSUPPORTED / SMTP-PARAM-INVALID: the keyword. */

@@ -151,22 +151,31 @@ session_reply_line(struct smtp_session *s, int code, int more, const char *text)
 		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 }
 
-/* Counts a refusal toward limits.errors; closes the session past it.
+/* Counts one toward a session limit (0: none); once *count reaches
+ * close_at, replies cond (a 421) and closes. Returns 1 if closing. */
+static int
+session_count_toward(struct smtp_session *s, unsigned *count, unsigned limit,
+		     unsigned close_at, enum cond_id cond)
+{
+	(*count)++;
+	if (limit == 0 || *count < close_at)
+		return 0;
+	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", *count),
+			   KVU("limit", limit) };
+	session_reply(s, cond, kv, ARRAY_LEN(kv));
+	s->state = SMTP_STATE_CLOSING;
+	s->end_cause = cond;
+	return 1;
+}
+
+/* Counts a refusal toward limits.errors: the limit-th closes the session.
  * Returns 1 if the session is closing. */
 static int
 session_count_error(struct smtp_session *s)
 {
 	unsigned limit = s->cfg->limits_errors;
 
-	s->errors++;
-	if (limit == 0 || s->errors < limit)
-		return 0;
-	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", s->errors),
-			   KVU("limit", limit) };
-	session_reply(s, COND_SMTP_TOO_MANY_ERRORS, kv, ARRAY_LEN(kv));
-	s->state = SMTP_STATE_CLOSING;
-	s->end_cause = COND_SMTP_TOO_MANY_ERRORS;
-	return 1;
+	return session_count_toward(s, &s->errors, limit, limit, COND_SMTP_TOO_MANY_ERRORS);
 }
 
 /* Replies with a refusal and counts it. */
@@ -177,18 +186,43 @@ session_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, 
 	(void)session_count_error(s);
 }
 
+/* Data: limits.data_timeout from now (from the last data read). Commands:
+ * limits.command_timeout from the last command that did work, so junk
+ * commands (NOOP, RSET, HELP, VRFY) and partial lines never extend it. */
 static void
 arm_deadline(struct smtp_session *s)
 {
-	unsigned secs;
-
 	if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING || s->busy) {
 		loop_timer_cancel(s->env->loop, &s->deadline);
 		return;
 	}
-	secs = s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT
-	       ? s->cfg->limits_data_timeout : s->cfg->limits_command_timeout;
-	loop_timer_set(s->env->loop, &s->deadline, (uint64_t)secs * 1000u);
+	if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT) {
+		loop_timer_set(s->env->loop, &s->deadline,
+			       (uint64_t)s->cfg->limits_data_timeout * 1000u);
+		return;
+	}
+	uint64_t due = s->active_ms + (uint64_t)s->cfg->limits_command_timeout * 1000u;
+	uint64_t now = loop_clock_ms();
+	loop_timer_set(s->env->loop, &s->deadline, due > now ? due - now : 1);
+}
+
+/* A command or data that did work: the command deadline starts again. */
+static void
+session_active(struct smtp_session *s)
+{
+	s->active_ms = loop_clock_ms();
+}
+
+/* Counts a junk command (NOOP, RSET, HELP, VRFY) toward
+ * limits.junk_commands; past it replies 421 and closes. Returns 1 if the
+ * session is closing (the command is not run). */
+static int
+session_count_junk(struct smtp_session *s)
+{
+	unsigned limit = s->cfg->limits_junk_commands;
+
+	return session_count_toward(s, &s->junk, limit, limit + 1,
+				    COND_SMTP_TOO_MANY_JUNK_COMMANDS);
 }
 
 /* ---- transactions ----------------------------------------------------- */
@@ -200,12 +234,22 @@ txn_free(struct smtp_session *s)
 		return;
 	spool_msg_free(&s->txn.msg);
 	buf_fini(&s->txn.rcpt_list);
+	hash_fini(&s->txn.targets);
 	for (size_t i = 0; i < s->txn.nlocal; i++)
 		free(s->txn.local_boxes[i]);
 	free(s->txn.local_boxes);
 	free(s->txn.local_accts);
 	memset(&s->txn, 0, sizeof(s->txn));
 	s->in_txn = 0;
+}
+
+/* hash_eq_fn for txn.targets: ctx the message, key an address. */
+static int
+target_eq(const void *ctx, uint32_t val, const void *key)
+{
+	const struct spool_msg *m = ctx;
+
+	return val < m->nrcpts && strcmp(m->rcpts[val].addr, key) == 0;
 }
 
 static void
@@ -218,6 +262,7 @@ txn_begin(struct smtp_session *s)
 		s->txn.tid[0] = '\0';
 	s->txn.msg = spool_msg_new(s->cfg->limits_message_size + 8192);
 	buf_init(&s->txn.rcpt_list, 4096);
+	hash_init(&s->txn.targets, SPOOL_MAX_RCPTS, target_eq);
 	s->txn.started_ms = loop_clock_ms();
 	s->in_txn = 1;
 }
@@ -378,6 +423,16 @@ cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	struct kv kvfrom[] = { KVA("from", cmd->path.mailbox.p, cmd->path.mailbox.len) };
 
+	if (s->cfg->limits_messages_per_session != 0 &&
+	    s->msgs_tried >= s->cfg->limits_messages_per_session) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", s->msgs_tried),
+				   KVU("limit", s->cfg->limits_messages_per_session) };
+		session_reply(s, COND_SMTP_TOO_MANY_MESSAGES, kv, ARRAY_LEN(kv));
+		mail_summary(s, cmd, COND_SMTP_TOO_MANY_MESSAGES);
+		s->state = SMTP_STATE_CLOSING;
+		s->end_cause = COND_SMTP_TOO_MANY_MESSAGES;
+		return;
+	}
 	if (s->lst != NULL && s->lst->require_tls && !s->tls) {
 		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "MAIL") };
 		session_refuse(s, COND_TLS_REQUIRED, kv, ARRAY_LEN(kv));
@@ -490,11 +545,13 @@ txn_add_target(struct smtp_session *s, const struct smtp_cmd *cmd, const char *a
 	       const struct account *acct, int local)
 {
 	struct spool_msg *m = s->txn.msg;
+	size_t len = strlen(addr);
+	int r = hash_insert(&s->txn.targets, hash_bytes(addr, len), m, addr, (uint32_t)m->nrcpts,
+			    NULL);
 
-	for (size_t i = 0; i < m->nrcpts; i++)
-		if (strcmp(m->rcpts[i].addr, addr) == 0)
-			return;
-	spool_msg_add_rcpt(m, addr, strlen(addr), (const char *)cmd->orcpt.p, cmd->orcpt.len,
+	if (r != 0)
+		return;	/* already there (1); full (-1) cannot be: txn_targets_fit */
+	spool_msg_add_rcpt(m, addr, len, (const char *)cmd->orcpt.p, cmd->orcpt.len,
 			   cmd->notify);
 	if (!local)
 		return;
@@ -504,6 +561,28 @@ txn_add_target(struct smtp_session *s, const struct smtp_cmd *cmd, const char *a
 	s->txn.local_accts[n] = acct;
 	s->txn.local_boxes[n] = xstrdup(addr);
 	s->txn.nlocal = n + 1;
+}
+
+/* 1 if the transaction can take these final destinations within the
+ * spool's bound (SPOOL_MAX_RCPTS); else refuses the RCPT and returns 0. */
+static int
+txn_targets_fit(struct smtp_session *s, const struct smtp_cmd *cmd, const char *const *addrs,
+		size_t n)
+{
+	size_t fresh = 0;
+	uint32_t v;
+
+	for (size_t i = 0; i < n; i++)
+		if (!hash_find(&s->txn.targets, hash_bytes(addrs[i], strlen(addrs[i])), s->txn.msg,
+			       addrs[i], &v))
+			fresh++;
+	if (s->txn.msg->nrcpts + fresh <= SPOOL_MAX_RCPTS)
+		return 1;
+	struct kv kv[] = { KV("client", s->conn.peer_text),
+			   KVA("rcpt", cmd->path.mailbox.p, cmd->path.mailbox.len),
+			   KVU("ntargets", s->txn.msg->nrcpts + fresh), KVU("limit", SPOOL_MAX_RCPTS) };
+	rcpt_refuse(s, cmd, COND_RCPT_TOO_MANY_TARGETS, kv, ARRAY_LEN(kv));
+	return 0;
 }
 
 /* Records an accepted RCPT: counters, summary, reply. */
@@ -593,6 +672,15 @@ rcpt_local(struct smtp_session *s, const struct smtp_cmd *cmd, const char *local
 		resolve_result_fini(&res);
 		return;
 	}
+	const char **addrs = xcalloc(res.ntargets ? res.ntargets : 1, sizeof(*addrs));
+	for (size_t i = 0; i < res.ntargets; i++)
+		addrs[i] = res.targets[i].addr;
+	int fit = txn_targets_fit(s, cmd, addrs, res.ntargets);
+	free(addrs);
+	if (!fit) {
+		resolve_result_fini(&res);
+		return;
+	}
 	for (size_t i = 0; i < res.ntargets; i++)
 		txn_add_target(s, cmd, res.targets[i].addr, res.targets[i].acct,
 			       res.targets[i].local);
@@ -659,6 +747,9 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 		rcpt_refuse(s, cmd, COND_RCPT_SYNTAX, kvr, ARRAY_LEN(kvr));
 		return;
 	}
+	const char *one = mailbox;
+	if (!txn_targets_fit(s, cmd, &one, 1))
+		return;
 	txn_add_target(s, cmd, mailbox, NULL, 0);
 	rcpt_accept(s, cmd, "relay");
 }
@@ -770,6 +861,39 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 			s->txn.bdat_refusal = COND_SMTP_DATA_GO;
 		}
 	}
+	/* A chunk that would take the message past the limit is refused at
+	 * the command: its octets are read and dropped, and the transaction
+	 * ends with the reply (message_size never passes the limit). */
+	if (!s->txn.bdat_discard &&
+	    cmd->chunk_size > s->cfg->limits_message_size - s->txn.message_size) {
+		s->txn.bdat_discard = 1;
+		s->txn.bdat_refusal = COND_CONTENT_SIZE_EXCEEDED;
+	}
+	s->state = SMTP_STATE_BDAT;
+}
+
+/* A BDAT refused by the parser. Without a size its chunk cannot be found,
+ * so nothing after it is a command: 421 and close. With a size (a bad end
+ * marker) the refusal is sent and the chunk's octets are read and dropped
+ * (RFC 3030 2). */
+static void
+bdat_parse_refused(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	if (!cmd->has_chunk_size) {
+		struct kv kv[] = { KV("client", s->conn.peer_text),
+				   KVM("arg", cmd->arg.p, cmd->arg.len) };
+		session_reply(s, COND_SMTP_BDAT_SIZE_INVALID, kv, ARRAY_LEN(kv));
+		s->state = SMTP_STATE_CLOSING;
+		s->end_cause = COND_SMTP_BDAT_SIZE_INVALID;
+		return;
+	}
+	if (s->state == SMTP_STATE_CLOSING || s->dead)
+		return;	/* limits.errors reached: nothing more is read */
+	s->txn.bdat_left = cmd->chunk_size;
+	s->txn.bdat_chunk = cmd->chunk_size;
+	s->txn.bdat_last = 0;
+	s->txn.bdat_discard = 1;
+	s->txn.bdat_refusal = COND__COUNT;	/* already answered */
 	s->state = SMTP_STATE_BDAT;
 }
 
@@ -817,6 +941,7 @@ cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
 	/* CVE-2011-0411: whatever came after STARTTLS in plain text must not
 	 * be taken as sent over TLS. The 220 goes out in clear first. */
 	buf_reset(&s->in);
+	s->in_off = 0;
 	if (conn_flush(&s->conn, &s->out) != CONN_IO_OK) {
 		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 		return;
@@ -873,6 +998,7 @@ tls_step(struct smtp_session *s)
 	s->helo[0] = '\0';
 	s->ehlo = 0;
 	s->state = SMTP_STATE_INIT;
+	session_active(s);	/* the command deadline starts after the handshake */
 	s->want_write = 1;	/* force the event mask to be set again */
 	if (s->tls_implicit)
 		session_reply(s, COND_SMTP_GREETING, NULL, 0);
@@ -1064,8 +1190,8 @@ parse_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id er
 		kv[n++] = KVM("arg", cmd->arg.p, cmd->arg.len);
 		break;
 	}
-	/* A refused BDAT is a problem: its octets follow and cannot be found
-	 * without a valid size. The session closes after the reply. */
+	/* A refused BDAT's octets follow: bdat_parse_refused reads them
+	 * (size known) or closes the session (size unreadable). */
 	session_refuse(s, err, kv, n);
 	if (cmd->verb == SMTP_VERB_MAIL)
 		mail_summary(s, cmd, err);
@@ -1095,11 +1221,18 @@ session_command(struct smtp_session *s, const uint8_t *line, size_t len)
 	}
 	memset(&cmd, 0, sizeof(cmd));
 	if (smtp_parse_command(line, len, &opts, &cmd, &err) < 0) {
+		session_active(s);
 		if (cmd.verb == SMTP_VERB_AUTH && err == COND_SMTP_ARG_INVALID) {
 			smtp_cmd_auth(s, &cmd);	/* AUTH-MECH-MISSING */
 			return;
 		}
+		if (cmd.verb == SMTP_VERB_BDAT && !cmd.has_chunk_size) {
+			bdat_parse_refused(s, &cmd);
+			return;
+		}
 		parse_refuse(s, &cmd, err, line, len);
+		if (cmd.verb == SMTP_VERB_BDAT)
+			bdat_parse_refused(s, &cmd);
 		return;
 	}
 	const struct verb_rule *rule = verb_rule_find(cmd.verb);
@@ -1108,8 +1241,16 @@ session_command(struct smtp_session *s, const uint8_t *line, size_t len)
 		return;
 	}
 	if (!(rule->states & (1u << s->state))) {
+		session_active(s);
 		sequence_refuse(s, &cmd);
 		return;
+	}
+	if (cmd.verb == SMTP_VERB_NOOP || cmd.verb == SMTP_VERB_RSET ||
+	    cmd.verb == SMTP_VERB_HELP || cmd.verb == SMTP_VERB_VRFY) {
+		if (session_count_junk(s))
+			return;
+	} else {
+		session_active(s);
 	}
 	rule->fn(s, &cmd);
 }
@@ -1128,12 +1269,12 @@ message_finish(struct smtp_session *s)
 	struct kv kv[4];
 	size_t n = 0;
 
-	if (t->message_size > s->cfg->limits_message_size) {
+	if (t->message_size > s->cfg->limits_message_size || t->dec.too_big) {
 		refusal = COND_CONTENT_SIZE_EXCEEDED;
 		kv[n++] = KV("client", s->conn.peer_text);
 		kv[n++] = KVU("size", t->message_size);
 		kv[n++] = KVU("limit", s->cfg->limits_message_size);
-	} else if (!t->chunking && t->dec.bare_lf > 0 &&
+	} else if (t->dec.bare_lf > 0 &&
 		   strcmp(s->cfg->smtp_bare_lf, "reject") == 0) {
 		refusal = COND_CONTENT_BARE_LF;
 		kv[n++] = KV("client", s->conn.peer_text);
@@ -1231,6 +1372,7 @@ commit_done(struct loop *loop, void *arg, int status, enum cond_id cond)
 	if (status == 0) {
 		struct kv kv[] = { KV("qid", s->txn.msg->qid) };
 		s->msgs_ok++;
+		s->junk = 0;	/* as Postfix: forgiven after an accepted message */
 		session_reply(s, COND_SMTP_MSG_ACCEPTED, kv, 1);
 		txn_summary(s, "accepted", COND_SMTP_MSG_ACCEPTED);
 	} else {
@@ -1243,6 +1385,7 @@ commit_done(struct loop *loop, void *arg, int status, enum cond_id cond)
 	 * quits or the grace period ends. */
 	if (s->state == SMTP_STATE_COMMIT)
 		s->state = SMTP_STATE_READY;
+	session_active(s);
 	session_process(s);
 }
 
@@ -1252,9 +1395,11 @@ static void
 data_input(struct smtp_session *s)
 {
 	struct txn *t = &s->txn;
-	size_t used = smtp_data_feed(&t->dec, s->in.data, s->in.len, &t->msg->data, &t->scan);
+	struct slice u = buf_unread(&s->in, s->in_off);
+	size_t used = smtp_data_feed(&t->dec, u.p, u.len, &t->msg->data, &t->scan);
 
-	buf_consume(&s->in, used);
+	s->in_off += used;
+	session_active(s);
 	t->message_size = t->dec.size;
 	if (t->dec.done)
 		message_finish(s);
@@ -1264,18 +1409,18 @@ static void
 bdat_input(struct smtp_session *s)
 {
 	struct txn *t = &s->txn;
-	size_t take = s->in.len < t->bdat_left ? s->in.len : (size_t)t->bdat_left;
+	struct slice u = buf_unread(&s->in, s->in_off);
+	size_t take = u.len < t->bdat_left ? u.len : (size_t)t->bdat_left;
 
 	if (!t->bdat_discard && take > 0) {
-		struct buf *d = &t->msg->data;
-		size_t room = d->max - d->len;
-		size_t keep = take < room ? take : room;
-		if (buf_append(d, s->in.data, keep) < 0)
-			keep = 0;
-		smtp_scan_feed(&t->scan, s->in.data, take);
+		/* Bare LF as in DATA (smtp.bare_lf); the limit counts octets
+		 * as sent, checked per chunk at the command. */
+		smtp_data_chunk(&t->dec, u.p, take, &t->msg->data, &t->scan);
 		t->message_size += take;
 	}
-	buf_consume(&s->in, take);
+	s->in_off += take;
+	if (take > 0)
+		session_active(s);
 	t->bdat_left -= take;
 	if (t->bdat_left > 0)
 		return;
@@ -1287,6 +1432,20 @@ bdat_input(struct smtp_session *s)
 				   KV("cmd", "BDAT") };
 		s->state = !s->in_txn ? (s->helo[0] ? SMTP_STATE_READY : SMTP_STATE_INIT)
 				      : SMTP_STATE_MAIL;
+		if (c == COND__COUNT)
+			return;	/* refused by the parser, answered then */
+		if (c == COND_CONTENT_SIZE_EXCEEDED) {
+			struct kv ks[] = { KV("client", s->conn.peer_text),
+					   KVU("size", t->message_size + t->bdat_chunk),
+					   KVU("limit", s->cfg->limits_message_size) };
+			session_refuse(s, c, ks, ARRAY_LEN(ks));
+			data_summary(s, c);
+			txn_summary(s, "rejected", c);
+			txn_free(s);
+			if (s->state != SMTP_STATE_CLOSING)
+				s->state = SMTP_STATE_READY;
+			return;
+		}
 		if (c == COND_SMTP_NO_VALID_RCPTS) {
 			struct kv kb[] = { KV("client", s->conn.peer_text),
 					   KVU("nbad", s->txn.nrcpt_bad) };
@@ -1323,7 +1482,7 @@ static void
 overflow(struct smtp_session *s)
 {
 	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
-			   KVU("bytes", s->in.len), KVU("limit", s->in.max) };
+			   KVU("bytes", s->in.len - s->in_off), KVU("limit", s->in.max) };
 
 	session_reply(s, COND_SMTP_INPUT_OVERFLOW, kv, ARRAY_LEN(kv));
 	s->state = SMTP_STATE_CLOSING;
@@ -1338,54 +1497,70 @@ session_process(struct smtp_session *s)
 		return;	/* the handshake owns the socket */
 	while (!s->dead && !s->busy && s->state != SMTP_STATE_CLOSING &&
 	       s->state != SMTP_STATE_COMMIT && s->out.len < OUT_HIGH_WATER) {
+		struct slice u = buf_unread(&s->in, s->in_off);
 		if (s->state == SMTP_STATE_DATA) {
-			if (s->in.len == 0)
+			if (u.len == 0)
 				break;
 			data_input(s);
 			if (s->state == SMTP_STATE_DATA) {
-				if (s->in.len > 0)
+				if (s->in_off < s->in.len)
 					continue;
 				break;
 			}
 			continue;
 		}
 		if (s->state == SMTP_STATE_BDAT) {
-			if (s->in.len == 0 && s->txn.bdat_left > 0)
+			if (u.len == 0 && s->txn.bdat_left > 0)
 				break;
 			bdat_input(s);
 			continue;
 		}
-		uint8_t *lf = memchr(s->in.data ? s->in.data : (uint8_t *)"", '\n', s->in.len);
+		const uint8_t *lf = memchr(u.len ? u.p : (const uint8_t *)"", '\n', u.len);
 		if (lf == NULL) {
-			if (s->in.len >= s->in.max)
+			if (u.len >= s->in.max)
 				overflow(s);
 			break;
 		}
-		size_t linelen = (size_t)(lf - s->in.data) + 1;
+		size_t linelen = (size_t)(lf - u.p) + 1;
 		size_t len = linelen - 1;
-		if (len > 0 && s->in.data[len - 1] == '\r')
+		if (len > 0 && u.p[len - 1] == '\r')
 			len--;
+		/* Taken before the command runs: a handler may reset the input
+		 * (STARTTLS) or read on from the offset (BDAT). */
+		s->in_off += linelen;
 		if (smtp_auth_expects_line(s)) {
 			/* A SASL response: never traced (it holds the password),
 			 * any length (the exchange answers one too long). */
-			smtp_auth_line(s, s->in.data, len);
-			buf_consume(&s->in, linelen);
+			session_active(s);
+			smtp_auth_line(s, u.p, len);
 			continue;
 		}
 		/* RFC 4954 4: an AUTH initial response may be 12288 octets. */
-		size_t limit = slice_starts_nocase((struct slice){ s->in.data, len }, "AUTH ")
+		size_t limit = slice_starts_nocase((struct slice){ u.p, len }, "AUTH ")
 			       ? SMTP_AUTH_LINE_MAX + 32 : s->cfg->limits_command_line;
 		if (linelen > limit) {
 			struct kv kv[] = { KV("client", s->conn.peer_text),
 					   KV("state", state_name(s->state)), KVU("len", linelen),
 					   KVU("limit", s->cfg->limits_command_line) };
+			session_active(s);
 			session_refuse(s, COND_SMTP_LINE_TOO_LONG, kv, ARRAY_LEN(kv));
+			if (slice_starts_nocase((struct slice){ u.p, len }, "BDAT ") && !s->dead &&
+			    s->state != SMTP_STATE_CLOSING) {
+				/* its size was never read: the chunk cannot be found */
+				struct smtp_cmd bad = { .verb = SMTP_VERB_BDAT,
+							.arg = { u.p + 5, len < 69 ? len - 5 : 64 } };
+				bdat_parse_refused(s, &bad);
+			}
 		} else {
-			session_command(s, s->in.data, len);
+			session_command(s, u.p, len);
 		}
-		buf_consume(&s->in, linelen);
-		if (s->in.len > 0 && s->state != SMTP_STATE_DATA && s->state != SMTP_STATE_BDAT)
+		if (s->in_off < s->in.len && s->state != SMTP_STATE_DATA &&
+		    s->state != SMTP_STATE_BDAT)
 			flag_add(s, "pipelining");
+	}
+	if (!s->dead && s->in_off > 0 && s->in_off >= s->in.len) {
+		buf_reset(&s->in);	/* all taken: start over, nothing to move */
+		s->in_off = 0;
 	}
 	if (s->dead)
 		return;
@@ -1441,6 +1616,7 @@ session_io(struct loop *loop, int fd, unsigned events, void *arg)
 		return;
 	}
 	if ((events & LOOP_READ) && !s->paused) {
+		buf_compact(&s->in, &s->in_off);	/* one move per read, not per command */
 		for (int i = 0; i < 4; i++) {
 			enum conn_io io = conn_read(&s->conn, &s->in);
 			if (io == CONN_IO_OK)
@@ -1622,6 +1798,7 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->gen = env->gens[s->slot];
 	env->live++;
 	s->started_ms = loop_clock_ms();
+	s->active_ms = s->started_ms;
 	s->end_cause = COND__COUNT;
 	s->state = SMTP_STATE_INIT;
 	buf_init(&s->in, s->cfg->limits_line_buffer);
@@ -1753,6 +1930,8 @@ smtp_session_by_handle(struct smtp_env *env, uintptr_t handle)
 void
 smtp_session_resume(struct smtp_session *s)
 {
-	if (!s->dead)
+	if (!s->dead) {
+		session_active(s);
 		session_process(s);
+	}
 }

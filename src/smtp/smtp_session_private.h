@@ -12,6 +12,7 @@
 
 #include "catalog/catalog.h"
 #include "core/buf.h"
+#include "core/hash.h"
 #include "core/log.h"
 #include "directory/directory.h"
 #include "net/net_conn.h"
@@ -58,6 +59,7 @@ struct txn {
 	enum cond_id bdat_refusal;
 	uint64_t started_ms;
 	struct buf rcpt_list;	/* "<a@x>,<b@y>" for SESSION-MESSAGE */
+	struct hash targets;	/* msg->rcpts by address: de-duplication */
 	/* Local mailboxes of the accepted recipients, for the quota check at
 	 * the end of data; accounts belong to the session's config. */
 	const struct account **local_accts;
@@ -77,6 +79,7 @@ struct smtp_session {
 	int paused;		/* not reading (commit or output backlog) */
 	int want_write;
 	struct buf in;
+	size_t in_off;		/* bytes of in already taken (buf_unread) */
 	struct buf out;
 	struct loop_timer deadline;
 	uint64_t started_ms;
@@ -84,6 +87,8 @@ struct smtp_session {
 	int ehlo;
 	int trusted;
 	unsigned errors;
+	unsigned junk;		/* NOOP, RSET, HELP, VRFY since the last message */
+	uint64_t active_ms;	/* last command that did work: the deadline's start */
 	unsigned txn_count;
 	unsigned msgs_ok;
 	unsigned msgs_tried;

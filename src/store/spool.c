@@ -61,11 +61,19 @@
 
 #define SPOOL_MAGIC "POSTERN-SPOOL 1\n"
 #define SPOOL_QID_LEN 16
-#define SPOOL_MAX_FILE ((uint64_t)2 << 30)	/* 2 GiB: refused beyond */
-#define SPOOL_MAX_RCPTS 100000u		/* limits.recipients maximum */
-#define SPOOL_MAX_FIELD 4096u		/* any one envelope string */
 #define SPOOL_MAX_HEAD ((size_t)1 << 30)	/* encoded envelope */
 #define SPOOL_END_LEN 15		/* "end 8:" + 8 hex + LF */
+/* Derived, so that a file within the bounds of spool.h is never refused:
+ * the envelope, the data record's "data LEN:" and the rest. */
+#define SPOOL_MAX_FILE ((uint64_t)SPOOL_MAX_HEAD + SPOOL_MAX_DATA + 64)
+
+/* The largest envelope: every field at SPOOL_MAX_FIELD, each record with
+ * its key and a 20-digit length, fits SPOOL_MAX_HEAD. */
+#define SPOOL_REC_MAX(field) ((uint64_t)(field) + 32)
+_Static_assert((uint64_t)SPOOL_MAX_RCPTS * (2 * SPOOL_REC_MAX(SPOOL_MAX_FIELD) +
+					    SPOOL_REC_MAX(20)) +
+		       8 * SPOOL_REC_MAX(SPOOL_MAX_FIELD) + 64 <= SPOOL_MAX_HEAD,
+	       "SPOOL_MAX_HEAD must hold the largest envelope");
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -158,10 +166,24 @@ enc_num(struct buf *b, const char *key, int64_t v)
 	return enc_rec(b, key, tmp, (size_t)n);
 }
 
-/* Everything up to and including "data LEN:" */
+static int
+enc_field_ok(const char *s)
+{
+	return s == NULL || strlen(s) <= SPOOL_MAX_FIELD;
+}
+
+/* Everything up to and including "data LEN:". Refuses (-1) a message past
+ * the bounds of spool.h, which the decoder would refuse at recovery. */
 static int
 enc_head(const struct spool_msg *msg, struct buf *b)
 {
+	if (msg->nrcpts < 1 || msg->nrcpts > SPOOL_MAX_RCPTS ||
+	    (uint64_t)msg->data.len > SPOOL_MAX_DATA || !enc_field_ok(msg->from) ||
+	    !enc_field_ok(msg->envid) || !enc_field_ok(msg->client) || !enc_field_ok(msg->helo))
+		return -1;
+	for (size_t i = 0; i < msg->nrcpts; i++)
+		if (!enc_field_ok(msg->rcpts[i].addr) || !enc_field_ok(msg->rcpts[i].orcpt))
+			return -1;
 	if (buf_append_str(b, SPOOL_MAGIC) < 0 ||
 	    enc_str(b, "qid", msg->qid) < 0 ||
 	    enc_str(b, "from", msg->from) < 0 ||
@@ -457,7 +479,7 @@ dec_body(struct dec *d, struct spool_msg *msg)
 	msg->helo = s;
 	if (dec_num(d, "received", INT64_MIN, INT64_MAX, &msg->received_at) < 0)
 		return -1;
-	if (dec_rec(d, "data", SPOOL_MAX_FILE, &v, &len) < 0)
+	if (dec_rec(d, "data", SPOOL_MAX_DATA, &v, &len) < 0)
 		return -1;
 	buf_init(&msg->data, (size_t)len);
 	if (buf_append(&msg->data, v, (size_t)len) < 0) {

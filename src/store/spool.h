@@ -24,6 +24,19 @@
 
 #define SPOOL_QID_SIZE 20	/* 16 chars [0-9A-Z] + NUL, room to spare */
 
+/* The bounds of one spool file. Recovery refuses a file past them, so
+ * whatever the session accepts stays within them: limits.message_size
+ * tops out at SPOOL_MAX_MESSAGE (options.def, checked by the unit test),
+ * our Received field is at most SPOOL_MAX_TRACE, and a RCPT whose
+ * expansion would pass SPOOL_MAX_RCPTS is refused (RCPT-TOO-MANY-TARGETS).
+ * The encoder refuses (EFBIG, a 4xx) anything past them, never writing a
+ * file recovery would quarantine. */
+#define SPOOL_MAX_RCPTS 100000u			/* final destinations */
+#define SPOOL_MAX_FIELD 4096u			/* any one envelope string */
+#define SPOOL_MAX_MESSAGE ((uint64_t)2 << 30)	/* largest limits.message_size */
+#define SPOOL_MAX_TRACE 8192u			/* our Received field */
+#define SPOOL_MAX_DATA (SPOOL_MAX_MESSAGE + SPOOL_MAX_TRACE)
+
 struct spool_rcpt {
 	char *addr;		/* owned: mailbox as accepted, "local@domain" */
 	char *orcpt;		/* owned: ORCPT= as sent, or NULL */

@@ -1,6 +1,7 @@
 """
 test_durability.py - issue 2 point 6: a 250 after the data means the message
-survives SIGKILL and is delivered exactly once per mailbox; a write failure
+survives SIGKILL and is delivered to each mailbox once (no reader touches the
+mailboxes here; docs/design.md states the guarantee); a write failure
 gives 451 4.3.0 and leaves nothing half-written; the spool recovers and
 quarantines damaged files.
 """

@@ -11,7 +11,9 @@ messages), the free-space floor, and "delivery is never lost".
   spool; lowering the floor with SIGHUP lets mail in again and the waiting
   delivery resumes by itself.
 - SIGKILL in the middle of a burst of local deliveries, then restart: every
-  acknowledged message is in each of its mailboxes exactly once.
+  acknowledged message is in each of its mailboxes exactly once (no reader
+  moves or deletes a copy meanwhile: the guarantee is at least once,
+  docs/design.md, Durability).
 
 Messages that must wait in the spool before delivery are made the honest
 way: they are accepted while their domain is not local (relay from a
@@ -269,8 +271,8 @@ def tokens_in(srv, user):
 
 
 def test_sigkill_during_local_delivery_exactly_once(make_server):
-    """Promise checked: EXACTLY ONCE per mailbox (docs/design.md,
-    Durability). 20 clients x 20 messages (1 to 3 recipients each) are
+    """Promise checked: no duplicate after a crash when no reader moved or
+    deleted a copy (docs/design.md, Durability). 20 clients x 20 messages (1 to 3 recipients each) are
     acknowledged while the domain is not local, so all wait in the spool;
     a reload makes the domain local and the delivery threads start on the
     backlog; SIGKILL arrives while they are writing into the Maildirs. After

@@ -1,13 +1,17 @@
 /*
  * test_core.c - unit tests for core/: buffers, slices, logfmt values, the
- * event loop's timers, posts and fd dispatch.
+ * event loop's timers, posts and fd dispatch, the hash table, input read
+ * through an offset.
  */
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <strings.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/hash.h"
 #include "core/kv.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -203,11 +207,179 @@ test_loop(void)
 	loop_free(&loop);
 }
 
+static void
+test_buf_offset(void)
+{
+	struct buf b;
+	size_t off = 0;
+	struct slice u;
+
+	TEST_CASE("buf read offset: lines taken without moving");
+	buf_init(&b, 64);
+	CHECK_INT(buf_append(&b, "NOOP\r\nRSET\r\nQU", 14), 0);
+	const uint8_t *start = b.data;
+	u = buf_unread(&b, off);
+	CHECK_MEM(u.p, u.len, "NOOP\r\nRSET\r\nQU");
+	off += 6;	/* one line taken */
+	u = buf_unread(&b, off);
+	CHECK_MEM(u.p, u.len, "RSET\r\nQU");
+	CHECK(u.p == start + 6);	/* no byte moved */
+	off += 6;
+	u = buf_unread(&b, off);
+	CHECK_MEM(u.p, u.len, "QU");
+	CHECK(b.data == start && b.len == 14);
+
+	TEST_CASE("buf read offset: compact before a read");
+	buf_compact(&b, &off);
+	CHECK_INT(off, 0);
+	CHECK_MEM(b.data, b.len, "QU");
+	CHECK_INT(buf_append(&b, "IT\r\n", 4), 0);
+	u = buf_unread(&b, off);
+	CHECK_MEM(u.p, u.len, "QUIT\r\n");
+	off = b.len;
+	u = buf_unread(&b, off);
+	CHECK_INT(u.len, 0);
+	buf_compact(&b, &off);
+	CHECK_INT(b.len, 0);
+	CHECK_INT(off, 0);
+	buf_compact(&b, &off);	/* nothing consumed: no-op */
+	CHECK_INT(b.len, 0);
+	buf_fini(&b);
+
+	TEST_CASE("buf read offset: empty buffer");
+	buf_init(&b, 16);
+	u = buf_unread(&b, 0);
+	CHECK_INT(u.len, 0);
+	buf_fini(&b);
+
+	TEST_CASE("buf read offset: many commands, one move per read");
+	/* 10,000 pipelined lines in one read are taken by advancing the
+	 * offset; the memory is not touched until the compaction. */
+	buf_init(&b, 200000);
+	for (int i = 0; i < 10000; i++)
+		CHECK(buf_append(&b, "NOOP\r\n", 6) == 0);
+	start = b.data;
+	off = 0;
+	size_t lines = 0;
+	for (;;) {
+		u = buf_unread(&b, off);
+		const uint8_t *lf = memchr(u.p, '\n', u.len);
+		if (lf == NULL)
+			break;
+		off += (size_t)(lf - u.p) + 1;
+		lines++;
+	}
+	CHECK_INT(lines, 10000);
+	CHECK(b.data == start && b.len == 60000);
+	buf_compact(&b, &off);
+	CHECK_INT(b.len, 0);
+	buf_fini(&b);
+}
+
+struct hkeys {
+	char k[300][16];
+};
+
+static int
+hkeys_eq(const void *ctx, uint32_t val, const void *key)
+{
+	const struct hkeys *ks = ctx;
+
+	return strcmp(ks->k[val], key) == 0;
+}
+
+static int
+hkeys_eq_nocase(const void *ctx, uint32_t val, const void *key)
+{
+	const struct hkeys *ks = ctx;
+
+	return strcasecmp(ks->k[val], key) == 0;
+}
+
+static void
+test_hash(void)
+{
+	static struct hkeys ks;
+	struct hash t;
+	uint32_t v = 0, ex = 0;
+
+	TEST_CASE("hash insert and find");
+	hash_init(&t, 1000, hkeys_eq);
+	for (uint32_t i = 0; i < 300; i++) {
+		snprintf(ks.k[i], sizeof(ks.k[i]), "key%u", i);
+		CHECK_INT(hash_insert(&t, hash_bytes(ks.k[i], strlen(ks.k[i])), &ks, ks.k[i], i, NULL), 0);
+	}
+	CHECK_INT(t.n, 300);
+	CHECK(t.nslots >= 600 && (t.nslots & (t.nslots - 1)) == 0);
+	int all = 1;
+	for (uint32_t i = 0; i < 300; i++)
+		if (!hash_find(&t, hash_bytes(ks.k[i], strlen(ks.k[i])), &ks, ks.k[i], &v) || v != i)
+			all = 0;
+	CHECK(all);
+	CHECK_INT(hash_find(&t, hash_bytes("key300", 6), &ks, "key300", &v), 0);
+	CHECK_INT(hash_find(&t, hash_bytes("KEY1", 4), &ks, "KEY1", &v), 0);
+
+	TEST_CASE("hash duplicate insert");
+	CHECK_INT(hash_insert(&t, hash_bytes("key7", 4), &ks, "key7", 999, &ex), 1);
+	CHECK_INT(ex, 7);
+	CHECK_INT(t.n, 300);
+
+	TEST_CASE("hash clear");
+	hash_clear(&t);
+	CHECK_INT(t.n, 0);
+	CHECK_INT(hash_find(&t, hash_bytes("key7", 4), &ks, "key7", &v), 0);
+	CHECK_INT(hash_insert(&t, hash_bytes("key7", 4), &ks, "key7", 7, NULL), 0);
+	hash_fini(&t);
+
+	TEST_CASE("hash bound");
+	hash_init(&t, 3, hkeys_eq);
+	for (uint32_t i = 0; i < 3; i++)
+		CHECK_INT(hash_insert(&t, hash_bytes(ks.k[i], strlen(ks.k[i])), &ks, ks.k[i], i, NULL), 0);
+	CHECK_INT(hash_insert(&t, hash_bytes(ks.k[3], strlen(ks.k[3])), &ks, ks.k[3], 3, NULL), -1);
+	CHECK_INT(t.n, 3);
+	/* a key already there is still found when full */
+	CHECK_INT(hash_insert(&t, hash_bytes(ks.k[1], strlen(ks.k[1])), &ks, ks.k[1], 1, &ex), 1);
+	hash_fini(&t);
+
+	TEST_CASE("hash empty table");
+	hash_init(&t, 10, hkeys_eq);
+	CHECK_INT(hash_find(&t, hash_bytes("x", 1), &ks, "x", &v), 0);
+	hash_fini(&t);
+
+	TEST_CASE("hash colliding values: eq decides");
+	/* Every key under the same hash: linear probing still finds each. */
+	hash_init(&t, 100, hkeys_eq);
+	for (uint32_t i = 0; i < 50; i++)
+		CHECK_INT(hash_insert(&t, 42, &ks, ks.k[i], i, NULL), 0);
+	all = 1;
+	for (uint32_t i = 0; i < 50; i++)
+		if (!hash_find(&t, 42, &ks, ks.k[i], &v) || v != i)
+			all = 0;
+	CHECK(all);
+	CHECK_INT(hash_find(&t, 42, &ks, "nokey", &v), 0);
+	hash_fini(&t);
+
+	TEST_CASE("hash folding case");
+	CHECK(hash_end(hash_feed(hash_start(), "MiXeD@Ex.ORG", 12, 1)) ==
+	      hash_end(hash_feed(hash_start(), "mixed@ex.org", 12, 0)));
+	CHECK(hash_end(hash_feed(hash_feed(hash_start(), "ab", 2, 0), "cd", 2, 0)) ==
+	      hash_bytes("abcd", 4));
+	CHECK(hash_bytes("abcd", 4) != hash_bytes("abce", 4));
+	hash_init(&t, 10, hkeys_eq_nocase);
+	CHECK_INT(hash_insert(&t, hash_end(hash_feed(hash_start(), "Key5", 4, 1)), &ks, "Key5", 5,
+			      NULL), 0);
+	CHECK_INT(hash_find(&t, hash_end(hash_feed(hash_start(), "KEY5", 4, 1)), &ks, "KEY5", &v), 1);
+	CHECK_INT(v, 5);
+	hash_fini(&t);
+}
+
 int
 main(void)
 {
 	test_buf();
 	test_slice();
+	test_buf_offset();
+	test_hash();
 	test_logfmt();
 	test_loop();
 	return TEST_DONE();

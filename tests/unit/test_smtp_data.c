@@ -482,9 +482,71 @@ test_scan_splits(void)
 	}
 }
 
+/* BDAT chunks: bytes as sent, bare LF counted and (normalize) stored as
+ * CRLF; the same result for every split, a CR at the end of one piece
+ * pairing with an LF at the start of the next. */
+static void
+test_chunk(void)
+{
+	static const char in[] = "Subject: x\nA: b\r\n\r\nline\n.\r\nlast\r";
+	static const char want_norm[] = "Subject: x\r\nA: b\r\n\r\nline\r\n.\r\nlast\r";
+	size_t n = sizeof(in) - 1;
+
+	for (int normalize = 0; normalize <= 1; normalize++) {
+		int all_ok = 1;
+		TEST_CASE(normalize ? "chunk normalize, every split" : "chunk keep, every split");
+		for (size_t cut = 0; cut <= n; cut++) {
+			struct smtp_data d;
+			struct smtp_scan sc;
+			struct buf out;
+			buf_init(&out, 1024);
+			smtp_data_init(&d, normalize);
+			smtp_scan_init(&sc, 998);
+			smtp_data_chunk(&d, (const uint8_t *)in, cut, &out, &sc);
+			smtp_data_chunk(&d, (const uint8_t *)in + cut, n - cut, &out, &sc);
+			const char *want = normalize ? want_norm : in;
+			if (out.len != strlen(want) || memcmp(out.data, want, out.len) != 0 ||
+			    d.bare_lf != 2 || d.first_bare_lf != 10 || d.size != out.len ||
+			    d.too_big)
+				all_ok = 0;
+			buf_fini(&out);
+		}
+		CHECK(all_ok);
+	}
+
+	TEST_CASE("chunk CR then LF across pieces is not bare");
+	{
+		struct smtp_data d;
+		struct buf out;
+		buf_init(&out, 64);
+		smtp_data_init(&d, 1);
+		smtp_data_chunk(&d, (const uint8_t *)"a\r", 2, &out, NULL);
+		smtp_data_chunk(&d, (const uint8_t *)"", 0, &out, NULL);
+		smtp_data_chunk(&d, (const uint8_t *)"\nb\n", 3, &out, NULL);
+		CHECK_MEM(out.data, out.len, "a\r\nb\r\n");
+		CHECK_INT(d.bare_lf, 1);
+		CHECK_INT(d.first_bare_lf, 4);
+		buf_fini(&out);
+	}
+
+	TEST_CASE("chunk past the buffer's max: counted, too_big");
+	{
+		struct smtp_data d;
+		struct buf out;
+		buf_init(&out, 4);
+		smtp_data_init(&d, 1);
+		smtp_data_chunk(&d, (const uint8_t *)"ab\ncd", 5, &out, NULL);
+		CHECK_INT(d.too_big, 1);
+		CHECK_INT(d.size, 6);
+		CHECK_MEM(out.data, out.len, "ab\r\n");
+		buf_fini(&out);
+	}
+}
+
 int
 main(void)
 {
+	test_chunk();
 	test_cases();
 	test_details();
 	test_splits();
