@@ -27,8 +27,6 @@
 
 #include "core/cidr.h"
 #include "core/log.h"
-#include "deliver/deliver_quota.h"
-#include "deliver/deliver_space.h"
 #include "net/net_conn.h"
 #include "smtp/smtp_auth.h"
 #include "smtp/smtp_data.h"
@@ -225,6 +223,143 @@ session_count_junk(struct smtp_session *s)
 				    COND_SMTP_TOO_MANY_JUNK_COMMANDS);
 }
 
+/* ---- the policy chain ------------------------------------------------- */
+
+/* The checks see the session as it is when the command runs. */
+static void
+ptxn_sync(struct smtp_session *s)
+{
+	struct policy_txn *t = &s->ptxn;
+
+	t->tls = s->tls;
+	t->trusted = s->trusted;
+	t->auth_user = s->auth_user;
+	t->helo = s->helo;
+	t->messages = s->msgs_ok;
+}
+
+static void
+policy_decided(struct policy_run *run, void *arg)
+{
+	struct smtp_session *s = arg;
+	int waited = s->busy;
+
+	(void)run;
+	s->busy = 0;
+	s->decided(s);
+	if (waited)
+		smtp_session_resume(s);
+}
+
+/* Asks stage's checks; decided(s) runs with the result in s->run, before
+ * this returns when every check answers at once, else when the last one
+ * does. Input is held meanwhile (s->busy), so replies keep command order. */
+static void
+session_ask(struct smtp_session *s, enum policy_stage stage,
+	    void (*decided)(struct smtp_session *s))
+{
+	ptxn_sync(s);
+	s->decided = decided;
+	policy_run_start(&s->run, s->env->loop, s->chain, stage, &s->ptxn, s, policy_decided, s);
+	if (policy_run_running(&s->run))
+		s->busy = 1;
+}
+
+/* 1 if the run refused the command (tempfail or reject). */
+static int
+run_refused(const struct smtp_session *s)
+{
+	return s->run.action == POLICY_TEMPFAIL || s->run.action == POLICY_REJECT;
+}
+
+/* The deciding verdict's condition and params (a check that refused
+ * without naming a condition is a bug: INTERNAL-ERROR). */
+static enum cond_id
+run_cond(const struct smtp_session *s, struct kv kvs[POLICY_PARAMS_MAX], size_t *n)
+{
+	if (s->run.verdict.cond >= COND__COUNT) {
+		kvs[0] = KV("where", s->run.decided_by ? s->run.decided_by : "policy");
+		kvs[1] = KV("detail", "check refused without a condition");
+		*n = 2;
+		return COND_INTERNAL_ERROR;
+	}
+	*n = policy_verdict_kvs(&s->run.verdict, kvs);
+	return s->run.verdict.cond;
+}
+
+static void
+pending_clear(struct smtp_pending *p)
+{
+	free(p->envid);
+	free(p->orcpt);
+	memset(p, 0, sizeof(*p));
+}
+
+/* The local part without quoting: "a\"b" -> a"b. Returns -1 if it does
+ * not fit. */
+static int
+local_unquote(struct slice local, char *out, size_t outsize)
+{
+	size_t n = 0;
+
+	if (local.len >= 2 && local.p[0] == '"' && local.p[local.len - 1] == '"') {
+		for (size_t i = 1; i + 1 < local.len; i++) {
+			uint8_t c = local.p[i];
+			if (c == '\\' && i + 2 < local.len)
+				c = local.p[++i];
+			if (n + 1 >= outsize)
+				return -1;
+			out[n++] = (char)c;
+		}
+		out[n] = '\0';
+		return 0;
+	}
+	return slice_copy(local, out, outsize);
+}
+
+/* Copies a command's path into a transaction slot. -1 (and the slot with
+ * the mailbox only) if the local part does not fit once unquoted. */
+static int
+path_copy(struct policy_path *slot, const struct smtp_path *p)
+{
+	char local[320] = "";
+	int r = p->is_postmaster || p->is_null ? 0 : local_unquote(p->local, local, sizeof(local));
+
+	if (r < 0)
+		local[0] = '\0';
+	policy_path_set(slot, p->mailbox.len ? (const char *)p->mailbox.p : "", p->mailbox.len,
+			local, strlen(local), p->domain.len ? (const char *)p->domain.p : "",
+			p->domain.len);
+	slot->is_null = p->is_null;
+	slot->is_postmaster = p->is_postmaster;
+	slot->non_ascii = p->non_ascii;
+	return r;
+}
+
+/* The connect stage: the checks may refuse the client before the greeting
+ * (RFC 5321 3.1: a 554 or 421 greeting, then the session ends). */
+static void
+connect_decided(struct smtp_session *s)
+{
+	if (run_refused(s)) {
+		struct kv kvs[POLICY_PARAMS_MAX];
+		size_t n;
+		enum cond_id c = run_cond(s, kvs, &n);
+
+		session_reply(s, c, kvs, n);
+		s->state = SMTP_STATE_CLOSING;
+		s->end_cause = c;
+		return;
+	}
+	session_reply(s, COND_SMTP_GREETING, NULL, 0);
+}
+
+static void
+session_greet(struct smtp_session *s)
+{
+	session_ask(s, POLICY_STAGE_CONNECT, connect_decided);
+}
+
 /* ---- transactions ----------------------------------------------------- */
 
 static void
@@ -235,10 +370,8 @@ txn_free(struct smtp_session *s)
 	spool_msg_free(&s->txn.msg);
 	buf_fini(&s->txn.rcpt_list);
 	hash_fini(&s->txn.targets);
-	for (size_t i = 0; i < s->txn.nlocal; i++)
-		free(s->txn.local_boxes[i]);
-	free(s->txn.local_boxes);
-	free(s->txn.local_accts);
+	policy_txn_reset(&s->ptxn);
+	pending_clear(&s->pend);
 	memset(&s->txn, 0, sizeof(s->txn));
 	s->in_txn = 0;
 }
@@ -315,15 +448,34 @@ tls_available(struct smtp_session *s)
 	return 1;
 }
 
+static void helo_decided(struct smtp_session *s);
+
 static void
 cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-	struct kv kv[] = { KVM("helo", cmd->helo.p, cmd->helo.len) };
-
 	txn_free(s);
 	if (slice_copy(cmd->helo, s->helo, sizeof(s->helo)) < 0)
 		s->helo[0] = '\0';
 	s->ehlo = cmd->verb == SMTP_VERB_EHLO;
+	session_ask(s, POLICY_STAGE_HELO, helo_decided);
+}
+
+static void
+helo_decided(struct smtp_session *s)
+{
+	struct kv kv[] = { KV("helo", s->helo) };
+
+	if (run_refused(s)) {
+		struct kv kvs[POLICY_PARAMS_MAX];
+		size_t n;
+		enum cond_id c = run_cond(s, kvs, &n);
+
+		s->helo[0] = '\0';
+		s->ehlo = 0;
+		s->state = SMTP_STATE_INIT;
+		session_refuse(s, c, kvs, n);
+		return;
+	}
 	s->state = SMTP_STATE_READY;
 	if (!s->ehlo) {
 		session_reply(s, COND_SMTP_HELO, kv, 1);
@@ -347,411 +499,296 @@ cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
 	session_reply_line(s, 250, 0, "DSN");
 }
 
+static const char *const mail_bodies[] = { NULL, "7BIT", "8BITMIME" };
+static const char *const mail_rets[] = { NULL, "FULL", "HDRS" };
+
+/* SESSION-MAIL with the MAIL's facts (from, size, body, smtputf8, ret,
+ * envid) in kv[0..5]. */
 static void
-mail_summary(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
+mail_summary_log(struct smtp_session *s, struct kv kv[8], enum cond_id cause)
 {
 	struct log_ctx ctx;
-	static const char *const bodies[] = { NULL, "7BIT", "8BITMIME" };
-	static const char *const rets[] = { NULL, "FULL", "HDRS" };
 
 	log_ctx_of(s, &ctx);
-	struct kv kv[] = {
+	kv[6] = KV("cause", catalog_get(cause)->id);
+	kv[7] = KV("reply", s->last_reply);
+	catalog_log(COND_SESSION_MAIL, &ctx, kv, 8);
+}
+
+/* SESSION-MAIL for the MAIL the checks judged (the transaction's copies). */
+static void
+mail_summary(struct smtp_session *s, enum cond_id cause)
+{
+	const struct policy_txn *t = &s->ptxn;
+	const char *from = t->sender.mailbox != NULL ? t->sender.mailbox : "";
+	struct kv kv[8] = {
+		KVA("from", from, strlen(from)),
+		t->has_size ? KVU("size", t->size) : KV("size", NULL),
+		KV("body", mail_bodies[s->pend.body]),
+		KV("smtputf8", t->smtputf8 ? "yes" : NULL),
+		KV("ret", mail_rets[s->pend.ret]),
+		KV("envid", s->pend.envid),
+	};
+
+	mail_summary_log(s, kv, cause);
+}
+
+/* SESSION-MAIL for a MAIL refused before the checks (as parsed). */
+static void
+mail_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
+{
+	struct kv kv[8] = {
 		KVA("from", cmd->path.mailbox.p, cmd->path.mailbox.len),
 		cmd->has_size ? KVU("size", cmd->size) : KV("size", NULL),
-		KV("body", bodies[cmd->body]),
+		KV("body", mail_bodies[cmd->body]),
 		KV("smtputf8", cmd->smtputf8 ? "yes" : NULL),
-		KV("ret", rets[cmd->ret]),
+		KV("ret", mail_rets[cmd->ret]),
 		cmd->envid.len ? KVM("envid", cmd->envid.p, cmd->envid.len) : KV("envid", NULL),
-		KV("cause", catalog_get(cause)->id),
-		KV("reply", s->last_reply),
 	};
-	catalog_log(COND_SESSION_MAIL, &ctx, kv, ARRAY_LEN(kv));
+
+	mail_summary_log(s, kv, cause);
 }
 
-/* The local part without quoting: "a\"b" -> a"b. Returns -1 if it does
- * not fit. */
-static int
-local_unquote(struct slice local, char *out, size_t outsize)
-{
-	size_t n = 0;
 
-	if (local.len >= 2 && local.p[0] == '"' && local.p[local.len - 1] == '"') {
-		for (size_t i = 1; i + 1 < local.len; i++) {
-			uint8_t c = local.p[i];
-			if (c == '\\' && i + 2 < local.len)
-				c = local.p[++i];
-			if (n + 1 >= outsize)
-				return -1;
-			out[n++] = (char)c;
-		}
-		out[n] = '\0';
-		return 0;
-	}
-	return slice_copy(local, out, outsize);
-}
 
-/* 1 if the sender is the authenticated account, or an address of ours
- * (alias, list) that delivers to it. */
-static int
-sender_owned(struct smtp_session *s, const struct smtp_path *p)
-{
-	char local[320];
-
-	if (p->mailbox.len == strlen(s->auth_user) &&
-	    strncasecmp((const char *)p->mailbox.p, s->auth_user, p->mailbox.len) == 0)
-		return 1;
-	if (p->domain.len == 0 ||
-	    !config_is_local_domain(s->cfg, (const char *)p->domain.p, p->domain.len) ||
-	    local_unquote(p->local, local, sizeof(local)) < 0)
-		return 0;
-	struct resolve_ctx rc = { .sender = "", .max_depth = s->cfg->local_alias_max_depth };
-	struct resolve_result res;
-	int owned = 0;
-	if (directory_resolve(s->cfg->accounts, &rc, local, strlen(local),
-			      (const char *)p->domain.p, p->domain.len, &res) == 0 &&
-	    res.cond == COND__COUNT) {
-		for (size_t i = 0; i < res.ntargets; i++)
-			if (res.targets[i].local && strcasecmp(res.targets[i].addr, s->auth_user) == 0)
-				owned = 1;
-	}
-	resolve_result_fini(&res);
-	return owned;
-}
+static void mail_decided(struct smtp_session *s);
 
 static void
 cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-	struct kv kvfrom[] = { KVA("from", cmd->path.mailbox.p, cmd->path.mailbox.len) };
-
+	policy_txn_reset(&s->ptxn);
+	pending_clear(&s->pend);
+	(void)path_copy(&s->ptxn.sender, &cmd->path);	/* unquoting: checks see "" */
+	s->ptxn.has_size = cmd->has_size;
+	s->ptxn.size = cmd->size;
+	s->ptxn.smtputf8 = cmd->smtputf8;
+	s->pend.body = (int)cmd->body;
+	s->pend.ret = (int)cmd->ret;
+	if (cmd->envid.len > 0)
+		s->pend.envid = xstrndup((const char *)cmd->envid.p, cmd->envid.len);
 	if (s->cfg->limits_messages_per_session != 0 &&
 	    s->msgs_tried >= s->cfg->limits_messages_per_session) {
 		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", s->msgs_tried),
 				   KVU("limit", s->cfg->limits_messages_per_session) };
 		session_reply(s, COND_SMTP_TOO_MANY_MESSAGES, kv, ARRAY_LEN(kv));
-		mail_summary(s, cmd, COND_SMTP_TOO_MANY_MESSAGES);
+		mail_summary(s, COND_SMTP_TOO_MANY_MESSAGES);
 		s->state = SMTP_STATE_CLOSING;
 		s->end_cause = COND_SMTP_TOO_MANY_MESSAGES;
 		return;
 	}
-	if (s->lst != NULL && s->lst->require_tls && !s->tls) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "MAIL") };
-		session_refuse(s, COND_TLS_REQUIRED, kv, ARRAY_LEN(kv));
-		mail_summary(s, cmd, COND_TLS_REQUIRED);
-		return;
-	}
-	if (s->lst != NULL && (s->lst->role == CONFIG_ROLE_SUBMISSION ||
-			       s->lst->role == CONFIG_ROLE_SUBMISSIONS) && s->auth_user[0] == '\0') {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "MAIL") };
-		session_refuse(s, COND_AUTH_REQUIRED, kv, ARRAY_LEN(kv));
-		mail_summary(s, cmd, COND_AUTH_REQUIRED);
-		return;
-	}
-
-	if (cmd->has_size && cmd->size > s->cfg->limits_message_size) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("size", cmd->size),
-				   KVU("limit", s->cfg->limits_message_size) };
-		session_refuse(s, COND_CONTENT_SIZE_EXCEEDED, kv, ARRAY_LEN(kv));
-		mail_summary(s, cmd, COND_CONTENT_SIZE_EXCEEDED);
-		return;
-	}
-	const struct smtp_path *fp = &cmd->path;
-	if (!fp->is_null && fp->domain.len > 0 &&
-	    config_is_local_domain(s->cfg, (const char *)fp->domain.p, fp->domain.len)) {
-		if (s->auth_user[0] == '\0' && !s->trusted && s->cfg->smtp_anti_spoof &&
-		    (s->lst == NULL || s->lst->role == CONFIG_ROLE_MX)) {
-			struct kv kv[] = { KV("client", s->conn.peer_text),
-					   KVA("from", fp->mailbox.p, fp->mailbox.len) };
-			session_refuse(s, COND_ACCESS_SPOOF_LOCAL_SENDER, kv, ARRAY_LEN(kv));
-			mail_summary(s, cmd, COND_ACCESS_SPOOF_LOCAL_SENDER);
-			return;
-		}
-	}
-	if (s->auth_user[0] != '\0' && !fp->is_null && !sender_owned(s, fp)) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("auth", s->auth_user),
-				   KVA("from", fp->mailbox.p, fp->mailbox.len) };
-		session_refuse(s, COND_ACCESS_SENDER_LOGIN_MISMATCH, kv, ARRAY_LEN(kv));
-		mail_summary(s, cmd, COND_ACCESS_SENDER_LOGIN_MISMATCH);
-		return;
-	}
-	struct space_report sr;
-	enum cond_id sp = space_check(s->cfg->server_spool, s->cfg->server_mail_root,
-				      s->cfg->limits_min_free_space, cmd->has_size ? cmd->size : 0, &sr);
-	if (sp != COND__COUNT) {
-		struct kv kv[] = { KV("fs", sr.fs), KVU("free_bytes", sr.free_bytes),
-				   KVU("free_inodes", sr.free_inodes), KVU("floor", sr.floor),
-				   KVU("need", sr.need) };
-		session_refuse(s, sp, kv, ARRAY_LEN(kv));
-		mail_summary(s, cmd, sp);
-		return;
-	}
-	txn_begin(s);
-	struct spool_msg *m = s->txn.msg;
-	free(m->from);
-	m->from = xstrndup((const char *)cmd->path.mailbox.p, cmd->path.mailbox.len);
-	m->ret = (int)cmd->ret;
-	if (cmd->envid.len > 0)
-		m->envid = xstrndup((const char *)cmd->envid.p, cmd->envid.len);
-	m->body_8bit = cmd->body == SMTP_BODY_8BITMIME;
-	m->smtputf8 = cmd->smtputf8;
-	m->client = xstrdup(s->conn.peer_text);
-	m->helo = xstrdup(s->helo);
-	s->txn.smtputf8 = cmd->smtputf8;
-	s->state = SMTP_STATE_MAIL;
-	session_reply(s, COND_SMTP_MAIL_OK, kvfrom, 1);
-	mail_summary(s, cmd, COND_SMTP_MAIL_OK);
+	session_ask(s, POLICY_STAGE_MAIL, mail_decided);
 }
 
 static void
-rcpt_summary(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
+mail_decided(struct smtp_session *s)
+{
+	const struct policy_txn *t = &s->ptxn;
+	const char *from = t->sender.mailbox;
+
+	if (run_refused(s)) {
+		struct kv kvs[POLICY_PARAMS_MAX];
+		size_t n;
+		enum cond_id c = run_cond(s, kvs, &n);
+
+		session_refuse(s, c, kvs, n);
+		mail_summary(s, c);
+		return;
+	}
+	txn_begin(s);
+	s->txn.discard = s->run.action == POLICY_DISCARD;
+	struct spool_msg *m = s->txn.msg;
+	free(m->from);
+	m->from = xstrdup(from);
+	m->ret = s->pend.ret;
+	if (s->pend.envid != NULL)
+		m->envid = xstrdup(s->pend.envid);
+	m->body_8bit = s->pend.body == SMTP_BODY_8BITMIME;
+	m->smtputf8 = t->smtputf8;
+	m->client = xstrdup(s->conn.peer_text);
+	m->helo = xstrdup(s->helo);
+	s->txn.smtputf8 = t->smtputf8;
+	s->state = SMTP_STATE_MAIL;
+	struct kv kvfrom[] = { KVA("from", from, strlen(from)) };
+	session_reply(s, COND_SMTP_MAIL_OK, kvfrom, 1);
+	mail_summary(s, COND_SMTP_MAIL_OK);
+}
+
+/* SESSION-RCPT with the RCPT's facts (rcpt, notify, orcpt) in kv[0..2]. */
+static void
+rcpt_summary_log(struct smtp_session *s, struct kv kv[5], unsigned nt, enum cond_id cause)
 {
 	struct log_ctx ctx;
 	char notify[40] = "";
 
-	if (cmd->notify & SMTP_NOTIFY_NEVER)
+	if (nt & SMTP_NOTIFY_NEVER)
 		memcpy(notify, "NEVER", sizeof("NEVER"));
-	else if (cmd->notify &&
+	else if (nt &&
 		 snprintf(notify, sizeof(notify), "%s%s%s",
-			  cmd->notify & SMTP_NOTIFY_SUCCESS ? "SUCCESS," : "",
-			  cmd->notify & SMTP_NOTIFY_FAILURE ? "FAILURE," : "",
-			  cmd->notify & SMTP_NOTIFY_DELAY ? "DELAY," : "") > 0)
+			  nt & SMTP_NOTIFY_SUCCESS ? "SUCCESS," : "",
+			  nt & SMTP_NOTIFY_FAILURE ? "FAILURE," : "",
+			  nt & SMTP_NOTIFY_DELAY ? "DELAY," : "") > 0)
 		notify[strlen(notify) - 1] = '\0';
 	log_ctx_of(s, &ctx);
-	struct kv kv[] = {
-		KVA("rcpt", cmd->path.mailbox.p, cmd->path.mailbox.len),
-		KV("notify", notify[0] ? notify : NULL),
+	kv[1] = KV("notify", notify[0] ? notify : NULL);
+	kv[3] = KV("cause", catalog_get(cause)->id);
+	kv[4] = KV("reply", s->last_reply);
+	catalog_log(COND_SESSION_RCPT, &ctx, kv, 5);
+}
+
+/* SESSION-RCPT for the RCPT the checks judged (the transaction's copies). */
+static void
+rcpt_summary(struct smtp_session *s, enum cond_id cause)
+{
+	const char *rcpt = s->ptxn.rcpt.mailbox != NULL ? s->ptxn.rcpt.mailbox : "";
+	struct kv kv[5] = { KVA("rcpt", rcpt, strlen(rcpt)), KV("notify", NULL),
+			    KV("orcpt", s->pend.orcpt) };
+
+	rcpt_summary_log(s, kv, s->pend.notify, cause);
+}
+
+/* SESSION-RCPT for a RCPT refused before the checks (as parsed). */
+static void
+rcpt_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
+{
+	struct kv kv[5] = {
+		KVA("rcpt", cmd->path.mailbox.p, cmd->path.mailbox.len), KV("notify", NULL),
 		cmd->orcpt.len ? KVM("orcpt", cmd->orcpt.p, cmd->orcpt.len) : KV("orcpt", NULL),
-		KV("cause", catalog_get(cause)->id),
-		KV("reply", s->last_reply),
 	};
-	catalog_log(COND_SESSION_RCPT, &ctx, kv, ARRAY_LEN(kv));
+
+	rcpt_summary_log(s, kv, cmd->notify, cause);
 }
 
 
 static void
-rcpt_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cond,
-	    const struct kv *kv, size_t nkv)
+rcpt_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kv, size_t nkv)
 {
 	s->txn.nrcpt_bad++;
 	s->rcpts_bad++;
 	session_reply(s, cond, kv, nkv);
-	rcpt_summary(s, cmd, cond);
+	rcpt_summary(s, cond);
 	(void)session_count_error(s);
 }
 
 
 /* Adds one final destination to the transaction, once. */
 static void
-txn_add_target(struct smtp_session *s, const struct smtp_cmd *cmd, const char *addr,
-	       const struct account *acct, int local)
+txn_add_target(struct smtp_session *s, const char *addr, const struct account *acct, int local)
 {
 	struct spool_msg *m = s->txn.msg;
 	size_t len = strlen(addr);
+	const char *orcpt = s->pend.orcpt;
 	int r = hash_insert(&s->txn.targets, hash_bytes(addr, len), m, addr, (uint32_t)m->nrcpts,
 			    NULL);
 
 	if (r != 0)
 		return;	/* already there (1); full (-1) cannot be: txn_targets_fit */
-	spool_msg_add_rcpt(m, addr, len, (const char *)cmd->orcpt.p, cmd->orcpt.len,
-			   cmd->notify);
-	if (!local)
-		return;
-	size_t n = s->txn.nlocal;
-	s->txn.local_accts = xrealloc(s->txn.local_accts, (n + 1) * sizeof(*s->txn.local_accts));
-	s->txn.local_boxes = xrealloc(s->txn.local_boxes, (n + 1) * sizeof(*s->txn.local_boxes));
-	s->txn.local_accts[n] = acct;
-	s->txn.local_boxes[n] = xstrdup(addr);
-	s->txn.nlocal = n + 1;
+	spool_msg_add_rcpt(m, addr, len, orcpt, orcpt != NULL ? strlen(orcpt) : 0, s->pend.notify);
+	if (local)
+		policy_txn_add_local(&s->ptxn, acct, addr);
 }
 
 /* 1 if the transaction can take these final destinations within the
  * spool's bound (SPOOL_MAX_RCPTS); else refuses the RCPT and returns 0. */
 static int
-txn_targets_fit(struct smtp_session *s, const struct smtp_cmd *cmd, const char *const *addrs,
-		size_t n)
+txn_targets_fit(struct smtp_session *s, const struct resolve_result *e)
 {
 	size_t fresh = 0;
 	uint32_t v;
+	const char *rcpt = s->ptxn.rcpt.mailbox;
 
-	for (size_t i = 0; i < n; i++)
-		if (!hash_find(&s->txn.targets, hash_bytes(addrs[i], strlen(addrs[i])), s->txn.msg,
-			       addrs[i], &v))
+	for (size_t i = 0; i < e->ntargets; i++) {
+		const char *a = e->targets[i].addr;
+
+		if (!hash_find(&s->txn.targets, hash_bytes(a, strlen(a)), s->txn.msg, a, &v))
 			fresh++;
+	}
 	if (s->txn.msg->nrcpts + fresh <= SPOOL_MAX_RCPTS)
 		return 1;
-	struct kv kv[] = { KV("client", s->conn.peer_text),
-			   KVA("rcpt", cmd->path.mailbox.p, cmd->path.mailbox.len),
+	struct kv kv[] = { KV("client", s->conn.peer_text), KVA("rcpt", rcpt, strlen(rcpt)),
 			   KVU("ntargets", s->txn.msg->nrcpts + fresh), KVU("limit", SPOOL_MAX_RCPTS) };
-	rcpt_refuse(s, cmd, COND_RCPT_TOO_MANY_TARGETS, kv, ARRAY_LEN(kv));
+	rcpt_refuse(s, COND_RCPT_TOO_MANY_TARGETS, kv, ARRAY_LEN(kv));
 	return 0;
 }
 
 /* Records an accepted RCPT: counters, summary, reply. */
 static void
-rcpt_accept(struct smtp_session *s, const struct smtp_cmd *cmd, const char *route)
+rcpt_accept(struct smtp_session *s, const char *route)
 {
-	const struct smtp_path *p = &cmd->path;
+	const char *rcpt = s->ptxn.rcpt.mailbox;
 
-	if (buf_appendf(&s->txn.rcpt_list, "%s<%.*s>", s->txn.rcpt_list.len ? "," : "",
-			(int)p->mailbox.len, (const char *)p->mailbox.p) < 0)
+	if (buf_appendf(&s->txn.rcpt_list, "%s<%s>", s->txn.rcpt_list.len ? "," : "", rcpt) < 0)
 		buf_reset(&s->txn.rcpt_list);	/* the log cuts it at 256 anyway */
 	s->txn.nrcpt_ok++;
 	s->rcpts_ok++;
 	flag_add(s, route);
-	struct kv kv[] = { KVA("rcpt", p->mailbox.p, p->mailbox.len), KV("route", route) };
+	struct kv kv[] = { KVA("rcpt", rcpt, strlen(rcpt)), KV("route", route) };
 	session_reply(s, COND_RCPT_OK, kv, 2);
-	rcpt_summary(s, cmd, COND_RCPT_OK);
+	rcpt_summary(s, COND_RCPT_OK);
 }
 
-/* RCPT for a local domain: aliases, lists and account states
- * (directory_resolve), then quotas and free space for each local mailbox. */
-static void
-rcpt_local(struct smtp_session *s, const struct smtp_cmd *cmd, const char *local,
-	   const char *domain, size_t domain_len)
-{
-	const struct smtp_path *p = &cmd->path;
-	const struct config *cfg = s->cfg;
-	const char *from = s->txn.msg->from;
-	struct resolve_ctx rc = {
-		.sender = from,
-		.sender_len = strlen(from),
-		.plus_addressing = cfg->local_plus_addressing,
-		.plus_sep = cfg->local_plus_separator[0] ? cfg->local_plus_separator[0] : '+',
-		.max_depth = cfg->local_alias_max_depth,
-	};
-	struct resolve_result res;
 
-	if (directory_resolve(cfg->accounts, &rc, local, strlen(local), domain, domain_len,
-			      &res) < 0) {
-		struct kv kv[] = { KV("where", "rcpt"), KV("detail", "directory_resolve failed") };
-		rcpt_refuse(s, cmd, COND_INTERNAL_ERROR, kv, ARRAY_LEN(kv));
-		resolve_result_fini(&res);
-		return;
-	}
-	if (res.cond != COND__COUNT) {
-		struct kv kv[6];
-		size_t n = 0;
-		kv[n++] = KV("client", s->conn.peer_text);
-		kv[n++] = KVA("rcpt", p->mailbox.p, p->mailbox.len);
-		if (res.cond == COND_RCPT_LIST_NOT_AUTHORIZED)
-			kv[n++] = KVA("from", from, strlen(from));
-		if (res.detail_key != NULL)
-			kv[n++] = KV(res.detail_key, res.detail);
-		if (res.cond == COND_RCPT_ALIAS_LOOP)
-			kv[n++] = KVU("depth", res.depth);
-		if (res.cond == COND_RCPT_EXPANSION_TOO_LARGE && n < ARRAY_LEN(kv))
-			kv[n++] = KVU("limit", RESOLVE_MAX_TARGETS);
-		if (res.cond == COND_RCPT_SPAMTRAP)
-			flag_add(s, "spamtrap");
-		rcpt_refuse(s, cmd, res.cond, kv, n);
-		resolve_result_fini(&res);
-		return;
-	}
-	for (size_t i = 0; i < res.ntargets; i++) {
-		const struct resolve_target *t = &res.targets[i];
-		struct quota_report qr;
-		if (!t->local)
-			continue;
-		enum cond_id q = quota_check_rcpt(cfg->server_mail_root, t->acct, t->addr, &qr);
-		if (q != COND__COUNT) {
-			struct kv kv[] = { KVA("rcpt", p->mailbox.p, p->mailbox.len),
-					   KV("kind", qr.kind), KVU("used", qr.used),
-					   KVU("quota", qr.quota) };
-			rcpt_refuse(s, cmd, q, kv, ARRAY_LEN(kv));
-			resolve_result_fini(&res);
-			return;
-		}
-	}
-	struct space_report sr;
-	enum cond_id sp = space_check(cfg->server_spool, cfg->server_mail_root,
-				      cfg->limits_min_free_space, 0, &sr);
-	if (sp != COND__COUNT) {
-		struct kv kv[] = { KV("fs", sr.fs), KVU("free_bytes", sr.free_bytes),
-				   KVU("free_inodes", sr.free_inodes), KVU("floor", sr.floor),
-				   KVU("need", sr.need) };
-		rcpt_refuse(s, cmd, sp, kv, ARRAY_LEN(kv));
-		resolve_result_fini(&res);
-		return;
-	}
-	const char **addrs = xcalloc(res.ntargets ? res.ntargets : 1, sizeof(*addrs));
-	for (size_t i = 0; i < res.ntargets; i++)
-		addrs[i] = res.targets[i].addr;
-	int fit = txn_targets_fit(s, cmd, addrs, res.ntargets);
-	free(addrs);
-	if (!fit) {
-		resolve_result_fini(&res);
-		return;
-	}
-	for (size_t i = 0; i < res.ntargets; i++)
-		txn_add_target(s, cmd, res.targets[i].addr, res.targets[i].acct,
-			       res.targets[i].local);
-	char route[40];
-	if (snprintf(route, sizeof(route), "%s", res.detail[0] ? res.detail : "local") < 0)
-		route[0] = '\0';
-	resolve_result_fini(&res);
-	rcpt_accept(s, cmd, route);
-}
+static void rcpt_decided(struct smtp_session *s);
 
 static void
 cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	const struct smtp_path *p = &cmd->path;
-	struct kv kvr[] = { KV("client", s->conn.peer_text),
-			    KVA("rcpt", p->mailbox.p, p->mailbox.len) };
-	char local[320];
-	char mailbox[600];
+	const char *rcpt;
 
 	s->txn.nrcpt_tried++;
+	free(s->pend.orcpt);
+	s->pend.orcpt = cmd->orcpt.len ? xstrndup((const char *)cmd->orcpt.p, cmd->orcpt.len) : NULL;
+	s->pend.notify = cmd->notify;
+	policy_txn_rcpt_reset(&s->ptxn);
+	int copied = path_copy(&s->ptxn.rcpt, p);
+	rcpt = s->ptxn.rcpt.mailbox;
 	if (p->non_ascii && !s->txn.smtputf8) {
 		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "RCPT"),
-				   KVA("addr", p->mailbox.p, p->mailbox.len) };
-		rcpt_refuse(s, cmd, COND_SMTP_UTF8_REQUIRED, kv, ARRAY_LEN(kv));
+				   KVA("addr", rcpt, strlen(rcpt)) };
+		rcpt_refuse(s, COND_SMTP_UTF8_REQUIRED, kv, ARRAY_LEN(kv));
 		return;
 	}
-	if (s->txn.nrcpt_ok >= s->cfg->limits_recipients) {
-		struct kv kv[] = { KVU("nrcpt", s->txn.nrcpt_ok),
-				   KVU("limit", s->cfg->limits_recipients) };
-		rcpt_refuse(s, cmd, COND_RCPT_TOO_MANY, kv, ARRAY_LEN(kv));
+	if (copied < 0) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KVA("rcpt", rcpt, strlen(rcpt)) };
+		rcpt_refuse(s, COND_RCPT_SYNTAX, kv, ARRAY_LEN(kv));
 		return;
 	}
-	const char *domain;
-	size_t domain_len;
-	if (p->is_postmaster) {
-		/* RFC 5321 4.5.1: <postmaster> is always accepted. */
-		if (s->cfg->local_domains.n == 0) {
-			rcpt_refuse(s, cmd, COND_RCPT_UNKNOWN_USER, kvr, ARRAY_LEN(kvr));
-			return;
-		}
-		domain = s->cfg->local_domains.v[0];
-		domain_len = strlen(domain);
-		memcpy(local, "postmaster", sizeof("postmaster"));
-	} else {
-		domain = (const char *)p->domain.p;
-		domain_len = p->domain.len;
-		if (local_unquote(p->local, local, sizeof(local)) < 0) {
-			rcpt_refuse(s, cmd, COND_RCPT_SYNTAX, kvr, ARRAY_LEN(kvr));
-			return;
-		}
-	}
-	if (config_is_local_domain(s->cfg, domain, domain_len)) {
-		rcpt_local(s, cmd, local, domain, domain_len);
+	s->ptxn.nrcpt_ok = s->txn.nrcpt_ok;
+	session_ask(s, POLICY_STAGE_RCPT, rcpt_decided);
+}
+
+static void
+rcpt_decided(struct smtp_session *s)
+{
+	struct policy_txn *t = &s->ptxn;
+	const char *rcpt = t->rcpt.mailbox;
+	char route[sizeof(t->route)];
+
+	if (t->flag != NULL)
+		flag_add(s, t->flag);
+	if (run_refused(s)) {
+		struct kv kvs[POLICY_PARAMS_MAX];
+		size_t n;
+		enum cond_id c = run_cond(s, kvs, &n);
+
+		rcpt_refuse(s, c, kvs, n);
 		return;
 	}
-	if (!s->trusted && s->auth_user[0] == '\0') {
-		struct kv kv[] = { KV("client", s->conn.peer_text),
-				   KVA("from", s->txn.msg->from, strlen(s->txn.msg->from)),
-				   KVA("rcpt", p->mailbox.p, p->mailbox.len) };
-		rcpt_refuse(s, cmd, COND_ACCESS_RELAY_DENIED, kv, ARRAY_LEN(kv));
+	if (!t->routed || t->expansion.ntargets == 0) {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KVA("rcpt", rcpt, strlen(rcpt)) };
+		rcpt_refuse(s, COND_RCPT_NOT_ROUTED, kv, ARRAY_LEN(kv));
 		return;
 	}
-	if (slice_copy(p->mailbox, mailbox, sizeof(mailbox)) < 0) {
-		rcpt_refuse(s, cmd, COND_RCPT_SYNTAX, kvr, ARRAY_LEN(kvr));
+	if (!txn_targets_fit(s, &t->expansion))
 		return;
-	}
-	const char *one = mailbox;
-	if (!txn_targets_fit(s, cmd, &one, 1))
-		return;
-	txn_add_target(s, cmd, mailbox, NULL, 0);
-	rcpt_accept(s, cmd, "relay");
+	for (size_t i = 0; i < t->expansion.ntargets; i++)
+		txn_add_target(s, t->expansion.targets[i].addr, t->expansion.targets[i].acct,
+			       t->expansion.targets[i].local);
+	if (s->run.action == POLICY_DISCARD)
+		s->txn.discard = 1;
+	memcpy(route, t->route, sizeof(route));
+	policy_txn_rcpt_reset(t);
+	rcpt_accept(s, route[0] ? route : "local");
 }
 
 static void
@@ -767,25 +804,34 @@ data_summary(struct smtp_session *s, enum cond_id cause)
 
 /* Checks that a transaction can take data; replies and returns -1 if not.
  * On success writes our Received field first into the message. */
+/* A transaction takes data only with an accepted recipient: replies (or,
+ * for BDAT, sets the chunk's refusal) and returns -1 if it has none. */
 static int
-data_begin(struct smtp_session *s, int reply_now)
+data_check(struct smtp_session *s, int reply_now)
+{
+	if (s->txn.nrcpt_ok > 0)
+		return 0;
+	enum cond_id c = s->txn.nrcpt_tried > 0 ? COND_SMTP_NO_VALID_RCPTS : COND_SMTP_NEED_RCPT;
+	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("nbad", s->txn.nrcpt_bad) };
+	if (reply_now) {
+		session_refuse(s, c, kv, c == COND_SMTP_NO_VALID_RCPTS ? 2 : 1);
+		data_summary(s, c);
+	} else {
+		s->txn.bdat_refusal = c;
+	}
+	return -1;
+}
+
+/* The data begins: a queue ID, our Received field first in the message,
+ * the decoder set up. */
+static void
+data_start(struct smtp_session *s)
 {
 	struct spool_msg *m = s->txn.msg;
 	char date[64];
 	struct tm tm;
 	time_t now = time(NULL);
 
-	if (s->txn.nrcpt_ok == 0) {
-		enum cond_id c = s->txn.nrcpt_tried > 0 ? COND_SMTP_NO_VALID_RCPTS : COND_SMTP_NEED_RCPT;
-		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("nbad", s->txn.nrcpt_bad) };
-		if (reply_now) {
-			session_refuse(s, c, kv, c == COND_SMTP_NO_VALID_RCPTS ? 2 : 1);
-			data_summary(s, c);
-		} else {
-			s->txn.bdat_refusal = c;
-		}
-		return -1;
-	}
 	spool_new_qid(s->env->spool, m->qid);
 	m->received_at = (int64_t)now;
 	localtime_r(&now, &tm);
@@ -817,9 +863,12 @@ data_begin(struct smtp_session *s, int reply_now)
 	smtp_data_init(&s->txn.dec, strcmp(s->cfg->smtp_bare_lf, "reject") != 0);
 	smtp_scan_init(&s->txn.scan, s->cfg->limits_line_length);
 	s->txn.data_started = 1;
+	if (s->run.action == POLICY_DISCARD)
+		s->txn.discard = 1;
 	s->msgs_tried++;
-	return 0;
 }
+
+static void data_decided(struct smtp_session *s);
 
 static void
 cmd_data(struct smtp_session *s, const struct smtp_cmd *cmd)
@@ -831,11 +880,55 @@ cmd_data(struct smtp_session *s, const struct smtp_cmd *cmd)
 		session_refuse(s, COND_SMTP_SEQUENCE_ERROR, kv, ARRAY_LEN(kv));
 		return;
 	}
-	if (data_begin(s, 1) < 0)
+	if (data_check(s, 1) < 0)
 		return;
+	session_ask(s, POLICY_STAGE_DATA, data_decided);
+}
+
+static void
+data_decided(struct smtp_session *s)
+{
+	if (run_refused(s)) {
+		struct kv kvs[POLICY_PARAMS_MAX];
+		size_t n;
+		enum cond_id c = run_cond(s, kvs, &n);
+
+		session_refuse(s, c, kvs, n);
+		data_summary(s, c);
+		return;
+	}
+	data_start(s);
 	s->state = SMTP_STATE_DATA;
 	session_reply(s, COND_SMTP_DATA_GO, NULL, 0);
 	data_summary(s, COND_SMTP_DATA_GO);
+}
+
+/* A chunk that would take the message past the limit is refused at the
+ * command: its octets are read and dropped, and the transaction ends with
+ * the reply (message_size never passes the limit). Then the chunk is read. */
+static void
+bdat_read_chunk(struct smtp_session *s)
+{
+	if (!s->txn.bdat_discard &&
+	    s->txn.bdat_chunk > s->cfg->limits_message_size - s->txn.message_size) {
+		s->txn.bdat_discard = 1;
+		s->txn.bdat_refusal = COND_CONTENT_SIZE_EXCEEDED;
+	}
+	s->state = SMTP_STATE_BDAT;
+}
+
+static void
+bdat_decided(struct smtp_session *s)
+{
+	if (run_refused(s)) {
+		s->txn.bdat_discard = 1;
+		s->txn.bdat_by_policy = 1;
+	} else {
+		data_start(s);
+		s->txn.chunking = 1;
+		s->txn.bdat_refusal = COND_SMTP_DATA_GO;
+	}
+	bdat_read_chunk(s);
 }
 
 static void
@@ -845,6 +938,7 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 	s->txn.bdat_chunk = cmd->chunk_size;
 	s->txn.bdat_last = cmd->last;
 	s->txn.bdat_discard = 0;
+	s->txn.bdat_by_policy = 0;
 	if (!s->in_txn || s->state != SMTP_STATE_MAIL) {
 		/* RFC 3030 2: a refused BDAT's octets are still read. */
 		s->txn.bdat_discard = 1;
@@ -854,22 +948,16 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 		if (s->txn.data_started) {
 			s->txn.bdat_discard = 1;
 			s->txn.bdat_refusal = COND_SMTP_SEQUENCE_ERROR;
-		} else if (data_begin(s, 0) < 0) {
+		} else if (data_check(s, 0) < 0) {
 			s->txn.bdat_discard = 1;
 		} else {
-			s->txn.chunking = 1;
-			s->txn.bdat_refusal = COND_SMTP_DATA_GO;
+			/* the first chunk: the data stage's checks first (the
+			 * chunk's octets wait in the input meanwhile) */
+			session_ask(s, POLICY_STAGE_DATA, bdat_decided);
+			return;
 		}
 	}
-	/* A chunk that would take the message past the limit is refused at
-	 * the command: its octets are read and dropped, and the transaction
-	 * ends with the reply (message_size never passes the limit). */
-	if (!s->txn.bdat_discard &&
-	    cmd->chunk_size > s->cfg->limits_message_size - s->txn.message_size) {
-		s->txn.bdat_discard = 1;
-		s->txn.bdat_refusal = COND_CONTENT_SIZE_EXCEEDED;
-	}
-	s->state = SMTP_STATE_BDAT;
+	bdat_read_chunk(s);
 }
 
 /* A BDAT refused by the parser. Without a size its chunk cannot be found,
@@ -1001,7 +1089,7 @@ tls_step(struct smtp_session *s)
 	session_active(s);	/* the command deadline starts after the handshake */
 	s->want_write = 1;	/* force the event mask to be set again */
 	if (s->tls_implicit)
-		session_reply(s, COND_SMTP_GREETING, NULL, 0);
+		session_greet(s);
 	session_process(s);
 }
 
@@ -1140,9 +1228,9 @@ sequence_refuse(struct smtp_session *s, const struct smtp_cmd *cmd)
 	}
 	session_refuse(s, cond, kv, nkv);
 	if (cmd->verb == SMTP_VERB_MAIL)
-		mail_summary(s, cmd, cond);
+		mail_summary_cmd(s, cmd, cond);
 	else if (cmd->verb == SMTP_VERB_RCPT)
-		rcpt_summary(s, cmd, cond);
+		rcpt_summary_cmd(s, cmd, cond);
 	else if (cmd->verb == SMTP_VERB_DATA)
 		data_summary(s, cond);
 }
@@ -1194,14 +1282,14 @@ parse_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id er
 	 * (size known) or closes the session (size unreadable). */
 	session_refuse(s, err, kv, n);
 	if (cmd->verb == SMTP_VERB_MAIL)
-		mail_summary(s, cmd, err);
+		mail_summary_cmd(s, cmd, err);
 	else if (cmd->verb == SMTP_VERB_RCPT) {
 		if (s->in_txn) {
 			s->txn.nrcpt_tried++;
 			s->txn.nrcpt_bad++;
 		}
 		s->rcpts_bad++;
-		rcpt_summary(s, cmd, err);
+		rcpt_summary_cmd(s, cmd, err);
 	}
 }
 
@@ -1261,84 +1349,79 @@ static void
 commit_done(struct loop *loop, void *arg, int status, enum cond_id cond);
 
 /* Checks the finished message and commits it, or refuses it. */
+static void message_decided(struct smtp_session *s);
+
+/* The message is in: what the decoder counted goes to the transaction,
+ * and the end-of-data checks judge it. */
 static void
 message_finish(struct smtp_session *s)
 {
 	struct txn *t = &s->txn;
-	enum cond_id refusal = COND__COUNT;
-	struct kv kv[4];
-	size_t n = 0;
+	struct policy_content *c = &s->ptxn.content;
 
-	if (t->message_size > s->cfg->limits_message_size || t->dec.too_big) {
-		refusal = COND_CONTENT_SIZE_EXCEEDED;
-		kv[n++] = KV("client", s->conn.peer_text);
-		kv[n++] = KVU("size", t->message_size);
-		kv[n++] = KVU("limit", s->cfg->limits_message_size);
-	} else if (t->dec.bare_lf > 0 &&
-		   strcmp(s->cfg->smtp_bare_lf, "reject") == 0) {
-		refusal = COND_CONTENT_BARE_LF;
-		kv[n++] = KV("client", s->conn.peer_text);
-		kv[n++] = KVU("offset", t->dec.first_bare_lf);
-	} else if (t->scan.line_too_long) {
-		refusal = COND_SMTP_DATA_LINE_TOO_LONG;
-		kv[n++] = KV("client", s->conn.peer_text);
-		kv[n++] = KVU("len", t->scan.longest_line);
-		kv[n++] = KVU("limit", s->cfg->limits_line_length);
-	} else if (t->message_size == 0) {
-		refusal = COND_CONTENT_EMPTY;
-		kv[n++] = KV("client", s->conn.peer_text);
-	} else if (t->scan.received > s->cfg->limits_hops) {
-		refusal = COND_CONTENT_TOO_MANY_HOPS;
-		kv[n++] = KV("client", s->conn.peer_text);
-		kv[n++] = KVU("hops", t->scan.received);
-		kv[n++] = KVU("limit", s->cfg->limits_hops);
-		kv[n++] = KV("msgid", t->scan.msgid[0] ? t->scan.msgid : NULL);
-	}
-	const char *verdict = "rejected";
-	struct kv kq[5];
-	if (refusal == COND__COUNT) {
-		struct quota_report qr;
-		enum cond_id q = quota_check_message(s->cfg->server_mail_root, t->local_accts,
-						     (const char *const *)t->local_boxes, t->nlocal,
-						     t->message_size, &qr);
-		if (q != COND__COUNT) {
-			refusal = q;
-			verdict = "tempfail";
-			kq[0] = KVA("rcpt", t->local_boxes[qr.index], strlen(t->local_boxes[qr.index]));
-			kq[1] = KV("kind", qr.kind);
-			kq[2] = KVU("used", qr.used);
-			kq[3] = KVU("quota", qr.quota);
-			kq[4] = KVU("size", qr.size);
-		}
-	}
-	if (refusal == COND__COUNT) {
-		struct space_report sr;
-		enum cond_id sp = space_check(s->cfg->server_spool, s->cfg->server_mail_root,
-					      s->cfg->limits_min_free_space, t->message_size, &sr);
-		if (sp != COND__COUNT) {
-			refusal = sp;
-			verdict = "tempfail";
-			kq[0] = KV("fs", sr.fs);
-			kq[1] = KVU("free_bytes", sr.free_bytes);
-			kq[2] = KVU("free_inodes", sr.free_inodes);
-			kq[3] = KVU("floor", sr.floor);
-			kq[4] = KVU("need", sr.need);
-		}
-	}
-	if (refusal != COND__COUNT) {
-		if (strcmp(verdict, "tempfail") == 0)
-			session_refuse(s, refusal, kq, ARRAY_LEN(kq));
-		else
-			session_refuse(s, refusal, kv, n);
-		txn_summary(s, verdict, refusal);
+	c->size = t->message_size;
+	if (t->dec.too_big && c->size <= s->cfg->limits_message_size)
+		c->size = s->cfg->limits_message_size + 1;
+	c->bare_lf = t->dec.bare_lf;
+	c->first_bare_lf = t->dec.first_bare_lf;
+	c->line_too_long = t->scan.line_too_long;
+	c->longest_line = t->scan.longest_line;
+	c->received = t->scan.received;
+	memcpy(c->msgid, t->scan.msgid, sizeof(c->msgid));
+	c->msgid[sizeof(c->msgid) - 1] = '\0';
+	s->state = SMTP_STATE_COMMIT;	/* nothing more is read meanwhile */
+	session_ask(s, POLICY_STAGE_END_OF_DATA, message_decided);
+}
+
+/* Puts the checks' header fields (tags) on top of the message. */
+static void
+message_tag(struct smtp_session *s)
+{
+	struct spool_msg *m = s->txn.msg;
+	const struct buf *h = &s->ptxn.headers;
+
+	if (h->len == 0)
+		return;
+	m->data.max += h->len;
+	if (buf_reserve(&m->data, h->len) < 0)
+		PANIC("tags do not fit");	/* max was raised by their length */
+	memmove(m->data.data + h->len, m->data.data, m->data.len);
+	memcpy(m->data.data, h->data, h->len);
+	m->data.len += h->len;
+}
+
+/* Commits the judged message, refuses it, or (discard) answers 250 and
+ * drops it. */
+static void
+message_decided(struct smtp_session *s)
+{
+	struct txn *t = &s->txn;
+
+	if (run_refused(s)) {
+		struct kv kvs[POLICY_PARAMS_MAX];
+		size_t n;
+		enum cond_id c = run_cond(s, kvs, &n);
+
+		s->state = SMTP_STATE_READY;
+		session_refuse(s, c, kvs, n);
+		txn_summary(s, s->run.action == POLICY_TEMPFAIL ? "tempfail" : "rejected", c);
 		txn_free(s);
-		if (s->state != SMTP_STATE_CLOSING)
-			s->state = SMTP_STATE_READY;
+		return;
+	}
+	if (t->discard || s->run.action == POLICY_DISCARD) {
+		struct kv kv[] = { KV("qid", t->msg->qid) };
+
+		s->state = SMTP_STATE_READY;
+		s->msgs_ok++;
+		flag_add(s, "discarded");
+		session_reply(s, COND_SMTP_MSG_ACCEPTED, kv, 1);
+		txn_summary(s, "discarded", COND_SMTP_MSG_ACCEPTED);
+		txn_free(s);
 		return;
 	}
 	if (t->dec.bare_lf > 0)
 		flag_add(s, "bare_lf_fixed");
-	s->state = SMTP_STATE_COMMIT;
+	message_tag(s);
 	struct spool_msg *m = t->msg;
 	t->msg = NULL;	/* the spool owns it now; keep qid for the logs */
 	uintptr_t handle = ((uintptr_t)s->slot << 32) | s->gen;
@@ -1432,6 +1515,16 @@ bdat_input(struct smtp_session *s)
 				   KV("cmd", "BDAT") };
 		s->state = !s->in_txn ? (s->helo[0] ? SMTP_STATE_READY : SMTP_STATE_INIT)
 				      : SMTP_STATE_MAIL;
+		if (t->bdat_by_policy) {
+			struct kv kvs[POLICY_PARAMS_MAX];
+			size_t n;
+
+			t->bdat_by_policy = 0;
+			c = run_cond(s, kvs, &n);
+			session_refuse(s, c, kvs, n);
+			data_summary(s, c);
+			return;
+		}
 		if (c == COND__COUNT)
 			return;	/* refused by the parser, answered then */
 		if (c == COND_CONTENT_SIZE_EXCEEDED) {
@@ -1699,6 +1792,8 @@ session_free(struct loop *loop, void *arg)
 
 	(void)loop;
 	txn_free(s);
+	policy_txn_fini(&s->ptxn);
+	pending_clear(&s->pend);
 	buf_fini(&s->in);
 	buf_fini(&s->out);
 	config_unref(&s->cfg);
@@ -1719,6 +1814,7 @@ session_end(struct smtp_session *s, enum cond_id cause)
 		     tls_conn_cipher(&s->conn)) < 0)
 		tls_text[0] = '\0';
 	smtp_auth_free(s);
+	policy_run_cancel(&s->run);
 	s->dead = 1;
 	if (s->in_txn && s->txn.data_started && s->state != SMTP_STATE_COMMIT &&
 	    cause != COND_SMTP_TIMEOUT && cause != COND_SIGNAL_STOP_SESSIONS)
@@ -1806,6 +1902,12 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	loop_timer_init(&s->deadline, session_timeout, s);
 	s->trusted = cidr_list_match(&s->cfg->server_trusted_networks,
 				     (struct sockaddr *)&s->conn.peer);
+	s->chain = policy_chain_of(s->cfg, lst);
+	policy_txn_init(&s->ptxn);
+	s->ptxn.cfg = s->cfg;
+	s->ptxn.lst = lst;
+	s->ptxn.client = s->conn.peer_text;
+	policy_run_init(&s->run);
 	if (s->trusted)
 		flag_add(s, "trusted");
 	if (s->conn.peer.ss_family == AF_INET6)
@@ -1838,7 +1940,7 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 		s->state = SMTP_STATE_CLOSING;
 		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
 	} else {
-		session_reply(s, COND_SMTP_GREETING, NULL, 0);
+		session_greet(s);
 	}
 	session_process(s);
 }

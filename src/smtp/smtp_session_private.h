@@ -17,6 +17,7 @@
 #include "directory/directory.h"
 #include "net/net_conn.h"
 #include "net/net_tls.h"
+#include "policy/policy.h"
 #include "smtp/smtp_data.h"
 #include "smtp/smtp_parse.h"
 #include "smtp/smtp_session.h"
@@ -60,11 +61,19 @@ struct txn {
 	uint64_t started_ms;
 	struct buf rcpt_list;	/* "<a@x>,<b@y>" for SESSION-MESSAGE */
 	struct hash targets;	/* msg->rcpts by address: de-duplication */
-	/* Local mailboxes of the accepted recipients, for the quota check at
-	 * the end of data; accounts belong to the session's config. */
-	const struct account **local_accts;
-	char **local_boxes;	/* owned */
-	size_t nlocal;
+	int discard;		/* a check said discard: 250, then drop it */
+	int bdat_by_policy;	/* the refused chunk's reply is s->run's verdict */
+};
+
+/* The parts of the MAIL or RCPT being judged that the checks do not see
+ * but the reply, the summary and the spool need: copied from the command
+ * before the chain runs, so nothing borrows the input buffer meanwhile. */
+struct smtp_pending {
+	int body;		/* SMTP_BODY_* */
+	int ret;		/* SMTP_RET_* */
+	char *envid;		/* owned, NULL if none */
+	unsigned notify;	/* SMTP_NOTIFY_* */
+	char *orcpt;		/* owned, NULL if none */
 };
 
 struct smtp_session {
@@ -109,6 +118,14 @@ struct smtp_session {
 	const struct config_listener *lst;	/* the listener (boot config) */
 	void *auth;		/* owned by smtp_cmd_auth.c: a SASL exchange */
 	char auth_user[320];	/* authenticated identity, "" if none */
+	/* The policy chain: the transaction as the checks see it, the run in
+	 * progress (s->busy holds input while it waits), and what to do with
+	 * its result. */
+	const struct policy_chain *chain;
+	struct policy_txn ptxn;
+	struct policy_run run;
+	void (*decided)(struct smtp_session *s);
+	struct smtp_pending pend;
 };
 
 
