@@ -21,7 +21,8 @@
 struct pop3_service;
 struct tls_server;
 
-struct pop3_service *pop3_service_new(unsigned workers);
+struct workpool;
+struct pop3_service *pop3_service_new(struct workpool *wp, unsigned workers);
 /* Stops the workers; call after every loop has stopped. */
 void pop3_service_free(struct pop3_service **svcp);
 

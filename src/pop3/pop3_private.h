@@ -2,8 +2,9 @@
  * pop3_private.h - what the files of src/pop3/ share and nothing else
  * includes: the maildrop, the worker jobs, the service's tables.
  *
- * Threads: a job is built on a loop thread, runs on a service worker and
- * comes back to its loop through loop_post(); it owns everything it
+ * Threads: a job is built on a loop thread, runs on the worker pool's
+ * "pop3" class (core/workpool.h) and comes back to its loop with the
+ * pool's batched completions; it owns everything it
  * points to (copies, a config reference, an fd) so that a session that
  * ended meanwhile leaves nothing dangling. The lock table, the
  * failed-login table and the last-login table are guarded by the
@@ -17,6 +18,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "core/workpool.h"
 #include "pop3/pop3.h"
 #include "pop3/pop3_parse.h"
 
@@ -70,8 +72,7 @@ enum pop3_login_result {
 };
 
 struct pop3_job {
-	struct pop3_job *next;		/* work queue */
-	struct pop3_job *prev_all, *next_all;	/* the service's live jobs */
+	struct workpool_job wj;		/* first: the pool hands it back */
 	enum pop3_job_kind kind;
 	struct pop3_service *svc;
 	struct pop3_env *env;
@@ -112,7 +113,9 @@ struct pop3_job {
 struct pop3_job *pop3_job_new(struct pop3_service *svc, enum pop3_job_kind kind,
 			      struct pop3_env *env, uintptr_t handle,
 			      void (*done)(struct pop3_job *j));
-/* Queues j for a worker; its done runs on env->loop afterwards. */
+/* Queues j for a worker; its done runs on env->loop afterwards. A job
+ * the pool never ran, or whose completion no loop ran, is freed when the
+ * service stops. */
 void pop3_job_submit(struct pop3_job *j);
 /* Frees j and what it owns (closes its fd, releases its lock, wipes the
  * password). Loop thread or service. */

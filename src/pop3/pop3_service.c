@@ -1,14 +1,14 @@
 /*
- * pop3_service.c - the process-wide part of POP3: worker threads and their
- * jobs, the mailbox lock table, the failed-login table and the last-login
+ * pop3_service.c - the process-wide part of POP3: its jobs on the worker
+ * pool ("pop3" class), the mailbox lock table, the failed-login table and the last-login
  * table (see pop3.h, pop3_private.h).
  *
  * Owns struct pop3_service. Workers run every operation that may block:
  * the password check (crypt is slow on purpose), the maildrop scan, file
  * reads and the UPDATE state. Each finished job is posted to the loop of
- * the session that asked for it; the service keeps a list of every live
- * job so that pop3_service_free() can free those whose completion never
- * ran (a loop stopped first).
+ * the session that asked for it; pop3_service_free() stops the class, and
+ * the pool hands back (cancels) the jobs whose completion never ran (a
+ * loop stopped first), which are freed here.
  */
 #include "pop3/pop3.h"
 
@@ -55,13 +55,8 @@ struct delay_entry {
 };
 
 struct pop3_service {
-	pthread_mutex_t mu;		/* queue, stop, live jobs */
-	pthread_cond_t cv;
-	struct pop3_job *head, **tail;
-	struct pop3_job *all;
-	int stop;
-	pthread_t *threads;
-	unsigned nthreads;
+	struct workpool *wp;		/* borrowed */
+	int cls;			/* the "pop3" class */
 
 	pthread_mutex_t tables;		/* the three tables below */
 	struct lock_entry *locks[LOCK_BUCKETS];
@@ -91,6 +86,10 @@ hash_str(const char *s, size_t buckets)
 
 /* ---- jobs ------------------------------------------------------------ */
 
+static void job_run(struct workpool_job *wj);
+static void job_complete(struct loop *loop, struct workpool_job *wj);
+static void job_cancel(struct workpool_job *wj);
+
 struct pop3_job *
 pop3_job_new(struct pop3_service *svc, enum pop3_job_kind kind, struct pop3_env *env,
 	     uintptr_t handle, void (*done)(struct pop3_job *j))
@@ -103,13 +102,8 @@ pop3_job_new(struct pop3_service *svc, enum pop3_job_kind kind, struct pop3_env 
 	j->handle = handle;
 	j->done = done;
 	j->fd = -1;
+	workpool_job_init(&j->wj, job_run, job_complete, job_cancel);
 	buf_init(&j->data, POP3_CHUNK);
-	pthread_mutex_lock(&svc->mu);
-	j->next_all = svc->all;
-	if (svc->all != NULL)
-		svc->all->prev_all = j;
-	svc->all = j;
-	pthread_mutex_unlock(&svc->mu);
 	return j;
 }
 
@@ -121,14 +115,6 @@ pop3_job_free(struct pop3_job *j)
 	if (j == NULL)
 		return;
 	svc = j->svc;
-	pthread_mutex_lock(&svc->mu);
-	if (j->prev_all != NULL)
-		j->prev_all->next_all = j->next_all;
-	else
-		svc->all = j->next_all;
-	if (j->next_all != NULL)
-		j->next_all->prev_all = j->prev_all;
-	pthread_mutex_unlock(&svc->mu);
 	if (j->locked && j->mailbox != NULL)
 		pop3_lock_release(svc, j->mailbox);
 	if (j->pass != NULL) {
@@ -148,12 +134,18 @@ pop3_job_free(struct pop3_job *j)
 }
 
 static void
-job_complete(struct loop *loop, void *arg)
+job_complete(struct loop *loop, struct workpool_job *wj)
 {
-	struct pop3_job *j = arg;
+	struct pop3_job *j = (struct pop3_job *)wj;
 
 	(void)loop;
 	j->done(j);	/* done frees j */
+}
+
+static void
+job_cancel(struct workpool_job *wj)
+{
+	pop3_job_free((struct pop3_job *)wj);
 }
 
 /* ---- worker side of each job ----------------------------------------- */
@@ -267,40 +259,21 @@ run_update(struct pop3_job *j)
 	}
 }
 
-static void *
-worker_main(void *arg)
+static void
+job_run(struct workpool_job *wj)
 {
-	struct pop3_service *svc = arg;
+	struct pop3_job *j = (struct pop3_job *)wj;
 
-	for (;;) {
-		struct pop3_job *j;
-
-		pthread_mutex_lock(&svc->mu);
-		while (svc->head == NULL && !svc->stop)
-			pthread_cond_wait(&svc->cv, &svc->mu);
-		if (svc->stop) {
-			pthread_mutex_unlock(&svc->mu);
-			return NULL;
-		}
-		j = svc->head;
-		svc->head = j->next;
-		if (svc->head == NULL)
-			svc->tail = &svc->head;
-		j->next = NULL;
-		pthread_mutex_unlock(&svc->mu);
-		switch (j->kind) {
-		case POP3_JOB_LOGIN:
-			run_login(j);
-			break;
-		case POP3_JOB_CHUNK:
-			run_chunk(j);
-			break;
-		case POP3_JOB_UPDATE:
-			run_update(j);
-			break;
-		}
-		/* After the post, j belongs to the loop. */
-		loop_post(j->env->loop, job_complete, j);
+	switch (j->kind) {
+	case POP3_JOB_LOGIN:
+		run_login(j);
+		break;
+	case POP3_JOB_CHUNK:
+		run_chunk(j);
+		break;
+	case POP3_JOB_UPDATE:
+		run_update(j);
+		break;
 	}
 }
 
@@ -309,33 +282,22 @@ pop3_job_submit(struct pop3_job *j)
 {
 	struct pop3_service *svc = j->svc;
 
-	pthread_mutex_lock(&svc->mu);
-	*svc->tail = j;
-	svc->tail = &j->next;
-	pthread_cond_signal(&svc->cv);
-	pthread_mutex_unlock(&svc->mu);
+	/* Only loops submit, and the class stops after they did. */
+	if (workpool_submit(svc->wp, svc->cls, &j->wj, j->env->loop) < 0)
+		PANIC("POP3 job after the service stopped");
 }
 
 /* ---- lifecycle ------------------------------------------------------- */
 
 struct pop3_service *
-pop3_service_new(unsigned workers)
+pop3_service_new(struct workpool *wp, unsigned workers)
 {
 	struct pop3_service *svc = xcalloc(1, sizeof(*svc));
 
-	pthread_mutex_init(&svc->mu, NULL);
-	pthread_cond_init(&svc->cv, NULL);
 	pthread_mutex_init(&svc->tables, NULL);
-	svc->tail = &svc->head;
-	if (workers == 0)
-		workers = 1;
-	svc->threads = xcalloc(workers, sizeof(*svc->threads));
-	for (unsigned i = 0; i < workers; i++) {
-		if (pthread_create(&svc->threads[i], NULL, worker_main, svc) != 0)
-			break;
-		svc->nthreads++;
-	}
-	if (svc->nthreads == 0)
+	svc->wp = wp;
+	svc->cls = workpool_class_new(wp, "pop3", workers > 0 ? workers : 1, 0);
+	if (svc->cls < 0)
 		PANIC("cannot start any POP3 worker");
 	return svc;
 }
@@ -347,15 +309,9 @@ pop3_service_free(struct pop3_service **svcp)
 
 	if (svc == NULL)
 		return;
-	pthread_mutex_lock(&svc->mu);
-	svc->stop = 1;
-	pthread_cond_broadcast(&svc->cv);
-	pthread_mutex_unlock(&svc->mu);
-	for (unsigned i = 0; i < svc->nthreads; i++)
-		pthread_join(svc->threads[i], NULL);
-	/* Jobs never run, or whose completion a stopped loop never ran. */
-	while (svc->all != NULL)
-		pop3_job_free(svc->all);
+	/* Jobs never run, or whose completion a stopped loop never ran,
+	 * come back through job_cancel (freed, locks released). */
+	workpool_class_stop(svc->wp, svc->cls);
 	for (size_t b = 0; b < LOCK_BUCKETS; b++) {
 		while (svc->locks[b] != NULL) {
 			struct lock_entry *e = svc->locks[b];
@@ -379,10 +335,7 @@ pop3_service_free(struct pop3_service **svcp)
 			free(e);
 		}
 	}
-	pthread_mutex_destroy(&svc->mu);
-	pthread_cond_destroy(&svc->cv);
 	pthread_mutex_destroy(&svc->tables);
-	free(svc->threads);
 	free(svc);
 	*svcp = NULL;
 }

@@ -42,8 +42,10 @@
 #include "core/cidr.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/workpool.h"
 #include "deliver/deliver.h"
 #include "deliver/deliver_quota.h"
+#include "deliver/deliver_space.h"
 #include "net/net_conn.h"
 #include "net/net_tls.h"
 #include "pop3/pop3.h"
@@ -97,6 +99,7 @@ struct server {
 	size_t nloops;
 	struct spool *spool;
 	struct deliver *deliver;
+	struct workpool *pool;		/* every blocking job: one pool */
 	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
 	unsigned long sessions;		/* atomic */
 	pthread_mutex_t ip_lock;
@@ -807,20 +810,34 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		rc = EX_CONFIG;
 		goto out;
 	}
-	srv->spool = spool_open(srv->cfg->server_spool, srv->cfg->server_workers);
+	/* One worker pool; each user adds its class with its own cap
+	 * (server.workers each for commits, deliveries, POP3 and AUTH, one
+	 * quota scan and one statvfs refresh at a time), so no class ever
+	 * waits behind another. */
+	srv->pool = workpool_new();
+	srv->spool = spool_open(srv->cfg->server_spool, srv->pool, srv->cfg->server_workers);
 	if (srv->spool == NULL)
 		goto out;
-	srv->deliver = deliver_new(srv->spool, srv->cfg, srv->cfg->server_workers);
+	if (quota_start(srv->pool) < 0) {
+		init_failed("quota", "-", EAGAIN);
+		goto out;
+	}
+	const char *space_paths[] = { srv->cfg->server_spool, srv->cfg->server_mail_root };
+	if (space_start(srv->pool, space_paths, ARRAY_LEN(space_paths)) < 0) {
+		init_failed("space", "-", EAGAIN);
+		goto out;
+	}
+	srv->deliver = deliver_new(srv->spool, srv->cfg, srv->pool, srv->cfg->server_workers);
 	spool_set_sink(srv->spool, deliver_enqueue, srv->deliver);
 	if (spool_recover(srv->spool) < 0) {
 		init_failed("spool", srv->cfg->server_spool, errno);
 		goto out;
 	}
 	/* After the privilege drop, before the loops: POP3 workers. */
-	srv->pop3 = pop3_service_new(srv->cfg->server_workers);
+	srv->pop3 = pop3_service_new(srv->pool, srv->cfg->server_workers);
 	/* A state store that cannot open is logged; AUTH then keeps its
 	 * counters in memory and goes on. */
-	if (smtp_auth_init(srv->cfg->server_state, srv->cfg->server_workers) < 0) {
+	if (smtp_auth_init(srv->cfg->server_state, srv->pool, srv->cfg->server_workers) < 0) {
 		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
 	}
 
@@ -899,6 +916,10 @@ out:
 	pop3_service_free(&srv->pop3);
 	smtp_auth_shutdown();
 	quota_fini();
+	space_stop();
+	/* Every class has stopped: the threads end (after the loops, before
+	 * they are freed: the pool's outboxes name them). */
+	workpool_free(&srv->pool);
 	for (size_t i = 0; srv->loops && i < srv->nloops; i++) {
 		for (size_t j = 0; j < srv->loops[i].nsocks; j++)
 			if (srv->loops[i].socks[j].fd >= 0)

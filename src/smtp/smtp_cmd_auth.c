@@ -3,12 +3,12 @@
  * LOGIN, against the accounts file, and the AUTH workers.
  *
  * Owns the session's SASL exchange (s->auth, struct auth_state) and the
- * process-wide AUTH service: a queue of jobs, worker threads, and the
- * state store (store/kv.h) where failures per client address are counted.
- * A job checks the lockout, the password (crypt is slow on purpose) and
- * updates the counters, all off the loop; its result is posted back to
- * the session's loop and found again through the session handle (dropped
- * if the session ended). While a job or the failure delay runs the
+ * process-wide AUTH service: the "auth" class of the worker pool
+ * (core/workpool.h) and the state store (store/kv.h) where failures per
+ * client address are counted. A job checks the lockout, the password
+ * (crypt is slow on purpose) and updates the counters, all off the loop;
+ * its result is posted back to the session's loop and found again through
+ * the session handle (dropped if the session ended). While a job or the failure delay runs the
  * session is busy: it reads nothing more and has no command deadline.
  *
  * Secrets: passwords and AUTH payloads are never logged; decoded bytes
@@ -24,12 +24,12 @@
 #include "smtp/smtp_auth.h"
 
 #include <netinet/in.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "core/workpool.h"
 #include "smtp/smtp_sasl.h"
 #include "smtp/smtp_session_private.h"
 #include "store/kv.h"
@@ -47,9 +47,7 @@ enum auth_step { STEP_NONE, STEP_PLAIN, STEP_LOGIN_USER, STEP_LOGIN_PASS };
 enum auth_outcome { OUT_OK, OUT_FAILED, OUT_DISABLED, OUT_BANNED };
 
 struct auth_job {
-	struct auth_job *next;			/* queue */
-	struct auth_job *prev_all, *next_all;	/* every live job */
-	struct loop *loop;
+	struct workpool_job wj;	/* first: the pool hands it back */
 	uintptr_t handle;
 	struct config *cfg;	/* reference */
 	enum auth_mech mech;
@@ -76,13 +74,8 @@ struct auth_state {
 };
 
 struct auth_service {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct auth_job *head, **tail;
-	struct auth_job *all;
-	int stop;
-	pthread_t *threads;
-	unsigned nthreads;
+	struct workpool *wp;	/* borrowed */
+	int cls;		/* the "auth" class */
 	struct kv_store *kv;	/* NULL: counting is off */
 };
 
@@ -104,16 +97,6 @@ job_free(struct auth_job *j)
 {
 	if (j == NULL)
 		return;
-	if (svc != NULL) {
-		pthread_mutex_lock(&svc->mu);
-		if (j->prev_all != NULL)
-			j->prev_all->next_all = j->next_all;
-		else if (svc->all == j)
-			svc->all = j->next_all;
-		if (j->next_all != NULL)
-			j->next_all->prev_all = j->prev_all;
-		pthread_mutex_unlock(&svc->mu);
-	}
 	explicit_bzero(j->pass, sizeof(j->pass));
 	config_unref(&j->cfg);
 	free(j);
@@ -141,8 +124,9 @@ find_account(const struct config *cfg, const char *user)
 
 /* Worker side: lockout, password, counters. */
 static void
-run_check(struct auth_job *j)
+run_check(struct workpool_job *wj)
 {
+	struct auth_job *j = (struct auth_job *)wj;
 	struct kv_store *kv = svc->kv;
 	const struct config *cfg = j->cfg;
 	char kfail[KV_KEY_MAX], kban[KV_KEY_MAX];
@@ -225,52 +209,19 @@ run_check(struct auth_job *j)
 	}
 }
 
-static void job_done(struct loop *loop, void *arg);
+static void job_done(struct loop *loop, struct workpool_job *wj);
 
-static void *
-worker_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		struct auth_job *j;
-
-		pthread_mutex_lock(&svc->mu);
-		while (svc->head == NULL && !svc->stop)
-			pthread_cond_wait(&svc->cv, &svc->mu);
-		if (svc->stop) {
-			pthread_mutex_unlock(&svc->mu);
-			return NULL;
-		}
-		j = svc->head;
-		svc->head = j->next;
-		if (svc->head == NULL)
-			svc->tail = &svc->head;
-		j->next = NULL;
-		pthread_mutex_unlock(&svc->mu);
-		run_check(j);
-		/* After the post, j belongs to the loop. */
-		loop_post(j->loop, job_done, j);
-	}
-}
-
+/* The pool stopped before the job's completion ran (shutdown). */
 static void
-job_submit(struct auth_job *j)
+job_cancel(struct workpool_job *wj)
 {
-	pthread_mutex_lock(&svc->mu);
-	j->next_all = svc->all;
-	if (svc->all != NULL)
-		svc->all->prev_all = j;
-	svc->all = j;
-	*svc->tail = j;
-	svc->tail = &j->next;
-	pthread_cond_signal(&svc->cv);
-	pthread_mutex_unlock(&svc->mu);
+	job_free((struct auth_job *)wj);
 }
 
 /* ---- service lifecycle ------------------------------------------------- */
 
 int
-smtp_auth_init(const char *state_dir, unsigned workers)
+smtp_auth_init(const char *state_dir, struct workpool *wp, unsigned workers)
 {
 	struct auth_service *v;
 	const char *err = "";
@@ -279,9 +230,7 @@ smtp_auth_init(const char *state_dir, unsigned workers)
 	if (svc != NULL)
 		return 0;
 	v = xcalloc(1, sizeof(*v));
-	pthread_mutex_init(&v->mu, NULL);
-	pthread_cond_init(&v->cv, NULL);
-	v->tail = &v->head;
+	v->wp = wp;
 	v->kv = kv_open(state_dir, &err);
 	if (v->kv == NULL) {
 		struct log_ctx ctx = { 0 };
@@ -296,15 +245,8 @@ smtp_auth_init(const char *state_dir, unsigned workers)
 		catalog_log(COND_STORE_STATE_OPEN_FAILED, &ctx, kv, ARRAY_LEN(kv));
 	}
 	svc = v;
-	if (workers == 0)
-		workers = 1;
-	v->threads = xcalloc(workers, sizeof(*v->threads));
-	for (unsigned i = 0; i < workers; i++) {
-		if (pthread_create(&v->threads[i], NULL, worker_main, NULL) != 0)
-			break;
-		v->nthreads++;
-	}
-	if (v->nthreads == 0) {
+	v->cls = workpool_class_new(wp, "auth", workers > 0 ? workers : 1, 0);
+	if (v->cls < 0) {
 		smtp_auth_shutdown();
 		return -1;
 	}
@@ -318,20 +260,12 @@ smtp_auth_shutdown(void)
 
 	if (v == NULL)
 		return;
-	pthread_mutex_lock(&v->mu);
-	v->stop = 1;
-	pthread_cond_broadcast(&v->cv);
-	pthread_mutex_unlock(&v->mu);
-	for (unsigned i = 0; i < v->nthreads; i++)
-		pthread_join(v->threads[i], NULL);
-	/* Jobs never run, or whose completion a stopped loop never ran. */
-	while (v->all != NULL)
-		job_free(v->all);
+	/* Jobs never run, or whose completion a stopped loop never ran,
+	 * are cancelled (freed); running checks finish first. */
+	if (v->cls >= 0)
+		workpool_class_stop(v->wp, v->cls);
 	kv_close(&v->kv);
 	svc = NULL;
-	pthread_mutex_destroy(&v->mu);
-	pthread_cond_destroy(&v->cv);
-	free(v->threads);
 	free(v);
 }
 
@@ -439,7 +373,7 @@ check_submit(struct smtp_session *s, struct auth_state *st, struct slice user,
 {
 	struct auth_job *j = xcalloc(1, sizeof(*j));
 
-	j->loop = s->env->loop;
+	workpool_job_init(&j->wj, run_check, job_done, job_cancel);
 	j->handle = smtp_session_handle(s);
 	j->cfg = config_ref(s->cfg);
 	j->mech = st->mech;
@@ -453,8 +387,13 @@ check_submit(struct smtp_session *s, struct auth_state *st, struct slice user,
 		PANIC("SASL field longer than its decoder allows");
 	st->step = STEP_NONE;
 	explicit_bzero(st->user, sizeof(st->user));
+	if (workpool_submit(svc->wp, svc->cls, &j->wj, s->env->loop) < 0) {
+		struct kv kv[] = { KV("client", s->conn.peer_text) };
+		job_free(j);
+		smtp_session_refuse(s, COND_AUTH_SASL_INIT_FAILED, kv, ARRAY_LEN(kv));
+		return;
+	}
 	s->busy = 1;
-	job_submit(j);
 }
 
 /* A decoded PLAIN message. */
@@ -661,9 +600,9 @@ delay_fired(struct loop *loop, void *arg)
 }
 
 static void
-job_done(struct loop *loop, void *arg)
+job_done(struct loop *loop, struct workpool_job *wj)
 {
-	struct auth_job *j = arg;
+	struct auth_job *j = (struct auth_job *)wj;
 	struct smtp_session *s = smtp_session_by_handle(loop_get_data(loop), j->handle);
 	struct auth_state *st;
 
