@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/sasl_plain.h"
 #include "net/net_conn.h"
 #include "net/net_tls.h"
 #include "pop3/pop3_private.h"
@@ -562,18 +563,19 @@ static void
 sasl_plain(struct pop3_session *s, struct slice b64)
 {
 	struct buf dec;
-	struct slice authz, authc, pass;
+	struct sasl_plain p;
 
 	buf_init(&dec, SASL_DECODED_MAX);
 	if (pop3_base64_decode(b64, &dec) < 0 ||
-	    pop3_sasl_plain_split(buf_slice(&dec), &authz, &authc, &pass) < 0) {
+	    sasl_plain_parse(dec.data, dec.len, &p) < 0) {
 		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "AUTH") };
 		session_refuse(s, COND_POP3_SYNTAX, kv, ARRAY_LEN(kv));
 	} else {
-		int mismatch = authz.len > 0 && !(authz.len == authc.len &&
-						  strncasecmp((const char *)authz.p,
-							      (const char *)authc.p, authz.len) == 0);
-		login_start(s, authc, pass, mismatch, "PLAIN");
+		int mismatch = p.authzid.len > 0 &&
+			       !(p.authzid.len == p.authcid.len &&
+				 strncasecmp((const char *)p.authzid.p,
+					     (const char *)p.authcid.p, p.authzid.len) == 0);
+		login_start(s, p.authcid, p.passwd, mismatch, "PLAIN");
 	}
 	if (dec.data != NULL)
 		explicit_bzero(dec.data, dec.cap);

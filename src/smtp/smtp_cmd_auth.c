@@ -402,10 +402,9 @@ plain_finish(struct smtp_session *s, struct auth_state *st, const uint8_t *msg, 
 	     unsigned step)
 {
 	struct sasl_plain p;
-	enum sasl_result r = sasl_plain_parse(msg, len, &p);
 
-	if (r != SASL_OK) {
-		response_refuse(s, st, r, len, step);
+	if (sasl_plain_parse(msg, len, &p) < 0) {
+		response_refuse(s, st, SASL_BAD_MESSAGE, len, step);
 		return;
 	}
 	check_submit(s, st, p.authcid, p.passwd, p.authzid);
