@@ -1,7 +1,9 @@
 /*
  * pop3_service.c - the process-wide part of POP3: its jobs on the worker
- * pool ("pop3" class), the mailbox lock table, the failed-login table and the last-login
- * table (see pop3.h, pop3_private.h).
+ * pool ("pop3" class), the mailbox lock table and the last-login table
+ * (see pop3.h, pop3_private.h). Failed logins and lockouts live in the
+ * state store (store/authfail.h, shared with SMTP AUTH); the CHECK and
+ * LOGIN jobs read and write them.
  *
  * Owns struct pop3_service. Workers run every operation that may block:
  * the password check (crypt is slow on purpose), the maildrop scan, file
@@ -14,7 +16,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,9 @@
 #include "core/log.h"
 #include "deliver/deliver_quota.h"
 #include "pop3/pop3_private.h"
+#include "store/authfail.h"
 
 #define LOCK_BUCKETS 1024
-#define FAIL_BUCKETS 4096
-#define FAIL_MAX_ENTRIES 100000	/* past it new addresses are not tracked */
 #define DELAY_BUCKETS 1024
 
 /* A yescrypt hash of a random string: unknown users cost one crypt too, so
@@ -40,14 +40,6 @@ struct lock_entry {
 	char sid[POP3_SID_SIZE];
 };
 
-struct fail_entry {
-	struct fail_entry *next;
-	uint8_t addr[16];
-	unsigned count;
-	uint64_t window_start;
-	uint64_t locked_until;	/* 0: not locked */
-};
-
 struct delay_entry {
 	struct delay_entry *next;
 	char *mailbox;
@@ -57,11 +49,10 @@ struct delay_entry {
 struct pop3_service {
 	struct workpool *wp;		/* borrowed */
 	int cls;			/* the "pop3" class */
+	struct kv_store *state;		/* borrowed: failed logins */
 
-	pthread_mutex_t tables;		/* the three tables below */
+	pthread_mutex_t tables;		/* the two tables below */
 	struct lock_entry *locks[LOCK_BUCKETS];
-	struct fail_entry *fails[FAIL_BUCKETS];
-	size_t nfails;
 	struct delay_entry *delays[DELAY_BUCKETS];
 };
 
@@ -151,7 +142,7 @@ job_cancel(struct workpool_job *wj)
 /* ---- worker side of each job ----------------------------------------- */
 
 static void
-run_login(struct pop3_job *j)
+run_login_password(struct pop3_job *j)
 {
 	const struct account *a = j->acct;
 	struct config *cfg = j->cfg;
@@ -204,6 +195,41 @@ run_login(struct pop3_job *j)
 	}
 	j->result = POP3_LOGIN_OK;
 	j->cond = COND_POP3_LOGIN;
+}
+
+/* The lockout first (the password is not even tried), then the password
+ * and the rest; a failure is counted, a success forgets the failures.
+ * pop3.max_failures 0 turns the lockout off (failures are still counted). */
+static void
+run_login(struct pop3_job *j)
+{
+	const struct config *cfg = j->cfg;
+	struct kv_store *state = j->svc->state;
+
+	if (cfg->pop3_max_failures > 0 &&
+	    authfail_banned(state, j->client, j->sid, &j->fail_count, &j->ban_remaining_s)) {
+		explicit_bzero(j->pass, strlen(j->pass));
+		j->result = POP3_LOGIN_LOCKOUT;
+		j->cond = COND_POP3_AUTH_LOCKOUT;
+		j->banned = 1;
+		return;
+	}
+	run_login_password(j);
+	if (j->result == POP3_LOGIN_UNKNOWN || j->result == POP3_LOGIN_BAD) {
+		struct authfail_policy pol = { cfg->pop3_max_failures, cfg->pop3_failure_window,
+					       cfg->pop3_lockout };
+		j->fail_count = authfail_record(state, j->client, j->sid, &pol, &j->banned);
+	} else if (j->result == POP3_LOGIN_OK) {
+		authfail_clear(state, j->client, j->sid);
+	}
+}
+
+/* The greeting's question: is the client locked out now? */
+static void
+run_check(struct pop3_job *j)
+{
+	j->banned = authfail_banned(j->svc->state, j->client, j->sid, &j->fail_count,
+				    &j->ban_remaining_s);
 }
 
 static void
@@ -265,6 +291,9 @@ job_run(struct workpool_job *wj)
 	struct pop3_job *j = (struct pop3_job *)wj;
 
 	switch (j->kind) {
+	case POP3_JOB_CHECK:
+		run_check(j);
+		break;
 	case POP3_JOB_LOGIN:
 		run_login(j);
 		break;
@@ -290,12 +319,13 @@ pop3_job_submit(struct pop3_job *j)
 /* ---- lifecycle ------------------------------------------------------- */
 
 struct pop3_service *
-pop3_service_new(struct workpool *wp, unsigned workers)
+pop3_service_new(struct workpool *wp, struct kv_store *state, unsigned workers)
 {
 	struct pop3_service *svc = xcalloc(1, sizeof(*svc));
 
 	pthread_mutex_init(&svc->tables, NULL);
 	svc->wp = wp;
+	svc->state = state;
 	svc->cls = workpool_class_new(wp, "pop3", workers > 0 ? workers : 1, 0);
 	if (svc->cls < 0)
 		PANIC("cannot start any POP3 worker");
@@ -317,13 +347,6 @@ pop3_service_free(struct pop3_service **svcp)
 			struct lock_entry *e = svc->locks[b];
 			svc->locks[b] = e->next;
 			free(e->mailbox);
-			free(e);
-		}
-	}
-	for (size_t b = 0; b < FAIL_BUCKETS; b++) {
-		while (svc->fails[b] != NULL) {
-			struct fail_entry *e = svc->fails[b];
-			svc->fails[b] = e->next;
 			free(e);
 		}
 	}
@@ -381,131 +404,6 @@ pop3_lock_release(struct pop3_service *svc, const char *mailbox)
 			free(e);
 			break;
 		}
-	}
-	pthread_mutex_unlock(&svc->tables);
-}
-
-/* ---- failed logins --------------------------------------------------- */
-
-static void
-addr_key(const struct sockaddr_storage *ss, uint8_t out[16])
-{
-	memset(out, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-	}
-}
-
-static size_t
-addr_hash(const uint8_t k[16])
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ k[i]) * 1099511628211ull;
-	return (size_t)(h % FAIL_BUCKETS);
-}
-
-/* Finds the entry of k in bucket b, dropping expired entries on the way
- * (table lock held). */
-static struct fail_entry *
-fail_find(struct pop3_service *svc, size_t b, const uint8_t k[16], uint64_t now)
-{
-	struct fail_entry **pp = &svc->fails[b];
-
-	while (*pp != NULL) {
-		struct fail_entry *e = *pp;
-		if (memcmp(e->addr, k, 16) == 0)
-			return e;
-		/* forgotten once neither locked nor within a day of use */
-		if (e->locked_until <= now && now - e->window_start > 86400) {
-			*pp = e->next;
-			free(e);
-			svc->nfails--;
-			continue;
-		}
-		pp = &e->next;
-	}
-	return NULL;
-}
-
-int
-pop3_fail_locked(struct pop3_service *svc, const struct sockaddr_storage *addr,
-		 uint64_t *remaining_out, unsigned *count_out)
-{
-	uint8_t k[16];
-	uint64_t now = pop3_now_s();
-	int locked = 0;
-
-	addr_key(addr, k);
-	pthread_mutex_lock(&svc->tables);
-	struct fail_entry *e = fail_find(svc, addr_hash(k), k, now);
-	if (e != NULL && e->locked_until > now) {
-		locked = 1;
-		*remaining_out = e->locked_until - now;
-		*count_out = e->count;
-	}
-	pthread_mutex_unlock(&svc->tables);
-	return locked;
-}
-
-unsigned
-pop3_fail_record(struct pop3_service *svc, const struct sockaddr_storage *addr,
-		 const struct pop3_fail_policy *pol, int *locked_out)
-{
-	uint8_t k[16];
-	uint64_t now = pop3_now_s();
-	unsigned count;
-
-	*locked_out = 0;
-	addr_key(addr, k);
-	size_t b = addr_hash(k);
-	pthread_mutex_lock(&svc->tables);
-	struct fail_entry *e = fail_find(svc, b, k, now);
-	if (e == NULL) {
-		if (svc->nfails >= FAIL_MAX_ENTRIES) {
-			pthread_mutex_unlock(&svc->tables);
-			return 1;
-		}
-		e = xcalloc(1, sizeof(*e));
-		memcpy(e->addr, k, 16);
-		e->window_start = now;
-		e->next = svc->fails[b];
-		svc->fails[b] = e;
-		svc->nfails++;
-	}
-	if (now - e->window_start >= pol->window_s && e->locked_until <= now) {
-		e->window_start = now;
-		e->count = 0;
-	}
-	e->count++;
-	count = e->count;
-	if (pol->max_failures > 0 && count >= pol->max_failures && e->locked_until <= now) {
-		e->locked_until = now + pol->lockout_s;
-		/* the next window starts when the lockout ends */
-		e->window_start = e->locked_until;
-		e->count = 0;
-		*locked_out = 1;
-	}
-	pthread_mutex_unlock(&svc->tables);
-	return count;
-}
-
-void
-pop3_fail_clear(struct pop3_service *svc, const struct sockaddr_storage *addr)
-{
-	uint8_t k[16];
-	uint64_t now = pop3_now_s();
-
-	addr_key(addr, k);
-	pthread_mutex_lock(&svc->tables);
-	struct fail_entry *e = fail_find(svc, addr_hash(k), k, now);
-	if (e != NULL && e->locked_until <= now) {
-		e->count = 0;
-		e->window_start = now;
 	}
 	pthread_mutex_unlock(&svc->tables);
 }

@@ -51,6 +51,7 @@
 #include "pop3/pop3.h"
 #include "smtp/smtp_auth.h"
 #include "smtp/smtp_session.h"
+#include "store/authfail.h"
 #include "store/spool.h"
 
 #define EX_CONFIG 78
@@ -100,6 +101,7 @@ struct server {
 	struct spool *spool;
 	struct deliver *deliver;
 	struct workpool *pool;		/* every blocking job: one pool */
+	struct kv_store *state;		/* failed logins, SMTP and POP3 */
 	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
 	unsigned long sessions;		/* atomic */
 	pthread_mutex_t ip_lock;
@@ -833,11 +835,12 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		init_failed("spool", srv->cfg->server_spool, errno);
 		goto out;
 	}
-	/* After the privilege drop, before the loops: POP3 workers. */
-	srv->pop3 = pop3_service_new(srv->pool, srv->cfg->server_workers);
-	/* A state store that cannot open is logged; AUTH then keeps its
-	 * counters in memory and goes on. */
-	if (smtp_auth_init(srv->cfg->server_state, srv->pool, srv->cfg->server_workers) < 0) {
+	/* After the privilege drop, before the loops: the failed-login store
+	 * (one for SMTP AUTH and POP3; one that cannot open is logged and
+	 * kept in memory), POP3 and AUTH. */
+	srv->state = authfail_open(srv->cfg->server_state);
+	srv->pop3 = pop3_service_new(srv->pool, srv->state, srv->cfg->server_workers);
+	if (smtp_auth_init(srv->state, srv->pool, srv->cfg->server_workers) < 0) {
 		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
 	}
 
@@ -915,6 +918,7 @@ out:
 		pop3_env_fini(&srv->loops[i].penv);
 	pop3_service_free(&srv->pop3);
 	smtp_auth_shutdown();
+	kv_close(&srv->state);
 	quota_fini();
 	space_stop();
 	/* Every class has stopped: the threads end (after the loops, before

@@ -4,8 +4,9 @@
  *
  * Owns the session's SASL exchange (s->auth, struct auth_state) and the
  * process-wide AUTH service: the "auth" class of the worker pool
- * (core/workpool.h) and the state store (store/kv.h) where failures per
- * client address are counted. A job checks the lockout, the password
+ * (core/workpool.h) and the failed-login store (store/authfail.h, in the
+ * state store, shared with POP3) where failures per client address are
+ * counted. A job checks the lockout, the password
  * (crypt is slow on purpose) and updates the counters, all off the loop;
  * its result is posted back to the session's loop and found again through
  * the session handle (dropped if the session ended). While a job or the failure delay runs the
@@ -15,11 +16,8 @@
  * are wiped (explicit_bzero) as soon as they are copied into the job, and
  * the job's copy right after the check.
  *
- * Failure counting (keys in the state store, per client IP text):
- *   authfail:<ip>  integer, TTL auth.failure_window from the first failure
- *   authban:<ip>   the count that caused it, TTL auth.lockout
- * At auth.max_failures the ban is written and the counter dropped, so a
- * new window starts when the lockout ends. Success drops the counter.
+ * Failure counting: store/authfail.h with auth.max_failures,
+ * auth.failure_window and auth.lockout.
  */
 #include "smtp/smtp_auth.h"
 
@@ -32,7 +30,7 @@
 #include "core/workpool.h"
 #include "smtp/smtp_sasl.h"
 #include "smtp/smtp_session_private.h"
-#include "store/kv.h"
+#include "store/authfail.h"
 
 /* A yescrypt hash of a random string: an unknown user costs one crypt too,
  * so the timing does not tell unknown users from wrong passwords. */
@@ -76,7 +74,7 @@ struct auth_state {
 struct auth_service {
 	struct workpool *wp;	/* borrowed */
 	int cls;		/* the "auth" class */
-	struct kv_store *kv;	/* NULL: counting is off */
+	struct kv_store *kv;	/* borrowed; NULL: counting is off */
 };
 
 /* Set once by smtp_auth_init() before the loops run, cleared by
@@ -102,15 +100,6 @@ job_free(struct auth_job *j)
 	free(j);
 }
 
-static void
-store_failed(const struct auth_job *j, const char *op, const char *key)
-{
-	struct log_ctx ctx = { .sid = j->sid };
-	struct kv kv[] = { KV("op", op), KV("key", key), KV("err", kv_error()) };
-
-	catalog_log(COND_STORE_STATE_OP_FAILED, &ctx, kv, ARRAY_LEN(kv));
-}
-
 /* Splits "local@domain" at the last '@' and finds the account. */
 static const struct account *
 find_account(const struct config *cfg, const char *user)
@@ -129,26 +118,14 @@ run_check(struct workpool_job *wj)
 	struct auth_job *j = (struct auth_job *)wj;
 	struct kv_store *kv = svc->kv;
 	const struct config *cfg = j->cfg;
-	char kfail[KV_KEY_MAX], kban[KV_KEY_MAX];
 	const struct account *a;
 	int r;
 
-	if (snprintf(kfail, sizeof(kfail), "authfail:%s", j->client) < 0 ||
-	    snprintf(kban, sizeof(kban), "authban:%s", j->client) < 0)
-		PANIC("AUTH key does not fit");
-	if (kv != NULL && cfg->auth_max_failures > 0) {
-		int64_t v = 0;
-		uint64_t left = 0;
-		r = kv_get_int(kv, kban, &v, &left);
-		if (r == 1) {
-			j->out = OUT_BANNED;
-			j->count = v;
-			j->remaining_s = left;
-			explicit_bzero(j->pass, sizeof(j->pass));
-			return;
-		}
-		if (r < 0)
-			store_failed(j, "get", kban);	/* fail open */
+	if (cfg->auth_max_failures > 0 &&
+	    authfail_banned(kv, j->client, j->sid, &j->count, &j->remaining_s)) {
+		j->out = OUT_BANNED;
+		explicit_bzero(j->pass, sizeof(j->pass));
+		return;
 	}
 
 	a = find_account(cfg, j->user);
@@ -184,28 +161,13 @@ run_check(struct workpool_job *wj)
 	}
 	explicit_bzero(j->pass, sizeof(j->pass));
 
-	if (kv == NULL)
-		return;
 	if (j->out == OUT_OK) {
-		if (kv_delete(kv, kfail) < 0)
-			store_failed(j, "delete", kfail);
-		return;
-	}
-	if (j->out != OUT_FAILED)
-		return;
-	int64_t count = 0;
-	if (kv_incr(kv, kfail, 1, cfg->auth_failure_window, &count) < 0) {
-		store_failed(j, "incr", kfail);
-		return;
-	}
-	j->count = count;
-	if (cfg->auth_max_failures > 0 && count >= (int64_t)cfg->auth_max_failures) {
-		char v[32];
-		int n = snprintf(v, sizeof(v), "%lld", (long long)count);
-		if (n < 0 || kv_put(kv, kban, v, (size_t)n, cfg->auth_lockout) < 0)
-			store_failed(j, "put", kban);
-		if (kv_delete(kv, kfail) < 0)
-			store_failed(j, "delete", kfail);
+		authfail_clear(kv, j->client, j->sid);
+	} else if (j->out == OUT_FAILED) {
+		struct authfail_policy pol = { cfg->auth_max_failures,
+					       cfg->auth_failure_window, cfg->auth_lockout };
+		int banned;
+		j->count = authfail_record(kv, j->client, j->sid, &pol, &banned);
 	}
 }
 
@@ -221,29 +183,15 @@ job_cancel(struct workpool_job *wj)
 /* ---- service lifecycle ------------------------------------------------- */
 
 int
-smtp_auth_init(const char *state_dir, struct workpool *wp, unsigned workers)
+smtp_auth_init(struct kv_store *state, struct workpool *wp, unsigned workers)
 {
 	struct auth_service *v;
-	const char *err = "";
-	char path[4096];
 
 	if (svc != NULL)
 		return 0;
 	v = xcalloc(1, sizeof(*v));
 	v->wp = wp;
-	v->kv = kv_open(state_dir, &err);
-	if (v->kv == NULL) {
-		struct log_ctx ctx = { 0 };
-		if (snprintf(path, sizeof(path), "%s/%s", state_dir, KV_FILE) < 0)
-			path[0] = '\0';
-		char why[256];
-		if (slice_copy(slice_from_cstr(err), why, sizeof(why)) < 0)
-			why[0] = '\0';
-		v->kv = kv_open_memory(&err);
-		struct kv kv[] = { KV("path", path), KV("err", why),
-				   KV("fallback", v->kv != NULL ? "memory" : "none") };
-		catalog_log(COND_STORE_STATE_OPEN_FAILED, &ctx, kv, ARRAY_LEN(kv));
-	}
+	v->kv = state;
 	svc = v;
 	v->cls = workpool_class_new(wp, "auth", workers > 0 ? workers : 1, 0);
 	if (v->cls < 0) {
@@ -264,7 +212,6 @@ smtp_auth_shutdown(void)
 	 * are cancelled (freed); running checks finish first. */
 	if (v->cls >= 0)
 		workpool_class_stop(v->wp, v->cls);
-	kv_close(&v->kv);
 	svc = NULL;
 	free(v);
 }
