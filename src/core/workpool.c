@@ -10,12 +10,14 @@
 #include "workpool.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "buf.h"
+#include "heap.h"
 
 #define WORKPOOL_LOOPS_MAX 1024		/* outboxes: one per loop */
 
@@ -41,8 +43,7 @@ struct workpool {
 	pthread_cond_t idle;		/* class_stop: a job finished */
 	struct wp_class cls[WORKPOOL_CLASSES_MAX];
 	unsigned ncls, rr;
-	struct workpool_job **heap;	/* delayed jobs */
-	size_t nheap, capheap;
+	struct heap delayed;		/* of jobs, by due time */
 	struct wp_outbox *out[WORKPOOL_LOOPS_MAX];
 	size_t nout;
 	pthread_t *threads;
@@ -59,85 +60,15 @@ workpool_job_init(struct workpool_job *job, workpool_fn run,
 	job->run = run;
 	job->done = done;
 	job->cancel = cancel;
-	job->heap_index = SIZE_MAX;
+	job->delay = (struct heap_node)HEAP_NODE_INIT;
 }
 
-/* ---- delayed jobs: a binary min-heap on due_ms ------------------------ */
+/* ---- delayed jobs: the heap (core/heap.h) keyed by due time --------- */
 
-static void
-heap_swap(struct workpool *wp, size_t a, size_t b)
+static struct workpool_job *
+job_of(struct heap_node *n)
 {
-	struct workpool_job *t = wp->heap[a];
-
-	wp->heap[a] = wp->heap[b];
-	wp->heap[b] = t;
-	wp->heap[a]->heap_index = a;
-	wp->heap[b]->heap_index = b;
-}
-
-static void
-heap_up(struct workpool *wp, size_t i)
-{
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (wp->heap[p]->due_ms <= wp->heap[i]->due_ms)
-			break;
-		heap_swap(wp, p, i);
-		i = p;
-	}
-}
-
-static void
-heap_down(struct workpool *wp, size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < wp->nheap && wp->heap[l]->due_ms < wp->heap[m]->due_ms)
-			m = l;
-		if (r < wp->nheap && wp->heap[r]->due_ms < wp->heap[m]->due_ms)
-			m = r;
-		if (m == i)
-			break;
-		heap_swap(wp, i, m);
-		i = m;
-	}
-}
-
-static void
-heap_push(struct workpool *wp, struct workpool_job *job)
-{
-	if (wp->nheap == wp->capheap) {
-		wp->capheap = wp->capheap ? wp->capheap * 2 : 64;
-		wp->heap = xrealloc(wp->heap, wp->capheap * sizeof(*wp->heap));
-	}
-	wp->heap[wp->nheap] = job;
-	job->heap_index = wp->nheap++;
-	heap_up(wp, job->heap_index);
-}
-
-static void
-heap_remove(struct workpool *wp, struct workpool_job *job)
-{
-	size_t i = job->heap_index;
-
-	ASSERT(i < wp->nheap && wp->heap[i] == job);
-	wp->nheap--;
-	if (i != wp->nheap) {
-		wp->heap[i] = wp->heap[wp->nheap];
-		wp->heap[i]->heap_index = i;
-		heap_down(wp, i);
-		heap_up(wp, i);
-	}
-	job->heap_index = SIZE_MAX;
-}
-
-/* After due times changed or jobs left: restores the heap order. */
-static void
-heap_rebuild(struct workpool *wp)
-{
-	for (size_t i = wp->nheap / 2 + 1; i-- > 0;)
-		if (i < wp->nheap)
-			heap_down(wp, i);
+	return (struct workpool_job *)((char *)n - offsetof(struct workpool_job, delay));
 }
 
 /* ---- queues ----------------------------------------------------------- */
@@ -154,10 +85,12 @@ class_push(struct wp_class *c, struct workpool_job *job)
 static void
 promote_due(struct workpool *wp, uint64_t now)
 {
-	while (wp->nheap > 0 && wp->heap[0]->due_ms <= now) {
-		struct workpool_job *job = wp->heap[0];
+	struct heap_node *n;
 
-		heap_remove(wp, job);
+	while ((n = heap_top(&wp->delayed)) != NULL && n->key <= now) {
+		struct workpool_job *job = job_of(n);
+
+		heap_remove(&wp->delayed, n);
 		class_push(&wp->cls[job->cls], job);
 	}
 }
@@ -277,8 +210,8 @@ worker_main(void *arg)
 		promote_due(wp, loop_clock_ms());
 		c = class_pick(wp);
 		if (c == NULL) {
-			if (wp->nheap > 0)
-				wait_until(wp, wp->heap[0]->due_ms);
+			if (heap_top(&wp->delayed) != NULL)
+				wait_until(wp, heap_top(&wp->delayed)->key);
 			else
 				pthread_cond_wait(&wp->work, &wp->mu);
 			continue;
@@ -381,13 +314,13 @@ workpool_submit_after(struct workpool *wp, int cls, struct workpool_job *job,
 	}
 	job->loop = loop;
 	job->cls = (unsigned)cls;
-	job->heap_index = SIZE_MAX;
+	job->delay = (struct heap_node)HEAP_NODE_INIT;
 	c->load++;
 	if (delay_ms == 0) {
 		class_push(c, job);
 	} else {
-		job->due_ms = loop_clock_ms() + delay_ms;
-		heap_push(wp, job);
+		job->delay.key = loop_clock_ms() + delay_ms;
+		heap_push(&wp->delayed, &job->delay);
 	}
 	pthread_cond_broadcast(&wp->work);
 	pthread_mutex_unlock(&wp->mu);
@@ -406,10 +339,10 @@ workpool_class_wake(struct workpool *wp, int cls)
 {
 	ASSERT(cls >= 0 && cls < WORKPOOL_CLASSES_MAX);
 	pthread_mutex_lock(&wp->mu);
-	for (size_t i = 0; i < wp->nheap; i++)
-		if (wp->heap[i]->cls == (unsigned)cls)
-			wp->heap[i]->due_ms = 0;
-	heap_rebuild(wp);
+	for (size_t i = 0; i < wp->delayed.n; i++)
+		if (job_of(wp->delayed.v[i])->cls == (unsigned)cls)
+			wp->delayed.v[i]->key = 0;
+	heap_rebuild(&wp->delayed);
 	pthread_cond_broadcast(&wp->work);
 	pthread_mutex_unlock(&wp->mu);
 }
@@ -445,21 +378,22 @@ workpool_class_stop(struct workpool *wp, int cls)
 	/* Delayed jobs: their time has not come; cancelled. The heap is
 	 * filtered, then rebuilt. */
 	size_t keep = 0;
-	for (size_t i = 0; i < wp->nheap; i++) {
-		struct workpool_job *job = wp->heap[i];
+	for (size_t i = 0; i < wp->delayed.n; i++) {
+		struct heap_node *n = wp->delayed.v[i];
+		struct workpool_job *job = job_of(n);
 		if (job->cls != (unsigned)cls) {
-			job->heap_index = keep;
-			wp->heap[keep++] = job;
+			n->index = keep;
+			wp->delayed.v[keep++] = n;
 			continue;
 		}
-		job->heap_index = SIZE_MAX;
+		n->index = SIZE_MAX;
 		job->next = NULL;
 		*ctail = job;
 		ctail = &job->next;
 		c->load--;
 	}
-	wp->nheap = keep;
-	heap_rebuild(wp);
+	wp->delayed.n = keep;
+	heap_rebuild(&wp->delayed);
 	if (!(c->flags & WORKPOOL_DRAIN) && c->head != NULL) {
 		*ctail = c->head;
 		for (struct workpool_job *j = c->head; j != NULL; j = j->next)
@@ -512,7 +446,7 @@ workpool_free(struct workpool **wpp)
 	pthread_mutex_destroy(&wp->mu);
 	pthread_cond_destroy(&wp->work);
 	pthread_cond_destroy(&wp->idle);
-	free(wp->heap);
+	heap_fini(&wp->delayed);
 	free(wp->threads);
 	free(wp);
 	*wpp = NULL;

@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #include "compat.h"
+#include "heap.h"
 #include "loop.h"
 
 #define WORKPOOL_CLASSES_MAX 8
@@ -58,8 +59,7 @@ struct workpool_job {
 	workpool_fn cancel;		/* NULL: nothing to free */
 	/* pool-private below */
 	struct loop *loop;
-	uint64_t due_ms;		/* delayed jobs: monotonic ms */
-	size_t heap_index;
+	struct heap_node delay;		/* delayed jobs: key = due, monotonic ms */
 	unsigned cls;
 };
 

@@ -1438,22 +1438,23 @@ static void
 greeting_checked(struct pop3_job *j)
 {
 	struct pop3_session *s = session_by_handle(j->env, j->handle);
+	int banned = j->banned;
+	int64_t count = j->fail_count;
+	uint64_t left = j->ban_remaining_s;
 
-	if (s == NULL || s->dead || s->wait != WAIT_CHECK) {
-		pop3_job_free(j);
-		return;
-	}
+	pop3_job_free(j);	/* the answer is copied */
+	if (s == NULL || s->dead || s->wait != WAIT_CHECK)
+		return;		/* gone, or told of a shutdown meanwhile */
 	s->wait = WAIT_NONE;
-	if (j->banned) {
-		struct kv k2[] = { KV("client", s->conn.peer_text), KVI("count", j->fail_count),
-				   KVU("remaining_s", j->ban_remaining_s) };
+	if (banned) {
+		struct kv k2[] = { KV("client", s->conn.peer_text), KVI("count", count),
+				   KVU("remaining_s", left) };
 		session_reply(s, COND_POP3_AUTH_LOCKOUT, k2, ARRAY_LEN(k2));
 		s->state = POP3_STATE_CLOSING;
 		s->end_cause = COND_POP3_AUTH_LOCKOUT;
 	} else {
 		session_reply(s, COND_POP3_GREETING, NULL, 0);
 	}
-	pop3_job_free(j);
 	session_process(s);
 }
 

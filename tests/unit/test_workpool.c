@@ -136,6 +136,27 @@ block_loop(struct loop *loop, void *arg)
 		sleep_ms(1);
 }
 
+/* Submits held (waiting on *gate) to class c and waits until it runs. */
+static void
+submit_held(struct workpool *wp, int c, struct tjob *held, int *gate)
+{
+	*gate = 0;
+	tjob_init(held, gate, NULL);
+	CHECK_INT(workpool_submit(wp, c, &held->job, NULL), 0);
+	WAIT_FOR(running == 1);
+	CHECK_INT(running, 1);
+}
+
+/* Submits n jobs to class c, their completions for loop. */
+static void
+submit_n(struct workpool *wp, int c, struct tjob *jobs, size_t n, struct loop *loop)
+{
+	for (size_t i = 0; i < n; i++) {
+		tjob_init(&jobs[i], NULL, loop);
+		CHECK_INT(workpool_submit(wp, c, &jobs[i].job, loop), 0);
+	}
+}
+
 /* ---- cases ------------------------------------------------------------ */
 
 static void
@@ -149,10 +170,7 @@ test_caps(void)
 	reset();
 	c = workpool_class_new(wp, "a", 3, 0);
 	CHECK(c >= 0);
-	for (size_t i = 0; i < 12; i++) {
-		tjob_init(&jobs[i], NULL, NULL);
-		CHECK_INT(workpool_submit(wp, c, &jobs[i].job, NULL), 0);
-	}
+	submit_n(wp, c, jobs, 12, NULL);
 	WAIT_FOR(done_count == 12);
 	CHECK_INT(done_count, 12);
 	CHECK_INT(ran, 12);
@@ -181,10 +199,7 @@ test_slow_class(void)
 		CHECK_INT(workpool_submit(wp, cs, &slow[i].job, NULL), 0);
 	}
 	WAIT_FOR(running == 1);
-	for (size_t i = 0; i < 3; i++) {
-		tjob_init(&fast[i], NULL, NULL);
-		CHECK_INT(workpool_submit(wp, cf, &fast[i].job, NULL), 0);
-	}
+	submit_n(wp, cf, fast, 3, NULL);
 	WAIT_FOR(done_count == 3);
 	CHECK_INT(done_count, 3);		/* the fast ones, scans held */
 	CHECK_INT(workpool_class_load(wp, cs), 4);
@@ -232,10 +247,7 @@ test_batch_and_loops(void)
 	loop_post(a.loop, block_loop, NULL);
 	int c2 = workpool_class_new(wp, "auth", 4, 0);
 	CHECK(c2 >= 0);
-	for (size_t i = 0; i < 20; i++) {
-		tjob_init(&jobs[i], NULL, a.loop);
-		CHECK_INT(workpool_submit(wp, c2, &jobs[i].job, a.loop), 0);
-	}
+	submit_n(wp, c2, jobs, 20, a.loop);
 	WAIT_FOR(workpool_class_load(wp, c2) == 0);
 	CHECK_INT(ran, 20);
 	CHECK_INT(done_count, 0);		/* the loop is held */
@@ -286,13 +298,8 @@ test_shutdown(void)
 	TEST_CASE("stop cancels queued and delayed, waits for running");
 	reset();
 	int c = workpool_class_new(wp, "pop3", 1, 0);
-	tjob_init(&held, &gate, NULL);
-	CHECK_INT(workpool_submit(wp, c, &held.job, NULL), 0);
-	WAIT_FOR(running == 1);
-	for (size_t i = 0; i < 5; i++) {
-		tjob_init(&queued[i], NULL, NULL);
-		CHECK_INT(workpool_submit(wp, c, &queued[i].job, NULL), 0);
-	}
+	submit_held(wp, c, &held, &gate);
+	submit_n(wp, c, queued, 5, NULL);
 	tjob_init(&later, NULL, NULL);
 	CHECK_INT(workpool_submit_after(wp, c, &later.job, NULL, 600000), 0);
 	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);	/* held finishes */
@@ -307,15 +314,9 @@ test_shutdown(void)
 
 	TEST_CASE("stop of a DRAIN class runs what is queued");
 	reset();
-	gate = 0;
 	int d = workpool_class_new(wp, "commit", 1, WORKPOOL_DRAIN);
-	tjob_init(&held, &gate, NULL);
-	CHECK_INT(workpool_submit(wp, d, &held.job, NULL), 0);
-	WAIT_FOR(running == 1);
-	for (size_t i = 0; i < 5; i++) {
-		tjob_init(&drained[i], NULL, NULL);
-		CHECK_INT(workpool_submit(wp, d, &drained[i].job, NULL), 0);
-	}
+	submit_held(wp, d, &held, &gate);
+	submit_n(wp, d, drained, 5, NULL);
 	__atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
 	workpool_class_stop(wp, d);
 	CHECK_INT(done_count, 6);
@@ -327,10 +328,7 @@ test_shutdown(void)
 	__atomic_store_n(&loop_gate, 0, __ATOMIC_RELEASE);
 	loop_post(a.loop, block_loop, NULL);
 	int e = workpool_class_new(wp, "auth", 2, 0);
-	for (size_t i = 0; i < 3; i++) {
-		tjob_init(&outbox[i], NULL, a.loop);
-		CHECK_INT(workpool_submit(wp, e, &outbox[i].job, a.loop), 0);
-	}
+	submit_n(wp, e, outbox, 3, a.loop);
 	WAIT_FOR(workpool_class_load(wp, e) == 0);
 	loop_stop(a.loop);		/* it stops after the held call */
 	__atomic_store_n(&loop_gate, 1, __ATOMIC_RELEASE);
