@@ -4,11 +4,11 @@
  * Owns a small table of cached statvfs() results, one slot per folder
  * asked about (the spool and the mail root; a reload may add a few more,
  * the oldest slot is then reused), and the refresh jobs that fill it (the
- * worker pool's "statvfs" class; each slot is its own job, queued at most
- * once). One mutex guards the table; statvfs() runs outside it. Once
- * space_start() attached the pool, a check only reads the table: a value
- * older than SPACE_TTL_MS is still used while its refresh runs on the
- * pool, so an event loop never calls statvfs. Before that (start-up on
+ * worker pool's "statvfs" class: a tick every SPACE_TTL_MS refreshes every
+ * known slot, and a path asked about for the first time is its own job,
+ * queued at most once). One mutex guards the table; statvfs() runs
+ * outside it. Once space_start() attached the pool, a check only reads the
+ * table, so an event loop never calls statvfs. Before that (start-up on
  * the main thread, unit tests) a stale value is refreshed inline.
  */
 #include "deliver/deliver_space.h"
@@ -83,16 +83,14 @@ space_statvfs(const char *path, uint64_t *bytes_out, uint64_t *inodes_out)
 	return 0;
 }
 
-/* The refresh job of a slot, on the pool. */
+/* statvfs for slot s, on a worker. */
 static void
-space_refresh_run(struct workpool_job *wj)
+space_refresh_slot(struct space_slot *s)
 {
-	struct space_slot *s = (struct space_slot *)wj;
 	char path[SPACE_PATH_MAX];
 	uint64_t b, ino;
 
 	pthread_mutex_lock(&space_mu);
-	s->queued = 0;
 	memcpy(path, s->path, sizeof(path));
 	pthread_mutex_unlock(&space_mu);
 	if (path[0] == '\0' || space_statvfs(path, &b, &ino) < 0)
@@ -102,8 +100,49 @@ space_refresh_run(struct workpool_job *wj)
 		s->free_bytes = b;
 		s->free_inodes = ino;
 		s->valid = 1;
+		s->checked_ms = space_now_ms();
 	}
 	pthread_mutex_unlock(&space_mu);
+}
+
+/* The refresh job of one slot (a path asked about for the first time). */
+static void
+space_refresh_run(struct workpool_job *wj)
+{
+	struct space_slot *s = (struct space_slot *)wj;
+
+	pthread_mutex_lock(&space_mu);
+	s->queued = 0;
+	pthread_mutex_unlock(&space_mu);
+	space_refresh_slot(s);
+}
+
+/* The periodic refresh: every known slot, every SPACE_TTL_MS, so what a
+ * loop reads is about a second old at most however rarely it asks. */
+static struct workpool_job space_tick;
+
+static void
+space_tick_run(struct workpool_job *wj)
+{
+	(void)wj;
+	for (size_t i = 0; i < SPACE_SLOTS; i++)
+		space_refresh_slot(&space_slots[i]);
+}
+
+/* On the worker, after the run: again in SPACE_TTL_MS (until stopped). */
+static void
+space_tick_done(struct loop *loop, struct workpool_job *wj)
+{
+	struct workpool *wp;
+	int cls;
+
+	(void)loop;
+	pthread_mutex_lock(&space_mu);
+	wp = space_wp;
+	cls = space_cls;
+	pthread_mutex_unlock(&space_mu);
+	if (wp == NULL || workpool_submit_after(wp, cls, wj, NULL, SPACE_TTL_MS) < 0)
+		return;		/* stopped (shutdown): the tick ends */
 }
 
 static void
@@ -169,8 +208,9 @@ space_get(const char *path, uint64_t *bytes_out, uint64_t *inodes_out)
 		*inodes_out = s->free_inodes;
 		have = 1;
 	}
-	if (refresh && space_wp != NULL) {
-		if (!s->queued) {
+	if (space_wp != NULL) {
+		/* The tick keeps known slots fresh; a new one is asked once. */
+		if (!s->valid && !s->queued) {
 			workpool_job_init(&s->wj, space_refresh_run, NULL,
 					  space_refresh_cancel);
 			if (workpool_submit(space_wp, space_cls, &s->wj, NULL) == 0)
@@ -212,6 +252,9 @@ space_start(struct workpool *wp, const char *const *paths, size_t npaths)
 	space_wp = wp;
 	space_cls = cls;
 	pthread_mutex_unlock(&space_mu);
+	workpool_job_init(&space_tick, space_tick_run, space_tick_done, NULL);
+	if (workpool_submit_after(wp, cls, &space_tick, NULL, SPACE_TTL_MS) < 0)
+		return -1;
 	return 0;
 }
 

@@ -4,8 +4,9 @@
  *
  * statvfs() results are cached per folder and refreshed about once a
  * second. Once space_start() attached the worker pool the refresh runs
- * there: a check only reads the cache and never blocks (an event loop may
- * call it); the value it reads is at most about a second old. Before
+ * there (a tick every second): a check only reads the cache and never
+ * blocks (an event loop may call it); the value it reads is about a
+ * second old at most. Before
  * space_start() (unit tests) a stale value is refreshed inline.
  * Thread-safe.
  */
