@@ -295,8 +295,9 @@ workpool_class_new(struct workpool *wp, const char *name, unsigned cap,
 	c->flags = flags;
 	c->tail = &c->head;
 	c->used = 1;
+	int id = (int)wp->ncls++;
 	pthread_mutex_unlock(&wp->mu);
-	return (int)wp->ncls++;
+	return id;
 }
 
 int
