@@ -105,16 +105,23 @@ space_refresh_slot(struct space_slot *s)
 	pthread_mutex_unlock(&space_mu);
 }
 
-/* The refresh job of one slot (a path asked about for the first time). */
+/* A slot's own job left the pool (ran, or was cancelled at shutdown). */
 static void
-space_refresh_run(struct workpool_job *wj)
+space_refresh_cancel(struct workpool_job *wj)
 {
 	struct space_slot *s = (struct space_slot *)wj;
 
 	pthread_mutex_lock(&space_mu);
 	s->queued = 0;
 	pthread_mutex_unlock(&space_mu);
-	space_refresh_slot(s);
+}
+
+/* The refresh job of one slot (a path asked about for the first time). */
+static void
+space_refresh_run(struct workpool_job *wj)
+{
+	space_refresh_cancel(wj);
+	space_refresh_slot((struct space_slot *)wj);
 }
 
 /* The periodic refresh: every known slot, every SPACE_TTL_MS, so what a
@@ -143,16 +150,6 @@ space_tick_done(struct loop *loop, struct workpool_job *wj)
 	pthread_mutex_unlock(&space_mu);
 	if (wp == NULL || workpool_submit_after(wp, cls, wj, NULL, SPACE_TTL_MS) < 0)
 		return;		/* stopped (shutdown): the tick ends */
-}
-
-static void
-space_refresh_cancel(struct workpool_job *wj)
-{
-	struct space_slot *s = (struct space_slot *)wj;
-
-	pthread_mutex_lock(&space_mu);
-	s->queued = 0;
-	pthread_mutex_unlock(&space_mu);
 }
 
 /* The slot of path, taking the oldest one for a new path (space_mu). */
