@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sasl_plain.h"
 #include "pop3/pop3_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -85,9 +86,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	buf_init(&dec, 64);
 	if (pop3_base64_decode((struct slice){ line, len }, &dec) == 0) {
 		check(dec.len <= 64 && dec.len <= len);
-		struct slice z, c, p;
-		if (pop3_sasl_plain_split(buf_slice(&dec), &z, &c, &p) == 0)
-			check(z.len + c.len + p.len + 2 == dec.len && c.len > 0 && p.len > 0);
+		struct sasl_plain p;
+		if (sasl_plain_parse(dec.data, dec.len, &p) == 0)
+			check(p.authzid.len + p.authcid.len + p.passwd.len + 2 == dec.len &&
+			      p.authcid.len > 0 && p.passwd.len > 0);
 	} else {
 		check(dec.len == 0);
 	}

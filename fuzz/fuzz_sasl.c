@@ -1,5 +1,5 @@
 /*
- * fuzz_sasl.c - libFuzzer target for smtp/smtp_sasl.c.
+ * fuzz_sasl.c - libFuzzer target for smtp/smtp_sasl.c and core/sasl_plain.c.
  *
  * Input: byte 0 chooses initial (bit 0) and an output capacity (the other
  * bits, to reach SASL_TOO_LONG), the rest is a response line. Checks,
@@ -63,7 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	struct sasl_plain p;
-	if (sasl_plain_parse(out, n, &p) == SASL_OK) {
+	if (sasl_plain_parse(out, n, &p) == 0) {
 		check_field(p.authzid, out, n, 1);
 		check_field(p.authcid, out, n, 0);
 		check_field(p.passwd, out, n, 0);

@@ -2,7 +2,8 @@
  * loop.c - the epoll event loop (see loop.h).
  *
  * Owns one epoll fd, one eventfd for cross-thread posts, a table of fd
- * watchers indexed by fd, a binary heap of timers and a deferred-call list.
+ * watchers indexed by fd, a heap of timers (core/heap.h) and a
+ * deferred-call list.
  * Each epoll registration carries (fd, generation), so an event for an fd
  * that was closed and reused within one dispatch round is dropped instead
  * of reaching the wrong owner.
@@ -10,6 +11,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,8 +48,7 @@ struct loop {
 	uint64_t now_ms;
 	struct watch *watches;		/* indexed by fd */
 	size_t nwatches;
-	struct loop_timer **heap;
-	size_t nheap, capheap;
+	struct heap timers;		/* of struct loop_timer, by deadline */
 	pthread_mutex_t post_lock;
 	struct callq posted;		/* guarded by post_lock */
 	struct callq deferred;		/* loop thread only */
@@ -114,7 +115,7 @@ loop_free(struct loop **loopp)
 	close(loop->wakefd);
 	pthread_mutex_destroy(&loop->post_lock);
 	free(loop->watches);
-	free(loop->heap);
+	heap_fini(&loop->timers);
 	free(loop->posted.v);
 	free(loop->deferred.v);
 	free(loop);
@@ -191,88 +192,37 @@ loop_del_fd(struct loop *loop, int fd)
 void
 loop_timer_init(struct loop_timer *t, loop_fn fn, void *arg)
 {
-	t->when_ms = 0;
+	t->node = (struct heap_node)HEAP_NODE_INIT;
 	t->fn = fn;
 	t->arg = arg;
-	t->heap_index = SIZE_MAX;
 }
 
 int
 loop_timer_armed(const struct loop_timer *t)
 {
-	return t->heap_index != SIZE_MAX;
+	return t->node.index != SIZE_MAX;
 }
 
-static void
-heap_swap(struct loop *loop, size_t a, size_t b)
+static struct loop_timer *
+timer_of(struct heap_node *n)
 {
-	struct loop_timer *t = loop->heap[a];
-
-	loop->heap[a] = loop->heap[b];
-	loop->heap[b] = t;
-	loop->heap[a]->heap_index = a;
-	loop->heap[b]->heap_index = b;
-}
-
-static void
-heap_up(struct loop *loop, size_t i)
-{
-	while (i > 0) {
-		size_t p = (i - 1) / 2;
-		if (loop->heap[p]->when_ms <= loop->heap[i]->when_ms)
-			break;
-		heap_swap(loop, p, i);
-		i = p;
-	}
-}
-
-static void
-heap_down(struct loop *loop, size_t i)
-{
-	for (;;) {
-		size_t l = 2 * i + 1, r = l + 1, m = i;
-		if (l < loop->nheap && loop->heap[l]->when_ms < loop->heap[m]->when_ms)
-			m = l;
-		if (r < loop->nheap && loop->heap[r]->when_ms < loop->heap[m]->when_ms)
-			m = r;
-		if (m == i)
-			break;
-		heap_swap(loop, i, m);
-		i = m;
-	}
+	return (struct loop_timer *)((char *)n - offsetof(struct loop_timer, node));
 }
 
 void
 loop_timer_cancel(struct loop *loop, struct loop_timer *t)
 {
-	size_t i = t->heap_index;
-
-	if (i == SIZE_MAX)
+	if (t->node.index == SIZE_MAX)
 		return;
-	ASSERT(i < loop->nheap && loop->heap[i] == t);
-	loop->nheap--;
-	if (i != loop->nheap) {
-		loop->heap[i] = loop->heap[loop->nheap];
-		loop->heap[i]->heap_index = i;
-		heap_down(loop, i);
-		heap_up(loop, i);
-	}
-	t->heap_index = SIZE_MAX;
+	heap_remove(&loop->timers, &t->node);
 }
 
 void
 loop_timer_set(struct loop *loop, struct loop_timer *t, uint64_t delay_ms)
 {
 	loop_timer_cancel(loop, t);
-	t->when_ms = loop_clock_ms() + delay_ms;
-	if (loop->nheap == loop->capheap) {
-		loop->capheap = loop->capheap ? loop->capheap * 2 : 64;
-		loop->heap = xrealloc(loop->heap, loop->capheap * sizeof(*loop->heap));
-	}
-	loop->heap[loop->nheap] = t;
-	t->heap_index = loop->nheap;
-	loop->nheap++;
-	heap_up(loop, t->heap_index);
+	t->node.key = loop_clock_ms() + delay_ms;
+	heap_push(&loop->timers, &t->node);
 }
 
 /* ---- posts and deferred calls -------------------------------------- */
@@ -330,10 +280,11 @@ static void
 run_timers(struct loop *loop)
 {
 	uint64_t now = loop_clock_ms();
+	struct heap_node *n;
 
 	loop->now_ms = now;
-	while (loop->nheap > 0 && loop->heap[0]->when_ms <= now) {
-		struct loop_timer *t = loop->heap[0];
+	while ((n = heap_top(&loop->timers)) != NULL && n->key <= now) {
+		struct loop_timer *t = timer_of(n);
 		loop_timer_cancel(loop, t);
 		t->fn(loop, t->arg);
 	}
@@ -354,9 +305,9 @@ loop_run(struct loop *loop)
 		int timeout = -1;
 
 		run_deferred(loop);
-		if (loop->nheap > 0) {
+		if (heap_top(&loop->timers) != NULL) {
 			uint64_t now = loop_clock_ms();
-			uint64_t when = loop->heap[0]->when_ms;
+			uint64_t when = heap_top(&loop->timers)->key;
 			timeout = when <= now ? 0 : (when - now > 60000 ? 60000 : (int)(when - now));
 		}
 		int n = epoll_wait(loop->epfd, evs, LOOP_MAX_EVENTS, timeout);

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "compat.h"
+#include "heap.h"
 
 struct loop;
 
@@ -23,10 +24,10 @@ typedef void (*loop_io_fn)(struct loop *loop, int fd, unsigned events, void *arg
 typedef void (*loop_fn)(struct loop *loop, void *arg);
 
 struct loop_timer {
-	uint64_t when_ms;	/* absolute, loop_now_ms() clock */
+	struct heap_node node;	/* key: absolute ms, loop_now_ms() clock;
+				 * index SIZE_MAX when not armed */
 	loop_fn fn;
 	void *arg;
-	size_t heap_index;	/* SIZE_MAX when not armed */
 };
 
 struct loop *loop_new(void);

@@ -1,6 +1,6 @@
 /*
- * deliver.c - the delivery queue: worker threads, routing, retries (see
- * deliver.h).
+ * deliver.c - the delivery queue: jobs on the worker pool, routing,
+ * retries (see deliver.h).
  *
  * Owns the messages handed over by the spool sink until every recipient is
  * done (then spool_remove() and free) or deliver_free() (then they stay in
@@ -8,9 +8,10 @@
  * current configuration snapshot; the Maildir file protocol is
  * deliver_maildir.c.
  *
- * Queue: a FIFO of ready messages and an unordered list of deferred ones,
- * each with the monotonic time it is due; one mutex and condition variable
- * (on CLOCK_MONOTONIC) guard both. Back-off doubles from 1 s to 5 min.
+ * Queue: each message is one job of the worker pool's "deliver" class
+ * (core/workpool.h); a deferred message is resubmitted with its back-off
+ * as the delay, so the pool's heap of delayed jobs orders the retries.
+ * Back-off doubles from 1 s to 5 min.
  * Non-local recipients have no transport yet (outbound delivery is a later
  * issue): they stay queued, retried at the maximum interval, and
  * DELIVERY-DEFERRED is logged once per recipient.
@@ -27,6 +28,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -34,6 +36,7 @@
 
 #include "catalog/catalog.h"
 #include "core/log.h"
+#include "core/workpool.h"
 #include "deliver/deliver_maildir.h"
 #include "deliver/deliver_quota.h"
 #include "deliver/deliver_space.h"
@@ -43,9 +46,11 @@
 #define DELIVER_RETRY_SPACE_S 15u	/* under the space floor */
 
 struct deliver_item {
-	struct deliver_item *next;
+	struct workpool_job wj;		/* first: the pool hands it back */
+	struct deliver *d;
 	struct spool_msg *msg;		/* owned */
-	uint64_t due_ms;		/* monotonic */
+	uint64_t retry_ms;		/* after a deferral: the delay */
+	int finished;			/* every recipient done */
 	unsigned backoff_s;		/* last interval, 0 before the first */
 	unsigned char *noted;		/* per recipient: no-route logged */
 	unsigned char *tried;		/* per recipient: a write was tried */
@@ -57,24 +62,10 @@ struct deliver {
 	struct spool *sp;		/* borrowed */
 	pthread_mutex_t cfg_mu;		/* guards cfg */
 	struct config *cfg;		/* a reference */
-	pthread_mutex_t mu;		/* guards everything below */
-	pthread_cond_t cv;
-	struct deliver_item *ready, **ready_tail;
-	struct deliver_item *waiting;
-	unsigned long pending;		/* ready + waiting + in progress */
-	int stop;
-	pthread_t *threads;
-	unsigned nthreads;
+	struct workpool *wp;		/* borrowed */
+	int cls;			/* the "deliver" class */
+	atomic_ulong pending;		/* queued + waiting + in progress */
 };
-
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static const char *
 errno_name(int err, char *buf, size_t size)
@@ -374,7 +365,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		retry = DELIVER_RETRY_MAX_S;
 		it->backoff_s = 0;
 	}
-	it->due_ms = mono_ms() + (uint64_t)retry * 1000u;
+	it->retry_ms = (uint64_t)retry * 1000u;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		if (msg->rcpts[i].done)
 			continue;
@@ -389,106 +380,70 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	return 0;
 }
 
-/* ---- workers ---------------------------------------------------------- */
+/* ---- jobs on the pool ------------------------------------------------ */
 
-static void *
-deliver_worker(void *arg)
+static void
+item_run(struct workpool_job *wj)
 {
-	struct deliver *d = arg;
+	struct deliver_item *it = (struct deliver_item *)wj;
 
-	pthread_mutex_lock(&d->mu);
-	while (!d->stop) {
-		uint64_t now = mono_ms(), next_due = UINT64_MAX;
-		struct deliver_item **pp, *it;
+	it->finished = deliver_item_run(it->d, it);
+	if (it->finished)
+		(void)spool_remove(it->d->sp, it->msg->qid);
+}
 
-		/* Due deferred messages join the ready queue. */
-		for (pp = &d->waiting; (it = *pp) != NULL;) {
-			if (it->due_ms <= now) {
-				*pp = it->next;
-				it->next = NULL;
-				*d->ready_tail = it;
-				d->ready_tail = &it->next;
-			} else {
-				if (it->due_ms < next_due)
-					next_due = it->due_ms;
-				pp = &it->next;
-			}
-		}
-		if (d->ready == NULL) {
-			if (next_due == UINT64_MAX) {
-				pthread_cond_wait(&d->cv, &d->mu);
-			} else {
-				struct timespec ts;
+/* On the worker, after item_run: the item is ours again. */
+static void
+item_done(struct loop *loop, struct workpool_job *wj)
+{
+	struct deliver_item *it = (struct deliver_item *)wj;
+	struct deliver *d = it->d;
 
-				clock_gettime(CLOCK_MONOTONIC, &ts);
-				next_due -= now;
-				ts.tv_sec += (time_t)(next_due / 1000u);
-				ts.tv_nsec += (long)(next_due % 1000u) * 1000000L;
-				if (ts.tv_nsec >= 1000000000L) {
-					ts.tv_sec++;
-					ts.tv_nsec -= 1000000000L;
-				}
-				pthread_cond_timedwait(&d->cv, &d->mu, &ts);
-			}
-			continue;
-		}
-		it = d->ready;
-		d->ready = it->next;
-		if (d->ready == NULL)
-			d->ready_tail = &d->ready;
-		it->next = NULL;
-		pthread_mutex_unlock(&d->mu);
-
-		if (deliver_item_run(d, it)) {
-			(void)spool_remove(d->sp, it->msg->qid);
-			item_free(&it);
-			pthread_mutex_lock(&d->mu);
-			d->pending--;
-		} else {
-			pthread_mutex_lock(&d->mu);
-			it->next = d->waiting;
-			d->waiting = it;
-		}
+	(void)loop;
+	if (it->finished) {	/* every recipient done */
+		item_free(&it);
+		d->pending--;
+		return;
 	}
-	pthread_mutex_unlock(&d->mu);
-	return NULL;
+	/* Deferred: back in the pool, due after its back-off. A stopped
+	 * class (shutdown) leaves it in the spool for the next start. */
+	if (workpool_submit_after(d->wp, d->cls, &it->wj, NULL, it->retry_ms) < 0) {
+		item_free(&it);
+		d->pending--;
+	}
+}
+
+/* The class stopped (shutdown): the message stays in the spool. */
+static void
+item_cancel(struct workpool_job *wj)
+{
+	struct deliver_item *it = (struct deliver_item *)wj;
+	struct deliver *d = it->d;
+
+	item_free(&it);
+	d->pending--;
 }
 
 struct deliver *
-deliver_new(struct spool *sp, struct config *cfg, unsigned threads)
+deliver_new(struct spool *sp, struct config *cfg, struct workpool *wp, unsigned threads)
 {
 	struct deliver *d = xcalloc(1, sizeof(*d));
-	pthread_condattr_t ca;
 
 	quota_init();
 	d->sp = sp;
 	d->cfg = cfg != NULL ? config_ref(cfg) : NULL;
-	d->ready_tail = &d->ready;
+	d->wp = wp;
 	pthread_mutex_init(&d->cfg_mu, NULL);
-	pthread_mutex_init(&d->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&d->cv, &ca);
-	pthread_condattr_destroy(&ca);
-	d->nthreads = threads > 0 ? threads : 1;
-	d->threads = xcalloc(d->nthreads, sizeof(*d->threads));
-	for (unsigned i = 0; i < d->nthreads; i++) {
-		int rc = pthread_create(&d->threads[i], NULL, deliver_worker, d);
+	d->cls = workpool_class_new(wp, "deliver", threads > 0 ? threads : 1, 0);
+	if (d->cls < 0) {
+		struct kv kvs[] = {
+			KV("subsystem", "deliver"), KV("path", "-"),
+			KV("errno", "EAGAIN"), KV("err", strerror(EAGAIN)),
+		};
 
-		if (rc != 0) {
-			char ebuf[24];
-			struct kv kvs[] = {
-				KV("subsystem", "deliver"), KV("path", "-"),
-				KV("errno", errno_name(rc, ebuf, sizeof(ebuf))),
-				KV("err", strerror(rc)),
-			};
-
-			catalog_log(COND_STARTUP_INIT_FAILED, NULL, kvs,
-				    ARRAY_LEN(kvs));
-			d->nthreads = i;
-			deliver_free(&d);
-			return NULL;
-		}
+		catalog_log(COND_STARTUP_INIT_FAILED, NULL, kvs, ARRAY_LEN(kvs));
+		deliver_free(&d);
+		return NULL;
 	}
 	return d;
 }
@@ -497,31 +452,16 @@ void
 deliver_free(struct deliver **dp)
 {
 	struct deliver *d = *dp;
-	struct deliver_item *it;
 
 	if (d == NULL)
 		return;
-	pthread_mutex_lock(&d->mu);
-	d->stop = 1;
-	pthread_cond_broadcast(&d->cv);
-	pthread_mutex_unlock(&d->mu);
-	for (unsigned i = 0; i < d->nthreads; i++)
-		pthread_join(d->threads[i], NULL);
-	/* What is left stays in the spool for the next start. */
-	while ((it = d->ready) != NULL) {
-		d->ready = it->next;
-		item_free(&it);
-	}
-	while ((it = d->waiting) != NULL) {
-		d->waiting = it->next;
-		item_free(&it);
-	}
+	/* Running deliveries finish; queued and deferred ones are cancelled
+	 * (item_cancel): what is left stays in the spool for the next start. */
+	if (d->cls >= 0)
+		workpool_class_stop(d->wp, d->cls);
 	if (d->cfg != NULL)
 		config_unref(&d->cfg);
 	pthread_mutex_destroy(&d->cfg_mu);
-	pthread_mutex_destroy(&d->mu);
-	pthread_cond_destroy(&d->cv);
-	free(d->threads);
 	free(d);
 	*dp = NULL;
 }
@@ -539,11 +479,7 @@ deliver_set_config(struct deliver *d, struct config *cfg)
 		config_unref(&old);
 	/* A reload may have made room (a lower space floor, a larger quota)
 	 * or made a domain local: every waiting message is due now. */
-	pthread_mutex_lock(&d->mu);
-	for (struct deliver_item *it = d->waiting; it != NULL; it = it->next)
-		it->due_ms = 0;
-	pthread_cond_broadcast(&d->cv);
-	pthread_mutex_unlock(&d->mu);
+	workpool_class_wake(d->wp, d->cls);
 }
 
 void
@@ -552,22 +488,18 @@ deliver_enqueue(struct spool_msg *msg, void *arg)
 	struct deliver *d = arg;
 	struct deliver_item *it = xcalloc(1, sizeof(*it));
 
+	workpool_job_init(&it->wj, item_run, item_done, item_cancel);
+	it->d = d;
 	it->msg = msg;
-	pthread_mutex_lock(&d->mu);
-	*d->ready_tail = it;
-	d->ready_tail = &it->next;
 	d->pending++;
-	pthread_cond_signal(&d->cv);
-	pthread_mutex_unlock(&d->mu);
+	if (workpool_submit(d->wp, d->cls, &it->wj, NULL) < 0) {
+		item_free(&it);		/* shutdown: it stays in the spool */
+		d->pending--;
+	}
 }
 
 unsigned long
 deliver_pending(struct deliver *d)
 {
-	unsigned long n;
-
-	pthread_mutex_lock(&d->mu);
-	n = d->pending;
-	pthread_mutex_unlock(&d->mu);
-	return n;
+	return d->pending;
 }

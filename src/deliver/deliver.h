@@ -1,8 +1,8 @@
 /*
  * deliver.h - the delivery queue and local Maildir delivery.
  *
- * Committed messages arrive from the spool (spool_set_sink). Worker
- * threads deliver each recipient: local domains into
+ * Committed messages arrive from the spool (spool_set_sink). Jobs on the
+ * worker pool deliver each recipient: local domains into
  * <mail_root>/<domain>/<local>/ (Maildir: tmp/, fsync, link into new/,
  * fsync new/), with Return-Path and Delivered-To prepended. When every
  * recipient is done the spool entry is removed. A temporary failure keeps
@@ -27,7 +27,10 @@
 
 struct deliver;
 
-struct deliver *deliver_new(struct spool *sp, struct config *cfg, unsigned threads);
+struct workpool;
+/* Adds the "deliver" class (threads concurrent deliveries) to wp. */
+struct deliver *deliver_new(struct spool *sp, struct config *cfg, struct workpool *wp,
+			    unsigned threads);
 /* Stops the workers; messages still queued stay in the spool. Shutdown
  * order: spool_set_sink(sp, NULL, NULL), deliver_free(), spool_close(). */
 void deliver_free(struct deliver **dp);

@@ -3,7 +3,8 @@
  * deliver_quota.h).
  *
  * Owns a hash table of entries, one per Maildir folder that has been asked
- * about, and the scanner thread that fills them. One mutex guards the
+ * about, and the scan jobs that fill them (the worker pool's "scan"
+ * class, core/workpool.h; each entry is its own job, queued at most once). One mutex guards the
  * table and every entry; nothing slow runs under it (scans read the
  * folders unlocked).
  *
@@ -27,6 +28,7 @@
 #include <time.h>
 
 #include "core/buf.h"
+#include "core/workpool.h"
 #include "deliver/deliver_maildir.h"
 
 #define QUOTA_RESCAN_MS 60000u	/* a known entry is rescanned after this */
@@ -34,13 +36,13 @@
 #define QUOTA_BUCKETS_MIN 256u
 
 struct quota_entry {
+	struct workpool_job wj;		/* first: its scan job */
 	struct quota_entry *next;	/* hash chain */
-	struct quota_entry *scan_next;	/* scan queue */
 	char *dir;			/* owned: the Maildir folder (key) */
 	uint64_t hash;
 	int known;			/* base_* hold a scan's result */
 	int scanning;			/* a thread is scanning it now */
-	int queued;			/* on the scan queue */
+	int queued;			/* its scan job is in the pool */
 	uint64_t base_bytes, base_msgs;
 	uint64_t inflight_bytes, inflight_msgs;
 	uint64_t changes;		/* bumped by every change of base */
@@ -50,15 +52,13 @@ struct quota_entry {
 static struct {
 	pthread_once_t once;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;		/* scan queue non-empty, or stop */
 	pthread_cond_t scanned;		/* some scan finished */
 	struct quota_entry **buckets;
 	size_t nbuckets, count;
-	struct quota_entry *scan_head, **scan_tail;
-	pthread_t thread;
-	int running, stop;
+	struct workpool *wp;		/* borrowed; NULL: no scan class */
+	int cls;
 } q = { .once = PTHREAD_ONCE_INIT, .mu = PTHREAD_MUTEX_INITIALIZER,
-	.cv = PTHREAD_COND_INITIALIZER, .scanned = PTHREAD_COND_INITIALIZER };
+	.scanned = PTHREAD_COND_INITIALIZER };
 
 static uint64_t
 quota_now_ms(void)
@@ -183,41 +183,39 @@ quota_scan_locked(struct quota_entry *e)
 	pthread_cond_broadcast(&q.scanned);
 }
 
-static void *
-quota_scanner(void *arg)
+/* The scan job of an entry, on the pool. */
+static void
+quota_scan_run(struct workpool_job *wj)
 {
-	(void)arg;
-	pthread_mutex_lock(&q.mu);
-	while (!q.stop) {
-		struct quota_entry *e = q.scan_head;
+	struct quota_entry *e = (struct quota_entry *)wj;
 
-		if (e == NULL) {
-			pthread_cond_wait(&q.cv, &q.mu);
-			continue;
-		}
-		q.scan_head = e->scan_next;
-		if (q.scan_head == NULL)
-			q.scan_tail = &q.scan_head;
-		e->scan_next = NULL;
-		e->queued = 0;
-		if (e->scanning)
-			continue;	/* a delivery thread is on it */
+	pthread_mutex_lock(&q.mu);
+	e->queued = 0;
+	if (!e->scanning)	/* else a delivery is on it */
 		quota_scan_locked(e);
-	}
 	pthread_mutex_unlock(&q.mu);
-	return NULL;
 }
 
-/* Queues e for the scanner (q.mu held). */
+/* quota_fini stopped the class before the scan ran. */
+static void
+quota_scan_cancel(struct workpool_job *wj)
+{
+	struct quota_entry *e = (struct quota_entry *)wj;
+
+	pthread_mutex_lock(&q.mu);
+	e->queued = 0;
+	pthread_mutex_unlock(&q.mu);
+}
+
+/* Queues e's scan on the pool (q.mu held; the pool's lock nests inside). */
 static void
 quota_schedule(struct quota_entry *e)
 {
-	if (e->queued || e->scanning || !q.running)
+	if (e->queued || e->scanning || q.wp == NULL)
 		return;
-	e->queued = 1;
-	*q.scan_tail = e;
-	q.scan_tail = &e->scan_next;
-	pthread_cond_signal(&q.cv);
+	workpool_job_init(&e->wj, quota_scan_run, NULL, quota_scan_cancel);
+	if (workpool_submit(q.wp, q.cls, &e->wj, NULL) == 0)
+		e->queued = 1;
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -227,11 +225,8 @@ quota_once(void)
 {
 	q.nbuckets = QUOTA_BUCKETS_MIN;
 	q.buckets = xcalloc(q.nbuckets, sizeof(*q.buckets));
-	q.scan_tail = &q.scan_head;
-	q.stop = 0;
-	if (pthread_create(&q.thread, NULL, quota_scanner, NULL) == 0)
-		q.running = 1;
-	/* Without the thread, scans happen on delivery threads only. */
+	q.cls = -1;
+	/* Until quota_start, scans happen on delivery threads only. */
 }
 
 void
@@ -240,18 +235,45 @@ quota_init(void)
 	(void)pthread_once(&q.once, quota_once);
 }
 
+int
+quota_start(struct workpool *wp)
+{
+	int cls;
+
+	quota_init();
+	pthread_mutex_lock(&q.mu);
+	if (q.wp != NULL) {
+		pthread_mutex_unlock(&q.mu);
+		return 0;
+	}
+	pthread_mutex_unlock(&q.mu);
+	cls = workpool_class_new(wp, "scan", 1, 0);
+	if (cls < 0)
+		return -1;
+	pthread_mutex_lock(&q.mu);
+	q.wp = wp;
+	q.cls = cls;
+	pthread_mutex_unlock(&q.mu);
+	return 0;
+}
+
 void
 quota_fini(void)
 {
+	struct workpool *wp;
+	int cls;
+
 	quota_init();
 	pthread_mutex_lock(&q.mu);
-	q.stop = 1;
-	pthread_cond_broadcast(&q.cv);
+	wp = q.wp;
+	cls = q.cls;
+	q.wp = NULL;		/* no new scan job from here on */
+	q.cls = -1;
 	pthread_mutex_unlock(&q.mu);
-	if (q.running)
-		pthread_join(q.thread, NULL);
+	/* Queued scans are cancelled, a running one finishes. */
+	if (wp != NULL)
+		workpool_class_stop(wp, cls);
 	pthread_mutex_lock(&q.mu);
-	q.running = 0;
 	for (size_t i = 0; i < q.nbuckets; i++) {
 		struct quota_entry *e = q.buckets[i], *n;
 
@@ -263,8 +285,6 @@ quota_fini(void)
 		q.buckets[i] = NULL;
 	}
 	q.count = 0;
-	q.scan_head = NULL;
-	q.scan_tail = &q.scan_head;
 	/* Still usable (tests): scans then run on delivery threads only. */
 	pthread_mutex_unlock(&q.mu);
 }

@@ -7,8 +7,8 @@
  * keyed by that folder, so a reload that moves mail_root starts afresh.
  * Usage = messages in new/ and cur/ (dot files and tmp/ ignored), bytes =
  * the sum of their sizes (",S=<n>" in the name when present, else
- * stat()). It is filled by a scan on the quota scanner thread (or on a
- * delivery thread, which may block) and kept current by deliveries and by
+ * stat()). It is filled by a scan on the worker pool's "scan" class (or
+ * on a delivery job, which may block) and kept current by deliveries and by
  * quota_add() (POP3 deletions). An entry older than a minute is scanned
  * again in the background, so deletions by other readers (Dovecot) are
  * seen eventually.
@@ -38,11 +38,16 @@ struct quota_report {
 	uint64_t size;		/* bytes the message would add (0 at RCPT) */
 };
 
-/* Starts the scanner thread. Once at start; later calls do nothing (and
- * every other function calls it, so forgetting it is harmless). */
+/* Sets up the table. Every other function calls it. */
 void quota_init(void);
-/* Stops the scanner thread and forgets every entry (shutdown, tests).
- * The module stays usable; scans then run only on delivery threads. */
+struct workpool;
+/* Adds the "scan" class (one scan at a time) to wp: from then on usage is
+ * scanned in the background. Once; 0, or -1 (scans then run only on
+ * delivery jobs, which may block). */
+int quota_start(struct workpool *wp) WARN_UNUSED;
+/* Stops the scan class (queued scans are dropped) and forgets every entry
+ * (shutdown, tests). The module stays usable; scans then run only on
+ * delivery jobs. */
 void quota_fini(void);
 
 /* RCPT time, on the event loop: never blocks. COND__COUNT if fine,

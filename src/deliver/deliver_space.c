@@ -3,10 +3,13 @@
  *
  * Owns a small table of cached statvfs() results, one slot per folder
  * asked about (the spool and the mail root; a reload may add a few more,
- * the oldest slot is then reused). One mutex guards the table; statvfs()
- * itself runs outside it, by the one caller that claimed the refresh by
- * moving the slot's timestamp forward, so the event loops never wait on
- * each other's statvfs.
+ * the oldest slot is then reused), and the refresh jobs that fill it (the
+ * worker pool's "statvfs" class: a tick every SPACE_TTL_MS refreshes every
+ * known slot, and a path asked about for the first time is its own job,
+ * queued at most once). One mutex guards the table; statvfs() runs
+ * outside it. Once space_start() attached the pool, a check only reads the
+ * table, so an event loop never calls statvfs. Before that (start-up on
+ * the main thread, unit tests) a stale value is refreshed inline.
  */
 #include "deliver/deliver_space.h"
 
@@ -18,12 +21,15 @@
 #include <time.h>
 
 #include "core/buf.h"
+#include "core/workpool.h"
 
 #define SPACE_SLOTS 8
 #define SPACE_TTL_MS 1000u
 #define SPACE_PATH_MAX 4096
 
 struct space_slot {
+	struct workpool_job wj;		/* first: its refresh job */
+	int queued;			/* the refresh job is in the pool */
 	char path[SPACE_PATH_MAX];	/* "" = free slot */
 	uint64_t checked_ms;		/* when a refresh was last claimed */
 	int valid;			/* the values below are set */
@@ -32,6 +38,8 @@ struct space_slot {
 
 static pthread_mutex_t space_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct space_slot space_slots[SPACE_SLOTS];
+static struct workpool *space_wp;	/* under space_mu; NULL: inline */
+static int space_cls = -1;
 
 static uint64_t
 space_now_ms(void)
@@ -75,33 +83,117 @@ space_statvfs(const char *path, uint64_t *bytes_out, uint64_t *inodes_out)
 	return 0;
 }
 
-/* Free bytes and inodes of path's filesystem, at most SPACE_TTL_MS old.
- * -1 if unknown (statvfs failed and nothing cached). */
-static int
-space_get(const char *path, uint64_t *bytes_out, uint64_t *inodes_out)
+/* statvfs for slot s, on a worker. */
+static void
+space_refresh_slot(struct space_slot *s)
 {
-	uint64_t now = space_now_ms(), b, ino;
-	struct space_slot *s = NULL, *oldest = NULL;
-	int refresh = 0, have = 0;
+	char path[SPACE_PATH_MAX];
+	uint64_t b, ino;
 
-	if (strlen(path) >= SPACE_PATH_MAX)
-		return space_statvfs(path, bytes_out, inodes_out);
 	pthread_mutex_lock(&space_mu);
+	memcpy(path, s->path, sizeof(path));
+	pthread_mutex_unlock(&space_mu);
+	if (path[0] == '\0' || space_statvfs(path, &b, &ino) < 0)
+		return;		/* a failure keeps the old values */
+	pthread_mutex_lock(&space_mu);
+	if (strcmp(s->path, path) == 0) {	/* not reused meanwhile */
+		s->free_bytes = b;
+		s->free_inodes = ino;
+		s->valid = 1;
+		s->checked_ms = space_now_ms();
+	}
+	pthread_mutex_unlock(&space_mu);
+}
+
+/* A slot's own job left the pool (ran, or was cancelled at shutdown). */
+static void
+space_refresh_cancel(struct workpool_job *wj)
+{
+	struct space_slot *s = (struct space_slot *)wj;
+
+	pthread_mutex_lock(&space_mu);
+	s->queued = 0;
+	pthread_mutex_unlock(&space_mu);
+}
+
+/* The refresh job of one slot (a path asked about for the first time). */
+static void
+space_refresh_run(struct workpool_job *wj)
+{
+	space_refresh_cancel(wj);
+	space_refresh_slot((struct space_slot *)wj);
+}
+
+/* The periodic refresh: every known slot, every SPACE_TTL_MS, so what a
+ * loop reads is about a second old at most however rarely it asks. */
+static struct workpool_job space_tick;
+
+static void
+space_tick_run(struct workpool_job *wj)
+{
+	(void)wj;
+	for (size_t i = 0; i < SPACE_SLOTS; i++)
+		space_refresh_slot(&space_slots[i]);
+}
+
+/* On the worker, after the run: again in SPACE_TTL_MS (until stopped). */
+static void
+space_tick_done(struct loop *loop, struct workpool_job *wj)
+{
+	struct workpool *wp;
+	int cls;
+
+	(void)loop;
+	pthread_mutex_lock(&space_mu);
+	wp = space_wp;
+	cls = space_cls;
+	pthread_mutex_unlock(&space_mu);
+	if (wp == NULL || workpool_submit_after(wp, cls, wj, NULL, SPACE_TTL_MS) < 0)
+		return;		/* stopped (shutdown): the tick ends */
+}
+
+/* The slot of path, taking the oldest one for a new path (space_mu). */
+static struct space_slot *
+space_slot_of(const char *path)
+{
+	struct space_slot *s = NULL, *oldest = NULL;
+
 	for (size_t i = 0; i < SPACE_SLOTS; i++) {
 		struct space_slot *t = &space_slots[i];
 
-		if (t->path[0] != '\0' && strcmp(t->path, path) == 0) {
-			s = t;
-			break;
-		}
+		if (t->path[0] != '\0' && strcmp(t->path, path) == 0)
+			return t;
+		if (t->queued)
+			continue;	/* its job reads the path */
 		if (oldest == NULL || t->path[0] == '\0' ||
 		    (oldest->path[0] != '\0' && t->checked_ms < oldest->checked_ms))
 			oldest = t;
 	}
+	s = oldest != NULL ? oldest : &space_slots[0];
+	if (s->queued)
+		return NULL;	/* every slot busy: cannot happen with 8 */
+	memset(s, 0, sizeof(*s));
+	memcpy(s->path, path, strlen(path) + 1);
+	return s;
+}
+
+/* Free bytes and inodes of path's filesystem: the cached values, with a
+ * refresh claimed when they are SPACE_TTL_MS old (queued on the pool, or
+ * done here without one). -1 if unknown (nothing cached yet). */
+static int
+space_get(const char *path, uint64_t *bytes_out, uint64_t *inodes_out)
+{
+	uint64_t now = space_now_ms(), b, ino;
+	struct space_slot *s;
+	int refresh = 0, have = 0;
+
+	if (strlen(path) >= SPACE_PATH_MAX)
+		return -1;
+	pthread_mutex_lock(&space_mu);
+	s = space_slot_of(path);
 	if (s == NULL) {
-		s = oldest;
-		memset(s, 0, sizeof(*s));
-		memcpy(s->path, path, strlen(path) + 1);
+		pthread_mutex_unlock(&space_mu);
+		return -1;
 	}
 	if (!s->valid || now - s->checked_ms >= SPACE_TTL_MS) {
 		/* Claim the refresh: others keep using the old values. */
@@ -112,6 +204,16 @@ space_get(const char *path, uint64_t *bytes_out, uint64_t *inodes_out)
 		*bytes_out = s->free_bytes;
 		*inodes_out = s->free_inodes;
 		have = 1;
+	}
+	if (space_wp != NULL) {
+		/* The tick keeps known slots fresh; a new one is asked once. */
+		if (!s->valid && !s->queued) {
+			workpool_job_init(&s->wj, space_refresh_run, NULL,
+					  space_refresh_cancel);
+			if (workpool_submit(space_wp, space_cls, &s->wj, NULL) == 0)
+				s->queued = 1;
+		}
+		refresh = 0;
 	}
 	pthread_mutex_unlock(&space_mu);
 	if (!refresh)
@@ -128,6 +230,45 @@ space_get(const char *path, uint64_t *bytes_out, uint64_t *inodes_out)
 	*bytes_out = b;
 	*inodes_out = ino;
 	return 0;
+}
+
+int
+space_start(struct workpool *wp, const char *const *paths, size_t npaths)
+{
+	uint64_t b, ino;
+	int cls;
+
+	/* Known before any loop asks: refreshed inline, here. */
+	for (size_t i = 0; i < npaths; i++)
+		if (paths[i] != NULL && paths[i][0] != '\0')
+			(void)space_get(paths[i], &b, &ino);
+	cls = workpool_class_new(wp, "statvfs", 1, 0);
+	if (cls < 0)
+		return -1;
+	pthread_mutex_lock(&space_mu);
+	space_wp = wp;
+	space_cls = cls;
+	pthread_mutex_unlock(&space_mu);
+	workpool_job_init(&space_tick, space_tick_run, space_tick_done, NULL);
+	if (workpool_submit_after(wp, cls, &space_tick, NULL, SPACE_TTL_MS) < 0)
+		return -1;
+	return 0;
+}
+
+void
+space_stop(void)
+{
+	struct workpool *wp;
+	int cls;
+
+	pthread_mutex_lock(&space_mu);
+	wp = space_wp;
+	cls = space_cls;
+	space_wp = NULL;
+	space_cls = -1;
+	pthread_mutex_unlock(&space_mu);
+	if (wp != NULL)
+		workpool_class_stop(wp, cls);
 }
 
 /* 1 if path's filesystem is under the floor (out filled). */
@@ -165,6 +306,8 @@ void
 space_reset(void)
 {
 	pthread_mutex_lock(&space_mu);
-	memset(space_slots, 0, sizeof(space_slots));
+	for (size_t i = 0; i < SPACE_SLOTS; i++)
+		if (!space_slots[i].queued)
+			memset(&space_slots[i], 0, sizeof(space_slots[i]));
 	pthread_mutex_unlock(&space_mu);
 }

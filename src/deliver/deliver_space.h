@@ -2,10 +2,13 @@
  * deliver_space.h - the free-space floor of the spool and mail
  * filesystems (QUEUE-DISK-FULL before the disk is actually full).
  *
- * statvfs() results are cached per folder for about one second, so the
- * event loops together make at most one statvfs per second per folder;
- * the refresh is claimed by one caller (the others use the previous
- * values meanwhile). Thread-safe; never blocks longer than one statvfs.
+ * statvfs() results are cached per folder and refreshed about once a
+ * second. Once space_start() attached the worker pool the refresh runs
+ * there (a tick every second): a check only reads the cache and never
+ * blocks (an event loop may call it); the value it reads is about a
+ * second old at most. Before
+ * space_start() (unit tests) a stale value is refreshed inline.
+ * Thread-safe.
  */
 #ifndef POSTERN_DELIVER_SPACE_H
 #define POSTERN_DELIVER_SPACE_H
@@ -40,5 +43,14 @@ enum cond_id space_check(const char *spool_dir, const char *mail_root,
 
 /* Forgets the cached values (tests; after a reload changes folders). */
 void space_reset(void);
+
+struct workpool;
+/* Main thread, at start: fills the cache for paths (spool, mail root;
+ * inline, so the first check already knows them), then adds the
+ * "statvfs" class (one refresh at a time) to wp. 0, or -1 (refreshes
+ * then stay inline: logged by the caller). */
+int space_start(struct workpool *wp, const char *const *paths, size_t npaths) WARN_UNUSED;
+/* Stops the class and goes back to inline refreshes (shutdown). */
+void space_stop(void);
 
 #endif

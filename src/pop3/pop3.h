@@ -21,7 +21,12 @@
 struct pop3_service;
 struct tls_server;
 
-struct pop3_service *pop3_service_new(unsigned workers);
+struct workpool;
+struct kv_store;
+/* Adds the "pop3" class (workers concurrent jobs) to wp; failed logins
+ * go to state (store/authfail.h, borrowed; NULL: not counted). */
+struct pop3_service *pop3_service_new(struct workpool *wp, struct kv_store *state,
+				      unsigned workers);
 /* Stops the workers; call after every loop has stopped. */
 void pop3_service_free(struct pop3_service **svcp);
 

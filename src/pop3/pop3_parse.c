@@ -1,6 +1,6 @@
 /*
- * pop3_parse.c - POP3 command parser, SASL PLAIN decoding, unique-ids and
- * the RETR/TOP encoder (see pop3_parse.h).
+ * pop3_parse.c - POP3 command parser, base64 of AUTH responses, unique-ids
+ * and the RETR/TOP encoder (see pop3_parse.h).
  *
  * Pure: bytes in, a struct or a condition ID out. Slices point into the
  * caller's line; nothing is copied or kept.
@@ -194,29 +194,6 @@ pop3_base64_decode(struct slice in, struct buf *out)
 		return -1;
 	out->len += n;
 	out->data[out->len] = '\0';
-	return 0;
-}
-
-int
-pop3_sasl_plain_split(struct slice msg, struct slice *authzid, struct slice *authcid,
-		      struct slice *passwd)
-{
-	const uint8_t *a = memchr(msg.p ? msg.p : (const uint8_t *)"", 0, msg.len);
-	if (a == NULL)
-		return -1;
-	size_t zlen = (size_t)(a - msg.p);
-	const uint8_t *rest = a + 1;
-	size_t rlen = msg.len - zlen - 1;
-	const uint8_t *b = memchr(rest, 0, rlen);
-	if (b == NULL)
-		return -1;
-	size_t clen = (size_t)(b - rest);
-	size_t plen = rlen - clen - 1;
-	if (clen == 0 || plen == 0 || memchr(b + 1, 0, plen) != NULL)
-		return -1;
-	*authzid = (struct slice){ msg.p, zlen };
-	*authcid = (struct slice){ rest, clen };
-	*passwd = (struct slice){ b + 1, plen };
 	return 0;
 }
 

@@ -72,11 +72,6 @@ int pop3_parse_command(const uint8_t *line, size_t len, struct pop3_cmd *cmd,
  * string (RFC 5034 4). -1 on bad input or when it does not fit. */
 int pop3_base64_decode(struct slice in, struct buf *out) WARN_UNUSED;
 
-/* RFC 4616 PLAIN: authzid NUL authcid NUL passwd, each without NUL.
- * Slices point into msg. -1 if malformed or authcid/passwd is empty. */
-int pop3_sasl_plain_split(struct slice msg, struct slice *authzid,
-			  struct slice *authcid, struct slice *passwd) WARN_UNUSED;
-
 /* The unique-id for a Maildir file's base name (up to ':'): the name
  * itself when it is 1..70 octets of 0x21-0x7E, otherwise "H" and 32 hex
  * digits of a hash of it (stable: the same name gives the same id). out

@@ -2,12 +2,14 @@
  * pop3_private.h - what the files of src/pop3/ share and nothing else
  * includes: the maildrop, the worker jobs, the service's tables.
  *
- * Threads: a job is built on a loop thread, runs on a service worker and
- * comes back to its loop through loop_post(); it owns everything it
+ * Threads: a job is built on a loop thread, runs on the worker pool's
+ * "pop3" class (core/workpool.h) and comes back to its loop with the
+ * pool's batched completions; it owns everything it
  * points to (copies, a config reference, an fd) so that a session that
- * ended meanwhile leaves nothing dangling. The lock table, the
- * failed-login table and the last-login table are guarded by the
- * service's mutexes and may be touched from any thread.
+ * ended meanwhile leaves nothing dangling. The lock table and the
+ * last-login table are guarded by the service's mutex and may be touched
+ * from any thread. Failed logins and lockouts are in the state store
+ * (store/authfail.h, shared with SMTP AUTH), read and written by jobs.
  */
 #ifndef POSTERN_POP3_PRIVATE_H
 #define POSTERN_POP3_PRIVATE_H
@@ -17,6 +19,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "core/workpool.h"
 #include "pop3/pop3.h"
 #include "pop3/pop3_parse.h"
 
@@ -59,7 +62,12 @@ size_t pop3_maildrop_update(const struct pop3_maildrop *d, size_t *dele_out, siz
 
 /* ---- jobs ----------------------------------------------------------- */
 
-enum pop3_job_kind { POP3_JOB_LOGIN, POP3_JOB_CHUNK, POP3_JOB_UPDATE };
+enum pop3_job_kind {
+	POP3_JOB_CHECK,		/* is the client locked out? (the greeting) */
+	POP3_JOB_LOGIN,
+	POP3_JOB_CHUNK,
+	POP3_JOB_UPDATE,
+};
 
 enum pop3_login_result {
 	POP3_LOGIN_OK,
@@ -67,16 +75,22 @@ enum pop3_login_result {
 	POP3_LOGIN_BAD,		/* wrong password */
 	POP3_LOGIN_REFUSED,	/* cond says why: disabled, denied, locked, delay */
 	POP3_LOGIN_ERROR,	/* maildrop scan failed */
+	POP3_LOGIN_LOCKOUT,	/* the client address is locked out */
 };
 
 struct pop3_job {
-	struct pop3_job *next;		/* work queue */
-	struct pop3_job *prev_all, *next_all;	/* the service's live jobs */
+	struct workpool_job wj;		/* first: the pool hands it back */
 	enum pop3_job_kind kind;
 	struct pop3_service *svc;
 	struct pop3_env *env;
 	uintptr_t handle;		/* (slot << 32) | generation */
 	void (*done)(struct pop3_job *j);	/* on env->loop */
+
+	/* CHECK and LOGIN: the failed-login store's key and answers */
+	char client[64];		/* the client address as text */
+	int banned;			/* locked out (now, or by this failure) */
+	int64_t fail_count;		/* failures counted, or the ban's count */
+	uint64_t ban_remaining_s;	/* CHECK, LOCKOUT: seconds left */
 
 	/* LOGIN: in */
 	struct config *cfg;		/* reference, for acct */
@@ -112,7 +126,9 @@ struct pop3_job {
 struct pop3_job *pop3_job_new(struct pop3_service *svc, enum pop3_job_kind kind,
 			      struct pop3_env *env, uintptr_t handle,
 			      void (*done)(struct pop3_job *j));
-/* Queues j for a worker; its done runs on env->loop afterwards. */
+/* Queues j for a worker; its done runs on env->loop afterwards. A job
+ * the pool never ran, or whose completion no loop ran, is freed when the
+ * service stops. */
 void pop3_job_submit(struct pop3_job *j);
 /* Frees j and what it owns (closes its fd, releases its lock, wipes the
  * password). Loop thread or service. */
@@ -124,23 +140,6 @@ void pop3_job_free(struct pop3_job *j);
 int pop3_lock_take(struct pop3_service *svc, const char *mailbox, const char *sid,
 		   char holder_out[POP3_SID_SIZE]);
 void pop3_lock_release(struct pop3_service *svc, const char *mailbox);
-
-/* Failed logins per client address. TODO(#4): these move behind the shared
- * state store (ARCHITECTURE decision 7) so that nodes share them; this
- * in-memory table is the seam. */
-struct pop3_fail_policy {
-	unsigned max_failures;	/* 0: no lockout */
-	unsigned window_s;
-	unsigned lockout_s;
-};
-/* 1 and the seconds left when addr is locked out now; else 0. */
-int pop3_fail_locked(struct pop3_service *svc, const struct sockaddr_storage *addr,
-		     uint64_t *remaining_out, unsigned *count_out);
-/* Counts one failure; returns the count in the window. *locked_out is
- * set when this failure started a lockout. */
-unsigned pop3_fail_record(struct pop3_service *svc, const struct sockaddr_storage *addr,
-			  const struct pop3_fail_policy *pol, int *locked_out);
-void pop3_fail_clear(struct pop3_service *svc, const struct sockaddr_storage *addr);
 
 /* RFC 2449 LOGIN-DELAY: 1 with the seconds left when mailbox logged in
  * less than delay_s ago; else records now as its last login and 0. */

@@ -1,20 +1,21 @@
 /*
- * pop3_service.c - the process-wide part of POP3: worker threads and their
- * jobs, the mailbox lock table, the failed-login table and the last-login
- * table (see pop3.h, pop3_private.h).
+ * pop3_service.c - the process-wide part of POP3: its jobs on the worker
+ * pool ("pop3" class), the mailbox lock table and the last-login table
+ * (see pop3.h, pop3_private.h). Failed logins and lockouts live in the
+ * state store (store/authfail.h, shared with SMTP AUTH); the CHECK and
+ * LOGIN jobs read and write them.
  *
  * Owns struct pop3_service. Workers run every operation that may block:
  * the password check (crypt is slow on purpose), the maildrop scan, file
  * reads and the UPDATE state. Each finished job is posted to the loop of
- * the session that asked for it; the service keeps a list of every live
- * job so that pop3_service_free() can free those whose completion never
- * ran (a loop stopped first).
+ * the session that asked for it; pop3_service_free() stops the class, and
+ * the pool hands back (cancels) the jobs whose completion never ran (a
+ * loop stopped first), which are freed here.
  */
 #include "pop3/pop3.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,9 @@
 #include "core/log.h"
 #include "deliver/deliver_quota.h"
 #include "pop3/pop3_private.h"
+#include "store/authfail.h"
 
 #define LOCK_BUCKETS 1024
-#define FAIL_BUCKETS 4096
-#define FAIL_MAX_ENTRIES 100000	/* past it new addresses are not tracked */
 #define DELAY_BUCKETS 1024
 
 /* A yescrypt hash of a random string: unknown users cost one crypt too, so
@@ -40,14 +40,6 @@ struct lock_entry {
 	char sid[POP3_SID_SIZE];
 };
 
-struct fail_entry {
-	struct fail_entry *next;
-	uint8_t addr[16];
-	unsigned count;
-	uint64_t window_start;
-	uint64_t locked_until;	/* 0: not locked */
-};
-
 struct delay_entry {
 	struct delay_entry *next;
 	char *mailbox;
@@ -55,18 +47,12 @@ struct delay_entry {
 };
 
 struct pop3_service {
-	pthread_mutex_t mu;		/* queue, stop, live jobs */
-	pthread_cond_t cv;
-	struct pop3_job *head, **tail;
-	struct pop3_job *all;
-	int stop;
-	pthread_t *threads;
-	unsigned nthreads;
+	struct workpool *wp;		/* borrowed */
+	int cls;			/* the "pop3" class */
+	struct kv_store *state;		/* borrowed: failed logins */
 
-	pthread_mutex_t tables;		/* the three tables below */
+	pthread_mutex_t tables;		/* the two tables below */
 	struct lock_entry *locks[LOCK_BUCKETS];
-	struct fail_entry *fails[FAIL_BUCKETS];
-	size_t nfails;
 	struct delay_entry *delays[DELAY_BUCKETS];
 };
 
@@ -91,6 +77,10 @@ hash_str(const char *s, size_t buckets)
 
 /* ---- jobs ------------------------------------------------------------ */
 
+static void job_run(struct workpool_job *wj);
+static void job_complete(struct loop *loop, struct workpool_job *wj);
+static void job_cancel(struct workpool_job *wj);
+
 struct pop3_job *
 pop3_job_new(struct pop3_service *svc, enum pop3_job_kind kind, struct pop3_env *env,
 	     uintptr_t handle, void (*done)(struct pop3_job *j))
@@ -103,13 +93,8 @@ pop3_job_new(struct pop3_service *svc, enum pop3_job_kind kind, struct pop3_env 
 	j->handle = handle;
 	j->done = done;
 	j->fd = -1;
+	workpool_job_init(&j->wj, job_run, job_complete, job_cancel);
 	buf_init(&j->data, POP3_CHUNK);
-	pthread_mutex_lock(&svc->mu);
-	j->next_all = svc->all;
-	if (svc->all != NULL)
-		svc->all->prev_all = j;
-	svc->all = j;
-	pthread_mutex_unlock(&svc->mu);
 	return j;
 }
 
@@ -121,14 +106,6 @@ pop3_job_free(struct pop3_job *j)
 	if (j == NULL)
 		return;
 	svc = j->svc;
-	pthread_mutex_lock(&svc->mu);
-	if (j->prev_all != NULL)
-		j->prev_all->next_all = j->next_all;
-	else
-		svc->all = j->next_all;
-	if (j->next_all != NULL)
-		j->next_all->prev_all = j->prev_all;
-	pthread_mutex_unlock(&svc->mu);
 	if (j->locked && j->mailbox != NULL)
 		pop3_lock_release(svc, j->mailbox);
 	if (j->pass != NULL) {
@@ -148,18 +125,24 @@ pop3_job_free(struct pop3_job *j)
 }
 
 static void
-job_complete(struct loop *loop, void *arg)
+job_complete(struct loop *loop, struct workpool_job *wj)
 {
-	struct pop3_job *j = arg;
+	struct pop3_job *j = (struct pop3_job *)wj;
 
 	(void)loop;
 	j->done(j);	/* done frees j */
 }
 
+static void
+job_cancel(struct workpool_job *wj)
+{
+	pop3_job_free((struct pop3_job *)wj);
+}
+
 /* ---- worker side of each job ----------------------------------------- */
 
 static void
-run_login(struct pop3_job *j)
+run_login_password(struct pop3_job *j)
 {
 	const struct account *a = j->acct;
 	struct config *cfg = j->cfg;
@@ -212,6 +195,41 @@ run_login(struct pop3_job *j)
 	}
 	j->result = POP3_LOGIN_OK;
 	j->cond = COND_POP3_LOGIN;
+}
+
+/* The lockout first (the password is not even tried), then the password
+ * and the rest; a failure is counted, a success forgets the failures.
+ * pop3.max_failures 0 turns the lockout off (failures are still counted). */
+static void
+run_login(struct pop3_job *j)
+{
+	const struct config *cfg = j->cfg;
+	struct kv_store *state = j->svc->state;
+
+	if (cfg->pop3_max_failures > 0 &&
+	    authfail_banned(state, j->client, j->sid, &j->fail_count, &j->ban_remaining_s)) {
+		explicit_bzero(j->pass, strlen(j->pass));
+		j->result = POP3_LOGIN_LOCKOUT;
+		j->cond = COND_POP3_AUTH_LOCKOUT;
+		j->banned = 1;
+		return;
+	}
+	run_login_password(j);
+	if (j->result == POP3_LOGIN_UNKNOWN || j->result == POP3_LOGIN_BAD) {
+		struct authfail_policy pol = { cfg->pop3_max_failures, cfg->pop3_failure_window,
+					       cfg->pop3_lockout };
+		j->fail_count = authfail_record(state, j->client, j->sid, &pol, &j->banned);
+	} else if (j->result == POP3_LOGIN_OK) {
+		authfail_clear(state, j->client, j->sid);
+	}
+}
+
+/* The greeting's question: is the client locked out now? */
+static void
+run_check(struct pop3_job *j)
+{
+	j->banned = authfail_banned(j->svc->state, j->client, j->sid, &j->fail_count,
+				    &j->ban_remaining_s);
 }
 
 static void
@@ -267,40 +285,24 @@ run_update(struct pop3_job *j)
 	}
 }
 
-static void *
-worker_main(void *arg)
+static void
+job_run(struct workpool_job *wj)
 {
-	struct pop3_service *svc = arg;
+	struct pop3_job *j = (struct pop3_job *)wj;
 
-	for (;;) {
-		struct pop3_job *j;
-
-		pthread_mutex_lock(&svc->mu);
-		while (svc->head == NULL && !svc->stop)
-			pthread_cond_wait(&svc->cv, &svc->mu);
-		if (svc->stop) {
-			pthread_mutex_unlock(&svc->mu);
-			return NULL;
-		}
-		j = svc->head;
-		svc->head = j->next;
-		if (svc->head == NULL)
-			svc->tail = &svc->head;
-		j->next = NULL;
-		pthread_mutex_unlock(&svc->mu);
-		switch (j->kind) {
-		case POP3_JOB_LOGIN:
-			run_login(j);
-			break;
-		case POP3_JOB_CHUNK:
-			run_chunk(j);
-			break;
-		case POP3_JOB_UPDATE:
-			run_update(j);
-			break;
-		}
-		/* After the post, j belongs to the loop. */
-		loop_post(j->env->loop, job_complete, j);
+	switch (j->kind) {
+	case POP3_JOB_CHECK:
+		run_check(j);
+		break;
+	case POP3_JOB_LOGIN:
+		run_login(j);
+		break;
+	case POP3_JOB_CHUNK:
+		run_chunk(j);
+		break;
+	case POP3_JOB_UPDATE:
+		run_update(j);
+		break;
 	}
 }
 
@@ -309,33 +311,23 @@ pop3_job_submit(struct pop3_job *j)
 {
 	struct pop3_service *svc = j->svc;
 
-	pthread_mutex_lock(&svc->mu);
-	*svc->tail = j;
-	svc->tail = &j->next;
-	pthread_cond_signal(&svc->cv);
-	pthread_mutex_unlock(&svc->mu);
+	/* Only loops submit, and the class stops after they did. */
+	if (workpool_submit(svc->wp, svc->cls, &j->wj, j->env->loop) < 0)
+		PANIC("POP3 job after the service stopped");
 }
 
 /* ---- lifecycle ------------------------------------------------------- */
 
 struct pop3_service *
-pop3_service_new(unsigned workers)
+pop3_service_new(struct workpool *wp, struct kv_store *state, unsigned workers)
 {
 	struct pop3_service *svc = xcalloc(1, sizeof(*svc));
 
-	pthread_mutex_init(&svc->mu, NULL);
-	pthread_cond_init(&svc->cv, NULL);
 	pthread_mutex_init(&svc->tables, NULL);
-	svc->tail = &svc->head;
-	if (workers == 0)
-		workers = 1;
-	svc->threads = xcalloc(workers, sizeof(*svc->threads));
-	for (unsigned i = 0; i < workers; i++) {
-		if (pthread_create(&svc->threads[i], NULL, worker_main, svc) != 0)
-			break;
-		svc->nthreads++;
-	}
-	if (svc->nthreads == 0)
+	svc->wp = wp;
+	svc->state = state;
+	svc->cls = workpool_class_new(wp, "pop3", workers > 0 ? workers : 1, 0);
+	if (svc->cls < 0)
 		PANIC("cannot start any POP3 worker");
 	return svc;
 }
@@ -347,27 +339,14 @@ pop3_service_free(struct pop3_service **svcp)
 
 	if (svc == NULL)
 		return;
-	pthread_mutex_lock(&svc->mu);
-	svc->stop = 1;
-	pthread_cond_broadcast(&svc->cv);
-	pthread_mutex_unlock(&svc->mu);
-	for (unsigned i = 0; i < svc->nthreads; i++)
-		pthread_join(svc->threads[i], NULL);
-	/* Jobs never run, or whose completion a stopped loop never ran. */
-	while (svc->all != NULL)
-		pop3_job_free(svc->all);
+	/* Jobs never run, or whose completion a stopped loop never ran,
+	 * come back through job_cancel (freed, locks released). */
+	workpool_class_stop(svc->wp, svc->cls);
 	for (size_t b = 0; b < LOCK_BUCKETS; b++) {
 		while (svc->locks[b] != NULL) {
 			struct lock_entry *e = svc->locks[b];
 			svc->locks[b] = e->next;
 			free(e->mailbox);
-			free(e);
-		}
-	}
-	for (size_t b = 0; b < FAIL_BUCKETS; b++) {
-		while (svc->fails[b] != NULL) {
-			struct fail_entry *e = svc->fails[b];
-			svc->fails[b] = e->next;
 			free(e);
 		}
 	}
@@ -379,10 +358,7 @@ pop3_service_free(struct pop3_service **svcp)
 			free(e);
 		}
 	}
-	pthread_mutex_destroy(&svc->mu);
-	pthread_cond_destroy(&svc->cv);
 	pthread_mutex_destroy(&svc->tables);
-	free(svc->threads);
 	free(svc);
 	*svcp = NULL;
 }
@@ -428,131 +404,6 @@ pop3_lock_release(struct pop3_service *svc, const char *mailbox)
 			free(e);
 			break;
 		}
-	}
-	pthread_mutex_unlock(&svc->tables);
-}
-
-/* ---- failed logins --------------------------------------------------- */
-
-static void
-addr_key(const struct sockaddr_storage *ss, uint8_t out[16])
-{
-	memset(out, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-	}
-}
-
-static size_t
-addr_hash(const uint8_t k[16])
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ k[i]) * 1099511628211ull;
-	return (size_t)(h % FAIL_BUCKETS);
-}
-
-/* Finds the entry of k in bucket b, dropping expired entries on the way
- * (table lock held). */
-static struct fail_entry *
-fail_find(struct pop3_service *svc, size_t b, const uint8_t k[16], uint64_t now)
-{
-	struct fail_entry **pp = &svc->fails[b];
-
-	while (*pp != NULL) {
-		struct fail_entry *e = *pp;
-		if (memcmp(e->addr, k, 16) == 0)
-			return e;
-		/* forgotten once neither locked nor within a day of use */
-		if (e->locked_until <= now && now - e->window_start > 86400) {
-			*pp = e->next;
-			free(e);
-			svc->nfails--;
-			continue;
-		}
-		pp = &e->next;
-	}
-	return NULL;
-}
-
-int
-pop3_fail_locked(struct pop3_service *svc, const struct sockaddr_storage *addr,
-		 uint64_t *remaining_out, unsigned *count_out)
-{
-	uint8_t k[16];
-	uint64_t now = pop3_now_s();
-	int locked = 0;
-
-	addr_key(addr, k);
-	pthread_mutex_lock(&svc->tables);
-	struct fail_entry *e = fail_find(svc, addr_hash(k), k, now);
-	if (e != NULL && e->locked_until > now) {
-		locked = 1;
-		*remaining_out = e->locked_until - now;
-		*count_out = e->count;
-	}
-	pthread_mutex_unlock(&svc->tables);
-	return locked;
-}
-
-unsigned
-pop3_fail_record(struct pop3_service *svc, const struct sockaddr_storage *addr,
-		 const struct pop3_fail_policy *pol, int *locked_out)
-{
-	uint8_t k[16];
-	uint64_t now = pop3_now_s();
-	unsigned count;
-
-	*locked_out = 0;
-	addr_key(addr, k);
-	size_t b = addr_hash(k);
-	pthread_mutex_lock(&svc->tables);
-	struct fail_entry *e = fail_find(svc, b, k, now);
-	if (e == NULL) {
-		if (svc->nfails >= FAIL_MAX_ENTRIES) {
-			pthread_mutex_unlock(&svc->tables);
-			return 1;
-		}
-		e = xcalloc(1, sizeof(*e));
-		memcpy(e->addr, k, 16);
-		e->window_start = now;
-		e->next = svc->fails[b];
-		svc->fails[b] = e;
-		svc->nfails++;
-	}
-	if (now - e->window_start >= pol->window_s && e->locked_until <= now) {
-		e->window_start = now;
-		e->count = 0;
-	}
-	e->count++;
-	count = e->count;
-	if (pol->max_failures > 0 && count >= pol->max_failures && e->locked_until <= now) {
-		e->locked_until = now + pol->lockout_s;
-		/* the next window starts when the lockout ends */
-		e->window_start = e->locked_until;
-		e->count = 0;
-		*locked_out = 1;
-	}
-	pthread_mutex_unlock(&svc->tables);
-	return count;
-}
-
-void
-pop3_fail_clear(struct pop3_service *svc, const struct sockaddr_storage *addr)
-{
-	uint8_t k[16];
-	uint64_t now = pop3_now_s();
-
-	addr_key(addr, k);
-	pthread_mutex_lock(&svc->tables);
-	struct fail_entry *e = fail_find(svc, addr_hash(k), k, now);
-	if (e != NULL && e->locked_until <= now) {
-		e->count = 0;
-		e->window_start = now;
 	}
 	pthread_mutex_unlock(&svc->tables);
 }

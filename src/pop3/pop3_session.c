@@ -34,6 +34,7 @@
 
 #include "core/log.h"
 #include "directory/directory.h"
+#include "core/sasl_plain.h"
 #include "net/net_conn.h"
 #include "net/net_tls.h"
 #include "pop3/pop3_private.h"
@@ -60,6 +61,7 @@ static const char *const state_names[] = { "authorization", "transaction", "clos
 /* What the session waits for before it reads the next command. */
 enum pop3_wait {
 	WAIT_NONE,
+	WAIT_CHECK,	/* the lockout check before the greeting */
 	WAIT_LOGIN,	/* a login job */
 	WAIT_DELAY,	/* the delay before a failed login's answer */
 	WAIT_SASL,	/* the client's AUTH continuation line */
@@ -341,22 +343,6 @@ session_refuse(struct pop3_session *s, enum cond_id cond, const struct kv *kvs, 
 	session_count_error(s);
 }
 
-/* Refuses with POP3-AUTH-LOCKOUT when the client address is locked out
- * now. Returns 1 if it did. */
-static int
-refuse_if_locked_out(struct pop3_session *s)
-{
-	uint64_t left;
-	unsigned count;
-
-	if (!pop3_fail_locked(s->env->svc, &s->conn.peer, &left, &count))
-		return 0;
-	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", count),
-			   KVU("remaining_s", left) };
-	session_refuse(s, COND_POP3_AUTH_LOCKOUT, kv, ARRAY_LEN(kv));
-	return 1;
-}
-
 static void
 maildrop_totals(const struct pop3_session *s, size_t *count, uint64_t *size)
 {
@@ -409,6 +395,8 @@ login_start(struct pop3_session *s, struct slice user, struct slice pass, int au
 	j->cfg = config_ref(cfg);
 	j->pass = xstrndup((const char *)pass.p, pass.len);
 	memcpy(j->sid, s->sid, sizeof(j->sid));
+	if (slice_copy(slice_from_cstr(s->conn.peer_text), j->client, sizeof(j->client)) < 0)
+		PANIC("client address text");
 	j->authzid_mismatch = authzid_mismatch;
 	if (a != NULL) {
 		j->acct = a;
@@ -436,14 +424,14 @@ delay_fire(struct loop *loop, void *arg)
 	session_process(s);
 }
 
+/* A failure the login job counted in the failed-login store. */
 static void
-login_failed(struct pop3_session *s, enum cond_id cond)
+login_failed(struct pop3_session *s, const struct pop3_job *j)
 {
 	struct config *cfg = s->cfg;
-	struct pop3_fail_policy pol = { cfg->pop3_max_failures, cfg->pop3_failure_window,
-					cfg->pop3_lockout };
-	int locked;
-	unsigned count = pop3_fail_record(s->env->svc, &s->conn.peer, &pol, &locked);
+	enum cond_id cond = j->cond;
+	int locked = j->banned;
+	unsigned count = j->fail_count > 0 && j->fail_count < UINT32_MAX ? (unsigned)j->fail_count : 1;
 	struct log_ctx ctx;
 
 	/* The reason goes to the log now; the client gets the same
@@ -485,7 +473,6 @@ login_done(struct pop3_job *j)
 		if (slice_copy(slice_from_cstr(j->mailbox), s->mailbox, sizeof(s->mailbox)) < 0)
 			PANIC("mailbox name");
 		s->state = POP3_STATE_TRANS;
-		pop3_fail_clear(s->env->svc, &s->conn.peer);
 		size_t count;
 		uint64_t size;
 		maildrop_totals(s, &count, &size);
@@ -496,8 +483,14 @@ login_done(struct pop3_job *j)
 	}
 	case POP3_LOGIN_UNKNOWN:
 	case POP3_LOGIN_BAD:
-		login_failed(s, j->cond);
+		login_failed(s, j);
 		break;
+	case POP3_LOGIN_LOCKOUT: {
+		struct kv kv[] = { KV("client", s->conn.peer_text), KVI("count", j->fail_count),
+				   KVU("remaining_s", j->ban_remaining_s) };
+		session_refuse(s, COND_POP3_AUTH_LOCKOUT, kv, ARRAY_LEN(kv));
+		break;
+	}
 	case POP3_LOGIN_REFUSED:
 		/* Right credentials, maildrop busy or too soon: not an error. */
 		if (j->cond == COND_POP3_LOCKED) {
@@ -526,8 +519,6 @@ login_done(struct pop3_job *j)
 static void
 cmd_user(struct pop3_session *s, const struct pop3_cmd *cmd)
 {
-	if (refuse_if_locked_out(s))
-		return;
 	if (refuse_plaintext(s, "USER", cmd->arg))
 		return;
 	if (slice_copy(cmd->arg, s->user, sizeof(s->user)) < 0)
@@ -546,8 +537,6 @@ cmd_pass(struct pop3_session *s, const struct pop3_cmd *cmd)
 		session_refuse(s, COND_POP3_SEQUENCE, kv, ARRAY_LEN(kv));
 		return;
 	}
-	if (refuse_if_locked_out(s))
-		return;
 	login_start(s, slice_from_cstr(s->user), cmd->arg, 0, "USER");
 }
 
@@ -556,18 +545,19 @@ static void
 sasl_plain(struct pop3_session *s, struct slice b64)
 {
 	struct buf dec;
-	struct slice authz, authc, pass;
+	struct sasl_plain p;
 
 	buf_init(&dec, SASL_DECODED_MAX);
 	if (pop3_base64_decode(b64, &dec) < 0 ||
-	    pop3_sasl_plain_split(buf_slice(&dec), &authz, &authc, &pass) < 0) {
+	    sasl_plain_parse(dec.data, dec.len, &p) < 0) {
 		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "AUTH") };
 		session_refuse(s, COND_POP3_SYNTAX, kv, ARRAY_LEN(kv));
 	} else {
-		int mismatch = authz.len > 0 && !(authz.len == authc.len &&
-						  strncasecmp((const char *)authz.p,
-							      (const char *)authc.p, authz.len) == 0);
-		login_start(s, authc, pass, mismatch, "PLAIN");
+		int mismatch = p.authzid.len > 0 &&
+			       !(p.authzid.len == p.authcid.len &&
+				 strncasecmp((const char *)p.authzid.p,
+					     (const char *)p.authcid.p, p.authzid.len) == 0);
+		login_start(s, p.authcid, p.passwd, mismatch, "PLAIN");
 	}
 	if (dec.data != NULL)
 		explicit_bzero(dec.data, dec.cap);
@@ -583,8 +573,6 @@ cmd_auth(struct pop3_session *s, const struct pop3_cmd *cmd)
 		session_refuse(s, COND_POP3_AUTH_MECHANISM, kv, ARRAY_LEN(kv));
 		return;
 	}
-	if (refuse_if_locked_out(s))
-		return;
 	if (refuse_plaintext(s, "AUTH", (struct slice){ NULL, 0 }))
 		return;
 	s->have_user = 0;
@@ -1137,7 +1125,8 @@ overflow(struct pop3_session *s)
 static int
 waiting_on_server(const struct pop3_session *s)
 {
-	return s->wait == WAIT_LOGIN || s->wait == WAIT_DELAY || s->wait == WAIT_UPDATE;
+	return s->wait == WAIT_CHECK || s->wait == WAIT_LOGIN || s->wait == WAIT_DELAY ||
+	       s->wait == WAIT_UPDATE;
 }
 
 static void
@@ -1437,21 +1426,22 @@ slot_take(struct pop3_loop *pl, struct pop3_session *s)
 	return slot;
 }
 
-/* The greeting, or the refusal that takes its place. */
+/* The lockout check came back: the greeting, or the refusal that takes
+ * its place. */
 static void
-send_greeting(struct pop3_session *s)
+greeting_checked(struct pop3_job *j)
 {
-	struct pop3_env *env = s->env;
-	uint64_t left;
-	unsigned count;
+	struct pop3_session *s = session_by_handle(j->env, j->handle);
+	int banned = j->banned;
+	int64_t count = j->fail_count;
+	uint64_t left = j->ban_remaining_s;
 
-	if (env->draining) {
-		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->live) };
-		session_reply(s, COND_POP3_SHUTDOWN, k2, ARRAY_LEN(k2));
-		s->state = POP3_STATE_CLOSING;
-		s->end_cause = COND_POP3_SHUTDOWN;
-	} else if (pop3_fail_locked(env->svc, &s->conn.peer, &left, &count)) {
-		struct kv k2[] = { KV("client", s->conn.peer_text), KVU("count", count),
+	pop3_job_free(j);	/* the answer is copied */
+	if (s == NULL || s->dead || s->wait != WAIT_CHECK)
+		return;		/* gone, or told of a shutdown meanwhile */
+	s->wait = WAIT_NONE;
+	if (banned) {
+		struct kv k2[] = { KV("client", s->conn.peer_text), KVI("count", count),
 				   KVU("remaining_s", left) };
 		session_reply(s, COND_POP3_AUTH_LOCKOUT, k2, ARRAY_LEN(k2));
 		s->state = POP3_STATE_CLOSING;
@@ -1459,6 +1449,34 @@ send_greeting(struct pop3_session *s)
 	} else {
 		session_reply(s, COND_POP3_GREETING, NULL, 0);
 	}
+	session_process(s);
+}
+
+/* The greeting, after the lockout check (the state store is asked on a
+ * worker; input waits meanwhile), or the refusal that takes its place. */
+static void
+send_greeting(struct pop3_session *s)
+{
+	struct pop3_env *env = s->env;
+
+	if (env->draining) {
+		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->live) };
+		session_reply(s, COND_POP3_SHUTDOWN, k2, ARRAY_LEN(k2));
+		s->state = POP3_STATE_CLOSING;
+		s->end_cause = COND_POP3_SHUTDOWN;
+		return;
+	}
+	if (s->cfg->pop3_max_failures == 0) {	/* lockout off */
+		session_reply(s, COND_POP3_GREETING, NULL, 0);
+		return;
+	}
+	struct pop3_job *j = pop3_job_new(env->svc, POP3_JOB_CHECK, env, session_handle(s),
+					  greeting_checked);
+	memcpy(j->sid, s->sid, sizeof(j->sid));
+	if (slice_copy(slice_from_cstr(s->conn.peer_text), j->client, sizeof(j->client)) < 0)
+		PANIC("client address text");
+	s->wait = WAIT_CHECK;
+	pop3_job_submit(j);
 }
 
 void

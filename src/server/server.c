@@ -43,14 +43,17 @@
 #include "core/cidr.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/workpool.h"
 #include "deliver/deliver.h"
 #include "deliver/deliver_quota.h"
+#include "deliver/deliver_space.h"
 #include "net/net_conn.h"
 #include "net/net_tls.h"
 #include "net/net_tls_ticket.h"
 #include "pop3/pop3.h"
 #include "smtp/smtp_auth.h"
 #include "smtp/smtp_session.h"
+#include "store/authfail.h"
 #include "store/spool.h"
 #include "server_runtime.h"
 
@@ -100,6 +103,8 @@ struct server {
 	size_t nloops;
 	struct spool *spool;
 	struct deliver *deliver;
+	struct workpool *pool;		/* every blocking job: one pool */
+	struct kv_store *state;		/* failed logins, SMTP and POP3 */
 	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
 	unsigned long sessions;		/* atomic */
 	pthread_mutex_t ip_lock;
@@ -876,20 +881,35 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		rc = EX_CONFIG;
 		goto out;
 	}
-	srv->spool = spool_open(srv->cfg->server_spool, srv->cfg->server_workers);
+	/* One worker pool; each user adds its class with its own cap
+	 * (server.workers each for commits, deliveries, POP3 and AUTH, one
+	 * quota scan and one statvfs refresh at a time), so no class ever
+	 * waits behind another. */
+	srv->pool = workpool_new();
+	srv->spool = spool_open(srv->cfg->server_spool, srv->pool, srv->cfg->server_workers);
 	if (srv->spool == NULL)
 		goto out;
-	srv->deliver = deliver_new(srv->spool, srv->cfg, srv->cfg->server_workers);
+	if (quota_start(srv->pool) < 0) {
+		init_failed("quota", "-", EAGAIN);
+		goto out;
+	}
+	const char *space_paths[] = { srv->cfg->server_spool, srv->cfg->server_mail_root };
+	if (space_start(srv->pool, space_paths, ARRAY_LEN(space_paths)) < 0) {
+		init_failed("space", "-", EAGAIN);
+		goto out;
+	}
+	srv->deliver = deliver_new(srv->spool, srv->cfg, srv->pool, srv->cfg->server_workers);
 	spool_set_sink(srv->spool, deliver_enqueue, srv->deliver);
 	if (spool_recover(srv->spool) < 0) {
 		init_failed("spool", srv->cfg->server_spool, errno);
 		goto out;
 	}
-	/* After the privilege drop, before the loops: POP3 workers. */
-	srv->pop3 = pop3_service_new(srv->cfg->server_workers);
-	/* A state store that cannot open is logged; AUTH then keeps its
-	 * counters in memory and goes on. */
-	if (smtp_auth_init(srv->cfg->server_state, srv->cfg->server_workers) < 0) {
+	/* After the privilege drop, before the loops: the failed-login store
+	 * (one for SMTP AUTH and POP3; one that cannot open is logged and
+	 * kept in memory), POP3 and AUTH. */
+	srv->state = authfail_open(srv->cfg->server_state);
+	srv->pop3 = pop3_service_new(srv->pool, srv->state, srv->cfg->server_workers);
+	if (smtp_auth_init(srv->state, srv->pool, srv->cfg->server_workers) < 0) {
 		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
 	}
 
@@ -967,7 +987,12 @@ out:
 		pop3_env_fini(&srv->loops[i].penv);
 	pop3_service_free(&srv->pop3);
 	smtp_auth_shutdown();
+	kv_close(&srv->state);
 	quota_fini();
+	space_stop();
+	/* Every class has stopped: the threads end (after the loops, before
+	 * they are freed: the pool's outboxes name them). */
+	workpool_free(&srv->pool);
 	for (size_t i = 0; srv->loops && i < srv->nloops; i++) {
 		for (size_t j = 0; j < srv->loops[i].nsocks; j++)
 			if (srv->loops[i].socks[j].fd >= 0)

@@ -22,14 +22,16 @@ struct smtp_session;
  * answer AUTH-LINE-TOO-LONG past it. */
 #define SMTP_AUTH_LINE_MAX 12288
 
-/* Process-wide, once, before any loop serves: opens the state store in
- * state_dir (cfg->server_state; on failure logs STORE-STATE-OPEN-FAILED
- * and keeps the counters in memory) and starts the AUTH worker threads,
- * which run the password checks and the counter updates. Returns 0, or -1
- * if no worker could start (AUTH then answers AUTH-SASL-INIT-FAILED). */
-int smtp_auth_init(const char *state_dir, unsigned workers);
-/* Stops the workers and closes the store; frees jobs whose completion
- * never ran. Call after the loops stopped, before they are freed. */
+/* Process-wide, once, before any loop serves: keeps the failed-login
+ * store state (store/authfail.h, borrowed; NULL: nothing counted) and adds
+ * the "auth" class (workers concurrent checks) to the worker pool wp,
+ * which runs the password checks and the counter updates. Returns 0, or
+ * -1 if no worker could start (AUTH then answers AUTH-SASL-INIT-FAILED). */
+struct workpool;
+struct kv_store;
+int smtp_auth_init(struct kv_store *state, struct workpool *wp, unsigned workers);
+/* Stops the "auth" class; frees jobs whose completion never ran. Call
+ * after the loops stopped, before they are freed. */
 void smtp_auth_shutdown(void);
 
 /* 1 if AUTH is offered on this connection now (EHLO keyword). */

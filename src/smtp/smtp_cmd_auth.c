@@ -3,35 +3,33 @@
  * LOGIN, against the accounts file, and the AUTH workers.
  *
  * Owns the session's SASL exchange (s->auth, struct auth_state) and the
- * process-wide AUTH service: a queue of jobs, worker threads, and the
- * state store (store/kv.h) where failures per client address are counted.
- * A job checks the lockout, the password (crypt is slow on purpose) and
- * updates the counters, all off the loop; its result is posted back to
- * the session's loop and found again through the session handle (dropped
- * if the session ended). While a job or the failure delay runs the
+ * process-wide AUTH service: the "auth" class of the worker pool
+ * (core/workpool.h) and the failed-login store (store/authfail.h, in the
+ * state store, shared with POP3) where failures per client address are
+ * counted. A job checks the lockout, the password
+ * (crypt is slow on purpose) and updates the counters, all off the loop;
+ * its result is posted back to the session's loop and found again through
+ * the session handle (dropped if the session ended). While a job or the failure delay runs the
  * session is busy: it reads nothing more and has no command deadline.
  *
  * Secrets: passwords and AUTH payloads are never logged; decoded bytes
  * are wiped (explicit_bzero) as soon as they are copied into the job, and
  * the job's copy right after the check.
  *
- * Failure counting (keys in the state store, per client IP text):
- *   authfail:<ip>  integer, TTL auth.failure_window from the first failure
- *   authban:<ip>   the count that caused it, TTL auth.lockout
- * At auth.max_failures the ban is written and the counter dropped, so a
- * new window starts when the lockout ends. Success drops the counter.
+ * Failure counting: store/authfail.h with auth.max_failures,
+ * auth.failure_window and auth.lockout.
  */
 #include "smtp/smtp_auth.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "core/workpool.h"
 #include "smtp/smtp_sasl.h"
 #include "smtp/smtp_session_private.h"
-#include "store/kv.h"
+#include "store/authfail.h"
 
 /* A yescrypt hash of a random string: an unknown user costs one crypt too,
  * so the timing does not tell unknown users from wrong passwords. */
@@ -46,9 +44,7 @@ enum auth_step { STEP_NONE, STEP_PLAIN, STEP_LOGIN_USER, STEP_LOGIN_PASS };
 enum auth_outcome { OUT_OK, OUT_FAILED, OUT_DISABLED, OUT_BANNED };
 
 struct auth_job {
-	struct auth_job *next;			/* queue */
-	struct auth_job *prev_all, *next_all;	/* every live job */
-	struct loop *loop;
+	struct workpool_job wj;	/* first: the pool hands it back */
 	uintptr_t handle;
 	struct config *cfg;	/* reference */
 	enum auth_mech mech;
@@ -75,14 +71,9 @@ struct auth_state {
 };
 
 struct auth_service {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct auth_job *head, **tail;
-	struct auth_job *all;
-	int stop;
-	pthread_t *threads;
-	unsigned nthreads;
-	struct kv_store *kv;	/* NULL: counting is off */
+	struct workpool *wp;	/* borrowed */
+	int cls;		/* the "auth" class */
+	struct kv_store *kv;	/* borrowed; NULL: counting is off */
 };
 
 /* Set once by smtp_auth_init() before the loops run, cleared by
@@ -103,28 +94,9 @@ job_free(struct auth_job *j)
 {
 	if (j == NULL)
 		return;
-	if (svc != NULL) {
-		pthread_mutex_lock(&svc->mu);
-		if (j->prev_all != NULL)
-			j->prev_all->next_all = j->next_all;
-		else if (svc->all == j)
-			svc->all = j->next_all;
-		if (j->next_all != NULL)
-			j->next_all->prev_all = j->prev_all;
-		pthread_mutex_unlock(&svc->mu);
-	}
 	explicit_bzero(j->pass, sizeof(j->pass));
 	config_unref(&j->cfg);
 	free(j);
-}
-
-static void
-store_failed(const struct auth_job *j, const char *op, const char *key)
-{
-	struct log_ctx ctx = { .sid = j->sid };
-	struct kv kv[] = { KV("op", op), KV("key", key), KV("err", kv_error()) };
-
-	catalog_log(COND_STORE_STATE_OP_FAILED, &ctx, kv, ARRAY_LEN(kv));
 }
 
 /* Splits "local@domain" at the last '@' and finds the account. */
@@ -140,30 +112,19 @@ find_account(const struct config *cfg, const char *user)
 
 /* Worker side: lockout, password, counters. */
 static void
-run_check(struct auth_job *j)
+run_check(struct workpool_job *wj)
 {
+	struct auth_job *j = (struct auth_job *)wj;
 	struct kv_store *kv = svc->kv;
 	const struct config *cfg = j->cfg;
-	char kfail[KV_KEY_MAX], kban[KV_KEY_MAX];
 	const struct account *a;
 	int r;
 
-	if (snprintf(kfail, sizeof(kfail), "authfail:%s", j->client) < 0 ||
-	    snprintf(kban, sizeof(kban), "authban:%s", j->client) < 0)
-		PANIC("AUTH key does not fit");
-	if (kv != NULL && cfg->auth_max_failures > 0) {
-		int64_t v = 0;
-		uint64_t left = 0;
-		r = kv_get_int(kv, kban, &v, &left);
-		if (r == 1) {
-			j->out = OUT_BANNED;
-			j->count = v;
-			j->remaining_s = left;
-			explicit_bzero(j->pass, sizeof(j->pass));
-			return;
-		}
-		if (r < 0)
-			store_failed(j, "get", kban);	/* fail open */
+	if (cfg->auth_max_failures > 0 &&
+	    authfail_banned(kv, j->client, j->sid, &j->count, &j->remaining_s)) {
+		j->out = OUT_BANNED;
+		explicit_bzero(j->pass, sizeof(j->pass));
+		return;
 	}
 
 	a = find_account(cfg, j->user);
@@ -199,111 +160,40 @@ run_check(struct auth_job *j)
 	}
 	explicit_bzero(j->pass, sizeof(j->pass));
 
-	if (kv == NULL)
-		return;
 	if (j->out == OUT_OK) {
-		if (kv_delete(kv, kfail) < 0)
-			store_failed(j, "delete", kfail);
-		return;
-	}
-	if (j->out != OUT_FAILED)
-		return;
-	int64_t count = 0;
-	if (kv_incr(kv, kfail, 1, cfg->auth_failure_window, &count) < 0) {
-		store_failed(j, "incr", kfail);
-		return;
-	}
-	j->count = count;
-	if (cfg->auth_max_failures > 0 && count >= (int64_t)cfg->auth_max_failures) {
-		char v[32];
-		int n = snprintf(v, sizeof(v), "%lld", (long long)count);
-		if (n < 0 || kv_put(kv, kban, v, (size_t)n, cfg->auth_lockout) < 0)
-			store_failed(j, "put", kban);
-		if (kv_delete(kv, kfail) < 0)
-			store_failed(j, "delete", kfail);
+		authfail_clear(kv, j->client, j->sid);
+	} else if (j->out == OUT_FAILED) {
+		struct authfail_policy pol = { cfg->auth_max_failures,
+					       cfg->auth_failure_window, cfg->auth_lockout };
+		int banned;
+		j->count = authfail_record(kv, j->client, j->sid, &pol, &banned);
 	}
 }
 
-static void job_done(struct loop *loop, void *arg);
+static void job_done(struct loop *loop, struct workpool_job *wj);
 
-static void *
-worker_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		struct auth_job *j;
-
-		pthread_mutex_lock(&svc->mu);
-		while (svc->head == NULL && !svc->stop)
-			pthread_cond_wait(&svc->cv, &svc->mu);
-		if (svc->stop) {
-			pthread_mutex_unlock(&svc->mu);
-			return NULL;
-		}
-		j = svc->head;
-		svc->head = j->next;
-		if (svc->head == NULL)
-			svc->tail = &svc->head;
-		j->next = NULL;
-		pthread_mutex_unlock(&svc->mu);
-		run_check(j);
-		/* After the post, j belongs to the loop. */
-		loop_post(j->loop, job_done, j);
-	}
-}
-
+/* The pool stopped before the job's completion ran (shutdown). */
 static void
-job_submit(struct auth_job *j)
+job_cancel(struct workpool_job *wj)
 {
-	pthread_mutex_lock(&svc->mu);
-	j->next_all = svc->all;
-	if (svc->all != NULL)
-		svc->all->prev_all = j;
-	svc->all = j;
-	*svc->tail = j;
-	svc->tail = &j->next;
-	pthread_cond_signal(&svc->cv);
-	pthread_mutex_unlock(&svc->mu);
+	job_free((struct auth_job *)wj);
 }
 
 /* ---- service lifecycle ------------------------------------------------- */
 
 int
-smtp_auth_init(const char *state_dir, unsigned workers)
+smtp_auth_init(struct kv_store *state, struct workpool *wp, unsigned workers)
 {
 	struct auth_service *v;
-	const char *err = "";
-	char path[4096];
 
 	if (svc != NULL)
 		return 0;
 	v = xcalloc(1, sizeof(*v));
-	pthread_mutex_init(&v->mu, NULL);
-	pthread_cond_init(&v->cv, NULL);
-	v->tail = &v->head;
-	v->kv = kv_open(state_dir, &err);
-	if (v->kv == NULL) {
-		struct log_ctx ctx = { 0 };
-		if (snprintf(path, sizeof(path), "%s/%s", state_dir, KV_FILE) < 0)
-			path[0] = '\0';
-		char why[256];
-		if (slice_copy(slice_from_cstr(err), why, sizeof(why)) < 0)
-			why[0] = '\0';
-		v->kv = kv_open_memory(&err);
-		struct kv kv[] = { KV("path", path), KV("err", why),
-				   KV("fallback", v->kv != NULL ? "memory" : "none") };
-		catalog_log(COND_STORE_STATE_OPEN_FAILED, &ctx, kv, ARRAY_LEN(kv));
-	}
+	v->wp = wp;
+	v->kv = state;
 	svc = v;
-	if (workers == 0)
-		workers = 1;
-	v->threads = xcalloc(workers, sizeof(*v->threads));
-	for (unsigned i = 0; i < workers; i++) {
-		if (pthread_create(&v->threads[i], NULL, worker_main, NULL) != 0)
-			break;
-		v->nthreads++;
-	}
-	if (v->nthreads == 0) {
+	v->cls = workpool_class_new(wp, "auth", workers > 0 ? workers : 1, 0);
+	if (v->cls < 0) {
 		smtp_auth_shutdown();
 		return -1;
 	}
@@ -317,20 +207,11 @@ smtp_auth_shutdown(void)
 
 	if (v == NULL)
 		return;
-	pthread_mutex_lock(&v->mu);
-	v->stop = 1;
-	pthread_cond_broadcast(&v->cv);
-	pthread_mutex_unlock(&v->mu);
-	for (unsigned i = 0; i < v->nthreads; i++)
-		pthread_join(v->threads[i], NULL);
-	/* Jobs never run, or whose completion a stopped loop never ran. */
-	while (v->all != NULL)
-		job_free(v->all);
-	kv_close(&v->kv);
+	/* Jobs never run, or whose completion a stopped loop never ran,
+	 * are cancelled (freed); running checks finish first. */
+	if (v->cls >= 0)
+		workpool_class_stop(v->wp, v->cls);
 	svc = NULL;
-	pthread_mutex_destroy(&v->mu);
-	pthread_cond_destroy(&v->cv);
-	free(v->threads);
 	free(v);
 }
 
@@ -429,7 +310,7 @@ check_submit(struct smtp_session *s, struct auth_state *st, struct slice user,
 {
 	struct auth_job *j = xcalloc(1, sizeof(*j));
 
-	j->loop = s->env->loop;
+	workpool_job_init(&j->wj, run_check, job_done, job_cancel);
 	j->handle = smtp_session_handle(s);
 	j->cfg = config_ref(s->cfg);
 	j->mech = st->mech;
@@ -443,8 +324,13 @@ check_submit(struct smtp_session *s, struct auth_state *st, struct slice user,
 		PANIC("SASL field longer than its decoder allows");
 	st->step = STEP_NONE;
 	explicit_bzero(st->user, sizeof(st->user));
+	if (workpool_submit(svc->wp, svc->cls, &j->wj, s->env->loop) < 0) {
+		struct kv kv[] = { KV("client", s->conn.peer_text) };
+		job_free(j);
+		smtp_session_refuse(s, COND_AUTH_SASL_INIT_FAILED, kv, ARRAY_LEN(kv));
+		return;
+	}
 	s->busy = 1;
-	job_submit(j);
 }
 
 /* A decoded PLAIN message. */
@@ -453,10 +339,9 @@ plain_finish(struct smtp_session *s, struct auth_state *st, const uint8_t *msg, 
 	     unsigned step)
 {
 	struct sasl_plain p;
-	enum sasl_result r = sasl_plain_parse(msg, len, &p);
 
-	if (r != SASL_OK) {
-		response_refuse(s, st, r, len, step);
+	if (sasl_plain_parse(msg, len, &p) < 0) {
+		response_refuse(s, st, SASL_BAD_MESSAGE, len, step);
 		return;
 	}
 	check_submit(s, st, p.authcid, p.passwd, p.authzid);
@@ -658,9 +543,9 @@ delay_fired(struct loop *loop, void *arg)
 }
 
 static void
-job_done(struct loop *loop, void *arg)
+job_done(struct loop *loop, struct workpool_job *wj)
 {
-	struct auth_job *j = arg;
+	struct auth_job *j = (struct auth_job *)wj;
 	struct smtp_session *s = smtp_session_by_handle(loop_get_data(loop), j->handle);
 	struct auth_state *st;
 

@@ -10,8 +10,6 @@
 
 #include "core/base64.h"
 
-
-
 const char *
 sasl_result_name(enum sasl_result r)
 {
@@ -63,35 +61,6 @@ sasl_response_decode(const uint8_t *line, size_t len, int initial, uint8_t *out,
 	if (len == 1 && line[0] == '=')
 		return initial ? SASL_OK : SASL_BAD_BASE64;
 	return sasl_b64_decode(line, len, out, cap, out_len);
-}
-
-enum sasl_result
-sasl_plain_parse(const uint8_t *msg, size_t len, struct sasl_plain *out)
-{
-	const uint8_t *nul1, *nul2;
-
-	memset(out, 0, sizeof(*out));
-	if (len == 0)
-		return SASL_BAD_MESSAGE;
-	nul1 = memchr(msg, '\0', len);
-	if (nul1 == NULL)
-		return SASL_BAD_MESSAGE;
-	size_t rest = len - (size_t)(nul1 + 1 - msg);
-	nul2 = rest > 0 ? memchr(nul1 + 1, '\0', rest) : NULL;
-	if (nul2 == NULL)
-		return SASL_BAD_MESSAGE;
-	out->authzid = (struct slice){ msg, (size_t)(nul1 - msg) };
-	out->authcid = (struct slice){ nul1 + 1, (size_t)(nul2 - nul1 - 1) };
-	out->passwd = (struct slice){ nul2 + 1, len - (size_t)(nul2 + 1 - msg) };
-	/* RFC 4616 2: no third NUL; lengths 0..255 / 1..255 / 1..255 */
-	if (memchr(out->passwd.p, '\0', out->passwd.len) != NULL ||
-	    out->authzid.len > SASL_FIELD_MAX || out->authcid.len == 0 ||
-	    out->authcid.len > SASL_FIELD_MAX || out->passwd.len == 0 ||
-	    out->passwd.len > SASL_FIELD_MAX) {
-		memset(out, 0, sizeof(*out));
-		return SASL_BAD_MESSAGE;
-	}
-	return SASL_OK;
 }
 
 enum sasl_result

@@ -1,7 +1,7 @@
 /*
  * smtp_sasl.h - pure decoding of SASL responses for SMTP AUTH: base64
- * (RFC 4648 section 4, as RFC 4954 requires), the PLAIN message (RFC 4616)
- * and the LOGIN steps.
+ * (RFC 4648 section 4, as RFC 4954 requires) and the LOGIN steps. The
+ * PLAIN message (RFC 4616) is core/sasl_plain.h, shared with POP3.
  *
  * No I/O, no globals, no allocation: the caller gives the output buffer,
  * and results are slices into it. Fuzzed by fuzz/fuzz_sasl.c.
@@ -14,8 +14,6 @@
  * - "*" alone cancels the exchange (RFC 4954 section 4). "=" alone is an
  *   empty initial response, allowed only on the AUTH command line; an empty
  *   continuation line is an empty response.
- * - PLAIN: [authzid] NUL authcid NUL passwd; authcid and passwd 1..255
- *   octets, authzid 0..255, no further NUL (RFC 4616 section 2).
  * - LOGIN: each step is one value of 1..255 octets without NUL.
  */
 #ifndef POSTERN_SMTP_SASL_H
@@ -25,13 +23,12 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "core/sasl_plain.h"
 
 /* RFC 4954 section 4: a server must accept responses of 12288 octets
  * (base64, CRLF excluded). Decoded, that is at most 9216 octets. */
 #define SASL_LINE_MAX 12288u
 #define SASL_DECODED_MAX (SASL_LINE_MAX / 4u * 3u)
-/* RFC 4616 section 2: each of authzid, authcid and passwd <= 255 octets. */
-#define SASL_FIELD_MAX 255u
 
 enum sasl_result {
 	SASL_OK = 0,
@@ -60,15 +57,6 @@ size_t sasl_b64_encode(const uint8_t *in, size_t n, char *out, size_t cap);
  * over SASL_LINE_MAX are SASL_TOO_LONG, else base64 into out. */
 enum sasl_result sasl_response_decode(const uint8_t *line, size_t len, int initial,
 				      uint8_t *out, size_t cap, size_t *out_len);
-
-struct sasl_plain {
-	struct slice authzid;	/* may be empty */
-	struct slice authcid;
-	struct slice passwd;
-};
-
-/* Splits a decoded PLAIN message; slices point into msg. */
-enum sasl_result sasl_plain_parse(const uint8_t *msg, size_t len, struct sasl_plain *out);
 
 /* Checks a decoded LOGIN step (user name or password): 1..255 octets, no
  * NUL. */

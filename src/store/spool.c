@@ -1,8 +1,9 @@
 /*
  * spool.c - the durable message spool: file format, group commit, recovery.
  *
- * Owns the spool folders (incoming/, queue/, corrupt/), the commit worker
- * threads and their job queue, and the on-disk format below. Hands
+ * Owns the spool folders (incoming/, queue/, corrupt/), the commit jobs
+ * (the worker pool's "commit" class, core/workpool.h), and the on-disk
+ * format below. Hands
  * committed messages to the sink (delivery) and never looks at them again;
  * removal is asked for by delivery through spool_remove().
  *
@@ -58,6 +59,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/workpool.h"
 
 #define SPOOL_MAGIC "POSTERN-SPOOL 1\n"
 #define SPOOL_QID_LEN 16
@@ -596,9 +598,9 @@ spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
 /* ---- the spool -------------------------------------------------------- */
 
 struct spool_job {
-	struct spool_job *next;
+	struct workpool_job wj;	/* first; wj.next links a round */
+	struct spool *sp;
 	struct spool_msg *msg;
-	struct loop *loop;
 	spool_done_fn done;
 	void *arg;
 	int status;		/* 0 so far good, -1 failed */
@@ -609,12 +611,8 @@ struct spool_job {
 struct spool {
 	char *dir;		/* owned, as given */
 	int dirfd, infd, qfd, cfd;
-	pthread_mutex_t mu;	/* guards head, tail, stop */
-	pthread_cond_t cv;
-	struct spool_job *head, **tail;
-	int stop;
-	pthread_t *threads;
-	unsigned nthreads;
+	struct workpool *wp;	/* borrowed */
+	int cls;		/* the "commit" class, -1 before */
 	pthread_rwlock_t sink_lock;	/* read: a sink call; write: a change */
 	spool_sink_fn sink;
 	void *sink_arg;
@@ -786,20 +784,36 @@ spool_rename(int infd, int qfd, const char *qid)
 	return 0;
 }
 
+/* Pool completion: on the submitting loop, or on the worker (loop NULL). */
 static void
-spool_complete(struct loop *loop, void *arg)
+spool_complete(struct loop *loop, struct workpool_job *wj)
 {
-	struct spool_job *j = arg;
+	struct spool_job *j = (struct spool_job *)wj;
 
-	j->done(loop, j->arg, j->status, j->cond);
+	if (j->done != NULL)
+		j->done(loop, j->arg, j->status, j->cond);
 	free(j);
 }
 
-/* One group-commit round over the list of jobs. */
+/* The pool stopped before the completion ran (its loop stopped first). */
 static void
-spool_round(struct spool *sp, struct spool_job *list)
+spool_cancel(struct workpool_job *wj)
 {
-	struct spool_job *j, *next;
+	struct spool_job *j = (struct spool_job *)wj;
+
+	spool_msg_free(&j->msg);
+	free(j);
+}
+
+#define JOB_NEXT(j) ((struct spool_job *)(j)->wj.next)
+
+/* One group-commit round: the pool hands the commit class's worker every
+ * waiting job at once (WORKPOOL_BATCH), linked through wj.next. */
+static void
+spool_round(struct workpool_job *first)
+{
+	struct spool_job *list = (struct spool_job *)first, *j;
+	struct spool *sp = list->sp;
 	int renamed = 0;
 	/* The folders are opened afresh each round, so a folder an operator
 	 * replaced while Postern runs is used, not the deleted one. */
@@ -808,9 +822,9 @@ spool_round(struct spool *sp, struct spool_job *list)
 		infd = -errno;	/* spool_write_one reports it */
 	int qfd = openat(sp->dirfd, "queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	for (j = list; j != NULL; j = j->next)
+	for (j = list; j != NULL; j = JOB_NEXT(j))
 		j->status = spool_write_one(sp, infd, j);
-	for (j = list; j != NULL; j = j->next) {
+	for (j = list; j != NULL; j = JOB_NEXT(j)) {
 		if (j->status < 0)
 			continue;
 		if (spool_rename(infd, qfd, j->msg->qid) < 0) {
@@ -829,7 +843,7 @@ spool_round(struct spool *sp, struct spool_job *list)
 	if (renamed > 0 && fsync(qfd) < 0) {
 		int err = errno;
 
-		for (j = list; j != NULL; j = j->next) {
+		for (j = list; j != NULL; j = JOB_NEXT(j)) {
 			if (!j->renamed)
 				continue;
 			(void)unlinkat(qfd, j->msg->qid, 0);
@@ -839,21 +853,15 @@ spool_round(struct spool *sp, struct spool_job *list)
 						 "fsync", err, 0);
 		}
 	}
-	for (j = list; j != NULL; j = next) {
+	/* Completions run after this returns (the pool posts them to each
+	 * job's loop in batches); the messages go on now. */
+	for (j = list; j != NULL; j = JOB_NEXT(j)) {
 		struct spool_msg *msg = j->msg;
 		int ok = j->status == 0;
 
-		next = j->next;
 		j->msg = NULL;
 		if (ok)
 			j->cond = COND__COUNT;
-		/* After the post, j belongs to the loop: only msg is ours. */
-		if (j->done != NULL && j->loop != NULL)
-			loop_post(j->loop, spool_complete, j);
-		else if (j->done != NULL)
-			spool_complete(NULL, j);
-		else
-			free(j);
 		if (ok)
 			spool_to_sink(sp, msg);
 		else
@@ -865,45 +873,25 @@ spool_round(struct spool *sp, struct spool_job *list)
 		close(qfd);
 }
 
-static void *
-spool_worker(void *arg)
-{
-	struct spool *sp = arg;
-
-	for (;;) {
-		struct spool_job *list;
-
-		pthread_mutex_lock(&sp->mu);
-		while (sp->head == NULL && !sp->stop)
-			pthread_cond_wait(&sp->cv, &sp->mu);
-		if (sp->head == NULL) {		/* stopping, queue drained */
-			pthread_mutex_unlock(&sp->mu);
-			return NULL;
-		}
-		/* Group commit: everything waiting is one round. */
-		list = sp->head;
-		sp->head = NULL;
-		sp->tail = &sp->head;
-		pthread_mutex_unlock(&sp->mu);
-		spool_round(sp, list);
-	}
-}
-
 void
 spool_commit(struct spool *sp, struct spool_msg *msg, struct loop *loop,
 	     spool_done_fn done, void *arg)
 {
 	struct spool_job *j = xcalloc(1, sizeof(*j));
 
+	workpool_job_init(&j->wj, spool_round, spool_complete, spool_cancel);
+	j->sp = sp;
 	j->msg = msg;
-	j->loop = loop;
 	j->done = done;
 	j->arg = arg;
-	pthread_mutex_lock(&sp->mu);
-	*sp->tail = j;
-	sp->tail = &j->next;
-	pthread_cond_signal(&sp->cv);
-	pthread_mutex_unlock(&sp->mu);
+	if (workpool_submit(sp->wp, sp->cls, &j->wj, loop) < 0) {
+		/* Only after spool_close began: a failed commit, at once. */
+		j->cond = spool_log_fail(sp, msg->qid, "incoming", "open", ESHUTDOWN, 1);
+		spool_msg_free(&j->msg);
+		if (done != NULL)
+			done(loop, arg, -1, j->cond);
+		free(j);
+	}
 }
 
 void
@@ -1028,7 +1016,7 @@ spool_clean_incoming(struct spool *sp)
 }
 
 struct spool *
-spool_open(const char *dir, unsigned threads)
+spool_open(const char *dir, struct workpool *wp, unsigned threads)
 {
 	struct spool *sp = xcalloc(1, sizeof(*sp));
 	const char *fail_sub = NULL;
@@ -1036,9 +1024,8 @@ spool_open(const char *dir, unsigned threads)
 
 	sp->dir = xstrdup(dir);
 	sp->dirfd = sp->infd = sp->qfd = sp->cfd = -1;
-	sp->tail = &sp->head;
-	pthread_mutex_init(&sp->mu, NULL);
-	pthread_cond_init(&sp->cv, NULL);
+	sp->wp = wp;
+	sp->cls = -1;
 	pthread_rwlock_init(&sp->sink_lock, NULL);
 
 	if (mkdir_p(dir, 0700) < 0)
@@ -1063,16 +1050,13 @@ spool_open(const char *dir, unsigned threads)
 	if (fsync(sp->dirfd) < 0)
 		goto fail;
 
-	sp->nthreads = threads > 0 ? threads : 1;
-	sp->threads = xcalloc(sp->nthreads, sizeof(*sp->threads));
-	for (unsigned i = 0; i < sp->nthreads; i++) {
-		int rc = pthread_create(&sp->threads[i], NULL, spool_worker, sp);
-
-		if (rc != 0) {
-			sp->nthreads = i;
-			errno = rc;
-			goto fail;
-		}
+	/* Group commit: a worker takes every waiting commit as one round;
+	 * at close, what is queued is still committed (DRAIN). */
+	sp->cls = workpool_class_new(wp, "commit", threads > 0 ? threads : 1,
+				     WORKPOOL_BATCH | WORKPOOL_DRAIN);
+	if (sp->cls < 0) {
+		errno = EAGAIN;
+		goto fail;
 	}
 	return sp;
 fail:
@@ -1095,20 +1079,10 @@ spool_close(struct spool **spp)
 
 	if (sp == NULL)
 		return;
-	pthread_mutex_lock(&sp->mu);
-	sp->stop = 1;
-	pthread_cond_broadcast(&sp->cv);
-	pthread_mutex_unlock(&sp->mu);
-	for (unsigned i = 0; i < sp->nthreads; i++)
-		pthread_join(sp->threads[i], NULL);
-	/* No worker ran (open failed): nothing can be queued but be sure. */
-	while (sp->head != NULL) {
-		struct spool_job *j = sp->head;
-
-		sp->head = j->next;
-		spool_msg_free(&j->msg);
-		free(j);
-	}
+	/* Queued commits run, running ones finish; completions no loop ran
+	 * are freed (spool_cancel). */
+	if (sp->cls >= 0)
+		workpool_class_stop(sp->wp, sp->cls);
 	if (sp->dirfd >= 0)
 		close(sp->dirfd);
 	if (sp->infd >= 0)
@@ -1117,10 +1091,7 @@ spool_close(struct spool **spp)
 		close(sp->qfd);
 	if (sp->cfd >= 0)
 		close(sp->cfd);
-	pthread_mutex_destroy(&sp->mu);
-	pthread_cond_destroy(&sp->cv);
 	pthread_rwlock_destroy(&sp->sink_lock);
-	free(sp->threads);
 	free(sp->dir);
 	free(sp);
 	*spp = NULL;

@@ -64,10 +64,11 @@ struct spool_msg {
 
 struct spool;
 
-/* Creates the folders if needed, removes incoming/ leftovers. threads
- * commit workers. NULL on error with the condition logged
+/* Creates the folders if needed, removes incoming/ leftovers; adds the
+ * "commit" class (threads concurrent group-commit rounds) to the pool. NULL on error with the condition logged
  * (STARTUP-INIT-FAILED). */
-struct spool *spool_open(const char *dir, unsigned threads);
+struct workpool;
+struct spool *spool_open(const char *dir, struct workpool *wp, unsigned threads);
 void spool_close(struct spool **spp);	/* waits for running commits */
 
 /* A new queue ID: 16 characters [0-9A-Z], unique in this spool, sortable

@@ -533,8 +533,35 @@ def test_lockout_in_open_session(make_server):
             with Raw(srv.pop3_port) as c:
                 c.cmd("USER " + USER)
                 c.cmd("PASS bad")
+        # USER does no I/O; the lockout is decided by the login job, in
+        # the state store, before the password is tried (as SMTP AUTH)
         r = other.cmd("USER " + USER)
+        assert r.startswith("+OK"), r
+        r = other.cmd("PASS " + PW)
         assert ids_in(r) == ["POP3-AUTH-LOCKOUT"], r
+        r = other.cmd("STAT")
+        assert r.startswith("-ERR"), r  # not logged in
+
+
+def test_lockout_survives_restart(make_server):
+    srv = pop3_server(make_server, conf={"pop3": {"max_failures": "2", "lockout": "60"}})
+    for i in range(2):
+        with Raw(srv.pop3_port) as c:
+            c.cmd("USER " + USER)
+            r = c.cmd("PASS bad")
+            assert ids_in(r) == ["POP3-AUTH-FAILED"], r
+    ev = srv.wait_event("POP3-AUTH-LOCKOUT")[0]
+    assert ev["count"] == "2", ev
+    assert (srv.dir / "state" / "state.db").exists()
+    # the lockout lives in state.db (one store with SMTP AUTH): a restart
+    # does not lift it
+    srv.restart()
+    mark = srv.mark()
+    with Raw(srv.pop3_port) as c:
+        assert ids_in(c.greeting) == ["POP3-AUTH-LOCKOUT"], c.greeting
+        assert c.closed()
+    ev = srv.wait_event("POP3-AUTH-LOCKOUT", after=mark)[0]
+    assert ev["count"] == "2" and 0 < int(ev["remaining_s"]) <= 60, ev
 
 
 def test_login_delay(make_server):

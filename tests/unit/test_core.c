@@ -12,6 +12,7 @@
 
 #include "core/buf.h"
 #include "core/hash.h"
+#include "core/heap.h"
 #include "core/kv.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -373,6 +374,46 @@ test_hash(void)
 	hash_fini(&t);
 }
 
+/* The one heap (core/heap.c): pops in key order through pushes and
+ * removals from the middle, duplicate keys, and a rebuild. */
+static void
+test_heap(void)
+{
+	struct heap h = { 0 };
+	struct heap_node nodes[200];
+	uint64_t last = 0, seed = 12345;
+	size_t popped = 0;
+	int ordered = 1;
+
+	TEST_CASE("heap order");
+	for (size_t i = 0; i < 200; i++) {
+		seed = seed * 6364136223846793005u + 1442695040888963407u;
+		nodes[i] = (struct heap_node)HEAP_NODE_INIT;
+		nodes[i].key = (seed >> 33) % 1000;	/* duplicates too */
+		heap_push(&h, &nodes[i]);
+	}
+	for (size_t i = 0; i < 200; i += 3)
+		heap_remove(&h, &nodes[i]);
+	CHECK(nodes[0].index == SIZE_MAX);
+	nodes[1].key = 0;
+	nodes[2].key = 5000;
+	heap_rebuild(&h);
+	CHECK(heap_top(&h) != NULL && heap_top(&h)->key == 0);
+	while (heap_top(&h) != NULL) {
+		struct heap_node *n = heap_top(&h);
+		if (n->key < last)
+			ordered = 0;
+		last = n->key;
+		heap_remove(&h, n);
+		popped++;
+	}
+	CHECK(ordered);
+	CHECK_INT(popped, 200 - 67);
+	CHECK_INT(last, 5000);
+	heap_fini(&h);
+	CHECK(h.v == NULL && h.n == 0);
+}
+
 int
 main(void)
 {
@@ -382,5 +423,6 @@ main(void)
 	test_hash();
 	test_logfmt();
 	test_loop();
+	test_heap();
 	return TEST_DONE();
 }

@@ -22,7 +22,10 @@
 #include "core/diag.h"
 #include "core/log.h"
 #include "directory/directory_config.h"
+#include "core/workpool.h"
 #include "testing.h"
+
+static struct workpool *tpool;	/* the commit (and delivery) classes */
 
 #define HOST "mx.example.test"
 #define DATA "Received: from client\r\nSubject: hi\r\n\r\nBody \x00\xff line\r\n"
@@ -351,7 +354,7 @@ test_direct(void)
 static void
 test_queue(struct config *cfg)
 {
-	struct spool *sp = spool_open(spooldir, 2);
+	struct spool *sp = spool_open(spooldir, tpool, 2);
 	struct deliver *d;
 	char *queue = xasprintf("%s/queue", spooldir);
 	char *alice_new = xasprintf("%s/example.test/alice/new", mailroot);
@@ -364,7 +367,7 @@ test_queue(struct config *cfg)
 	CHECK(sp != NULL);
 	if (sp == NULL)
 		return;
-	d = deliver_new(sp, cfg, 2);
+	d = deliver_new(sp, cfg, tpool, 2);
 	CHECK(d != NULL);
 	spool_set_sink(sp, deliver_enqueue, d);
 	{
@@ -530,6 +533,7 @@ main(void)
 	diag_fini(&diags);
 	loop = loop_new();
 	pthread_create(&loop_thread, NULL, loop_main, NULL);
+	tpool = workpool_new();
 
 	test_names();
 	test_direct();
@@ -537,6 +541,7 @@ main(void)
 
 	loop_stop(loop);
 	pthread_join(loop_thread, NULL);
+	workpool_free(&tpool);
 	loop_free(&loop);
 	config_unref(&cfg);
 	free(ov_root);

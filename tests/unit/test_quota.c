@@ -16,7 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/workpool.h"
 #include "testing.h"
+
+static struct workpool *tpool;	/* the scan class */
 
 static char root[256];
 
@@ -372,7 +375,8 @@ main(void)
 		perror("mkdtemp");
 		return 2;
 	}
-	quota_init();
+	tpool = workpool_new();
+	CHECK_INT(quota_start(tpool), 0);
 	test_scan();
 	test_rcpt();
 	test_message();
@@ -380,6 +384,7 @@ main(void)
 	test_race();
 	test_space();
 	quota_fini();
+	workpool_free(&tpool);
 	{
 		char cmd[300];
 

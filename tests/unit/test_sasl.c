@@ -1,6 +1,7 @@
 /*
  * test_sasl.c - SASL response decoding (smtp/smtp_sasl.c): strict base64,
- * the response line rules of RFC 4954, PLAIN (RFC 4616) and LOGIN steps.
+ * the response line rules of RFC 4954 and LOGIN steps (PLAIN itself is
+ * tests/unit/test_sasl_plain.c).
  * Tables of named cases; every error the decoder can return.
  */
 #include "smtp/smtp_sasl.h"
@@ -136,73 +137,6 @@ test_response(void)
 	free(big);
 }
 
-struct plain_case {
-	const char *name;
-	const char *msg;
-	size_t len;
-	enum sasl_result want;
-	const char *authzid, *authcid, *passwd;
-};
-
-#define M(s) s, sizeof(s) - 1
-
-static const struct plain_case plain_cases[] = {
-	{ "no authzid", M("\0alice@example.test\0alice-pw"), SASL_OK,
-	  "", "alice@example.test", "alice-pw" },
-	{ "with authzid", M("alice\0alice\0secret"), SASL_OK, "alice", "alice", "secret" },
-	{ "utf-8 password", M("\0bob\0p\xc3\xa4ss"), SASL_OK, "", "bob", "p\xc3\xa4ss" },
-	{ "password with spaces", M("\0bob\0a b c"), SASL_OK, "", "bob", "a b c" },
-	{ "empty message", M(""), SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	{ "no NUL", M("alicepassword"), SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	{ "one NUL", M("\0alice"), SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	{ "three NULs", M("\0alice\0pw\0x"), SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	{ "empty authcid", M("\0\0pw"), SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	{ "empty password", M("\0alice\0"), SASL_BAD_MESSAGE, NULL, NULL, NULL },
-	{ "only NULs", M("\0\0"), SASL_BAD_MESSAGE, NULL, NULL, NULL },
-};
-
-static void
-test_plain(void)
-{
-	struct sasl_plain p;
-
-	for (size_t i = 0; i < sizeof(plain_cases) / sizeof(plain_cases[0]); i++) {
-		const struct plain_case *c = &plain_cases[i];
-		TEST_CASE(c->name);
-		CHECK_INT(sasl_plain_parse((const uint8_t *)c->msg, c->len, &p), c->want);
-		if (c->want == SASL_OK) {
-			CHECK_MEM(p.authzid.p, p.authzid.len, c->authzid);
-			CHECK_MEM(p.authcid.p, p.authcid.len, c->authcid);
-			CHECK_MEM(p.passwd.p, p.passwd.len, c->passwd);
-		} else {
-			CHECK(p.authcid.p == NULL && p.passwd.p == NULL);
-		}
-	}
-
-	/* RFC 4616 2: each field at most 255 octets */
-	uint8_t msg[1024];
-	size_t n;
-	struct { const char *name; size_t z, c, w; enum sasl_result want; } lens[] = {
-		{ "all fields 255", 255, 255, 255, SASL_OK },
-		{ "authzid 256", 256, 5, 5, SASL_BAD_MESSAGE },
-		{ "authcid 256", 0, 256, 5, SASL_BAD_MESSAGE },
-		{ "passwd 256", 0, 5, 256, SASL_BAD_MESSAGE },
-	};
-	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
-		TEST_CASE(lens[i].name);
-		n = 0;
-		memset(msg + n, 'z', lens[i].z);
-		n += lens[i].z;
-		msg[n++] = 0;
-		memset(msg + n, 'c', lens[i].c);
-		n += lens[i].c;
-		msg[n++] = 0;
-		memset(msg + n, 'w', lens[i].w);
-		n += lens[i].w;
-		CHECK_INT(sasl_plain_parse(msg, n, &p), lens[i].want);
-	}
-}
-
 static void
 test_login(void)
 {
@@ -232,7 +166,6 @@ main(void)
 {
 	test_b64();
 	test_response();
-	test_plain();
 	test_login();
 	return TEST_DONE();
 }

@@ -21,7 +21,10 @@
 #include <inttypes.h>
 
 #include "core/log.h"
+#include "core/workpool.h"
 #include "testing.h"
+
+static struct workpool *tpool;	/* the commit (and delivery) classes */
 
 static char tmpdir[] = "/tmp/postern-spool-XXXXXX";
 static char logpath[256];
@@ -528,7 +531,7 @@ static void
 test_commit(const char *dir)
 {
 	enum { T = 4, N = 50 };
-	struct spool *sp = spool_open(dir, 2);
+	struct spool *sp = spool_open(dir, tpool, 2);
 	struct result res = { 0 };
 	pthread_t th[T];
 	struct commit_job jobs[T];
@@ -558,7 +561,7 @@ test_commit(const char *dir)
 static void
 test_write_failure(const char *dir)
 {
-	struct spool *sp = spool_open(dir, 1);
+	struct spool *sp = spool_open(dir, tpool, 1);
 	struct result res = { 0 };
 	struct rlimit old, small;
 	int before_queue = count_files(dir, "queue");
@@ -646,7 +649,7 @@ test_recover(const char *dir)
 		CHECK(fd >= 0);
 		close(fd);
 	}
-	sp = spool_open(dir, 1);
+	sp = spool_open(dir, tpool, 1);
 	CHECK(sp != NULL);
 	if (sp == NULL)
 		return;
@@ -693,7 +696,7 @@ test_recover(const char *dir)
 
 		if (snprintf(empty, sizeof(empty), "%s/empty/sub", dir) >= (int)sizeof(empty))
 			abort();
-		sp = spool_open(empty, 1);
+		sp = spool_open(empty, tpool, 1);
 		CHECK(sp != NULL);
 		if (sp != NULL) {
 			CHECK_INT(spool_recover(sp), 0);
@@ -711,7 +714,7 @@ test_recover(const char *dir)
 			abort();
 		fd = open(file, O_CREAT | O_WRONLY, 0600);
 		close(fd);
-		sp = spool_open(file, 1);
+		sp = spool_open(file, tpool, 1);
 		CHECK(sp == NULL);
 		CHECK(log_has("event=STARTUP-INIT-FAILED"));
 	}
@@ -735,12 +738,13 @@ main(void)
 	}
 	loop = loop_new();
 	pthread_create(&loop_thread, NULL, loop_main, NULL);
+	tpool = workpool_new();
 
 	test_round_trip();
 	test_bounds();
 	test_reject();
 	{
-		struct spool *sp = spool_open(spooldir, 1);
+		struct spool *sp = spool_open(spooldir, tpool, 1);
 
 		if (sp != NULL) {
 			test_qid(sp);
@@ -753,6 +757,7 @@ main(void)
 
 	loop_stop(loop);
 	pthread_join(loop_thread, NULL);
+	workpool_free(&tpool);
 	loop_free(&loop);
 	log_close();
 	if (testing_failed == 0 && getenv("KEEP") == NULL) {
