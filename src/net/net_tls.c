@@ -2,8 +2,8 @@
  * net_tls.c - OpenSSL server contexts and the TLS conn transport
  * (net_tls.h).
  *
- * Owns SSL_CTX objects (refcounted: a reload builds a new one while
- * sessions finish on the old) and one SSL per connection in
+ * Owns SSL_CTX objects, server and client (refcounted: a reload builds a
+ * new one while sessions finish on the old) and one SSL per connection in
  * conn->transport. OpenSSL's want-read/want-write answers become EAGAIN
  * for the conn layer, with want_write remembered so the session can ask
  * the loop for the right readiness.
@@ -40,9 +40,15 @@ struct tls_server {
 	int refs;	/* atomic */
 };
 
+struct tls_client {
+	SSL_CTX *ctx;
+	int refs;	/* atomic */
+};
+
 struct tls_conn {
 	SSL *ssl;
-	struct tls_server *server;	/* reference */
+	struct tls_server *server;	/* reference (server side) */
+	struct tls_client *client;	/* reference (client side) */
 	int want_write;
 	int done;			/* handshake finished */
 };
@@ -192,6 +198,7 @@ tls_close(struct conn *c)
 		ERR_clear_error();
 		SSL_free(tc->ssl);
 		tls_server_unref(&tc->server);
+		tls_client_unref(&tc->client);
 		free(tc);
 		c->transport = NULL;
 	}
@@ -257,6 +264,14 @@ tls_conn_handshake(struct conn *c, char *err, size_t err_size)
 		err_text(err, err_size, "handshake failed");
 		return CONN_IO_ERROR;
 	default:
+		if (tc->client != NULL && SSL_get_verify_result(tc->ssl) != X509_V_OK) {
+			long v = SSL_get_verify_result(tc->ssl);
+			ERR_clear_error();
+			if (snprintf(err, err_size, "certificate verify failed: %s",
+				     X509_verify_cert_error_string(v)) < 0 && err_size)
+				err[0] = '\0';
+			return CONN_IO_ERROR;
+		}
 		err_text(err, err_size, "handshake failed");
 		return CONN_IO_ERROR;
 	}
@@ -310,6 +325,86 @@ tls_conn_pending(const struct conn *c)
 		return 0;
 	int n = SSL_pending(tc->ssl);
 	return n > 0 ? (size_t)n : 0;
+}
+
+/* ---- client side --------------------------------------------------------- */
+
+struct tls_client *
+tls_client_new(const char *ca_file, char *err, size_t err_size)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL) {
+		err_text(err, err_size, "cannot create the TLS client context");
+		return NULL;
+	}
+	if (SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) != 1) {
+		err_text(err, err_size, "TLS client policy refused");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+			      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	int ok = ca_file != NULL && ca_file[0]
+		 ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+		 : SSL_CTX_set_default_verify_paths(ctx);
+	if (ok != 1) {
+		err_text(err, err_size, ca_file != NULL && ca_file[0]
+			 ? "cannot load the CA file" : "cannot load the system CA store");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	struct tls_client *t = xcalloc(1, sizeof(*t));
+	t->ctx = ctx;
+	t->refs = 1;
+	return t;
+}
+
+struct tls_client *
+tls_client_ref(struct tls_client *t)
+{
+	if (t != NULL)
+		__atomic_add_fetch(&t->refs, 1, __ATOMIC_RELAXED);
+	return t;
+}
+
+void
+tls_client_unref(struct tls_client **tp)
+{
+	struct tls_client *t = *tp;
+
+	*tp = NULL;
+	if (t == NULL || __atomic_sub_fetch(&t->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	SSL_CTX_free(t->ctx);
+	free(t);
+}
+
+int
+tls_conn_start_client(struct conn *c, struct tls_client *t, const char *host)
+{
+	SSL *ssl;
+
+	if (t == NULL || c->transport != NULL || host == NULL || host[0] == '\0')
+		return -1;
+	ssl = SSL_new(t->ctx);
+	/* SNI, and the name the certificate must carry (RFC 6125). */
+	if (ssl == NULL || SSL_set_fd(ssl, c->fd) != 1 ||
+	    SSL_set_tlsext_host_name(ssl, host) != 1 || SSL_set1_host(ssl, host) != 1) {
+		SSL_free(ssl);
+		ERR_clear_error();
+		return -1;
+	}
+	SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	SSL_set_connect_state(ssl);
+	struct tls_conn *tc = xcalloc(1, sizeof(*tc));
+	tc->ssl = ssl;
+	tc->client = tls_client_ref(t);
+	c->transport = tc;
+	c->ops = &tls_ops;
+	return 0;
 }
 
 /* ---- self-signed pair -------------------------------------------------- */

@@ -1,5 +1,6 @@
 /*
- * net_tls.h - TLS for server connections (OpenSSL 3), as a conn transport.
+ * net_tls.h - TLS for server and client connections (OpenSSL 3), as a
+ * conn transport.
  *
  * Owns the server TLS context (certificate, key, protocol and cipher
  * policy) and the per-connection TLS state. A connection switches to TLS
@@ -21,6 +22,7 @@
 #include "net/net_conn.h"
 
 struct tls_server;
+struct tls_client;
 
 /* Builds a server context from PEM files. NULL with a reason in err
  * (err_size bytes) when the files are unreadable, do not match, or the
@@ -50,6 +52,18 @@ const char *tls_conn_cipher(const struct conn *c);
 int tls_conn_bits(const struct conn *c);
 /* Bytes OpenSSL has already decrypted and holds for the next read. */
 size_t tls_conn_pending(const struct conn *c);
+
+/* Client side (outbound connections): a context that verifies the
+ * server's certificate against ca_file, or the system store when ca_file
+ * is NULL or "". NULL with a reason in err. Refcounted like the server's. */
+struct tls_client *tls_client_new(const char *ca_file, char *err, size_t err_size);
+struct tls_client *tls_client_ref(struct tls_client *t);
+void tls_client_unref(struct tls_client **tp);
+/* Puts c on TLS as the client side for host: SNI is host, and the
+ * handshake fails unless the certificate chains to the context's CAs and
+ * names host. tls_conn_handshake() drives it; a verification failure
+ * says why in its err. -1 (and c unchanged) on failure. */
+int tls_conn_start_client(struct conn *c, struct tls_client *t, const char *host) WARN_UNUSED;
 
 /* Writes a self-signed certificate and key for host (RSA 2048, 10
  * years) into the two files; used by `make run` when the default

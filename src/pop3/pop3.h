@@ -17,6 +17,7 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 #include "core/loop.h"
+#include "net/net_session.h"
 
 struct pop3_service;
 struct tls_server;
@@ -40,9 +41,9 @@ struct pop3_env {
 	struct tls_server *(*tls_get)(void *server);
 	/* Called once when a session ends, before it is freed. */
 	void (*on_end)(struct pop3_env *env, const struct sockaddr_storage *peer);
-	size_t live;		/* sessions of this loop */
+	/* Sessions of this loop (handles, shutdown); table.live counts them. */
+	struct net_table table;
 	int draining;		/* shutdown: take no new work */
-	void *priv;		/* pop3's own per-loop state */
 };
 
 /* Starts a session on an accepted non-blocking fd of listener lst: sends

@@ -36,6 +36,7 @@
 #include "directory/directory.h"
 #include "core/sasl_plain.h"
 #include "net/net_conn.h"
+#include "net/net_session.h"
 #include "net/net_tls.h"
 #include "pop3/pop3_private.h"
 
@@ -70,39 +71,24 @@ enum pop3_wait {
 	WAIT_UPDATE,	/* the UPDATE job */
 };
 
-struct pop3_session;
-
-/* env->priv: the sessions of one loop. */
-struct pop3_loop {
-	struct pop3_session **sessions;	/* slot table, NULL = free */
-	unsigned *gens;			/* generation per slot */
-	size_t nslots;
-	struct pop3_session *grave;	/* ended, waiting for the deferred free */
-	int sweep_queued;
-};
-
 struct pop3_session {
 	struct pop3_env *env;
 	struct config *cfg;		/* reference, for the whole session */
+	/* The session core (net/net_session.h) drives conn, in, in_off and
+	 * out: reading, flushing, the event mask, the deadline, TLS. */
+	struct net_session ns;
 	struct conn conn;
-	size_t slot;
-	unsigned gen;
 	char sid[POP3_SID_SIZE];
 	enum pop3_state state;
 	enum pop3_wait wait;
 	int dead;
-	int paused;
-	int want_write;			/* -1: the event mask must be set again */
 	int tls;			/* the handshake is done */
 	int tls_implicit;		/* pop3s: handshake before the greeting */
 	int require_tls;		/* listen.NAME.require_tls */
 	const struct config_listener *lst;	/* the listener (boot config) */
-	int pending_queued;		/* session_pending deferred */
-	struct tls_server *tls_ctx;	/* reference during the handshake */
-	uint64_t tls_started_ms;
-	struct buf in;
-	struct buf out;
-	struct loop_timer deadline;
+	struct buf in;			/* released by the core while idle */
+	size_t in_off;			/* bytes of in already taken (buf_unread) */
+	struct buf out;			/* released by the core while idle */
 	struct loop_timer delay;
 	uint64_t started_ms;
 	char user[USER_MAX];		/* USER argument or authcid, as given */
@@ -130,12 +116,10 @@ struct pop3_session {
 	/* WAIT_LIST */
 	int list_uidl;
 	size_t list_next;
-	struct pop3_session *grave_next;
 };
 
 static void session_process(struct pop3_session *s);
 static void session_end(struct pop3_session *s, enum cond_id cause);
-static void session_pending(struct loop *loop, void *arg);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -145,30 +129,16 @@ state_name(enum pop3_state st)
 	return (unsigned)st < POP3_STATE__COUNT ? state_names[st] : "?";
 }
 
-static struct pop3_loop *
-loop_priv(struct pop3_env *env)
-{
-	if (env->priv == NULL)
-		env->priv = xcalloc(1, sizeof(struct pop3_loop));
-	return env->priv;
-}
-
 static uintptr_t
 session_handle(const struct pop3_session *s)
 {
-	return ((uintptr_t)s->slot << 32) | s->gen;
+	return net_session_handle(&s->ns);
 }
 
 static struct pop3_session *
 session_by_handle(struct pop3_env *env, uintptr_t handle)
 {
-	struct pop3_loop *pl = loop_priv(env);
-	size_t slot = (size_t)(handle >> 32);
-	unsigned gen = (unsigned)(handle & 0xffffffffu);
-
-	if (slot >= pl->nslots || pl->sessions[slot] == NULL || pl->gens[slot] != gen)
-		return NULL;
-	return pl->sessions[slot];
+	return net_table_find(&env->table, handle);
 }
 
 /* The name for "user=" keys: the mailbox once logged in, else as given. */
@@ -927,70 +897,31 @@ cmd_quit(struct pop3_session *s, const struct pop3_cmd *cmd)
 
 static void send_greeting(struct pop3_session *s);
 
-/* Puts s->conn on TLS; the session waits in POP3_STATE_TLS. */
+/* Puts s->conn on TLS; the session waits in POP3_STATE_TLS. -1
+ * (TLS-HANDSHAKE-FAILED logged with err) when TLS cannot start. */
 static int
-tls_begin(struct pop3_session *s)
+tls_begin(struct pop3_session *s, const char *err)
 {
-	s->tls_ctx = s->env->tls_get ? s->env->tls_get(s->env->server) : NULL;
-	if (s->tls_ctx == NULL || tls_conn_start(&s->conn, s->tls_ctx) < 0) {
-		tls_server_unref(&s->tls_ctx);
+	struct tls_server *ctx = s->env->tls_get ? s->env->tls_get(s->env->server) : NULL;
+
+	if (net_session_tls_accept(&s->ns, ctx, s->cfg->tls_handshake_timeout * 1000u, err) < 0)
 		return -1;
-	}
 	s->state = POP3_STATE_TLS;
-	s->tls_started_ms = loop_clock_ms();
 	return 0;
 }
 
+/* The handshake is done (the core logged TLS-ESTABLISHED): the session
+ * is in AUTHORIZATION with no USER given (RFC 2595 4: the client asks
+ * CAPA again); on pop3s the greeting goes out now. */
 static void
-tls_failed(struct pop3_session *s, const char *err)
+session_tls_ready(void *arg)
 {
-	struct log_ctx ctx;
+	struct pop3_session *s = arg;
 
-	log_ctx_of(s, &ctx);
-	struct kv kv[] = { KV("client", s->conn.peer_text), KV("err", err),
-			   KVU("elapsed_ms", s->tls_started_ms ? loop_clock_ms() - s->tls_started_ms : 0) };
-	catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kv, ARRAY_LEN(kv));
-	buf_reset(&s->out);	/* nothing may go out in clear now */
-	session_end(s, COND_TLS_HANDSHAKE_FAILED);
-}
-
-/* Drives the handshake (bounded by tls.handshake_timeout). On success
- * the session is in AUTHORIZATION with no USER given (RFC 2595 4: the
- * client asks CAPA again); on pop3s the greeting goes out now. */
-static void
-tls_step(struct pop3_session *s)
-{
-	char err[256] = "";
-	enum conn_io io = tls_conn_handshake(&s->conn, err, sizeof(err));
-
-	if (io == CONN_IO_AGAIN) {
-		unsigned ev = tls_conn_wants_write(&s->conn) ? LOOP_WRITE : LOOP_READ;
-		if (loop_mod_fd(s->env->loop, s->conn.fd, ev) < 0) {
-			session_end(s, COND_NET_CLIENT_READ_ERROR);
-			return;
-		}
-		s->paused = 0;
-		s->want_write = -1;
-		loop_timer_set(s->env->loop, &s->deadline,
-			       (uint64_t)s->cfg->tls_handshake_timeout * 1000u);
-		return;
-	}
-	tls_server_unref(&s->tls_ctx);
-	if (io != CONN_IO_OK) {
-		tls_failed(s, err[0] ? err : "handshake failed");
-		return;
-	}
 	s->tls = 1;
-	struct log_ctx ctx;
-	log_ctx_of(s, &ctx);
-	struct kv kv[] = { KV("client", s->conn.peer_text), KV("version", tls_conn_version(&s->conn)),
-			   KV("cipher", tls_conn_cipher(&s->conn)), KVU("bits", tls_conn_bits(&s->conn)),
-			   KVU("elapsed_ms", loop_clock_ms() - s->tls_started_ms) };
-	catalog_log(COND_TLS_ESTABLISHED, &ctx, kv, ARRAY_LEN(kv));
 	s->state = POP3_STATE_AUTH;
 	s->have_user = 0;
 	s->user[0] = '\0';
-	s->want_write = -1;	/* set the event mask again */
 	if (s->tls_implicit)
 		send_greeting(s);
 	session_process(s);
@@ -1016,17 +947,16 @@ cmd_stls(struct pop3_session *s, const struct pop3_cmd *cmd)
 	session_reply(s, COND_POP3_STLS_READY, NULL, 0);
 	/* The +OK goes out in clear; whatever the client sent after STLS
 	 * in clear must not count as sent over TLS (CVE-2011-0411). */
-	if (s->in.data != NULL)
-		explicit_bzero(s->in.data, s->in.cap);
-	buf_reset(&s->in);
+	net_session_drop_input(&s->ns);
 	s->have_user = 0;
-	if (conn_flush(&s->conn, &s->out) != CONN_IO_OK) {
+	if (net_session_write(&s->ns) != CONN_IO_OK) {
 		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 		return;
 	}
-	s->tls_started_ms = loop_clock_ms();
-	if (tls_begin(s) < 0)
-		tls_failed(s, "TLS setup failed");
+	if (tls_begin(s, "TLS setup failed") < 0) {
+		buf_reset(&s->out);	/* nothing may go out in clear now */
+		session_end(s, COND_TLS_HANDSHAKE_FAILED);
+	}
 	/* session_process sees POP3_STATE_TLS and starts the handshake */
 }
 
@@ -1114,7 +1044,7 @@ session_command(struct pop3_session *s, const uint8_t *line, size_t len)
 static void
 overflow(struct pop3_session *s)
 {
-	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("bytes", s->in.len),
+	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("bytes", s->in.len - s->in_off),
 			   KVU("limit", s->in.max) };
 
 	session_reply(s, COND_POP3_INPUT_OVERFLOW, kv, ARRAY_LEN(kv));
@@ -1133,11 +1063,11 @@ static void
 arm_deadline(struct pop3_session *s)
 {
 	if (waiting_on_server(s)) {
-		loop_timer_cancel(s->env->loop, &s->deadline);
+		net_session_deadline_cancel(&s->ns);
 		return;
 	}
 	/* Idle for a command, or a client that does not read its reply. */
-	loop_timer_set(s->env->loop, &s->deadline, (uint64_t)s->cfg->pop3_idle_timeout * 1000u);
+	net_session_deadline(&s->ns, (uint64_t)s->cfg->pop3_idle_timeout * 1000u);
 }
 
 /* Handles whatever complete input there is, in order, then flushes. */
@@ -1163,15 +1093,16 @@ again:
 		}
 		if (waiting_on_server(s))
 			break;
-		uint8_t *lf = memchr(s->in.data ? s->in.data : (uint8_t *)"", '\n', s->in.len);
+		struct slice u = buf_unread(&s->in, s->in_off);
+		const uint8_t *lf = memchr(u.len ? u.p : (const uint8_t *)"", '\n', u.len);
 		if (lf == NULL) {
-			if (s->in.len >= s->in.max)
+			if (u.len >= s->in.max)
 				overflow(s);
 			break;
 		}
-		size_t linelen = (size_t)(lf - s->in.data) + 1;
+		size_t linelen = (size_t)(lf - u.p) + 1;
 		size_t len = linelen - 1;
-		if (len > 0 && s->in.data[len - 1] == '\r')
+		if (len > 0 && u.p[len - 1] == '\r')
 			len--;
 		if (s->wait == WAIT_SASL) {
 			if (log_enabled(LOG_SEV_DEBUG)) {
@@ -1180,28 +1111,32 @@ again:
 				struct kv t[] = { KV("dir", "in"), KV("line", "(SASL response)") };
 				catalog_log(COND_NET_TRACE, &ctx, t, 2);
 			}
-			sasl_response(s, s->in.data, len, linelen);
+			sasl_response(s, u.p, len, linelen);
 		} else if (linelen > POP3_COMMAND_MAX) {
 			struct kv kv[] = { KV("client", s->conn.peer_text), KVU("len", linelen),
 					   KVU("limit", POP3_COMMAND_MAX) };
 			session_refuse(s, COND_POP3_LINE_TOO_LONG, kv, ARRAY_LEN(kv));
 		} else {
-			session_command(s, s->in.data, len);
+			session_command(s, u.p, len);
 		}
 		if (s->dead)
 			return;
 		if (s->state == POP3_STATE_TLS) {
 			/* STLS: the input is gone; no reply is pending */
-			tls_step(s);
+			net_session_tls_step(&s->ns);
 			return;
 		}
-		/* wipe a password before the bytes are reused */
-		explicit_bzero(s->in.data, linelen);
-		buf_consume(&s->in, linelen);
+		/* wipe a password before the bytes are reused; taken by
+		 * moving the offset, not the bytes */
+		explicit_bzero(s->in.data + s->in_off, linelen);
+		s->in_off += linelen;
 	}
 	if (s->dead)
 		return;
-	io = conn_flush(&s->conn, &s->out);
+	io = net_session_flush(&s->ns, s->state == POP3_STATE_CLOSING ||
+					  (s->wait != WAIT_NONE && s->wait != WAIT_SASL));
+	if (s->dead)
+		return;
 	if (io == CONN_IO_ERROR) {
 		struct log_ctx ctx;
 		log_ctx_of(s, &ctx);
@@ -1220,54 +1155,22 @@ again:
 	if (io == CONN_IO_OK && (s->wait == WAIT_LIST ||
 				 (s->wait == WAIT_RETR && !s->chunk_pending)))
 		goto again;
-	int want_write = io == CONN_IO_AGAIN;
-	int pause = s->state == POP3_STATE_CLOSING || (s->wait != WAIT_NONE && s->wait != WAIT_SASL) ||
-		    s->out.len >= OUT_HIGH_WATER || s->in.len >= s->in.max;
-	if (want_write != s->want_write || pause != s->paused) {
-		unsigned ev = (pause ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
-		if (loop_mod_fd(s->env->loop, s->conn.fd, ev) < 0) {
-			session_end(s, COND_NET_CLIENT_WRITE_ERROR);
-			return;
-		}
-		s->want_write = want_write;
-		s->paused = pause;
-	}
 	arm_deadline(s);
-	/* OpenSSL may hold decrypted bytes the socket no longer signals. */
-	if (s->tls && !s->paused && !s->pending_queued && tls_conn_pending(&s->conn) > 0) {
-		s->pending_queued = 1;
-		loop_defer(s->env->loop, session_pending, s);
-	}
 }
 
 static void
-session_io(struct loop *loop, int fd, unsigned events, void *arg)
+session_process_cb(void *arg)
+{
+	session_process(arg);
+}
+
+/* The client closed (err 0) or reading failed. */
+static void
+session_closed(void *arg, int err)
 {
 	struct pop3_session *s = arg;
-	int eof = 0, err = 0;
 
-	(void)loop;
-	(void)fd;
 	if (s->dead)
-		return;
-	if (s->state == POP3_STATE_TLS) {
-		tls_step(s);
-		return;
-	}
-	if ((events & LOOP_READ) && !s->paused) {
-		for (int i = 0; i < 4; i++) {
-			enum conn_io io = conn_read(&s->conn, &s->in);
-			if (io == CONN_IO_OK)
-				continue;
-			if (io == CONN_IO_EOF)
-				eof = 1;
-			else if (io == CONN_IO_ERROR)
-				err = errno;
-			break;
-		}
-	}
-	session_process(s);
-	if (s->dead || !(eof || err))
 		return;
 	if (s->state == POP3_STATE_CLOSING) {
 		session_end(s, s->end_cause);
@@ -1283,28 +1186,12 @@ session_io(struct loop *loop, int fd, unsigned events, void *arg)
 }
 
 static void
-session_pending(struct loop *loop, void *arg)
+session_timeout(void *arg)
 {
 	struct pop3_session *s = arg;
 
-	s->pending_queued = 0;
-	if (!s->dead && !s->paused && s->state != POP3_STATE_TLS &&
-	    tls_conn_pending(&s->conn) > 0)
-		session_io(loop, s->conn.fd, LOOP_READ, s);
-}
-
-static void
-session_timeout(struct loop *loop, void *arg)
-{
-	struct pop3_session *s = arg;
-
-	(void)loop;
 	if (s->dead)
 		return;
-	if (s->state == POP3_STATE_TLS) {
-		tls_failed(s, "handshake timeout");
-		return;
-	}
 	/* RFC 1939 3: close without a response and without UPDATE. */
 	struct log_ctx ctx;
 	log_ctx_of(s, &ctx);
@@ -1315,11 +1202,21 @@ session_timeout(struct loop *loop, void *arg)
 	session_end(s, COND_POP3_TIMEOUT);
 }
 
+/* The core cannot go on (a failed handshake, logged; an epoll error). */
+static void
+session_fail(void *arg, enum cond_id cause)
+{
+	session_end(arg, cause);
+}
+
 /* ---- lifecycle ---------------------------------------------------------------- */
 
+/* From the core's deferred call (or pop3_env_fini). */
 static void
-session_free(struct pop3_session *s)
+session_free(void *arg)
 {
+	struct pop3_session *s = arg;
+
 	if (s->fd >= 0)
 		close(s->fd);
 	pop3_maildrop_fini(&s->drop);
@@ -1328,38 +1225,20 @@ session_free(struct pop3_session *s)
 	buf_fini(&s->in);
 	buf_fini(&s->out);
 	config_unref(&s->cfg);
-	tls_server_unref(&s->tls_ctx);
 	free(s);
-}
-
-static void
-grave_sweep(struct loop *loop, void *arg)
-{
-	struct pop3_loop *pl = arg;
-
-	(void)loop;
-	pl->sweep_queued = 0;
-	while (pl->grave != NULL) {
-		struct pop3_session *s = pl->grave;
-		pl->grave = s->grave_next;
-		session_free(s);
-	}
 }
 
 static void
 session_end(struct pop3_session *s, enum cond_id cause)
 {
 	struct pop3_env *env = s->env;
-	struct pop3_loop *pl = loop_priv(env);
 	char dur[32], tls_text[128];
 
 	if (s->dead)
 		return;
 	s->dead = 1;
-	loop_timer_cancel(env->loop, &s->deadline);
+	net_session_stop(&s->ns);	/* and a best-effort flush for a last -ERR */
 	loop_timer_cancel(env->loop, &s->delay);
-	loop_del_fd(env->loop, s->conn.fd);
-	(void)conn_flush(&s->conn, &s->out);	/* best effort for a last -ERR */
 	if (s->fd >= 0) {
 		close(s->fd);
 		s->fd = -1;
@@ -1390,40 +1269,9 @@ session_end(struct pop3_session *s, enum cond_id cause)
 		KV("cause", catalog_get(cause == COND__COUNT ? COND_NET_CLIENT_READ_ERROR : cause)->id),
 	};
 	catalog_log(COND_SESSION_END, &ctx, kv, ARRAY_LEN(kv));
-	conn_close(&s->conn);
-	pl->sessions[s->slot] = NULL;
-	pl->gens[s->slot]++;
-	env->live--;
+	net_session_release(&s->ns);
 	if (env->on_end)
 		env->on_end(env, &s->conn.peer);
-	s->grave_next = pl->grave;
-	pl->grave = s;
-	if (!pl->sweep_queued) {
-		pl->sweep_queued = 1;
-		loop_defer(env->loop, grave_sweep, pl);
-	}
-}
-
-static size_t
-slot_take(struct pop3_loop *pl, struct pop3_session *s)
-{
-	for (size_t i = 0; i < pl->nslots; i++) {
-		if (pl->sessions[i] == NULL) {
-			pl->sessions[i] = s;
-			return i;
-		}
-	}
-	size_t n = pl->nslots ? pl->nslots * 2 : 64;
-	pl->sessions = xrealloc(pl->sessions, n * sizeof(*pl->sessions));
-	pl->gens = xrealloc(pl->gens, n * sizeof(*pl->gens));
-	for (size_t i = pl->nslots; i < n; i++) {
-		pl->sessions[i] = NULL;
-		pl->gens[i] = 1;
-	}
-	size_t slot = pl->nslots;
-	pl->nslots = n;
-	pl->sessions[slot] = s;
-	return slot;
 }
 
 /* The lockout check came back: the greeting, or the refusal that takes
@@ -1460,7 +1308,7 @@ send_greeting(struct pop3_session *s)
 	struct pop3_env *env = s->env;
 
 	if (env->draining) {
-		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->live) };
+		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->table.live) };
 		session_reply(s, COND_POP3_SHUTDOWN, k2, ARRAY_LEN(k2));
 		s->state = POP3_STATE_CLOSING;
 		s->end_cause = COND_POP3_SHUTDOWN;
@@ -1479,12 +1327,40 @@ send_greeting(struct pop3_session *s)
 	pop3_job_submit(j);
 }
 
+/* The connection is the protocol's (after the preface stage, if any). */
+static void
+session_begin(void *arg)
+{
+	struct pop3_session *s = arg;
+
+	if (s->tls_implicit && !s->env->draining) {
+		/* RFC 8314: TLS first, the greeting comes after the handshake. */
+		if (tls_begin(s, "no TLS context") < 0) {
+			session_end(s, COND_TLS_HANDSHAKE_FAILED);
+			return;
+		}
+		net_session_tls_step(&s->ns);
+		return;
+	}
+	send_greeting(s);
+	session_process(s);
+}
+
+static const struct net_session_ops pop3_session_ops = {
+	.start = session_begin,
+	.process = session_process_cb,
+	.closed = session_closed,
+	.timeout = session_timeout,
+	.fail = session_fail,
+	.tls_ready = session_tls_ready,
+	.free = session_free,
+};
+
 void
 pop3_session_start(struct pop3_env *env, int fd, const struct config_listener *lst,
 		   unsigned long sessions_now)
 {
 	struct pop3_session *s = xcalloc(1, sizeof(*s));
-	struct pop3_loop *pl = loop_priv(env);
 	uint64_t rnd;
 
 	s->env = env;
@@ -1492,21 +1368,21 @@ pop3_session_start(struct pop3_env *env, int fd, const struct config_listener *l
 	s->tls_implicit = lst != NULL && lst->role == CONFIG_ROLE_POP3S;
 	s->require_tls = lst != NULL && lst->require_tls;
 	s->lst = lst;
+	net_session_init(&s->ns, &pop3_session_ops, s, s->sid, &s->conn, &s->in, &s->in_off,
+			 &s->out);
+	s->ns.wipe_input = 1;	/* input may hold a password */
+	s->ns.out_high = OUT_HIGH_WATER;
 	conn_init(&s->conn, fd);
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = loop_clock_ms() ^ ((uint64_t)(uintptr_t)s << 16);
 	if (snprintf(s->sid, sizeof(s->sid), "%016" PRIx64, rnd) < 0)
 		s->sid[0] = '\0';
-	s->slot = slot_take(pl, s);
-	s->gen = pl->gens[s->slot];
-	env->live++;
 	s->started_ms = loop_clock_ms();
 	s->end_cause = COND__COUNT;
 	s->state = POP3_STATE_AUTH;
 	s->fd = -1;
 	buf_init(&s->in, s->cfg->limits_line_buffer);
 	buf_init(&s->out, OUT_MAX);
-	loop_timer_init(&s->deadline, session_timeout, s);
 	loop_timer_init(&s->delay, delay_fire, s);
 
 	struct log_ctx ctx = { .sid = s->sid };
@@ -1514,21 +1390,11 @@ pop3_session_start(struct pop3_env *env, int fd, const struct config_listener *l
 			   KVU("port", s->conn.peer_port), KV("local", s->conn.local_text),
 			   KVU("sessions", sessions_now) };
 	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
-	if (loop_add_fd(env->loop, fd, LOOP_READ, session_io, s) < 0) {
+	/* The greeting (session_begin) comes after the listener's preface
+	 * stage, when it has one. */
+	if (net_session_accept(&s->ns, &env->table, env->loop, net_preface_of(lst),
+			       s->cfg->pop3_idle_timeout * 1000u) < 0)
 		session_end(s, COND_NET_CLIENT_READ_ERROR);
-		return;
-	}
-	if (s->tls_implicit && !env->draining) {
-		/* RFC 8314: TLS first, the greeting comes after the handshake. */
-		if (tls_begin(s) < 0) {
-			tls_failed(s, "no TLS context");
-			return;
-		}
-		tls_step(s);
-		return;
-	}
-	send_greeting(s);
-	session_process(s);
 }
 
 void
@@ -1551,16 +1417,15 @@ pop3_refuse_connection(int fd, enum cond_id cond, const struct kv *kvs, size_t n
 void
 pop3_env_stop_sessions(struct pop3_env *env, int signo)
 {
-	struct pop3_loop *pl = loop_priv(env);
 	const char *sig = signo == 2 ? "SIGINT" : "SIGTERM";
 
-	for (size_t i = 0; i < pl->nslots; i++) {
-		struct pop3_session *s = pl->sessions[i];
+	for (size_t i = 0; i < env->table.n; i++) {
+		struct pop3_session *s = net_table_at(&env->table, i);
 		if (s == NULL || s->dead || s->state == POP3_STATE_CLOSING)
 			continue;
 		if (s->wait == WAIT_UPDATE)
 			continue;	/* closes after its update */
-		struct kv kv[] = { KV("signal", sig), KVU("sessions", env->live) };
+		struct kv kv[] = { KV("signal", sig), KVU("sessions", env->table.live) };
 		if (s->wait == WAIT_RETR || s->wait == WAIT_LIST || s->state == POP3_STATE_TLS) {
 			/* mid-response or mid-handshake: an -ERR cannot
 			 * follow; just close */
@@ -1581,28 +1446,21 @@ pop3_env_stop_sessions(struct pop3_env *env, int signo)
 	}
 }
 
+/* The loop has stopped: a session still open is dropped as it is (no
+ * UPDATE). */
+static void
+session_drop(void *arg)
+{
+	struct pop3_session *s = arg;
+
+	if (s->locked)
+		pop3_lock_release(s->env->svc, s->mailbox);
+	conn_close(&s->conn);
+	session_free(s);
+}
+
 void
 pop3_env_fini(struct pop3_env *env)
 {
-	struct pop3_loop *pl = env->priv;
-
-	if (pl == NULL)
-		return;
-	/* The loop has stopped: sessions still open are dropped as they are
-	 * (no UPDATE), and the deferred frees that never ran are done. */
-	for (size_t i = 0; i < pl->nslots; i++) {
-		struct pop3_session *s = pl->sessions[i];
-		if (s == NULL)
-			continue;
-		if (s->locked)
-			pop3_lock_release(env->svc, s->mailbox);
-		conn_close(&s->conn);
-		session_free(s);
-		pl->sessions[i] = NULL;
-	}
-	grave_sweep(NULL, pl);
-	free(pl->sessions);
-	free(pl->gens);
-	free(pl);
-	env->priv = NULL;
+	net_table_fini(&env->table, session_drop);
 }

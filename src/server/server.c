@@ -285,7 +285,7 @@ ip_release(struct server *srv, const struct sockaddr_storage *ss)
 static void
 loop_stop_if_idle(struct server_loop *sl)
 {
-	if (sl->env.draining && sl->env.live == 0 && sl->penv.live == 0)
+	if (sl->env.draining && sl->env.table.live == 0 && sl->penv.table.live == 0)
 		loop_stop(sl->loop);
 }
 
@@ -981,10 +981,12 @@ out:
 		spool_set_sink(srv->spool, NULL, NULL);
 	deliver_free(&srv->deliver);
 	spool_close(&srv->spool);
-	/* The loops have stopped: POP3 sessions left are dropped (no UPDATE),
-	 * then the workers stop and jobs nobody collected are freed. */
-	for (size_t i = 0; srv->loops && i < srv->nloops; i++)
+	/* The loops have stopped: sessions left are dropped (POP3: no
+	 * UPDATE), then the workers stop and jobs nobody collected are freed. */
+	for (size_t i = 0; srv->loops && i < srv->nloops; i++) {
+		smtp_env_fini(&srv->loops[i].env);
 		pop3_env_fini(&srv->loops[i].penv);
+	}
 	pop3_service_free(&srv->pop3);
 	smtp_auth_shutdown();
 	kv_close(&srv->state);
@@ -998,8 +1000,6 @@ out:
 			if (srv->loops[i].socks[j].fd >= 0)
 				close(srv->loops[i].socks[j].fd);
 		free(srv->loops[i].socks);
-		free(srv->loops[i].env.sessions);
-		free(srv->loops[i].env.gens);
 		loop_free(&srv->loops[i].loop);
 	}
 	free(srv->loops);

@@ -1,8 +1,9 @@
 /*
  * smtp_session.c - SMTP server session: one state machine per connection.
  *
- * Owns struct smtp_session, its connection, buffers, deadline timer and
- * the open transaction. Parsing is smtp_parse.c's, data decoding
+ * Owns struct smtp_session and the open transaction; the session core
+ * (net/net_session.h) moves its bytes, drives TLS and its deadline, and
+ * frees it. Parsing is smtp_parse.c's, data decoding
  * smtp_data.c's, durability the spool's. Every reply goes through
  * session_reply(), which takes only catalog IDs and logs what it sends.
  *
@@ -39,7 +40,6 @@ static const char *const state_names[] = {
 
 static void session_process(struct smtp_session *s);
 static void session_end(struct smtp_session *s, enum cond_id cause);
-static void session_io(struct loop *loop, int fd, unsigned events, void *arg);
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -191,17 +191,16 @@ static void
 arm_deadline(struct smtp_session *s)
 {
 	if (s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING || s->busy) {
-		loop_timer_cancel(s->env->loop, &s->deadline);
+		net_session_deadline_cancel(&s->ns);
 		return;
 	}
 	if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT) {
-		loop_timer_set(s->env->loop, &s->deadline,
-			       (uint64_t)s->cfg->limits_data_timeout * 1000u);
+		net_session_deadline(&s->ns, (uint64_t)s->cfg->limits_data_timeout * 1000u);
 		return;
 	}
 	uint64_t due = s->active_ms + (uint64_t)s->cfg->limits_command_timeout * 1000u;
 	uint64_t now = loop_clock_ms();
-	loop_timer_set(s->env->loop, &s->deadline, due > now ? due - now : 1);
+	net_session_deadline(&s->ns, due > now ? due - now : 1);
 }
 
 /* A command or data that did work: the command deadline starts again. */
@@ -985,17 +984,16 @@ bdat_parse_refused(struct smtp_session *s, const struct smtp_cmd *cmd)
 	s->state = SMTP_STATE_BDAT;
 }
 
-/* Starts the handshake on s->conn; the session waits in SMTP_STATE_TLS. */
+/* Starts the handshake on s->conn; the session waits in SMTP_STATE_TLS.
+ * -1 (TLS-HANDSHAKE-FAILED logged with err) when TLS cannot start. */
 static int
-tls_begin(struct smtp_session *s)
+tls_begin(struct smtp_session *s, const char *err)
 {
-	s->tls_ctx = s->env->tls_get ? s->env->tls_get(s->env->server) : NULL;
-	if (s->tls_ctx == NULL || tls_conn_start(&s->conn, s->tls_ctx) < 0) {
-		tls_server_unref(&s->tls_ctx);
+	struct tls_server *ctx = s->env->tls_get ? s->env->tls_get(s->env->server) : NULL;
+
+	if (net_session_tls_accept(&s->ns, ctx, s->cfg->tls_handshake_timeout * 1000u, err) < 0)
 		return -1;
-	}
 	s->state = SMTP_STATE_TLS;
-	s->tls_started_ms = loop_clock_ms();
 	return 0;
 }
 
@@ -1028,58 +1026,25 @@ cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
 	session_reply(s, COND_TLS_STARTTLS_READY, NULL, 0);
 	/* CVE-2011-0411: whatever came after STARTTLS in plain text must not
 	 * be taken as sent over TLS. The 220 goes out in clear first. */
-	buf_reset(&s->in);
-	s->in_off = 0;
-	if (conn_flush(&s->conn, &s->out) != CONN_IO_OK) {
+	net_session_drop_input(&s->ns);
+	if (net_session_write(&s->ns) != CONN_IO_OK) {
 		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 		return;
 	}
-	if (tls_begin(s) < 0) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("err", "TLS setup failed"),
-				   KVU("elapsed_ms", 0) };
-		struct log_ctx ctx;
-		log_ctx_of(s, &ctx);
-		catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kv, ARRAY_LEN(kv));
+	if (tls_begin(s, "TLS setup failed") < 0)
 		session_end(s, COND_TLS_HANDSHAKE_FAILED);
-	}
 }
 
-/* Drives the handshake; on success the session starts over (RFC 3207
- * 4.2: forget HELO and any AUTH; implicit TLS: send the greeting). */
+/* The handshake is done (the core logged TLS-ESTABLISHED): the session
+ * starts over (RFC 3207 4.2: forget HELO and any AUTH; implicit TLS:
+ * send the greeting). */
 static void
-tls_step(struct smtp_session *s)
+session_tls_ready(void *arg)
 {
-	char err[256] = "";
-	enum conn_io io = tls_conn_handshake(&s->conn, err, sizeof(err));
-	struct log_ctx ctx;
+	struct smtp_session *s = arg;
 
-	log_ctx_of(s, &ctx);
-	if (io == CONN_IO_AGAIN) {
-		unsigned ev = tls_conn_wants_write(&s->conn) ? LOOP_WRITE : LOOP_READ;
-		if (loop_mod_fd(s->env->loop, s->conn.fd, ev) < 0) {
-			session_end(s, COND_NET_CLIENT_READ_ERROR);
-			return;
-		}
-		s->paused = 0;
-		s->want_write = ev == LOOP_WRITE;
-		loop_timer_set(s->env->loop, &s->deadline, (uint64_t)s->cfg->tls_handshake_timeout * 1000u);
-		return;
-	}
-	tls_server_unref(&s->tls_ctx);
-	uint64_t elapsed = loop_clock_ms() - s->tls_started_ms;
-	if (io != CONN_IO_OK) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("err", err),
-				   KVU("elapsed_ms", elapsed) };
-		catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kv, ARRAY_LEN(kv));
-		session_end(s, COND_TLS_HANDSHAKE_FAILED);
-		return;
-	}
 	s->tls = 1;
 	flag_add(s, "tls");
-	struct kv kv[] = { KV("client", s->conn.peer_text), KV("version", tls_conn_version(&s->conn)),
-			   KV("cipher", tls_conn_cipher(&s->conn)), KVU("bits", tls_conn_bits(&s->conn)),
-			   KVU("elapsed_ms", elapsed) };
-	catalog_log(COND_TLS_ESTABLISHED, &ctx, kv, ARRAY_LEN(kv));
 	txn_free(s);
 	smtp_auth_free(s);
 	s->auth_user[0] = '\0';
@@ -1087,7 +1052,6 @@ tls_step(struct smtp_session *s)
 	s->ehlo = 0;
 	s->state = SMTP_STATE_INIT;
 	session_active(s);	/* the command deadline starts after the handshake */
-	s->want_write = 1;	/* force the event mask to be set again */
 	if (s->tls_implicit)
 		session_greet(s);
 	session_process(s);
@@ -1436,12 +1400,7 @@ message_decided(struct smtp_session *s)
 static struct smtp_session *
 session_by_handle(struct smtp_env *env, uintptr_t handle)
 {
-	size_t slot = (size_t)(handle >> 32);
-	unsigned gen = (unsigned)(handle & 0xffffffffu);
-
-	if (slot >= env->nslots || env->sessions[slot] == NULL || env->gens[slot] != gen)
-		return NULL;
-	return env->sessions[slot];
+	return net_table_find(&env->table, handle);
 }
 
 static void
@@ -1651,14 +1610,13 @@ session_process(struct smtp_session *s)
 		    s->state != SMTP_STATE_BDAT)
 			flag_add(s, "pipelining");
 	}
-	if (!s->dead && s->in_off > 0 && s->in_off >= s->in.len) {
-		buf_reset(&s->in);	/* all taken: start over, nothing to move */
-		s->in_off = 0;
-	}
+	if (s->dead || s->state == SMTP_STATE_TLS)
+		return;	/* ended, or the handshake owns the socket now */
+	/* Flush replies; input waits while a commit or a check runs. */
+	enum conn_io io = net_session_flush(&s->ns, s->state == SMTP_STATE_COMMIT ||
+						   s->state == SMTP_STATE_CLOSING || s->busy);
 	if (s->dead)
 		return;
-	/* Flush replies. */
-	enum conn_io io = conn_flush(&s->conn, &s->out);
 	if (io == CONN_IO_ERROR) {
 		struct log_ctx ctx;
 		log_ctx_of(s, &ctx);
@@ -1672,61 +1630,24 @@ session_process(struct smtp_session *s)
 		session_end(s, s->end_cause);
 		return;
 	}
-	int want_write = io == CONN_IO_AGAIN;
-	int pause = s->state == SMTP_STATE_COMMIT || s->state == SMTP_STATE_CLOSING ||
-		    s->busy || s->out.len >= OUT_HIGH_WATER;
-	if (want_write != s->want_write || pause != s->paused) {
-		unsigned ev = (pause ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
-		if (loop_mod_fd(s->env->loop, s->conn.fd, ev) < 0) {
-			session_end(s, COND_NET_CLIENT_WRITE_ERROR);
-			return;
-		}
-		s->want_write = want_write;
-		s->paused = pause;
-	}
 	arm_deadline(s);
 }
 
-/* OpenSSL may hold decrypted bytes the socket no longer signals. */
 static void
-session_pending(struct loop *loop, void *arg)
+session_process_cb(void *arg)
 {
-	struct smtp_session *s = arg;
-
-	if (!s->dead && !s->paused && tls_conn_pending(&s->conn) > 0)
-		session_io(loop, s->conn.fd, LOOP_READ, s);
+	session_process(arg);
 }
 
+/* The client closed (err 0) or reading failed; whatever complete
+ * commands came before were answered. */
 static void
-session_io(struct loop *loop, int fd, unsigned events, void *arg)
+session_closed(void *arg, int err)
 {
 	struct smtp_session *s = arg;
-	int eof = 0, err = 0;
 
-	(void)fd;
-	if (s->state == SMTP_STATE_TLS) {
-		tls_step(s);
+	if (s->dead)
 		return;
-	}
-	if ((events & LOOP_READ) && !s->paused) {
-		buf_compact(&s->in, &s->in_off);	/* one move per read, not per command */
-		for (int i = 0; i < 4; i++) {
-			enum conn_io io = conn_read(&s->conn, &s->in);
-			if (io == CONN_IO_OK)
-				continue;
-			if (io == CONN_IO_EOF)
-				eof = 1;
-			else if (io == CONN_IO_ERROR)
-				err = errno;
-			break;
-		}
-	}
-	session_process(s);
-	if (!s->dead && !eof && !err && s->tls && tls_conn_pending(&s->conn) > 0)
-		loop_defer(loop, session_pending, s);
-	if (s->dead || !(eof || err))
-		return;
-	/* Whatever complete commands came before the EOF were answered. */
 	if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT) {
 		struct log_ctx ctx;
 		log_ctx_of(s, &ctx);
@@ -1749,24 +1670,14 @@ session_io(struct loop *loop, int fd, unsigned events, void *arg)
 }
 
 static void
-session_timeout(struct loop *loop, void *arg)
+session_timeout(void *arg)
 {
 	struct smtp_session *s = arg;
 	unsigned secs = s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT
 			? s->cfg->limits_data_timeout : s->cfg->limits_command_timeout;
 
-	(void)loop;
 	if (s->dead)
 		return;
-	if (s->state == SMTP_STATE_TLS) {
-		struct log_ctx ctx;
-		log_ctx_of(s, &ctx);
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("err", "handshake timeout"),
-				   KVU("elapsed_ms", loop_clock_ms() - s->tls_started_ms) };
-		catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kv, ARRAY_LEN(kv));
-		session_end(s, COND_TLS_HANDSHAKE_FAILED);
-		return;
-	}
 	if (s->state == SMTP_STATE_DATA && s->txn.dec.lf_dot_lf_seen) {
 		struct log_ctx ctx;
 		log_ctx_of(s, &ctx);
@@ -1783,21 +1694,27 @@ session_timeout(struct loop *loop, void *arg)
 	session_process(s);
 }
 
+/* The core cannot go on (a failed handshake, logged; an epoll error). */
+static void
+session_fail(void *arg, enum cond_id cause)
+{
+	session_end(arg, cause);
+}
+
 /* ---- lifecycle -------------------------------------------------------- */
 
+/* From the core's deferred call, never inside the session's own stack. */
 static void
-session_free(struct loop *loop, void *arg)
+session_free(void *arg)
 {
 	struct smtp_session *s = arg;
 
-	(void)loop;
 	txn_free(s);
 	policy_txn_fini(&s->ptxn);
 	pending_clear(&s->pend);
 	buf_fini(&s->in);
 	buf_fini(&s->out);
 	config_unref(&s->cfg);
-	tls_server_unref(&s->tls_ctx);
 	free(s);
 }
 
@@ -1819,9 +1736,7 @@ session_end(struct smtp_session *s, enum cond_id cause)
 	if (s->in_txn && s->txn.data_started && s->state != SMTP_STATE_COMMIT &&
 	    cause != COND_SMTP_TIMEOUT && cause != COND_SIGNAL_STOP_SESSIONS)
 		txn_summary(s, "rejected", cause);
-	loop_timer_cancel(env->loop, &s->deadline);
-	loop_del_fd(env->loop, s->conn.fd);
-	(void)conn_flush(&s->conn, &s->out);	/* best effort for a last 421 */
+	net_session_stop(&s->ns);	/* and a best-effort flush for a last 421 */
 	if (snprintf(msgs, sizeof(msgs), "%u/%u", s->msgs_ok, s->msgs_tried) < 0 ||
 	    snprintf(rcpts, sizeof(rcpts), "%u/%u", s->rcpts_ok, s->rcpts_bad) < 0 ||
 	    snprintf(dur, sizeof(dur), "%.3f", (double)(loop_clock_ms() - s->started_ms) / 1000.0) < 0)
@@ -1843,36 +1758,49 @@ session_end(struct smtp_session *s, enum cond_id cause)
 		KV("cause", catalog_get(cause == COND__COUNT ? COND_NET_CLIENT_READ_ERROR : cause)->id),
 	};
 	catalog_log(COND_SESSION_END, &ctx, kv, ARRAY_LEN(kv));
-	conn_close(&s->conn);
-	env->sessions[s->slot] = NULL;
-	env->gens[s->slot]++;
-	env->live--;
+	net_session_release(&s->ns);
 	if (env->on_end)
 		env->on_end(env, &s->conn.peer);
-	loop_defer(env->loop, session_free, s);
 }
 
-static size_t
-slot_take(struct smtp_env *env, struct smtp_session *s)
+/* The connection is the protocol's (after the preface stage, if any). */
+static void
+session_begin(void *arg)
 {
-	for (size_t i = 0; i < env->nslots; i++) {
-		if (env->sessions[i] == NULL) {
-			env->sessions[i] = s;
-			return i;
+	struct smtp_session *s = arg;
+	struct smtp_env *env = s->env;
+
+	s->slot = s->ns.slot;
+	s->gen = s->ns.gen;
+	if (s->tls_implicit && !env->draining) {
+		/* RFC 8314: TLS first, the greeting comes after the handshake. */
+		if (tls_begin(s, "no TLS context") < 0) {
+			session_end(s, COND_TLS_HANDSHAKE_FAILED);
+			return;
 		}
+		net_session_tls_step(&s->ns);
+		return;
 	}
-	size_t n = env->nslots ? env->nslots * 2 : 256;
-	env->sessions = xrealloc(env->sessions, n * sizeof(*env->sessions));
-	env->gens = xrealloc(env->gens, n * sizeof(*env->gens));
-	for (size_t i = env->nslots; i < n; i++) {
-		env->sessions[i] = NULL;
-		env->gens[i] = 1;
+	if (env->draining) {
+		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->table.live) };
+		session_reply(s, COND_SIGNAL_STOP_SESSIONS, k2, 2);
+		s->state = SMTP_STATE_CLOSING;
+		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
+	} else {
+		session_greet(s);
 	}
-	size_t slot = env->nslots;
-	env->nslots = n;
-	env->sessions[slot] = s;
-	return slot;
+	session_process(s);
 }
+
+static const struct net_session_ops smtp_session_ops = {
+	.start = session_begin,
+	.process = session_process_cb,
+	.closed = session_closed,
+	.timeout = session_timeout,
+	.fail = session_fail,
+	.tls_ready = session_tls_ready,
+	.free = session_free,
+};
 
 void
 smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *lst,
@@ -1885,21 +1813,20 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->lst = lst;
 	s->tls_implicit = lst != NULL && lst->role == CONFIG_ROLE_SUBMISSIONS;
 	s->cfg = env->config_get(env->server);
+	net_session_init(&s->ns, &smtp_session_ops, s, s->sid, &s->conn, &s->in, &s->in_off,
+			 &s->out);
 	conn_init(&s->conn, fd);
 	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
 		rnd = loop_clock_ms() ^ ((uint64_t)(uintptr_t)s << 16);
 	if (snprintf(s->sid, sizeof(s->sid), "%016" PRIx64, rnd) < 0)
 		s->sid[0] = '\0';
-	s->slot = slot_take(env, s);
-	s->gen = env->gens[s->slot];
-	env->live++;
 	s->started_ms = loop_clock_ms();
 	s->active_ms = s->started_ms;
 	s->end_cause = COND__COUNT;
 	s->state = SMTP_STATE_INIT;
 	buf_init(&s->in, s->cfg->limits_line_buffer);
 	buf_init(&s->out, OUT_MAX);
-	loop_timer_init(&s->deadline, session_timeout, s);
+	s->ns.out_high = OUT_HIGH_WATER;
 	s->trusted = cidr_list_match(&s->cfg->server_trusted_networks,
 				     (struct sockaddr *)&s->conn.peer);
 	s->chain = policy_chain_of(s->cfg, lst);
@@ -1918,31 +1845,11 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 			   KVU("port", s->conn.peer_port), KV("local", s->conn.local_text),
 			   KVU("sessions", sessions_now) };
 	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
-	if (loop_add_fd(env->loop, fd, LOOP_READ, session_io, s) < 0) {
+	/* The greeting (session_begin) comes after the listener's preface
+	 * stage, when it has one. */
+	if (net_session_accept(&s->ns, &env->table, env->loop, net_preface_of(lst),
+			       s->cfg->limits_command_timeout * 1000u) < 0)
 		session_end(s, COND_NET_CLIENT_READ_ERROR);
-		return;
-	}
-	if (s->tls_implicit && !env->draining) {
-		/* RFC 8314: TLS first, the greeting comes after the handshake. */
-		if (tls_begin(s) < 0) {
-			struct kv kt[] = { KV("client", s->conn.peer_text),
-					   KV("err", "no TLS context"), KVU("elapsed_ms", 0) };
-			catalog_log(COND_TLS_HANDSHAKE_FAILED, &ctx, kt, ARRAY_LEN(kt));
-			session_end(s, COND_TLS_HANDSHAKE_FAILED);
-			return;
-		}
-		tls_step(s);
-		return;
-	}
-	if (env->draining) {
-		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->live) };
-		session_reply(s, COND_SIGNAL_STOP_SESSIONS, k2, 2);
-		s->state = SMTP_STATE_CLOSING;
-		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
-	} else {
-		session_greet(s);
-	}
-	session_process(s);
 }
 
 void
@@ -1971,13 +1878,13 @@ smtp_env_stop_sessions(struct smtp_env *env, int signo)
 
 	if (snprintf(sig, sizeof(sig), "%s", signo == 2 ? "SIGINT" : "SIGTERM") < 0)
 		sig[0] = '\0';
-	for (size_t i = 0; i < env->nslots; i++) {
-		struct smtp_session *s = env->sessions[i];
+	for (size_t i = 0; i < env->table.n; i++) {
+		struct smtp_session *s = net_table_at(&env->table, i);
 		if (s == NULL || s->dead || s->state == SMTP_STATE_CLOSING)
 			continue;
 		if (s->state == SMTP_STATE_COMMIT)
 			continue;	/* closes after its commit (env->draining) */
-		struct kv kv[] = { KV("signal", sig), KVU("sessions", env->live) };
+		struct kv kv[] = { KV("signal", sig), KVU("sessions", env->table.live) };
 		session_reply(s, COND_SIGNAL_STOP_SESSIONS, kv, ARRAY_LEN(kv));
 		if (s->dead)
 			continue;
@@ -1987,6 +1894,22 @@ smtp_env_stop_sessions(struct smtp_env *env, int signo)
 		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
 		session_process(s);
 	}
+}
+
+/* The loop has stopped: a session still open is dropped as it is. */
+static void
+session_drop(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	conn_close(&s->conn);
+	session_free(s);
+}
+
+void
+smtp_env_fini(struct smtp_env *env)
+{
+	net_table_fini(&env->table, session_drop);
 }
 
 /* ---- for command handlers in other files ------------------------------ */
@@ -2018,7 +1941,7 @@ smtp_session_flag(struct smtp_session *s, const char *flag)
 uintptr_t
 smtp_session_handle(const struct smtp_session *s)
 {
-	return ((uintptr_t)s->slot << 32) | s->gen;
+	return net_session_handle(&s->ns);
 }
 
 struct smtp_session *

@@ -15,6 +15,7 @@
 #include "catalog/catalog.h"
 #include "config/config.h"
 #include "core/loop.h"
+#include "net/net_session.h"
 #include "store/spool.h"
 
 struct smtp_session;
@@ -31,11 +32,8 @@ struct smtp_env {
 	/* Returns a reference to the TLS context now in force, or NULL when
 	 * TLS is off or its context failed to build. */
 	struct tls_server *(*tls_get)(void *server);
-	/* Sessions of this loop, for shutdown. */
-	struct smtp_session **sessions;	/* slot table, NULL = free */
-	unsigned *gens;			/* generation per slot */
-	size_t nslots;
-	size_t live;
+	/* Sessions of this loop (handles, shutdown); table.live counts them. */
+	struct net_table table;
 	int draining;			/* shutdown: finish, take no new work */
 };
 
@@ -52,5 +50,7 @@ void smtp_refuse_connection(int fd, enum cond_id cond, const char *hostname,
 /* Shutdown grace over: every session of env gets 421 (SIGNAL-STOP-SESSIONS)
  * and is closed; sessions waiting on a spool commit close after it. */
 void smtp_env_stop_sessions(struct smtp_env *env, int signo);
+/* After the loop stopped: frees the sessions and the table. */
+void smtp_env_fini(struct smtp_env *env);
 
 #endif

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "directory/directory.h"
 #include "net/net_conn.h"
+#include "net/net_session.h"
 #include "net/net_tls.h"
 #include "policy/policy.h"
 #include "smtp/smtp_data.h"
@@ -79,18 +80,18 @@ struct smtp_pending {
 struct smtp_session {
 	struct smtp_env *env;
 	struct config *cfg;	/* reference, for the whole session */
+	/* The session core (net/net_session.h) drives conn, in, in_off and
+	 * out: reading, flushing, the event mask, the deadline, TLS. */
+	struct net_session ns;
 	struct conn conn;
-	size_t slot;
+	size_t slot;		/* ns.slot and ns.gen, for building handles */
 	unsigned gen;
 	char sid[17];
 	enum smtp_state state;
 	int dead;		/* ended; freed by a deferred call */
-	int paused;		/* not reading (commit or output backlog) */
-	int want_write;
-	struct buf in;
+	struct buf in;		/* released by the core while idle */
 	size_t in_off;		/* bytes of in already taken (buf_unread) */
-	struct buf out;
-	struct loop_timer deadline;
+	struct buf out;		/* released by the core while idle */
 	uint64_t started_ms;
 	char helo[256];
 	int ehlo;
@@ -113,8 +114,6 @@ struct smtp_session {
 	int busy;		/* a command waits on a worker: hold input */
 	int tls;		/* TLS active (STARTTLS done or implicit) */
 	int tls_implicit;	/* the listener speaks TLS from the start */
-	uint64_t tls_started_ms;
-	struct tls_server *tls_ctx;	/* reference while a handshake runs */
 	const struct config_listener *lst;	/* the listener (boot config) */
 	void *auth;		/* owned by smtp_cmd_auth.c: a SASL exchange */
 	char auth_user[320];	/* authenticated identity, "" if none */
