@@ -359,8 +359,9 @@ main(int argc, char **argv)
 	snprintf(key2, sizeof(key2), "%s/otherkey.pem", dir);
 	CHECK_INT(tls_make_self_signed("mx.example.test", cert, key, err, sizeof(err)), 0);
 	CHECK_INT(tls_make_self_signed("mx.example.test", cert2, key2, err, sizeof(err)), 0);
-	l.sctx = tls_server_new(cert, key, err, sizeof(err));
-	CHECK(l.sctx != NULL);
+	struct tls_server *sctx = tls_server_new(cert, key, err, sizeof(err));
+	CHECK(sctx != NULL);
+	l.sctx = sctx;
 	l.fd = listen_on(&sa);
 	CHECK(l.fd >= 0);
 
@@ -449,7 +450,7 @@ main(int argc, char **argv)
 	CHECK_INT(table.live, 0);
 
 	tls_client_unref(&cctx);
-	tls_server_unref(&l.sctx);
+	tls_server_unref(&sctx);
 	close(l.fd);
 	net_table_fini(&table, NULL);
 	unlink(cert);
