@@ -1896,12 +1896,15 @@ smtp_env_stop_sessions(struct smtp_env *env, int signo)
 	}
 }
 
-/* The loop has stopped: a session still open is dropped as it is. */
+/* The loop has stopped: a session still open (waiting on a commit past
+ * the hard stop) is dropped as it is; a late completion finds nothing. */
 static void
 session_drop(void *arg)
 {
 	struct smtp_session *s = arg;
 
+	smtp_auth_free(s);
+	policy_run_cancel(&s->run);
 	conn_close(&s->conn);
 	session_free(s);
 }
