@@ -572,6 +572,8 @@ config_free(struct config *cfg)
 	for (size_t i = 0; i < cfg->nlisteners; i++) {
 		free(cfg->listeners[i].name);
 		free(cfg->listeners[i].address);
+		for (int st = 0; st < CONFIG_POLICY_STAGES; st++)
+			config_list_fini(&cfg->listeners[i].policy[st]);
 	}
 	free(cfg->listeners);
 	if (cfg->policy_free != NULL)

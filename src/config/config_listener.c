@@ -7,8 +7,67 @@
 #include "config/config_private.h"
 
 #include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+
+const char *const config_policy_stages[CONFIG_POLICY_STAGES] = {
+	"connect", "helo", "mail", "rcpt", "data", "end_of_data",
+};
+
+/* The index of a stage name in config_policy_stages, or -1. */
+static int
+listener_policy_stage(const char *name, size_t n)
+{
+	for (int i = 0; i < CONFIG_POLICY_STAGES; i++)
+		if (strlen(config_policy_stages[i]) == n && memcmp(config_policy_stages[i], name, n) == 0)
+			return i;
+	return -1;
+}
+
+/* listen.NAME.policy_<stage>: a check list for one stage (names are
+ * checked by the policy layer when it builds the chains). */
+static void
+listener_set_policy(struct config_load *ld, size_t idx, unsigned stage, const char *v,
+		    struct src src, int dup_check)
+{
+	struct config_listener *l = &ld->cfg->listeners[idx];
+	struct listener_src *ls = &ld->lsrc[idx];
+	struct config_list list;
+	const char *bad = NULL;
+	size_t badlen = 0;
+
+	if (dup_check && ls->policy[stage].line != 0) {
+		diag_add(ld->diags, src.file, src.line,
+			 "duplicate option listen.%s.policy_%s (already set at line %u)",
+			 l->name, config_policy_stages[stage], ls->policy[stage].line);
+		return;
+	}
+	ls->policy[stage] = src;
+	if (config_parse_list(v, 0, &list, &bad, &badlen) < 0) {
+		diag_add(ld->diags, src.file, src.line, "listen.%s.policy_%s: bad list", l->name,
+			 config_policy_stages[stage]);
+		return;
+	}
+	config_list_fini(&l->policy[stage]);
+	l->policy[stage] = list;
+	l->policy_given[stage] = 1;
+}
+
+void
+config_listener_policy_diag(struct config_load *ld, size_t i, unsigned stage, const char *fmt, ...)
+{
+	const struct listener_src *ls = &ld->lsrc[i];
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	diag_add(ld->diags, ls->policy[stage].file, ls->policy[stage].line, "listen.%s.policy_%s: %s",
+		 ld->cfg->listeners[i].name, config_policy_stages[stage], msg);
+}
 
 /* ---- listeners -------------------------------------------------------- */
 
@@ -137,6 +196,10 @@ config_listener_set(struct config_load *ld, size_t idx, const char *key, size_t 
 	} else if (klen == 11 && memcmp(key, "require_tls", 11) == 0) {
 		listener_set_bool(ld, l, "require_tls", &ls->require_tls, &l->require_tls, v, src,
 				  dup_check);
+	} else if (klen > 7 && memcmp(key, "policy_", 7) == 0 &&
+		   listener_policy_stage(key + 7, klen - 7) >= 0) {
+		listener_set_policy(ld, idx, (unsigned)listener_policy_stage(key + 7, klen - 7), v,
+				    src, dup_check);
 	} else if (klen == 21 && memcmp(key, "plaintext_on_loopback", 21) == 0) {
 		listener_set_bool(ld, l, "plaintext_on_loopback", &ls->plaintext_on_loopback,
 				  &l->plaintext_on_loopback, v, src, dup_check);

@@ -67,6 +67,7 @@ struct listener_src {
 	struct src role;
 	struct src require_tls;
 	struct src plaintext_on_loopback;
+	struct src policy[CONFIG_POLICY_STAGES];
 	int address_ok;		/* given and parsed */
 };
 
