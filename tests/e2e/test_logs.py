@@ -305,3 +305,21 @@ def test_log_flood_drops_only_debug_lines_and_reports_them(make_server, tmp_path
     traced = len(srv.events("NET-TRACE", after=before))
     missing = nclients * per_session - traced
     assert 0 < missing <= total, (traced, total, per_session)   # all counted
+
+
+def test_log_file_cut_line_left_alone(make_server):
+    """A daemon killed mid-write leaves its log file's last line cut; the
+    next start writes its own first line on a line of its own."""
+    srv = make_server(start=False, opts=["log.target=postern-file.log"])
+    f = srv.dir / "postern-file.log"
+    f.write_text('ts=2026-01-01T00:00:00.000Z sev=info event=SESSION-R')
+    srv.start(wait=False)
+    deadline = time.monotonic() + 10
+    while "event=STARTUP-READY" not in f.read_text():
+        assert srv.alive(), srv.log_text()
+        assert time.monotonic() < deadline, f.read_text()
+        time.sleep(0.05)
+    lines = f.read_text().splitlines()
+    assert lines[0].endswith("event=SESSION-R"), lines[:2]
+    assert all(LINE.match(l) for l in lines[1:]), lines[:3]
+    srv.stop()
