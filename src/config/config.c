@@ -10,7 +10,7 @@
  * Also generates docs/configuration.md from the same table
  * (config_markdown), so the documentation cannot drift from the code.
  */
-#include "config/config_private.h"
+#include "config_private.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -22,8 +22,8 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "core/domain.h"
-#include "core/log.h"
+#include "domain.h"
+#include "log.h"
 
 /* ---- the option table ------------------------------------------------- */
 

@@ -16,9 +16,9 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#include "core/buf.h"
-#include "core/cidr.h"
-#include "core/diag.h"
+#include "buf.h"
+#include "cidr.h"
+#include "diag.h"
 
 struct directory;
 

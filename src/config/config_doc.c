@@ -2,7 +2,7 @@
  * config_doc.c - docs/configuration.md, generated from options.def
  * (config_markdown), so the documentation cannot drift from the code.
  */
-#include "config/config_private.h"
+#include "config_private.h"
 
 #include <stdio.h>
 

@@ -4,7 +4,7 @@
  * listener (does it need TLS, may a password travel in clear), and the
  * comparison that tells a reload listeners changed.
  */
-#include "config/config_private.h"
+#include "config_private.h"
 
 #include <netinet/in.h>
 #include <stdarg.h>

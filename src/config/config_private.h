@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "config/config.h"
+#include "config.h"
 
 #define CONFIG_LINE_MAX 4096		/* octets per line, without the line end */
 #define CONFIG_FILE_MAX (1024 * 1024)	/* a configuration, not a map */

@@ -4,7 +4,7 @@
  * durations with suffixes, booleans, comma lists (domains checked and
  * sorted), and paths made absolute relative to the file's folder.
  */
-#include "config/config_private.h"
+#include "config_private.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -12,7 +12,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "core/domain.h"
+#include "domain.h"
 
 /* ---- small helpers ---------------------------------------------------- */
 

@@ -23,8 +23,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/buf.h"
-#include "core/domain.h"
+#include "buf.h"
+#include "domain.h"
 #include "directory_private.h"
 
 #define DIRECTORY_MAX_ACCOUNTS 50000000u	/* index entries are 32-bit */

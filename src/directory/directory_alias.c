@@ -27,8 +27,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/buf.h"
-#include "core/domain.h"
+#include "buf.h"
+#include "domain.h"
 #include "directory_private.h"
 
 /* ---- domains ----------------------------------------------------------- */

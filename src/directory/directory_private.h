@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/hash.h"
+#include "hash.h"
 #include "directory.h"
 
 enum dir_kind {

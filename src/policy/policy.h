@@ -20,12 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
-#include "config/config.h"
-#include "core/buf.h"
-#include "core/kv.h"
-#include "core/loop.h"
-#include "directory/directory.h"
+#include "catalog.h"
+#include "config.h"
+#include "buf.h"
+#include "kv.h"
+#include "loop.h"
+#include "directory.h"
 
 enum policy_stage {
 	POLICY_STAGE_CONNECT,	/* before the greeting */

@@ -4,12 +4,12 @@
  * a configuration error that `postern check` and SIGHUP report with its
  * line, and a session takes the chain of the generation it began with.
  */
-#include "policy/policy.h"
+#include "policy.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 _Static_assert(POLICY_STAGE__COUNT == CONFIG_POLICY_STAGES,
 	       "config_policy_stages names the stages of enum policy_stage");

@@ -14,9 +14,9 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "catalog/catalog.h"
-#include "config/config.h"
-#include "core/loop.h"
+#include "catalog.h"
+#include "config.h"
+#include "loop.h"
 
 struct pop3_service;
 struct tls_server;

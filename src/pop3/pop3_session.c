@@ -19,7 +19,7 @@
  * stack, and late job completions find it by (slot, generation) or free
  * the job (which releases whatever it held).
  */
-#include "pop3/pop3.h"
+#include "pop3.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,12 +32,12 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "directory/directory.h"
-#include "core/sasl_plain.h"
-#include "net/net_conn.h"
-#include "net/net_tls.h"
-#include "pop3/pop3_private.h"
+#include "log.h"
+#include "directory.h"
+#include "sasl_plain.h"
+#include "net_conn.h"
+#include "net_tls.h"
+#include "pop3_private.h"
 
 #define OUT_MAX (1024 * 1024)
 #define OUT_HIGH_WATER (256 * 1024)	/* stop producing output past this */

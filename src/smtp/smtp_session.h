@@ -12,10 +12,10 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "catalog/catalog.h"
-#include "config/config.h"
-#include "core/loop.h"
-#include "store/spool.h"
+#include "catalog.h"
+#include "config.h"
+#include "loop.h"
+#include "spool.h"
 
 struct smtp_session;
 
