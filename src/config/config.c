@@ -283,38 +283,6 @@ key_valid(const char *k, size_t n)
 	return 1;
 }
 
-static char *
-read_config_file(const char *path, size_t *len_out, struct diag *diags)
-{
-	FILE *f = fopen(path, "rb");
-	struct buf b;
-	char chunk[16384];
-	size_t n;
-
-	if (f == NULL) {
-		diag_add(diags, path, 0, "cannot open: %s", strerror(errno));
-		return NULL;
-	}
-	buf_init(&b, CONFIG_FILE_MAX);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (buf_append(&b, chunk, n) < 0) {
-			diag_add(diags, path, 0, "file too large (more than %d bytes)", CONFIG_FILE_MAX);
-			buf_fini(&b);
-			fclose(f);
-			return NULL;
-		}
-	}
-	if (ferror(f)) {
-		diag_add(diags, path, 0, "cannot read: %s", strerror(errno));
-		buf_fini(&b);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*len_out = b.len;
-	buf_cstr(&b);
-	return (char *)b.data;
-}
 
 /* Reads and applies the file; -1 if it could not be read at all. */
 static int
@@ -328,7 +296,7 @@ parse_file(struct config_load *ld, const char *path)
 	unsigned lineno = 0;
 	char *text;
 
-	text = read_config_file(path, &len, ld->diags);
+	text = diag_read_file(path, NULL, CONFIG_FILE_MAX, &len, ld->diags);
 	if (text == NULL)
 		return -1;
 	while (pos < len) {
