@@ -48,7 +48,7 @@ test: deps
 	@sh tests/run-all.sh
 
 fuzz: build-fuzz
-	@sh tests/run-fuzz.sh 60
+	@sh tests/run-fuzz.sh 1800
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/sasl_plain.h"
-#include "pop3/pop3_parse.h"
+#include "sasl_plain.h"
+#include "pop3_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp/smtp_sasl.h"
+#include "smtp_sasl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

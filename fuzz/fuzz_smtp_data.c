@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp/smtp_data.h"
+#include "smtp_data.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "smtp/smtp_parse.h"
+#include "smtp_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

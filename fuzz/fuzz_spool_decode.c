@@ -8,7 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "store/spool.h"
+#include "spool.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n);
 

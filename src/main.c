@@ -18,13 +18,13 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "catalog/catalog.h"
-#include "config/config.h"
-#include "server/server_config.h"
-#include "core/buf.h"
-#include "directory/directory.h"
-#include "net/net_tls.h"
-#include "server/server.h"
+#include "catalog.h"
+#include "config.h"
+#include "server_config.h"
+#include "buf.h"
+#include "directory.h"
+#include "net_tls.h"
+#include "server.h"
 
 #define EX_USAGE 64
 #define EX_CONFIG 78

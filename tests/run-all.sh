@@ -6,7 +6,7 @@
 #     then the catalog coverage check over every event they made happen;
 #  4. build with AddressSanitizer + UndefinedBehaviorSanitizer, unit and
 #     end-to-end tests again;
-#  5. libFuzzer targets, 60 seconds each.
+#  5. libFuzzer targets, sharing one budget of 240 seconds (FUZZ_SECONDS).
 # Ends with one line "N passed, N failed" over all steps.
 set -u
 cd "$(dirname "$0")/.."
@@ -66,7 +66,7 @@ fi
 
 step "fuzzing"
 if make -s build-fuzz > "$log" 2>&1; then
-	if sh tests/run-fuzz.sh "${FUZZ_SECONDS:-60}"; then ok fuzz; else bad fuzz; fi
+	if sh tests/run-fuzz.sh "${FUZZ_SECONDS:-240}"; then ok fuzz; else bad fuzz; fi
 else
 	cat "$log"; bad build-fuzz
 fi

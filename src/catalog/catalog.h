@@ -9,9 +9,9 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "core/buf.h"
-#include "core/kv.h"
-#include "core/log.h"
+#include "buf.h"
+#include "kv.h"
+#include "log.h"
 
 enum cond_id {
 #define COND(name, sev, code, esc, params, reply, logtext, desc, action, untested) COND_##name,

@@ -16,9 +16,9 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-#include "core/buf.h"
-#include "core/cidr.h"
-#include "core/diag.h"
+#include "buf.h"
+#include "cidr.h"
+#include "diag.h"
 
 struct directory;
 
@@ -38,6 +38,12 @@ enum config_role {
 /* "mx", "pop3", "submission", "submissions", "pop3s"; NULL if unknown. */
 const char *config_role_name(enum config_role role);
 
+/* The stages of the policy chain, as named in the [policy] options and
+ * the listeners' policy_<stage> keys (the policy layer's enum follows this
+ * order). */
+#define CONFIG_POLICY_STAGES 6
+extern const char *const config_policy_stages[CONFIG_POLICY_STAGES];
+
 struct config_listener {
 	char *name;			/* "mx" from [listen.mx] */
 	char *address;			/* as written: "127.0.0.1:2525" */
@@ -47,6 +53,11 @@ struct config_listener {
 	int require_tls;		/* listen.NAME.require_tls */
 	int plaintext_on_loopback;	/* listen.NAME.plaintext_on_loopback;
 					 * -1: auth.plaintext_on_loopback */
+	/* listen.NAME.policy_<stage>: this listener's own check list for a
+	 * stage, in the order of config_policy_stages; policy_given[i] 0:
+	 * the [policy] list applies. */
+	struct config_list policy[CONFIG_POLICY_STAGES];
+	int policy_given[CONFIG_POLICY_STAGES];
 };
 
 /* 1 if the listener's role or require_tls means it serves nothing of
@@ -103,6 +114,10 @@ struct config_load;
  * into cfg and adds its errors to diags, or through config_option_diag. */
 typedef void (*config_attach_fn)(struct config *cfg, struct config_load *ld,
 				 struct diag *diags);
+/* Adds an error about listen.NAME.policy_<stage> of listener index i at
+ * the line that set it. */
+void config_listener_policy_diag(struct config_load *ld, size_t i, unsigned stage,
+				 const char *fmt, ...) PRINTF(4, 5);
 /* Adds an error about option ("policy.rcpt") at the file and line that
  * set it (the file itself for a default). */
 void config_option_diag(struct config_load *ld, const char *option, const char *fmt, ...)

@@ -3,6 +3,7 @@
  */
 #include "diag.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,4 +105,38 @@ diag_print(const struct diag *d, FILE *out)
 {
 	for (size_t i = 0; i < d->n; i++)
 		fprintf(out, "%s\n", d->msgs[i]);
+}
+
+char *
+diag_read_file(const char *path, const char *option, size_t max, size_t *len_out,
+	      struct diag *diags)
+{
+	FILE *f = fopen(path, "rb");
+	struct buf b;
+	char chunk[65536];
+	size_t n;
+
+	if (f == NULL) {
+		diag_add_open_failed(diags, path, option, errno);
+		return NULL;
+	}
+	buf_init(&b, max);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (buf_append(&b, chunk, n) < 0) {
+			diag_add(diags, path, 0, "file too large (more than %zu bytes)", max);
+			buf_fini(&b);
+			fclose(f);
+			return NULL;
+		}
+	}
+	if (ferror(f)) {
+		diag_add(diags, path, 0, "cannot read: %s", strerror(errno));
+		buf_fini(&b);
+		fclose(f);
+		return NULL;
+	}
+	fclose(f);
+	*len_out = b.len;
+	buf_cstr(&b);	/* make sure there is a buffer and a NUL */
+	return (char *)b.data;
 }

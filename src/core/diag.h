@@ -35,5 +35,11 @@ void diag_add(struct diag *d, const char *file, unsigned line, const char *fmt, 
 /* A file that cannot be opened: kind DIAG_OPEN_FAILED, errno kept. */
 void diag_add_open_failed(struct diag *d, const char *file, const char *option, int err);
 void diag_print(const struct diag *d, FILE *out);
+/* Reads a whole small file (a configuration, an accounts or aliases file)
+ * into a NUL-terminated malloc'ed buffer of *len_out octets; NULL with
+ * the reason in d when it cannot be opened (option: the option that named
+ * it, or NULL), read, or is larger than max. */
+char *diag_read_file(const char *path, const char *option, size_t max, size_t *len_out,
+		     struct diag *d) WARN_UNUSED;
 
 #endif

@@ -1,7 +1,7 @@
 /*
  * domain.c - syntax of DNS domain names (see domain.h). Pure.
  */
-#include "core/domain.h"
+#include "domain.h"
 
 int
 domain_name_valid(const char *s, size_t len)

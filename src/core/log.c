@@ -117,6 +117,21 @@ log_flush(void)
 		log_queue_flush(&log_q);
 }
 
+/* A daemon killed while its log thread wrote may have left the file's last
+ * line cut: the next start writes its first line on a line of its own.
+ * (At start, before the loops run.) */
+static void
+log_fresh_line(int fd)
+{
+	char last;
+	off_t end = lseek(fd, 0, SEEK_END);
+
+	if (end > 0 && pread(fd, &last, 1, end - 1) == 1 && last != '\n' &&
+	    write(fd, "\n", 1) != 1) {
+		/* the next line will start after the cut one; nothing else */
+	}
+}
+
 int
 log_open(const char *target, enum log_sev min_sev)
 {
@@ -134,9 +149,10 @@ log_open(const char *target, enum log_sev min_sev)
 		(void)log_start();
 		return 0;
 	}
-	int fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	int fd = open(target, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -1;
+	log_fresh_line(fd);
 	if (log_fd > 2)
 		close(log_fd);
 	log_fd = fd;

@@ -24,7 +24,7 @@
  * message leaves the spool only when every recipient is in its Maildir.
  * A reload makes every waiting message due at once.
  */
-#include "deliver/deliver.h"
+#include "deliver.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -34,12 +34,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "catalog/catalog.h"
-#include "core/log.h"
-#include "core/workpool.h"
-#include "deliver/deliver_maildir.h"
-#include "deliver/deliver_quota.h"
-#include "deliver/deliver_space.h"
+#include "catalog.h"
+#include "log.h"
+#include "workpool.h"
+#include "deliver_maildir.h"
+#include "deliver_quota.h"
+#include "deliver_space.h"
 
 #define DELIVER_RETRY_MIN_S 1u
 #define DELIVER_RETRY_MAX_S 300u

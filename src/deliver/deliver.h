@@ -22,8 +22,8 @@
 #ifndef POSTERN_DELIVER_H
 #define POSTERN_DELIVER_H
 
-#include "config/config.h"
-#include "store/spool.h"
+#include "config.h"
+#include "spool.h"
 
 struct deliver;
 

@@ -10,7 +10,7 @@
  * Invariant: a file appears in new/ only complete and flushed; a failure
  * leaves no file in tmp/ behind.
  */
-#include "deliver/deliver_maildir.h"
+#include "deliver_maildir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,7 +22,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "core/buf.h"
+#include "buf.h"
 
 #define MAILDIR_MAX_HEADER 8192
 

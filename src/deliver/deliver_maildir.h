@@ -16,8 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/compat.h"
-#include "store/spool.h"
+#include "compat.h"
+#include "spool.h"
 
 struct deliver_maildir_result {
 	char *path;	/* owned: the file delivered (or found), or what failed */

@@ -16,7 +16,7 @@
  * done again (at most QUOTA_SCAN_TRIES times; after that the next
  * periodic rescan puts it right).
  */
-#include "deliver/deliver_quota.h"
+#include "deliver_quota.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -27,9 +27,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#include "core/buf.h"
-#include "core/workpool.h"
-#include "deliver/deliver_maildir.h"
+#include "buf.h"
+#include "workpool.h"
+#include "deliver_maildir.h"
 
 #define QUOTA_RESCAN_MS 60000u	/* a known entry is rescanned after this */
 #define QUOTA_SCAN_TRIES 3

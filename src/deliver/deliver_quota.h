@@ -25,8 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
-#include "directory/directory.h"
+#include "catalog.h"
+#include "directory.h"
 
 /* Why a check failed, for the reply's and the log's key/values
  * (rcpt, kind, used, quota, size). */

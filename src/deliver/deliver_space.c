@@ -11,7 +11,7 @@
  * table, so an event loop never calls statvfs. Before that (start-up on
  * the main thread, unit tests) a stale value is refreshed inline.
  */
-#include "deliver/deliver_space.h"
+#include "deliver_space.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,8 +20,8 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-#include "core/buf.h"
-#include "core/workpool.h"
+#include "buf.h"
+#include "workpool.h"
 
 #define SPACE_SLOTS 8
 #define SPACE_TTL_MS 1000u

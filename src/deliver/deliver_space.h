@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
+#include "catalog.h"
 
 /* What crossed the floor, for the log keys of QUEUE-DISK-FULL
  * (fs, free_bytes, free_inodes, floor, need). */

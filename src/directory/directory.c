@@ -23,8 +23,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/buf.h"
-#include "core/domain.h"
+#include "buf.h"
+#include "domain.h"
 #include "directory_private.h"
 
 #define DIRECTORY_MAX_ACCOUNTS 50000000u	/* index entries are 32-bit */
@@ -192,39 +192,6 @@ scheme_of(const char *pw, const char **hash_out)
 
 /* Reads the whole file (at most max octets) into a NUL-terminated buffer.
  * On failure reports it to diags and returns NULL. */
-char *
-dir_read_file(const char *path, const char *option, size_t max, size_t *len_out,
-	      struct diag *diags)
-{
-	FILE *f = fopen(path, "rb");
-	struct buf b;
-	char chunk[65536];
-	size_t n;
-
-	if (f == NULL) {
-		diag_add_open_failed(diags, path, option, errno);
-		return NULL;
-	}
-	buf_init(&b, max);
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-		if (buf_append(&b, chunk, n) < 0) {
-			diag_add(diags, path, 0, "file too large (more than %zu bytes)", max);
-			buf_fini(&b);
-			fclose(f);
-			return NULL;
-		}
-	}
-	if (ferror(f)) {
-		diag_add(diags, path, 0, "cannot read: %s", strerror(errno));
-		buf_fini(&b);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	*len_out = b.len;
-	buf_cstr(&b);	/* make sure there is a buffer and a NUL */
-	return (char *)b.data;
-}
 
 static void
 add_account(struct directory *dir, const char *local, size_t llen,
@@ -572,6 +539,36 @@ parse_line(struct directory *dir, const char *path, unsigned lineno,
 	return 0;
 }
 
+int
+dir_line_next(const char *text, size_t len, size_t *pos, unsigned *lineno, const char *path,
+	      struct diag *diags, const char **line_out, size_t *n_out)
+{
+	const char *s, *nl;
+	size_t n;
+
+	if (*pos >= len)
+		return 0;
+	s = text + *pos;
+	nl = memchr(s, '\n', len - *pos);
+	n = nl ? (size_t)(nl - s) : len - *pos;
+	*pos += n + (nl ? 1 : 0);
+	(*lineno)++;
+	if (n > DIRECTORY_LINE_MAX) {
+		diag_add(diags, path, *lineno, "line too long (more than %d bytes)",
+			 DIRECTORY_LINE_MAX);
+		return -1;
+	}
+	if (memchr(s, '\0', n) != NULL) {
+		diag_add(diags, path, *lineno, "NUL byte in line");
+		return -1;
+	}
+	while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	*line_out = s;
+	*n_out = n;
+	return 1;
+}
+
 struct directory *
 directory_load(const char *path, struct diag *diags)
 {
@@ -581,30 +578,21 @@ directory_load(const char *path, struct diag *diags)
 	char *text;
 	int errors = 0;
 
-	text = dir_read_file(path, "local.accounts", DIRECTORY_FILE_MAX, &len, diags);
+	text = diag_read_file(path, "local.accounts", DIRECTORY_FILE_MAX, &len, diags);
 	if (text == NULL)
 		return NULL;
 	dir = directory_empty();
-	while (pos < len) {
-		const char *s = text + pos;
-		const char *nl = memchr(s, '\n', len - pos);
-		size_t n = nl ? (size_t)(nl - s) : len - pos;
+	for (;;) {
+		const char *s;
+		size_t n;
+		int r = dir_line_next(text, len, &pos, &lineno, path, diags, &s, &n);
 
-		pos += n + (nl ? 1 : 0);
-		lineno++;
-		if (n > DIRECTORY_LINE_MAX) {
-			diag_add(diags, path, lineno, "line too long (more than %d bytes)",
-				 DIRECTORY_LINE_MAX);
+		if (r == 0)
+			break;
+		if (r < 0) {
 			errors++;
 			continue;
 		}
-		if (memchr(s, '\0', n) != NULL) {
-			diag_add(diags, path, lineno, "NUL byte in line");
-			errors++;
-			continue;
-		}
-		while (n > 0 && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
-			n--;
 		while (n > 0 && (*s == ' ' || *s == '\t')) {
 			s++;
 			n--;

@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
-#include "core/compat.h"
-#include "core/diag.h"
+#include "catalog.h"
+#include "compat.h"
+#include "diag.h"
 
 struct directory;
 

@@ -27,8 +27,8 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/buf.h"
-#include "core/domain.h"
+#include "buf.h"
+#include "domain.h"
 #include "directory_private.h"
 
 /* ---- domains ----------------------------------------------------------- */
@@ -355,31 +355,21 @@ lines_each(const char *path, const char *option, struct diag *diags,
 	size_t len, pos = 0;
 	unsigned lineno = 0;
 	int errors = 0;
-	char *text = dir_read_file(path, option, DIRECTORY_FILE_MAX, &len, diags);
+	char *text = diag_read_file(path, option, DIRECTORY_FILE_MAX, &len, diags);
 
 	if (text == NULL)
 		return 1;
-	while (pos < len) {
-		const char *s = text + pos;
-		const char *nl = memchr(s, '\n', len - pos);
-		size_t n = nl ? (size_t)(nl - s) : len - pos;
-		size_t k = 0;
+	for (;;) {
+		const char *s;
+		size_t n, k = 0;
+		int r = dir_line_next(text, len, &pos, &lineno, path, diags, &s, &n);
 
-		pos += n + (nl ? 1 : 0);
-		lineno++;
-		if (n > DIRECTORY_LINE_MAX) {
-			diag_add(diags, path, lineno, "line too long (more than %d bytes)",
-				 DIRECTORY_LINE_MAX);
+		if (r == 0)
+			break;
+		if (r < 0) {
 			errors++;
 			continue;
 		}
-		if (memchr(s, '\0', n) != NULL) {
-			diag_add(diags, path, lineno, "NUL byte in line");
-			errors++;
-			continue;
-		}
-		while (n > 0 && (s[n - 1] == '\r' || is_blank(s[n - 1])))
-			n--;
 		while (k < n && is_blank(s[k]))
 			k++;
 		if (k == n || s[k] == '#')

@@ -3,7 +3,7 @@
  * snapshot (see directory_config.h). Runs where configurations are loaded:
  * at start, on SIGHUP (the server's reload thread) and in `postern check`.
  */
-#include "directory/directory_config.h"
+#include "directory_config.h"
 
 static void
 accounts_free(struct directory **dirp)

@@ -9,8 +9,8 @@
 #ifndef POSTERN_DIRECTORY_CONFIG_H
 #define POSTERN_DIRECTORY_CONFIG_H
 
-#include "config/config.h"
-#include "directory/directory.h"
+#include "config.h"
+#include "directory.h"
 
 /* config_load() followed by directory_attach(): NULL, with every error in
  * diags as FILE:LINE: message, if the options or any of the files failed. */

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/hash.h"
+#include "hash.h"
 #include "directory.h"
 
 enum dir_kind {
@@ -67,11 +67,11 @@ struct dir_key {
 int dir_key_eq(const char *local, const char *domain, const struct dir_key *k);
 /* 1 if the stored lower-case s equals p (any ASCII case), len octets. */
 int dir_eq_lower(const char *s, const char *p, size_t len);
-/* Reads a whole file, at most max octets, NUL-terminated; NULL after a
- * diagnostic. */
-/* option: the configuration option that named the file, for the log. */
-char *dir_read_file(const char *path, const char *option, size_t max, size_t *len_out,
-		    struct diag *diags);
+/* The next line of a file's text from *pos (counted in *lineno), its
+ * trailing CR and blanks cut: 1 with the line, 0 at the end, -1 after a
+ * diagnostic (too long, NUL byte). */
+int dir_line_next(const char *text, size_t len, size_t *pos, unsigned *lineno, const char *path,
+		  struct diag *diags, const char **line_out, size_t *n_out);
 /* Entry (alias, catch-all with local "", or list) for local@domain. */
 const struct dir_entry *dir_entry_find(const struct directory *dir, const char *local,
 				       size_t llen, const char *domain, size_t dlen);

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/cidr.h"
+#include "cidr.h"
 
 #define READ_CHUNK 16384
 

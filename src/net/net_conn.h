@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#include "core/buf.h"
+#include "buf.h"
 
 #define NET_ADDR_TEXT 64
 

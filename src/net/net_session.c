@@ -10,7 +10,7 @@
  * a late completion finds nothing rather than a stranger; while the
  * handshake, the preface or the connect runs, the protocol sees no event.
  */
-#include "net/net_session.h"
+#include "net_session.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "log.h"
 
 static void ns_io(struct loop *loop, int fd, unsigned events, void *arg);
 

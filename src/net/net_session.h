@@ -27,11 +27,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "catalog/catalog.h"
-#include "core/buf.h"
-#include "core/loop.h"
-#include "net/net_conn.h"
-#include "net/net_tls.h"
+#include "catalog.h"
+#include "buf.h"
+#include "loop.h"
+#include "net_conn.h"
+#include "net_tls.h"
 
 struct net_session;
 struct config_listener;

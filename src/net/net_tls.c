@@ -24,7 +24,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-#include "core/buf.h"
+#include "buf.h"
 #include "net_tls_ticket.h"
 
 /* Mozilla "intermediate" TLS 1.2 ciphers; TLS 1.3 keeps OpenSSL's suites. */

@@ -18,8 +18,8 @@
 
 #include <stddef.h>
 
-#include "core/compat.h"
-#include "net/net_conn.h"
+#include "compat.h"
+#include "net_conn.h"
 
 struct tls_server;
 struct tls_client;

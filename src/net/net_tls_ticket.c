@@ -17,7 +17,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
-#include "core/compat.h"
+#include "compat.h"
 
 #define TICKET_AES_LEN 32
 #define TICKET_HMAC_LEN 32

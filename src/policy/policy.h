@@ -20,12 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
-#include "config/config.h"
-#include "core/buf.h"
-#include "core/kv.h"
-#include "core/loop.h"
-#include "directory/directory.h"
+#include "catalog.h"
+#include "config.h"
+#include "buf.h"
+#include "kv.h"
+#include "loop.h"
+#include "directory.h"
 
 enum policy_stage {
 	POLICY_STAGE_CONNECT,	/* before the greeting */
@@ -248,8 +248,10 @@ void policy_chain_set_score_limit(struct policy_chain *chain, int limit, enum co
 /* ---- configuration -------------------------------------------------- */
 
 /* The config_attach_fn of this layer: builds the chain of the [policy]
- * lists into cfg->policy; a list naming an unknown check, or a check at
- * a stage it has nothing to say at, is an error at that option's line. */
+ * lists, and one per listener with policy_<stage> keys, into cfg->policy;
+ * a list naming an unknown check, or a check at a stage it has nothing to
+ * say at, is an error at that option's line. The stage order is the
+ * enum's, which config_policy_stages follows. */
 void policy_attach(struct config *cfg, struct config_load *ld, struct diag *diags);
 /* The chain for a session of lst under cfg (cfg->policy must be set). */
 const struct policy_chain *policy_chain_of(const struct config *cfg,

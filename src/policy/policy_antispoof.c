@@ -4,7 +4,7 @@
  * authenticated nor sends from server.trusted_networks is refused; our
  * users authenticate on submission. The null sender is never refused.
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 #include <string.h>
 

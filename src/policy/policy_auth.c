@@ -4,7 +4,7 @@
  * client sends only as its own account, or as an alias or list of ours
  * that delivers to it).
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 #include <string.h>
 #include <strings.h>

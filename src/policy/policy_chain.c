@@ -9,7 +9,7 @@
  * Invariant: at most one query of a run is pending, and done runs exactly
  * once per start unless the run is cancelled.
  */
-#include "policy/policy.h"
+#include "policy.h"
 
 #include <inttypes.h>
 #include <stdio.h>

@@ -8,7 +8,7 @@
 #ifndef POSTERN_POLICY_CHECKS_H
 #define POSTERN_POLICY_CHECKS_H
 
-#include "policy/policy.h"
+#include "policy.h"
 
 extern const struct policy_check policy_check_tls_required;	/* policy_tls.c */
 extern const struct policy_check policy_check_auth_required;	/* policy_auth.c */

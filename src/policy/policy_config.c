@@ -4,14 +4,26 @@
  * a configuration error that `postern check` and SIGHUP report with its
  * line, and a session takes the chain of the generation it began with.
  */
-#include "policy/policy.h"
+#include "policy.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
+
+_Static_assert(POLICY_STAGE__COUNT == CONFIG_POLICY_STAGES,
+	       "config_policy_stages names the stages of enum policy_stage");
+
+/* One listener's chain, when it overrides any stage. */
+struct listener_chain {
+	char *name;			/* owned: [listen.NAME] */
+	struct policy_chain *chain;
+};
 
 struct policy_config {
 	struct policy_chain *chain;	/* the [policy] lists */
+	struct listener_chain *per;	/* owned */
+	size_t nper;
 };
 
 static const char *const stage_options[POLICY_STAGE__COUNT] = {
@@ -27,6 +39,11 @@ policy_config_free(void **pp)
 	if (pc == NULL)
 		return;
 	policy_chain_free(&pc->chain);
+	for (size_t i = 0; i < pc->nper; i++) {
+		free(pc->per[i].name);
+		policy_chain_free(&pc->per[i].chain);
+	}
+	free(pc->per);
 	free(pc);
 	*pp = NULL;
 }
@@ -46,26 +63,65 @@ stage_list(const struct config *cfg, enum policy_stage stage)
 	return NULL;
 }
 
+static struct policy_chain *
+chain_new(const struct config *cfg)
+{
+	struct policy_chain *c = policy_chain_new(policy_registry, policy_registry_len,
+						  (uint64_t)cfg->policy_check_timeout * 1000u,
+						  COND_POLICY_CHECK_TIMEOUT);
+
+	policy_chain_set_score_limit(c, (int)cfg->policy_reject_score, COND_POLICY_SCORE_REJECT);
+	return c;
+}
+
+/* Sets one stage from a list; a bad name is reported by report(). */
+static int
+chain_stage(struct policy_chain *c, enum policy_stage st, const struct config_list *l,
+	    const char **err, const char **bad)
+{
+	size_t i = 0;
+
+	if (policy_chain_set(c, st, (const char *const *)l->v, l->n, err, &i) == 0)
+		return 0;
+	*bad = i < l->n ? l->v[i] : "";
+	return -1;
+}
+
 void
 policy_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
 {
 	struct policy_config *pc = xcalloc(1, sizeof(*pc));
+	const char *err = NULL, *bad = NULL;
 
 	(void)diags;
-	pc->chain = policy_chain_new(policy_registry, policy_registry_len,
-				     (uint64_t)cfg->policy_check_timeout * 1000u,
-				     COND_POLICY_CHECK_TIMEOUT);
-	policy_chain_set_score_limit(pc->chain, (int)cfg->policy_reject_score,
-				     COND_POLICY_SCORE_REJECT);
-	for (int st = 0; st < POLICY_STAGE__COUNT; st++) {
-		const struct config_list *l = stage_list(cfg, (enum policy_stage)st);
-		const char *err = NULL;
-		size_t bad = 0;
+	pc->chain = chain_new(cfg);
+	for (int st = 0; st < POLICY_STAGE__COUNT; st++)
+		if (chain_stage(pc->chain, (enum policy_stage)st, stage_list(cfg, (enum policy_stage)st),
+				&err, &bad) < 0)
+			config_option_diag(ld, stage_options[st], "%s%s%s", err, bad[0] ? ": " : "",
+					   bad);
+	for (size_t i = 0; i < cfg->nlisteners; i++) {
+		const struct config_listener *l = &cfg->listeners[i];
+		int any = 0;
 
-		if (policy_chain_set(pc->chain, (enum policy_stage)st, (const char *const *)l->v,
-				     l->n, &err, &bad) < 0)
-			config_option_diag(ld, stage_options[st], "%s%s%s", err,
-					   bad < l->n ? ": " : "", bad < l->n ? l->v[bad] : "");
+		for (int st = 0; st < POLICY_STAGE__COUNT; st++)
+			any |= l->policy_given[st];
+		if (!any)
+			continue;
+		struct policy_chain *c = chain_new(cfg);
+		for (int st = 0; st < POLICY_STAGE__COUNT; st++) {
+			const struct config_list *list = l->policy_given[st]
+				? &l->policy[st] : stage_list(cfg, (enum policy_stage)st);
+
+			if (chain_stage(c, (enum policy_stage)st, list, &err, &bad) < 0 &&
+			    l->policy_given[st])
+				config_listener_policy_diag(ld, i, (unsigned)st, "%s%s%s", err,
+							    bad[0] ? ": " : "", bad);
+		}
+		pc->per = xrealloc(pc->per, (pc->nper + 1) * sizeof(*pc->per));
+		pc->per[pc->nper].name = xstrdup(l->name);
+		pc->per[pc->nper].chain = c;
+		pc->nper++;
 	}
 	cfg->policy = pc;
 	cfg->policy_free = policy_config_free;
@@ -76,6 +132,9 @@ policy_chain_of(const struct config *cfg, const struct config_listener *lst)
 {
 	const struct policy_config *pc = cfg->policy;
 
-	(void)lst;	/* per-listener chains: [listen.NAME] policy.<stage> */
+	/* lst may belong to an older snapshot: listeners match by name */
+	for (size_t i = 0; lst != NULL && i < pc->nper; i++)
+		if (strcmp(pc->per[i].name, lst->name) == 0)
+			return pc->per[i].chain;
 	return pc->chain;
 }

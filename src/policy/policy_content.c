@@ -4,7 +4,7 @@
  * past limits.line_length, an empty message, and more Received fields
  * than limits.hops (a mail loop, RFC 5321 6.3).
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 #include <string.h>
 

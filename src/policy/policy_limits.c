@@ -2,7 +2,7 @@
  * policy_limits.c - check "limits": counts that bound one transaction
  * (limits.recipients: further RCPTs get 452 4.5.3, RFC 5321 4.5.3.1.10).
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 static void
 limits_rcpt(struct policy_query *q)

@@ -5,11 +5,11 @@
  * cache (never blocks). Delivery reserves again, so nothing accepted is
  * ever dropped.
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 #include <string.h>
 
-#include "deliver/deliver_quota.h"
+#include "deliver_quota.h"
 
 static void
 quota_rcpt(struct policy_query *q)

@@ -6,7 +6,7 @@
  * fill the transaction's expansion slot. Other domains are left to the
  * next check ("relay").
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 #include <string.h>
 

@@ -2,7 +2,7 @@
  * policy_registry.c - the list of check modules (see policy_checks.h).
  * A new check is one file and one line here.
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 const struct policy_check *const policy_registry[] = {
 	&policy_check_tls_required,

@@ -4,7 +4,7 @@
  * and authenticated clients; anyone else gets 550 5.7.1. A relayed
  * recipient is routed as itself, one remote target.
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
  * declares with MAIL SIZE= (RFC 1870 6.1) and the size it sent, counted
  * at the end of data; both are refused with 552 5.3.4.
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 static void
 size_refuse(struct policy_query *q, uint64_t size)

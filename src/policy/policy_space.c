@@ -4,9 +4,9 @@
  * a RCPT to a local mailbox and the end of data are refused with 452
  * 4.3.1 below it. The figures come from deliver_space's cache.
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
-#include "deliver/deliver_space.h"
+#include "deliver_space.h"
 
 static void
 space_ask(struct policy_query *q, uint64_t need)

@@ -2,7 +2,7 @@
  * policy_tls.c - check "tls_required": a listener with require_tls takes
  * no MAIL before STARTTLS (RFC 3207 4: 530 5.7.0).
  */
-#include "policy/policy_checks.h"
+#include "policy_checks.h"
 
 static void
 tls_required_mail(struct policy_query *q)

@@ -5,7 +5,7 @@
  *
  * Owned by the session; every string in it is its own copy.
  */
-#include "policy/policy.h"
+#include "policy.h"
 
 #include <stdlib.h>
 #include <string.h>

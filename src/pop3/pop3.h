@@ -14,10 +14,10 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "catalog/catalog.h"
-#include "config/config.h"
-#include "core/loop.h"
-#include "net/net_session.h"
+#include "catalog.h"
+#include "config.h"
+#include "loop.h"
+#include "net_session.h"
 
 struct pop3_service;
 struct tls_server;

@@ -10,9 +10,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "core/sasl_plain.h"
-#include "directory/directory.h"
-#include "pop3/pop3_session_private.h"
+#include "sasl_plain.h"
+#include "directory.h"
+#include "pop3_session_private.h"
 
 /* RFC 2595 2.1: whether a USER/PASS or AUTH PLAIN login may run on this
  * connection now. COND__COUNT when it may; else the refusal:

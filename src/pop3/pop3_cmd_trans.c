@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "pop3/pop3_session_private.h"
+#include "pop3_session_private.h"
 
 void
 pop3_session_totals(const struct pop3_session *s, size_t *count, uint64_t *size)

@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pop3/pop3_private.h"
+#include "pop3_private.h"
 
 void
 pop3_maildrop_fini(struct pop3_maildrop *d)

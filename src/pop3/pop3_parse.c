@@ -5,11 +5,11 @@
  * Pure: bytes in, a struct or a condition ID out. Slices point into the
  * caller's line; nothing is copied or kept.
  */
-#include "pop3/pop3_parse.h"
+#include "pop3_parse.h"
 
 #include <string.h>
 
-#include "core/base64.h"
+#include "base64.h"
 
 static const struct {
 	const char *name;

@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
-#include "core/buf.h"
+#include "catalog.h"
+#include "buf.h"
 
 /* RFC 2449 4: a command line is at most 255 octets, CRLF included. */
 #define POP3_COMMAND_MAX 255

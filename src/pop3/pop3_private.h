@@ -19,9 +19,9 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "core/workpool.h"
-#include "pop3/pop3.h"
-#include "pop3/pop3_parse.h"
+#include "workpool.h"
+#include "pop3.h"
+#include "pop3_parse.h"
 
 #define POP3_CHUNK (64 * 1024)		/* one read of a message file */
 #define POP3_SID_SIZE 17

@@ -12,7 +12,7 @@
  * the pool hands back (cancels) the jobs whose completion never ran (a
  * loop stopped first), which are freed here.
  */
-#include "pop3/pop3.h"
+#include "pop3.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,10 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "deliver/deliver_quota.h"
-#include "pop3/pop3_private.h"
-#include "store/authfail.h"
+#include "log.h"
+#include "deliver_quota.h"
+#include "pop3_private.h"
+#include "authfail.h"
 
 #define LOCK_BUCKETS 1024
 #define DELAY_BUCKETS 1024

@@ -23,7 +23,7 @@
  * stack, and late job completions find it by (slot, generation) or free
  * the job (which releases whatever it held).
  */
-#include "pop3/pop3.h"
+#include "pop3.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -36,14 +36,14 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "directory/directory.h"
-#include "core/sasl_plain.h"
-#include "net/net_conn.h"
-#include "net/net_session.h"
-#include "net/net_tls.h"
-#include "pop3/pop3_private.h"
-#include "pop3/pop3_session_private.h"
+#include "log.h"
+#include "directory.h"
+#include "sasl_plain.h"
+#include "net_conn.h"
+#include "net_session.h"
+#include "net_tls.h"
+#include "pop3_private.h"
+#include "pop3_session_private.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 

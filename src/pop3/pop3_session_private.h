@@ -12,14 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
-#include "core/buf.h"
-#include "core/log.h"
-#include "net/net_conn.h"
-#include "net/net_session.h"
-#include "pop3/pop3.h"
-#include "pop3/pop3_parse.h"
-#include "pop3/pop3_private.h"
+#include "catalog.h"
+#include "buf.h"
+#include "log.h"
+#include "net_conn.h"
+#include "net_session.h"
+#include "pop3.h"
+#include "pop3_parse.h"
+#include "pop3_private.h"
 
 #define OUT_MAX (1024 * 1024)
 #define OUT_HIGH_WATER (256 * 1024)	/* stop producing output past this */

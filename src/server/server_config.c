@@ -2,10 +2,10 @@
  * server_config.c - a configuration snapshot with everything attached
  * (see server_config.h).
  */
-#include "server/server_config.h"
+#include "server_config.h"
 
-#include "directory/directory_config.h"
-#include "policy/policy.h"
+#include "directory_config.h"
+#include "policy.h"
 
 static void
 server_attach(struct config *cfg, struct config_load *ld, struct diag *diags)

@@ -7,7 +7,7 @@
 #ifndef POSTERN_SERVER_CONFIG_H
 #define POSTERN_SERVER_CONFIG_H
 
-#include "config/config.h"
+#include "config.h"
 
 /* NULL, with every error of every layer in diags as FILE:LINE: message,
  * if anything failed. */

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <sys/resource.h>
 
-#include "catalog/catalog.h"
-#include "config/config.h"
+#include "catalog.h"
+#include "config.h"
 
 /* Called on the log thread (log.h) when debug lines were dropped. */
 void

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "smtp/smtp_parse.h"
+#include "smtp_parse.h"
 
 struct smtp_session;
 

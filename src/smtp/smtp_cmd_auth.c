@@ -19,17 +19,17 @@
  * Failure counting: store/authfail.h with auth.max_failures,
  * auth.failure_window and auth.lockout.
  */
-#include "smtp/smtp_auth.h"
+#include "smtp_auth.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "core/workpool.h"
-#include "smtp/smtp_sasl.h"
-#include "smtp/smtp_session_private.h"
-#include "store/authfail.h"
+#include "workpool.h"
+#include "smtp_sasl.h"
+#include "smtp_session_private.h"
+#include "authfail.h"
 
 /* A yescrypt hash of a random string: an unknown user costs one crypt too,
  * so the timing does not tell unknown users from wrong passwords. */

@@ -7,7 +7,7 @@
  * same bytes in any split gives the same result (fuzz/fuzz_smtp_data.c
  * checks it). No I/O, no allocation beyond out's own growth.
  */
-#include "smtp/smtp_data.h"
+#include "smtp_data.h"
 
 #include <string.h>
 #include <strings.h>

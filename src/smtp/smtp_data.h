@@ -42,7 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
+#include "buf.h"
 
 struct smtp_scan {
 	size_t max_line;	/* limits.line_length, CRLF excluded */

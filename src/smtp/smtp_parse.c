@@ -8,7 +8,7 @@
  * Invariants: no I/O, no globals, no allocation; every slice in struct
  * smtp_cmd points into the caller's line; nothing reads past len.
  */
-#include "smtp/smtp_parse.h"
+#include "smtp_parse.h"
 
 #include <arpa/inet.h>
 #include <string.h>

@@ -44,8 +44,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
-#include "core/buf.h"
+#include "catalog.h"
+#include "buf.h"
 
 enum smtp_verb {
 	SMTP_VERB_UNKNOWN,

@@ -4,11 +4,11 @@
  * Pure functions over caller-owned memory; every write into out is checked
  * against cap first.
  */
-#include "smtp/smtp_sasl.h"
+#include "smtp_sasl.h"
 
 #include <string.h>
 
-#include "core/base64.h"
+#include "base64.h"
 
 const char *
 sasl_result_name(enum sasl_result r)

@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
-#include "core/sasl_plain.h"
+#include "buf.h"
+#include "sasl_plain.h"
 
 /* RFC 4954 section 4: a server must accept responses of 12288 octets
  * (base64, CRLF excluded). Decoded, that is at most 9216 octets. */

@@ -26,13 +26,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/cidr.h"
-#include "core/log.h"
-#include "net/net_conn.h"
-#include "smtp/smtp_auth.h"
-#include "smtp/smtp_data.h"
-#include "smtp/smtp_parse.h"
-#include "smtp/smtp_session_private.h"
+#include "cidr.h"
+#include "log.h"
+#include "net_conn.h"
+#include "smtp_auth.h"
+#include "smtp_data.h"
+#include "smtp_parse.h"
+#include "smtp_session_private.h"
 
 static const char *const state_names[] = {
 	"init", "ready", "mail", "data", "bdat", "commit", "closing", "tls",

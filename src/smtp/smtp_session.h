@@ -12,11 +12,11 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
-#include "catalog/catalog.h"
-#include "config/config.h"
-#include "core/loop.h"
-#include "net/net_session.h"
-#include "store/spool.h"
+#include "catalog.h"
+#include "config.h"
+#include "loop.h"
+#include "net_session.h"
+#include "spool.h"
 
 struct smtp_session;
 

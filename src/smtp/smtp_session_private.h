@@ -10,18 +10,18 @@
 
 #include <stdint.h>
 
-#include "catalog/catalog.h"
-#include "core/buf.h"
-#include "core/hash.h"
-#include "core/log.h"
-#include "directory/directory.h"
-#include "net/net_conn.h"
-#include "net/net_session.h"
-#include "net/net_tls.h"
-#include "policy/policy.h"
-#include "smtp/smtp_data.h"
-#include "smtp/smtp_parse.h"
-#include "smtp/smtp_session.h"
+#include "catalog.h"
+#include "buf.h"
+#include "hash.h"
+#include "log.h"
+#include "directory.h"
+#include "net_conn.h"
+#include "net_session.h"
+#include "net_tls.h"
+#include "policy.h"
+#include "smtp_data.h"
+#include "smtp_parse.h"
+#include "smtp_session.h"
 
 #define OUT_HIGH_WATER (256 * 1024)	/* stop reading commands past this */
 #define OUT_MAX (1024 * 1024)

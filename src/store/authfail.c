@@ -2,13 +2,13 @@
  * authfail.c - the one failed-login store (see authfail.h): the keys and
  * rules over the state store, for SMTP AUTH and POP3 alike.
  */
-#include "store/authfail.h"
+#include "authfail.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "catalog/catalog.h"
-#include "core/log.h"
+#include "catalog.h"
+#include "log.h"
 
 static void
 store_failed(const char *sid, const char *op, const char *key)

@@ -24,7 +24,7 @@
 
 #include <stdint.h>
 
-#include "store/kv.h"
+#include "kv_store.h"
 
 struct authfail_policy {
 	unsigned max_failures;	/* 0: count, never lock out */

@@ -10,7 +10,7 @@
  * synchronous=NORMAL: in WAL mode a power loss may drop the last writes,
  * never corrupt the file, which is the right trade for counters.
  */
-#include "store/kv.h"
+#include "kv_store.h"
 
 #include <pthread.h>
 #include <sqlite3.h>

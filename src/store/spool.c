@@ -41,7 +41,7 @@
  * A reader that finds anything else (truncation, garbage, a wrong count or
  * checksum) rejects the whole file with a reason; it never guesses.
  */
-#include "store/spool.h"
+#include "spool.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -58,8 +58,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/log.h"
-#include "core/workpool.h"
+#include "log.h"
+#include "workpool.h"
 
 #define SPOOL_MAGIC "POSTERN-SPOOL 1\n"
 #define SPOOL_QID_LEN 16

@@ -18,9 +18,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog/catalog.h"
-#include "core/buf.h"
-#include "core/loop.h"
+#include "catalog.h"
+#include "buf.h"
+#include "loop.h"
 
 #define SPOOL_QID_SIZE 20	/* 16 chars [0-9A-Z] + NUL, room to spare */
 

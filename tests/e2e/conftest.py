@@ -356,6 +356,14 @@ class Server:
                         "POSTERN_BIN)" % BIN)
         before = self.mark() if self.logfile.exists() else 0
         self._logfh = open(self.logfile, "ab")
+        # A server killed (SIGKILL) while its log thread wrote may have
+        # left its last line cut: the next run starts on a line of its own.
+        if self.logfile.stat().st_size > 0:
+            with open(self.logfile, "rb") as f:
+                f.seek(-1, 2)
+                if f.read(1) != b"\n":
+                    self._logfh.write(b"\n")
+                    self._logfh.flush()
         self.proc = subprocess.Popen(self.argv(extra), stdin=subprocess.DEVNULL,
                                      stdout=self._logfh, stderr=self._logfh,
                                      preexec_fn=self.preexec,

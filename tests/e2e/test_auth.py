@@ -362,6 +362,9 @@ def test_lockout_expires(make_server):
         assert fail(c).code == 535
         assert fail(c).code == 535
         assert c.cmd("AUTH PLAIN " + plain(ALICE, "alice-pw")).code == 454
+    # Not a negative check: the lockout's own clock runs out (its expiry is
+    # stored, in ms, before the 535 that set it; no event marks the end);
+    # the check after is positive.
     time.sleep(2.5)
     with srv.raw() as c:
         ehlo(c)

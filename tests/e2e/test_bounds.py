@@ -27,6 +27,18 @@ def open_tx(srv, rcpts=("alice@example.test",), mail_params=""):
     return c
 
 
+def assert_dropped(srv, mark, cause):
+    """The one transaction since mark ended refused with cause, before any
+    commit (SESSION-MESSAGE verdict=rejected is logged only then): nothing
+    of it was queued, so no mailbox can receive it later. This event is the
+    proof, not a pause."""
+    ev = srv.wait_event("SESSION-MESSAGE", after=mark, verdict="rejected",
+                        cause=cause)
+    assert len(srv.events("SESSION-MESSAGE", after=mark)) == 1, ev
+    assert srv.spool_files("queue") == []
+    assert srv.maildir("alice") == []
+
+
 # ------------------------------------------------------------ command line
 
 def test_command_line_too_long(server):
@@ -93,7 +105,7 @@ def test_command_timeout(make_server):
     # the clock (NOOP, RSET, HELP, VRFY do not: issue 7, test_edge_bounds.py)
     with srv.raw() as c:
         for _ in range(4):
-            time.sleep(0.5)
+            time.sleep(0.5)     # pacing, not a negative check: 2 s > timeout
             assert c.cmd("EHLO client.example.org").code == 250
     srv.assert_serves()
 
@@ -111,8 +123,9 @@ def test_data_timeout(make_server):
     end = srv.wait_event("SESSION-END", after=mark)[0]
     assert end["cause"] == "SMTP-TIMEOUT", end
     assert end["msgs"].startswith("0/"), end
-    time.sleep(0.3)
-    assert srv.maildir("alice") == []
+    # the transaction was dropped at the timeout, never committed: nothing
+    # can reach a mailbox later (the only way there is a spool commit)
+    assert_dropped(srv, mark, "SMTP-TIMEOUT")
     srv.assert_serves()
 
 
@@ -127,8 +140,7 @@ def test_bare_lf_dot_lf_is_not_end_of_data(make_server):
         assert r.code == 421 and ids_in(r) == ["SMTP-TIMEOUT"], r
     ev = srv.wait_event("SMTP-DATA-BARE-DOT-LF", after=mark)[0]
     assert ev["sev"] == "warning", ev
-    time.sleep(0.3)
-    assert srv.maildir("alice") == []
+    assert_dropped(srv, mark, "SMTP-TIMEOUT")
     srv.assert_serves()
 
 
@@ -136,14 +148,17 @@ def test_smuggling_attempt_is_one_message(make_server):
     """<LF>.<LF> followed by a second envelope: all of it is data of the
     first message, nothing is taken as commands."""
     srv = make_server(opts=["limits.data_timeout=2"])
+    mark = srv.mark()
     with open_tx(srv) as c:
         assert c.cmd("DATA").code == 354
         c.send(b"Subject: smuggle\r\n\r\nbody\n.\nMAIL FROM:<evil@example.org>\n"
                b"RCPT TO:<bob@example.test>\nDATA\n")
         r = c.reply(timeout=8)
         assert r.code == 421 and ids_in(r) == ["SMTP-TIMEOUT"], r
-    time.sleep(0.3)
-    assert srv.maildir("alice") == [] and srv.maildir("bob") == []
+    # one transaction only (the smuggled envelope was data), dropped
+    assert_dropped(srv, mark, "SMTP-TIMEOUT")
+    assert len(srv.events("SESSION-MAIL", after=mark)) == 1
+    assert srv.maildir("bob") == []
     srv.assert_serves()
 
 
@@ -176,7 +191,11 @@ def test_too_many_recipients(make_server):
         c.cmd("QUIT")
     for u in ("alice", "bob", "carol"):
         srv.wait_mail(u)
-    time.sleep(0.3)
+    # the message carries three recipients, and its spool file is removed
+    # only once every one of them is delivered: after that no copy can come
+    m = srv.wait_event("SESSION-MESSAGE", verdict="accepted")[0]
+    assert m["nrcpt"] == "3", m
+    srv.wait_queue_empty()
     assert srv.maildir("postmaster") == []
     srv.assert_serves()
 

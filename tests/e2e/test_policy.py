@@ -10,7 +10,7 @@ first.
 import re
 import signal
 
-from conftest import run_cli
+from conftest import RawClient, free_port, run_cli
 
 
 def ids_in(text):
@@ -98,3 +98,29 @@ def test_order_decides_which_refusal_comes_first(make_server):
             assert ids_in(r.text) == [want], (order, r)
         ev = srv.wait_event("SESSION-MAIL", after=mark)[0]
         assert ev["cause"] == want, ev
+
+
+def test_listener_list_overrides_its_stage_only(make_server):
+    # two mx listeners: "mx" keeps [policy]; "open" drops antispoof
+    srv = make_server(start=False)
+    open_port = free_port()
+    srv.config.write_text(srv.config.read_text() + (
+        "\n[listen.open]\naddress = 127.0.0.1:%d\nrole = mx\n"
+        "policy_mail = tls_required, auth_required, size, sender_login\n" % open_port))
+    srv.start()
+    for port, want in ((srv.port, 530), (open_port, 250)):
+        with RawClient(port, source="127.0.0.2") as c:
+            c.cmd("EHLO client.example.org")
+            r = c.cmd("MAIL FROM:<alice@example.test>")
+            assert r.code == want, (port, r)
+            if want == 530:
+                assert ids_in(r.text) == ["ACCESS-SPOOF-LOCAL-SENDER"], r
+
+
+def test_listener_list_errors_carry_their_line(tmp_path):
+    conf = tmp_path / "p.conf"
+    conf.write_text("[listen.mx]\naddress = 127.0.0.1:2525\nrole = mx\n"
+                    "policy_rcpt = limits, bogus\n")
+    r = run_cli("check", "-c", str(conf))
+    assert r.returncode == 78, r
+    assert "%s:4: listen.mx.policy_rcpt: unknown check: bogus" % conf in r.stderr, r.stderr

@@ -521,6 +521,9 @@ def test_lockout_after_failures(make_server):
         assert c.greeting == ("-ERR [SYS/TEMP] Too many failed logins from your address, "
                               "try again later [POP3-AUTH-LOCKOUT]"), c.greeting
         assert c.closed()
+    # Not a negative check: the lockout's own clock runs out (its expiry is
+    # stored, in ms, before the reply that set it; no event marks the end);
+    # the check after is positive.
     time.sleep(2.2)
     p = login(srv)  # the lockout is over and the right password works
     p.quit()

@@ -3,7 +3,7 @@
  */
 #include <string.h>
 
-#include "catalog/catalog.h"
+#include "catalog.h"
 #include "testing.h"
 
 int

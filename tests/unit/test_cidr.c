@@ -3,7 +3,7 @@
  * matching (prefix edges, IPv4-mapped clients), host:port parsing and
  * address formatting.
  */
-#include "core/cidr.h"
+#include "cidr.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -7,8 +7,8 @@
  * the lines of NAME.out, the folder's absolute path shown as @DIR@), and
  * that docs/configuration.md (argv[2]) is what config_markdown() prints.
  */
-#include "config/config.h"
-#include "directory/directory_config.h"
+#include "config.h"
+#include "directory_config.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/buf.h"
+#include "buf.h"
 #include "testing.h"
 
 static char tmpdir[] = "/tmp/test_config.XXXXXX";

@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "core/buf.h"
-#include "core/hash.h"
-#include "core/heap.h"
-#include "core/kv.h"
-#include "core/log.h"
-#include "core/loop.h"
+#include "buf.h"
+#include "hash.h"
+#include "heap.h"
+#include "kv.h"
+#include "log.h"
+#include "loop.h"
 #include "testing.h"
 
 static void

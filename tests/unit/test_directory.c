@@ -4,7 +4,7 @@
  * (case, UTF-8, 100k accounts), and password hash/verify round trips for
  * yescrypt, bcrypt and SHA-512-crypt.
  */
-#include "directory/directory.h"
+#include "directory.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/buf.h"
-#include "core/domain.h"
+#include "buf.h"
+#include "domain.h"
 #include "testing.h"
 
 static char tmpdir[] = "/tmp/test_directory.XXXXXX";

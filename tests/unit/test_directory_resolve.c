@@ -5,14 +5,14 @@
  * domains), then every load error of the aliases, lists and extra fields
  * with its FILE:LINE.
  */
-#include "directory/directory.h"
+#include "directory.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "core/buf.h"
+#include "buf.h"
 #include "testing.h"
 
 static char tmpdir[] = "/tmp/test_directory_resolve.XXXXXX";

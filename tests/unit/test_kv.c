@@ -4,8 +4,8 @@
  * a reopen, a broken path, and increments from several threads at once;
  * and the failed-login store over it (store/authfail.c).
  */
-#include "store/kv.h"
-#include "store/authfail.h"
+#include "kv_store.h"
+#include "authfail.h"
 
 #include <pthread.h>
 #include <stdio.h>

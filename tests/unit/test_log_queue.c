@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/buf.h"
-#include "core/log.h"
-#include "core/log_queue.h"
+#include "buf.h"
+#include "log.h"
+#include "log_queue.h"
 #include "testing.h"
 
 static char *

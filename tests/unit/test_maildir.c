@@ -3,8 +3,8 @@
  * crash (new/ and cur/), stale tmp/ files, failure with back-off, and the
  * spool -> delivery -> spool_remove path. Real files in a mkdtemp folder.
  */
-#include "deliver/deliver.h"
-#include "deliver/deliver_maildir.h"
+#include "deliver.h"
+#include "deliver_maildir.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -19,10 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/diag.h"
-#include "core/log.h"
-#include "directory/directory_config.h"
-#include "core/workpool.h"
+#include "diag.h"
+#include "log.h"
+#include "directory_config.h"
+#include "workpool.h"
 #include "testing.h"
 
 static struct workpool *tpool;	/* the commit (and delivery) classes */

@@ -21,7 +21,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "net/net_session.h"
+#include "net_session.h"
 #include "testing.h"
 
 struct peer {

@@ -5,7 +5,7 @@
  * runs cancelled while a check is pending, tags and the score limit, and
  * the chain's configuration errors.
  */
-#include "policy/policy.h"
+#include "policy.h"
 
 #include <stdlib.h>
 #include <string.h>

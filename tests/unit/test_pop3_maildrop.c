@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pop3/pop3_private.h"
+#include "pop3_private.h"
 #include "testing.h"
 
 static char root[] = "/tmp/test_pop3_XXXXXX";

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "pop3/pop3_parse.h"
+#include "pop3_parse.h"
 #include "testing.h"
 
 struct cmd_case {

@@ -3,8 +3,8 @@
  * the free-space floor (deliver_space.c), on real folders in a temporary
  * directory.
  */
-#include "deliver/deliver_quota.h"
-#include "deliver/deliver_space.h"
+#include "deliver_quota.h"
+#include "deliver_space.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/workpool.h"
+#include "workpool.h"
 #include "testing.h"
 
 static struct workpool *tpool;	/* the scan class */

@@ -4,7 +4,7 @@
  * tests/unit/test_sasl_plain.c).
  * Tables of named cases; every error the decoder can return.
  */
-#include "smtp/smtp_sasl.h"
+#include "smtp_sasl.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -3,7 +3,7 @@
  * SMTP AUTH and POP3 AUTH share: well-formed messages, every malformed
  * shape, and the 255-octet field bounds of RFC 4616 section 2.
  */
-#include "core/sasl_plain.h"
+#include "sasl_plain.h"
 
 #include <stdlib.h>
 #include <string.h>

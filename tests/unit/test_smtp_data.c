@@ -3,7 +3,7 @@
  * (end marker, dot-stuffing, bare LF and CR, size limit, every split of the
  * input) and the message scanner (line lengths, Received, Message-ID).
  */
-#include "smtp/smtp_data.h"
+#include "smtp_data.h"
 
 #include <stdlib.h>
 #include <string.h>

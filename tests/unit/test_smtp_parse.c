@@ -3,7 +3,7 @@
  * command lines with the condition each must give (or OK), then checks of
  * the fields filled in, the length limits, xtext and the verb names.
  */
-#include "smtp/smtp_parse.h"
+#include "smtp_parse.h"
 
 #include <stdlib.h>
 #include <string.h>

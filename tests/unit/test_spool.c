@@ -3,7 +3,7 @@
  * recovery, queue IDs. Uses real files in a mkdtemp folder and a real
  * event loop to receive completions.
  */
-#include "store/spool.h"
+#include "spool.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,8 +20,8 @@
 #include <unistd.h>
 #include <inttypes.h>
 
-#include "core/log.h"
-#include "core/workpool.h"
+#include "log.h"
+#include "workpool.h"
 #include "testing.h"
 
 static struct workpool *tpool;	/* the commit (and delivery) classes */

@@ -14,7 +14,7 @@
 
 #include <openssl/ssl.h>
 
-#include "net/net_tls.h"
+#include "net_tls.h"
 #include "testing.h"
 
 struct client {

@@ -6,7 +6,7 @@
  */
 #include <string.h>
 
-#include "net/net_tls_ticket.h"
+#include "net_tls_ticket.h"
 #include "testing.h"
 
 int

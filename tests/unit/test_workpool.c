@@ -9,8 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/loop.h"
-#include "core/workpool.h"
+#include "loop.h"
+#include "workpool.h"
 #include "testing.h"
 
 struct tjob {

@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "core/buf.h"
-#include "core/compat.h"
+#include "buf.h"
+#include "compat.h"
 
 #define KV_KEY_MAX 512
 #define KV_VALUE_MAX (64u * 1024u)

@@ -1,0 +1,295 @@
+/*
+ * config_listener.c - [listen.NAME] sections: their keys (address, role,
+ * require_tls, plaintext_on_loopback), the questions sessions ask of a
+ * listener (does it need TLS, may a password travel in clear), and the
+ * comparison that tells a reload listeners changed.
+ */
+#include "config_private.h"
+
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+const char *const config_policy_stages[CONFIG_POLICY_STAGES] = {
+	"connect", "helo", "mail", "rcpt", "data", "end_of_data",
+};
+
+/* The index of a stage name in config_policy_stages, or -1. */
+static int
+listener_policy_stage(const char *name, size_t n)
+{
+	for (int i = 0; i < CONFIG_POLICY_STAGES; i++)
+		if (strlen(config_policy_stages[i]) == n && memcmp(config_policy_stages[i], name, n) == 0)
+			return i;
+	return -1;
+}
+
+/* listen.NAME.policy_<stage>: a check list for one stage (names are
+ * checked by the policy layer when it builds the chains). */
+static void
+listener_set_policy(struct config_load *ld, size_t idx, unsigned stage, const char *v,
+		    struct src src, int dup_check)
+{
+	struct config_listener *l = &ld->cfg->listeners[idx];
+	struct listener_src *ls = &ld->lsrc[idx];
+	struct config_list list;
+	const char *bad = NULL;
+	size_t badlen = 0;
+
+	if (dup_check && ls->policy[stage].line != 0) {
+		diag_add(ld->diags, src.file, src.line,
+			 "duplicate option listen.%s.policy_%s (already set at line %u)",
+			 l->name, config_policy_stages[stage], ls->policy[stage].line);
+		return;
+	}
+	ls->policy[stage] = src;
+	if (config_parse_list(v, 0, &list, &bad, &badlen) < 0) {
+		diag_add(ld->diags, src.file, src.line, "listen.%s.policy_%s: bad list", l->name,
+			 config_policy_stages[stage]);
+		return;
+	}
+	config_list_fini(&l->policy[stage]);
+	l->policy[stage] = list;
+	l->policy_given[stage] = 1;
+}
+
+void
+config_listener_policy_diag(struct config_load *ld, size_t i, unsigned stage, const char *fmt, ...)
+{
+	const struct listener_src *ls = &ld->lsrc[i];
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	diag_add(ld->diags, ls->policy[stage].file, ls->policy[stage].line, "listen.%s.policy_%s: %s",
+		 ld->cfg->listeners[i].name, config_policy_stages[stage], msg);
+}
+
+/* ---- listeners -------------------------------------------------------- */
+
+int
+config_listener_name_valid(const char *s, size_t n)
+{
+	if (n == 0 || n > CONFIG_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '_' || c == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+/* Index of listener name, creating it (with header src) when create is
+ * set; -1 if absent or too many. */
+long
+config_listener_get(struct config_load *ld, const char *name, size_t n, int create, struct src header)
+{
+	struct config *cfg = ld->cfg;
+	struct config_listener *l;
+
+	for (size_t i = 0; i < cfg->nlisteners; i++)
+		if (strlen(cfg->listeners[i].name) == n && memcmp(cfg->listeners[i].name, name, n) == 0)
+			return (long)i;
+	if (!create)
+		return -1;
+	if (cfg->nlisteners >= CONFIG_LISTENERS_MAX) {
+		diag_add(ld->diags, header.file, header.line, "too many listeners (at most %d)",
+			 CONFIG_LISTENERS_MAX);
+		return -1;
+	}
+	if (cfg->nlisteners == ld->lcap) {
+		ld->lcap = ld->lcap ? ld->lcap * 2 : 4;
+		cfg->listeners = xrealloc(cfg->listeners, ld->lcap * sizeof(*cfg->listeners));
+		ld->lsrc = xrealloc(ld->lsrc, ld->lcap * sizeof(*ld->lsrc));
+	}
+	l = &cfg->listeners[cfg->nlisteners];
+	memset(l, 0, sizeof(*l));
+	l->name = xstrndup(name, n);
+	l->address = NULL;
+	l->role = CONFIG_ROLE_MX;
+	l->plaintext_on_loopback = -1;
+	memset(&ld->lsrc[cfg->nlisteners], 0, sizeof(*ld->lsrc));
+	ld->lsrc[cfg->nlisteners].header = header;
+	return (long)cfg->nlisteners++;
+}
+
+/* Sets a yes/no key of listener l (its source in *where) to v. */
+static void
+listener_set_bool(struct config_load *ld, const struct config_listener *l, const char *key,
+		  struct src *where, int *out, const char *v, struct src src, int dup_check)
+{
+	if (dup_check && where->line != 0) {
+		diag_add(ld->diags, src.file, src.line,
+			 "duplicate option listen.%s.%s (already set at line %u)", l->name, key,
+			 where->line);
+		return;
+	}
+	*where = src;
+	if (strcmp(v, "yes") == 0)
+		*out = 1;
+	else if (strcmp(v, "no") == 0)
+		*out = 0;
+	else
+		diag_add(ld->diags, src.file, src.line, "listen.%s.%s: %.*s is not yes or no",
+			 l->name, key, SHOW(v));
+}
+
+/* Sets listener idx's key to v. dup_check: report a second setting as a
+ * duplicate (file lines) rather than replacing it (overrides). */
+void
+config_listener_set(struct config_load *ld, size_t idx, const char *key, size_t klen, const char *v,
+	     struct src src, int dup_check)
+{
+	struct config_listener *l = &ld->cfg->listeners[idx];
+	struct listener_src *ls = &ld->lsrc[idx];
+
+	if (klen == 7 && memcmp(key, "address", 7) == 0) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+
+		if (dup_check && ls->address.line != 0) {
+			diag_add(ld->diags, src.file, src.line,
+				 "duplicate option listen.%s.address (already set at line %u)",
+				 l->name, ls->address.line);
+			return;
+		}
+		ls->address = src;
+		if (sockaddr_parse_hostport(v, &ss, &len) < 0) {
+			diag_add(ld->diags, src.file, src.line,
+				 "listen.%s.address: \"%.*s\" is not host:port (e.g. 127.0.0.1:25, [::1]:25, *:25)",
+				 l->name, SHOW(v));
+			return;
+		}
+		free(l->address);
+		l->address = xstrdup(v);
+		l->addr = ss;
+		l->addrlen = len;
+		ls->address_ok = 1;
+	} else if (klen == 4 && memcmp(key, "role", 4) == 0) {
+		if (dup_check && ls->role.line != 0) {
+			diag_add(ld->diags, src.file, src.line,
+				 "duplicate option listen.%s.role (already set at line %u)",
+				 l->name, ls->role.line);
+			return;
+		}
+		ls->role = src;
+		int found = 0;
+		for (int r = CONFIG_ROLE_MX; r <= CONFIG_ROLE_POP3S; r++) {
+			if (strcmp(v, config_role_name((enum config_role)r)) == 0) {
+				l->role = (enum config_role)r;
+				found = 1;
+			}
+		}
+		if (!found) {
+			diag_add(ld->diags, src.file, src.line,
+				 "listen.%s.role: role %.*s is not supported (mx, submission, submissions, pop3, pop3s)",
+				 l->name, SHOW(v));
+			return;
+		}
+	} else if (klen == 11 && memcmp(key, "require_tls", 11) == 0) {
+		listener_set_bool(ld, l, "require_tls", &ls->require_tls, &l->require_tls, v, src,
+				  dup_check);
+	} else if (klen > 7 && memcmp(key, "policy_", 7) == 0 &&
+		   listener_policy_stage(key + 7, klen - 7) >= 0) {
+		listener_set_policy(ld, idx, (unsigned)listener_policy_stage(key + 7, klen - 7), v,
+				    src, dup_check);
+	} else if (klen == 21 && memcmp(key, "plaintext_on_loopback", 21) == 0) {
+		listener_set_bool(ld, l, "plaintext_on_loopback", &ls->plaintext_on_loopback,
+				  &l->plaintext_on_loopback, v, src, dup_check);
+	} else {
+		diag_add(ld->diags, src.file, src.line, "unknown option listen.%s.%.*s",
+			 l->name, (int)(klen > 100 ? 100 : klen), key);
+	}
+}
+
+int
+config_listener_needs_tls(const struct config_listener *l)
+{
+	return l->require_tls || l->role == CONFIG_ROLE_SUBMISSIONS ||
+	       l->role == CONFIG_ROLE_POP3S;
+}
+
+static int
+peer_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET) {
+		const uint8_t *b = (const uint8_t *)&((const struct sockaddr_in *)ss)->sin_addr;
+		return b[0] == 127;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+		if (IN6_IS_ADDR_LOOPBACK(a))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+	}
+	return 0;
+}
+
+int
+config_plaintext_allowed(const struct config *cfg, const struct config_listener *lst,
+			 const struct sockaddr_storage *peer)
+{
+	int on = cfg->auth_plaintext_on_loopback;
+
+	if (lst != NULL) {
+		if (config_listener_needs_tls(lst))
+			return 0;
+		if (lst->plaintext_on_loopback >= 0)
+			on = lst->plaintext_on_loopback;
+	}
+	return on && peer_is_loopback(peer);
+}
+
+const char *
+config_role_name(enum config_role role)
+{
+	switch (role) {
+	case CONFIG_ROLE_MX:
+		return "mx";
+	case CONFIG_ROLE_POP3:
+		return "pop3";
+	case CONFIG_ROLE_SUBMISSION:
+		return "submission";
+	case CONFIG_ROLE_SUBMISSIONS:
+		return "submissions";
+	case CONFIG_ROLE_POP3S:
+		return "pop3s";
+	}
+	return NULL;
+}
+
+/* 1 if both have the same listeners (by name, address and role). */
+int
+config_sockaddr_same(const struct config_listener *a, const struct config_listener *b)
+{
+	return a->addrlen == b->addrlen && memcmp(&a->addr, &b->addr, a->addrlen) == 0;
+}
+
+int
+config_listeners_equal(const struct config *a, const struct config *b)
+{
+	if (a->nlisteners != b->nlisteners)
+		return 0;
+	for (size_t i = 0; i < a->nlisteners; i++) {
+		const struct config_listener *x = &a->listeners[i];
+		size_t j;
+
+		for (j = 0; j < b->nlisteners; j++) {
+			const struct config_listener *y = &b->listeners[j];
+
+			if (strcmp(x->name, y->name) == 0 && x->role == y->role &&
+			    x->require_tls == y->require_tls && config_sockaddr_same(x, y))
+				break;
+		}
+		if (j == b->nlisteners)
+			return 0;
+	}
+	return 1;
+}
