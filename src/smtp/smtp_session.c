@@ -5,7 +5,7 @@
  * (net/net_session.h) moves its bytes, drives TLS and its deadline, and
  * frees it. Parsing is smtp_parse.c's, data decoding
  * smtp_data.c's, durability the spool's. Every reply goes through
- * session_reply(), which takes only catalog IDs and logs what it sends.
+ * smtp_session_reply(), which takes only catalog IDs and logs what it sends.
  *
  * Invariants: one reply per command, sent in command order (pipelined
  * commands wait in the input buffer while a command waits on the spool);
@@ -43,16 +43,16 @@ static void session_end(struct smtp_session *s, enum cond_id cause);
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static void
-log_ctx_of(const struct smtp_session *s, struct log_ctx *ctx)
+void
+smtp_session_log_ctx(const struct smtp_session *s, struct log_ctx *ctx)
 {
 	ctx->sid = s->sid;
 	ctx->qid = s->in_txn && s->txn.msg && s->txn.msg->qid[0] ? s->txn.msg->qid : NULL;
 	ctx->tid = s->in_txn ? s->txn.tid : NULL;
 }
 
-static void
-flag_add(struct smtp_session *s, const char *flag)
+void
+smtp_session_flag(struct smtp_session *s, const char *flag)
 {
 	size_t n = strlen(s->flags), f = strlen(flag);
 	const char *p = s->flags;
@@ -69,8 +69,8 @@ flag_add(struct smtp_session *s, const char *flag)
 	memcpy(s->flags + n, flag, f + 1);
 }
 
-static const char *
-state_name(enum smtp_state st)
+const char *
+smtp_state_name(enum smtp_state st)
 {
 	return (unsigned)st < SMTP_STATE__COUNT ? state_names[st] : "?";
 }
@@ -79,7 +79,7 @@ state_name(enum smtp_state st)
  * catalog's severity; normal replies only at debug (the summary lines
  * carry them). Returns the reply code. */
 static int
-session_reply_emit(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
+smtp_reply_emit(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
 		   size_t nkv, int more, int log_refusal)
 {
 	const struct cond *c = catalog_get(cond);
@@ -103,7 +103,7 @@ session_reply_emit(struct smtp_session *s, enum cond_id cond, const struct kv *k
 		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 		return c->code;
 	}
-	log_ctx_of(s, &ctx);
+	smtp_session_log_ctx(s, &ctx);
 	if (c->code >= 400) {
 		s->rejects++;
 		memcpy(s->last_reject, s->last_reply, sizeof(s->last_reject));
@@ -126,22 +126,22 @@ session_reply_emit(struct smtp_session *s, enum cond_id cond, const struct kv *k
 	return c->code;
 }
 
-static int
-session_reply_more(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
+int
+smtp_reply_more(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
 		   size_t nkv, int more)
 {
-	return session_reply_emit(s, cond, kvs, nkv, more, 1);
+	return smtp_reply_emit(s, cond, kvs, nkv, more, 1);
 }
 
-static int
-session_reply(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
+int
+smtp_session_reply(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
 {
-	return session_reply_emit(s, cond, kvs, nkv, 0, 1);
+	return smtp_reply_emit(s, cond, kvs, nkv, 0, 1);
 }
 
 /* Appends a raw continuation line of a multi-line reply (EHLO keywords). */
-static void
-session_reply_line(struct smtp_session *s, int code, int more, const char *text)
+void
+smtp_reply_line(struct smtp_session *s, int code, int more, const char *text)
 {
 	if (s->dead)
 		return;
@@ -160,7 +160,7 @@ session_count_toward(struct smtp_session *s, unsigned *count, unsigned limit,
 		return 0;
 	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", *count),
 			   KVU("limit", limit) };
-	session_reply(s, cond, kv, ARRAY_LEN(kv));
+	smtp_session_reply(s, cond, kv, ARRAY_LEN(kv));
 	s->state = SMTP_STATE_CLOSING;
 	s->end_cause = cond;
 	return 1;
@@ -168,8 +168,8 @@ session_count_toward(struct smtp_session *s, unsigned *count, unsigned limit,
 
 /* Counts a refusal toward limits.errors: the limit-th closes the session.
  * Returns 1 if the session is closing. */
-static int
-session_count_error(struct smtp_session *s)
+int
+smtp_count_error(struct smtp_session *s)
 {
 	unsigned limit = s->cfg->limits_errors;
 
@@ -177,11 +177,11 @@ session_count_error(struct smtp_session *s)
 }
 
 /* Replies with a refusal and counts it. */
-static void
-session_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
+void
+smtp_session_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
 {
-	session_reply(s, cond, kvs, nkv);
-	(void)session_count_error(s);
+	smtp_session_reply(s, cond, kvs, nkv);
+	(void)smtp_count_error(s);
 }
 
 /* Data: limits.data_timeout from now (from the last data read). Commands:
@@ -204,8 +204,8 @@ arm_deadline(struct smtp_session *s)
 }
 
 /* A command or data that did work: the command deadline starts again. */
-static void
-session_active(struct smtp_session *s)
+void
+smtp_session_active(struct smtp_session *s)
 {
 	s->active_ms = loop_clock_ms();
 }
@@ -213,8 +213,8 @@ session_active(struct smtp_session *s)
 /* Counts a junk command (NOOP, RSET, HELP, VRFY) toward
  * limits.junk_commands; past it replies 421 and closes. Returns 1 if the
  * session is closing (the command is not run). */
-static int
-session_count_junk(struct smtp_session *s)
+int
+smtp_count_junk(struct smtp_session *s)
 {
 	unsigned limit = s->cfg->limits_junk_commands;
 
@@ -222,580 +222,12 @@ session_count_junk(struct smtp_session *s)
 				    COND_SMTP_TOO_MANY_JUNK_COMMANDS);
 }
 
-/* ---- the policy chain ------------------------------------------------- */
-
-/* The checks see the session as it is when the command runs. */
-static void
-ptxn_sync(struct smtp_session *s)
-{
-	struct policy_txn *t = &s->ptxn;
-
-	t->tls = s->tls;
-	t->trusted = s->trusted;
-	t->auth_user = s->auth_user;
-	t->helo = s->helo;
-	t->messages = s->msgs_ok;
-}
-
-static void
-policy_decided(struct policy_run *run, void *arg)
-{
-	struct smtp_session *s = arg;
-	int waited = s->busy;
-
-	(void)run;
-	s->busy = 0;
-	s->decided(s);
-	if (waited)
-		smtp_session_resume(s);
-}
-
-/* Asks stage's checks; decided(s) runs with the result in s->run, before
- * this returns when every check answers at once, else when the last one
- * does. Input is held meanwhile (s->busy), so replies keep command order. */
-static void
-session_ask(struct smtp_session *s, enum policy_stage stage,
-	    void (*decided)(struct smtp_session *s))
-{
-	ptxn_sync(s);
-	s->decided = decided;
-	policy_run_start(&s->run, s->env->loop, s->chain, stage, &s->ptxn, s, policy_decided, s);
-	if (policy_run_running(&s->run))
-		s->busy = 1;
-}
-
-/* 1 if the run refused the command (tempfail or reject). */
-static int
-run_refused(const struct smtp_session *s)
-{
-	return s->run.action == POLICY_TEMPFAIL || s->run.action == POLICY_REJECT;
-}
-
-/* The deciding verdict's condition and params (a check that refused
- * without naming a condition is a bug: INTERNAL-ERROR). */
-static enum cond_id
-run_cond(const struct smtp_session *s, struct kv kvs[POLICY_PARAMS_MAX], size_t *n)
-{
-	if (s->run.verdict.cond >= COND__COUNT) {
-		kvs[0] = KV("where", s->run.decided_by ? s->run.decided_by : "policy");
-		kvs[1] = KV("detail", "check refused without a condition");
-		*n = 2;
-		return COND_INTERNAL_ERROR;
-	}
-	*n = policy_verdict_kvs(&s->run.verdict, kvs);
-	return s->run.verdict.cond;
-}
-
-static void
-pending_clear(struct smtp_pending *p)
-{
-	free(p->envid);
-	free(p->orcpt);
-	memset(p, 0, sizeof(*p));
-}
-
-/* The local part without quoting: "a\"b" -> a"b. Returns -1 if it does
- * not fit. */
-static int
-local_unquote(struct slice local, char *out, size_t outsize)
-{
-	size_t n = 0;
-
-	if (local.len >= 2 && local.p[0] == '"' && local.p[local.len - 1] == '"') {
-		for (size_t i = 1; i + 1 < local.len; i++) {
-			uint8_t c = local.p[i];
-			if (c == '\\' && i + 2 < local.len)
-				c = local.p[++i];
-			if (n + 1 >= outsize)
-				return -1;
-			out[n++] = (char)c;
-		}
-		out[n] = '\0';
-		return 0;
-	}
-	return slice_copy(local, out, outsize);
-}
-
-/* Copies a command's path into a transaction slot. -1 (and the slot with
- * the mailbox only) if the local part does not fit once unquoted. */
-static int
-path_copy(struct policy_path *slot, const struct smtp_path *p)
-{
-	char local[320] = "";
-	int r = p->is_postmaster || p->is_null ? 0 : local_unquote(p->local, local, sizeof(local));
-
-	if (r < 0)
-		local[0] = '\0';
-	policy_path_set(slot, p->mailbox.len ? (const char *)p->mailbox.p : "", p->mailbox.len,
-			local, strlen(local), p->domain.len ? (const char *)p->domain.p : "",
-			p->domain.len);
-	slot->is_null = p->is_null;
-	slot->is_postmaster = p->is_postmaster;
-	slot->non_ascii = p->non_ascii;
-	return r;
-}
-
-/* The connect stage: the checks may refuse the client before the greeting
- * (RFC 5321 3.1: a 554 or 421 greeting, then the session ends). */
-static void
-connect_decided(struct smtp_session *s)
-{
-	if (run_refused(s)) {
-		struct kv kvs[POLICY_PARAMS_MAX];
-		size_t n;
-		enum cond_id c = run_cond(s, kvs, &n);
-
-		session_reply(s, c, kvs, n);
-		s->state = SMTP_STATE_CLOSING;
-		s->end_cause = c;
-		return;
-	}
-	session_reply(s, COND_SMTP_GREETING, NULL, 0);
-}
-
-static void
-session_greet(struct smtp_session *s)
-{
-	session_ask(s, POLICY_STAGE_CONNECT, connect_decided);
-}
-
-/* ---- transactions ----------------------------------------------------- */
-
-static void
-txn_free(struct smtp_session *s)
-{
-	if (!s->in_txn)
-		return;
-	spool_msg_free(&s->txn.msg);
-	buf_fini(&s->txn.rcpt_list);
-	hash_fini(&s->txn.targets);
-	policy_txn_reset(&s->ptxn);
-	pending_clear(&s->pend);
-	memset(&s->txn, 0, sizeof(s->txn));
-	s->in_txn = 0;
-}
-
-/* hash_eq_fn for txn.targets: ctx the message, key an address. */
-static int
-target_eq(const void *ctx, uint32_t val, const void *key)
-{
-	const struct spool_msg *m = ctx;
-
-	return val < m->nrcpts && strcmp(m->rcpts[val].addr, key) == 0;
-}
-
-static void
-txn_begin(struct smtp_session *s)
-{
-	txn_free(s);
-	memset(&s->txn, 0, sizeof(s->txn));
-	s->txn_count++;
-	if (snprintf(s->txn.tid, sizeof(s->txn.tid), "%s.%u", s->sid, s->txn_count) < 0)
-		s->txn.tid[0] = '\0';
-	s->txn.msg = spool_msg_new(s->cfg->limits_message_size + 8192);
-	buf_init(&s->txn.rcpt_list, 4096);
-	hash_init(&s->txn.targets, SPOOL_MAX_RCPTS, target_eq);
-	s->txn.started_ms = loop_clock_ms();
-	s->in_txn = 1;
-}
-
-/* Logs SESSION-MESSAGE for the transaction that just ended. */
-static void
-txn_summary(struct smtp_session *s, const char *verdict, enum cond_id cause)
-{
-	struct log_ctx ctx;
-	struct txn *t = &s->txn;
-	const char *from = t->msg ? t->msg->from : "";
-
-	log_ctx_of(s, &ctx);
-	struct kv kv[] = {
-		KVA("from", from, strlen(from)),
-		KV("rcpts", buf_cstr(&t->rcpt_list)),
-		KVU("nrcpt", t->nrcpt_ok),
-		KVU("nbad", t->nrcpt_bad),
-		KVU("size", t->message_size),
-		KV("msgid", t->scan.msgid[0] ? t->scan.msgid : NULL),
-		KV("verdict", verdict),
-		KV("cause", catalog_get(cause)->id),
-		KV("reply", s->last_reply),
-		KVU("elapsed_ms", loop_clock_ms() - t->started_ms),
-	};
-	catalog_log(COND_SESSION_MESSAGE, &ctx, kv, ARRAY_LEN(kv));
-}
-
-/* ---- commands --------------------------------------------------------- */
-
-static unsigned
-offered_extensions(const struct smtp_session *s)
-{
-	if (!s->ehlo)
-		return 0;
-	return SMTP_EXT_SIZE | SMTP_EXT_8BITMIME | SMTP_EXT_SMTPUTF8 | SMTP_EXT_DSN |
-	       SMTP_EXT_CHUNKING | (smtp_auth_offered(s) ? SMTP_EXT_AUTH : 0);
-}
-
-/* 1 when a TLS context is in force (checked per EHLO: a reload may
- * have fixed or broken it). */
-static int
-tls_available(struct smtp_session *s)
-{
-	struct tls_server *t = s->env->tls_get ? s->env->tls_get(s->env->server) : NULL;
-
-	if (t == NULL)
-		return 0;
-	tls_server_unref(&t);
-	return 1;
-}
-
-static void helo_decided(struct smtp_session *s);
-
-static void
-cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	txn_free(s);
-	if (slice_copy(cmd->helo, s->helo, sizeof(s->helo)) < 0)
-		s->helo[0] = '\0';
-	s->ehlo = cmd->verb == SMTP_VERB_EHLO;
-	session_ask(s, POLICY_STAGE_HELO, helo_decided);
-}
-
-static void
-helo_decided(struct smtp_session *s)
-{
-	struct kv kv[] = { KV("helo", s->helo) };
-
-	if (run_refused(s)) {
-		struct kv kvs[POLICY_PARAMS_MAX];
-		size_t n;
-		enum cond_id c = run_cond(s, kvs, &n);
-
-		s->helo[0] = '\0';
-		s->ehlo = 0;
-		s->state = SMTP_STATE_INIT;
-		session_refuse(s, c, kvs, n);
-		return;
-	}
-	s->state = SMTP_STATE_READY;
-	if (!s->ehlo) {
-		session_reply(s, COND_SMTP_HELO, kv, 1);
-		return;
-	}
-	flag_add(s, "ehlo");
-	session_reply_more(s, COND_SMTP_EHLO, kv, 1, 1);
-	char size[40];
-	if (snprintf(size, sizeof(size), "SIZE %" PRIu64, s->cfg->limits_message_size) < 0)
-		size[0] = '\0';
-	session_reply_line(s, 250, 1, "PIPELINING");
-	session_reply_line(s, 250, 1, size);
-	session_reply_line(s, 250, 1, "8BITMIME");
-	session_reply_line(s, 250, 1, "ENHANCEDSTATUSCODES");
-	session_reply_line(s, 250, 1, "SMTPUTF8");
-	session_reply_line(s, 250, 1, "CHUNKING");
-	if (!s->tls && tls_available(s))
-		session_reply_line(s, 250, 1, "STARTTLS");
-	if (smtp_auth_offered(s))
-		session_reply_line(s, 250, 1, "AUTH PLAIN LOGIN");
-	session_reply_line(s, 250, 0, "DSN");
-}
-
-static const char *const mail_bodies[] = { NULL, "7BIT", "8BITMIME" };
-static const char *const mail_rets[] = { NULL, "FULL", "HDRS" };
-
-/* SESSION-MAIL with the MAIL's facts (from, size, body, smtputf8, ret,
- * envid) in kv[0..5]. */
-static void
-mail_summary_log(struct smtp_session *s, struct kv kv[8], enum cond_id cause)
+void
+smtp_data_summary(struct smtp_session *s, enum cond_id cause)
 {
 	struct log_ctx ctx;
 
-	log_ctx_of(s, &ctx);
-	kv[6] = KV("cause", catalog_get(cause)->id);
-	kv[7] = KV("reply", s->last_reply);
-	catalog_log(COND_SESSION_MAIL, &ctx, kv, 8);
-}
-
-/* SESSION-MAIL for the MAIL the checks judged (the transaction's copies). */
-static void
-mail_summary(struct smtp_session *s, enum cond_id cause)
-{
-	const struct policy_txn *t = &s->ptxn;
-	const char *from = t->sender.mailbox != NULL ? t->sender.mailbox : "";
-	struct kv kv[8] = {
-		KVA("from", from, strlen(from)),
-		t->has_size ? KVU("size", t->size) : KV("size", NULL),
-		KV("body", mail_bodies[s->pend.body]),
-		KV("smtputf8", t->smtputf8 ? "yes" : NULL),
-		KV("ret", mail_rets[s->pend.ret]),
-		KV("envid", s->pend.envid),
-	};
-
-	mail_summary_log(s, kv, cause);
-}
-
-/* SESSION-MAIL for a MAIL refused before the checks (as parsed). */
-static void
-mail_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
-{
-	struct kv kv[8] = {
-		KVA("from", cmd->path.mailbox.p, cmd->path.mailbox.len),
-		cmd->has_size ? KVU("size", cmd->size) : KV("size", NULL),
-		KV("body", mail_bodies[cmd->body]),
-		KV("smtputf8", cmd->smtputf8 ? "yes" : NULL),
-		KV("ret", mail_rets[cmd->ret]),
-		cmd->envid.len ? KVM("envid", cmd->envid.p, cmd->envid.len) : KV("envid", NULL),
-	};
-
-	mail_summary_log(s, kv, cause);
-}
-
-
-
-static void mail_decided(struct smtp_session *s);
-
-static void
-cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	policy_txn_reset(&s->ptxn);
-	pending_clear(&s->pend);
-	(void)path_copy(&s->ptxn.sender, &cmd->path);	/* unquoting: checks see "" */
-	s->ptxn.has_size = cmd->has_size;
-	s->ptxn.size = cmd->size;
-	s->ptxn.smtputf8 = cmd->smtputf8;
-	s->pend.body = (int)cmd->body;
-	s->pend.ret = (int)cmd->ret;
-	if (cmd->envid.len > 0)
-		s->pend.envid = xstrndup((const char *)cmd->envid.p, cmd->envid.len);
-	if (s->cfg->limits_messages_per_session != 0 &&
-	    s->msgs_tried >= s->cfg->limits_messages_per_session) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", s->msgs_tried),
-				   KVU("limit", s->cfg->limits_messages_per_session) };
-		session_reply(s, COND_SMTP_TOO_MANY_MESSAGES, kv, ARRAY_LEN(kv));
-		mail_summary(s, COND_SMTP_TOO_MANY_MESSAGES);
-		s->state = SMTP_STATE_CLOSING;
-		s->end_cause = COND_SMTP_TOO_MANY_MESSAGES;
-		return;
-	}
-	session_ask(s, POLICY_STAGE_MAIL, mail_decided);
-}
-
-static void
-mail_decided(struct smtp_session *s)
-{
-	const struct policy_txn *t = &s->ptxn;
-	const char *from = t->sender.mailbox;
-
-	if (run_refused(s)) {
-		struct kv kvs[POLICY_PARAMS_MAX];
-		size_t n;
-		enum cond_id c = run_cond(s, kvs, &n);
-
-		session_refuse(s, c, kvs, n);
-		mail_summary(s, c);
-		return;
-	}
-	txn_begin(s);
-	s->txn.discard = s->run.action == POLICY_DISCARD;
-	struct spool_msg *m = s->txn.msg;
-	free(m->from);
-	m->from = xstrdup(from);
-	m->ret = s->pend.ret;
-	if (s->pend.envid != NULL)
-		m->envid = xstrdup(s->pend.envid);
-	m->body_8bit = s->pend.body == SMTP_BODY_8BITMIME;
-	m->smtputf8 = t->smtputf8;
-	m->client = xstrdup(s->conn.peer_text);
-	m->helo = xstrdup(s->helo);
-	s->txn.smtputf8 = t->smtputf8;
-	s->state = SMTP_STATE_MAIL;
-	struct kv kvfrom[] = { KVA("from", from, strlen(from)) };
-	session_reply(s, COND_SMTP_MAIL_OK, kvfrom, 1);
-	mail_summary(s, COND_SMTP_MAIL_OK);
-}
-
-/* SESSION-RCPT with the RCPT's facts (rcpt, notify, orcpt) in kv[0..2]. */
-static void
-rcpt_summary_log(struct smtp_session *s, struct kv kv[5], unsigned nt, enum cond_id cause)
-{
-	struct log_ctx ctx;
-	char notify[40] = "";
-
-	if (nt & SMTP_NOTIFY_NEVER)
-		memcpy(notify, "NEVER", sizeof("NEVER"));
-	else if (nt &&
-		 snprintf(notify, sizeof(notify), "%s%s%s",
-			  nt & SMTP_NOTIFY_SUCCESS ? "SUCCESS," : "",
-			  nt & SMTP_NOTIFY_FAILURE ? "FAILURE," : "",
-			  nt & SMTP_NOTIFY_DELAY ? "DELAY," : "") > 0)
-		notify[strlen(notify) - 1] = '\0';
-	log_ctx_of(s, &ctx);
-	kv[1] = KV("notify", notify[0] ? notify : NULL);
-	kv[3] = KV("cause", catalog_get(cause)->id);
-	kv[4] = KV("reply", s->last_reply);
-	catalog_log(COND_SESSION_RCPT, &ctx, kv, 5);
-}
-
-/* SESSION-RCPT for the RCPT the checks judged (the transaction's copies). */
-static void
-rcpt_summary(struct smtp_session *s, enum cond_id cause)
-{
-	const char *rcpt = s->ptxn.rcpt.mailbox != NULL ? s->ptxn.rcpt.mailbox : "";
-	struct kv kv[5] = { KVA("rcpt", rcpt, strlen(rcpt)), KV("notify", NULL),
-			    KV("orcpt", s->pend.orcpt) };
-
-	rcpt_summary_log(s, kv, s->pend.notify, cause);
-}
-
-/* SESSION-RCPT for a RCPT refused before the checks (as parsed). */
-static void
-rcpt_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
-{
-	struct kv kv[5] = {
-		KVA("rcpt", cmd->path.mailbox.p, cmd->path.mailbox.len), KV("notify", NULL),
-		cmd->orcpt.len ? KVM("orcpt", cmd->orcpt.p, cmd->orcpt.len) : KV("orcpt", NULL),
-	};
-
-	rcpt_summary_log(s, kv, cmd->notify, cause);
-}
-
-
-static void
-rcpt_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kv, size_t nkv)
-{
-	s->txn.nrcpt_bad++;
-	s->rcpts_bad++;
-	session_reply(s, cond, kv, nkv);
-	rcpt_summary(s, cond);
-	(void)session_count_error(s);
-}
-
-
-/* Adds one final destination to the transaction, once. */
-static void
-txn_add_target(struct smtp_session *s, const char *addr, const struct account *acct, int local)
-{
-	struct spool_msg *m = s->txn.msg;
-	size_t len = strlen(addr);
-	const char *orcpt = s->pend.orcpt;
-	int r = hash_insert(&s->txn.targets, hash_bytes(addr, len), m, addr, (uint32_t)m->nrcpts,
-			    NULL);
-
-	if (r != 0)
-		return;	/* already there (1); full (-1) cannot be: txn_targets_fit */
-	spool_msg_add_rcpt(m, addr, len, orcpt, orcpt != NULL ? strlen(orcpt) : 0, s->pend.notify);
-	if (local)
-		policy_txn_add_local(&s->ptxn, acct, addr);
-}
-
-/* 1 if the transaction can take these final destinations within the
- * spool's bound (SPOOL_MAX_RCPTS); else refuses the RCPT and returns 0. */
-static int
-txn_targets_fit(struct smtp_session *s, const struct resolve_result *e)
-{
-	size_t fresh = 0;
-	uint32_t v;
-	const char *rcpt = s->ptxn.rcpt.mailbox;
-
-	for (size_t i = 0; i < e->ntargets; i++) {
-		const char *a = e->targets[i].addr;
-
-		if (!hash_find(&s->txn.targets, hash_bytes(a, strlen(a)), s->txn.msg, a, &v))
-			fresh++;
-	}
-	if (s->txn.msg->nrcpts + fresh <= SPOOL_MAX_RCPTS)
-		return 1;
-	struct kv kv[] = { KV("client", s->conn.peer_text), KVA("rcpt", rcpt, strlen(rcpt)),
-			   KVU("ntargets", s->txn.msg->nrcpts + fresh), KVU("limit", SPOOL_MAX_RCPTS) };
-	rcpt_refuse(s, COND_RCPT_TOO_MANY_TARGETS, kv, ARRAY_LEN(kv));
-	return 0;
-}
-
-/* Records an accepted RCPT: counters, summary, reply. */
-static void
-rcpt_accept(struct smtp_session *s, const char *route)
-{
-	const char *rcpt = s->ptxn.rcpt.mailbox;
-
-	if (buf_appendf(&s->txn.rcpt_list, "%s<%s>", s->txn.rcpt_list.len ? "," : "", rcpt) < 0)
-		buf_reset(&s->txn.rcpt_list);	/* the log cuts it at 256 anyway */
-	s->txn.nrcpt_ok++;
-	s->rcpts_ok++;
-	flag_add(s, route);
-	struct kv kv[] = { KVA("rcpt", rcpt, strlen(rcpt)), KV("route", route) };
-	session_reply(s, COND_RCPT_OK, kv, 2);
-	rcpt_summary(s, COND_RCPT_OK);
-}
-
-
-static void rcpt_decided(struct smtp_session *s);
-
-static void
-cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	const struct smtp_path *p = &cmd->path;
-	const char *rcpt;
-
-	s->txn.nrcpt_tried++;
-	free(s->pend.orcpt);
-	s->pend.orcpt = cmd->orcpt.len ? xstrndup((const char *)cmd->orcpt.p, cmd->orcpt.len) : NULL;
-	s->pend.notify = cmd->notify;
-	policy_txn_rcpt_reset(&s->ptxn);
-	int copied = path_copy(&s->ptxn.rcpt, p);
-	rcpt = s->ptxn.rcpt.mailbox;
-	if (p->non_ascii && !s->txn.smtputf8) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "RCPT"),
-				   KVA("addr", rcpt, strlen(rcpt)) };
-		rcpt_refuse(s, COND_SMTP_UTF8_REQUIRED, kv, ARRAY_LEN(kv));
-		return;
-	}
-	if (copied < 0) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KVA("rcpt", rcpt, strlen(rcpt)) };
-		rcpt_refuse(s, COND_RCPT_SYNTAX, kv, ARRAY_LEN(kv));
-		return;
-	}
-	s->ptxn.nrcpt_ok = s->txn.nrcpt_ok;
-	session_ask(s, POLICY_STAGE_RCPT, rcpt_decided);
-}
-
-static void
-rcpt_decided(struct smtp_session *s)
-{
-	struct policy_txn *t = &s->ptxn;
-	const char *rcpt = t->rcpt.mailbox;
-	char route[sizeof(t->route)];
-
-	if (t->flag != NULL)
-		flag_add(s, t->flag);
-	if (run_refused(s)) {
-		struct kv kvs[POLICY_PARAMS_MAX];
-		size_t n;
-		enum cond_id c = run_cond(s, kvs, &n);
-
-		rcpt_refuse(s, c, kvs, n);
-		return;
-	}
-	if (!t->routed || t->expansion.ntargets == 0) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KVA("rcpt", rcpt, strlen(rcpt)) };
-		rcpt_refuse(s, COND_RCPT_NOT_ROUTED, kv, ARRAY_LEN(kv));
-		return;
-	}
-	if (!txn_targets_fit(s, &t->expansion))
-		return;
-	for (size_t i = 0; i < t->expansion.ntargets; i++)
-		txn_add_target(s, t->expansion.targets[i].addr, t->expansion.targets[i].acct,
-			       t->expansion.targets[i].local);
-	if (s->run.action == POLICY_DISCARD)
-		s->txn.discard = 1;
-	memcpy(route, t->route, sizeof(route));
-	policy_txn_rcpt_reset(t);
-	rcpt_accept(s, route[0] ? route : "local");
-}
-
-static void
-data_summary(struct smtp_session *s, enum cond_id cause)
-{
-	struct log_ctx ctx;
-
-	log_ctx_of(s, &ctx);
+	smtp_session_log_ctx(s, &ctx);
 	struct kv kv[] = { KVU("nrcpt", s->txn.nrcpt_ok), KV("cause", catalog_get(cause)->id),
 			   KV("reply", s->last_reply) };
 	catalog_log(COND_SESSION_DATA, &ctx, kv, ARRAY_LEN(kv));
@@ -813,8 +245,8 @@ data_check(struct smtp_session *s, int reply_now)
 	enum cond_id c = s->txn.nrcpt_tried > 0 ? COND_SMTP_NO_VALID_RCPTS : COND_SMTP_NEED_RCPT;
 	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("nbad", s->txn.nrcpt_bad) };
 	if (reply_now) {
-		session_refuse(s, c, kv, c == COND_SMTP_NO_VALID_RCPTS ? 2 : 1);
-		data_summary(s, c);
+		smtp_session_refuse(s, c, kv, c == COND_SMTP_NO_VALID_RCPTS ? 2 : 1);
+		smtp_data_summary(s, c);
 	} else {
 		s->txn.bdat_refusal = c;
 	}
@@ -869,37 +301,32 @@ data_start(struct smtp_session *s)
 
 static void data_decided(struct smtp_session *s);
 
-static void
-cmd_data(struct smtp_session *s, const struct smtp_cmd *cmd)
+void
+smtp_cmd_data(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	(void)cmd;
 	if (s->txn.chunking) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", smtp_state_name(s->state)),
 				   KV("cmd", "DATA") };
-		session_refuse(s, COND_SMTP_SEQUENCE_ERROR, kv, ARRAY_LEN(kv));
+		smtp_session_refuse(s, COND_SMTP_SEQUENCE_ERROR, kv, ARRAY_LEN(kv));
 		return;
 	}
 	if (data_check(s, 1) < 0)
 		return;
-	session_ask(s, POLICY_STAGE_DATA, data_decided);
+	smtp_ask(s, POLICY_STAGE_DATA, data_decided);
 }
 
 static void
 data_decided(struct smtp_session *s)
 {
-	if (run_refused(s)) {
-		struct kv kvs[POLICY_PARAMS_MAX];
-		size_t n;
-		enum cond_id c = run_cond(s, kvs, &n);
-
-		session_refuse(s, c, kvs, n);
-		data_summary(s, c);
+	if (smtp_run_refused(s)) {
+		smtp_data_summary(s, smtp_refuse_verdict(s));
 		return;
 	}
 	data_start(s);
 	s->state = SMTP_STATE_DATA;
-	session_reply(s, COND_SMTP_DATA_GO, NULL, 0);
-	data_summary(s, COND_SMTP_DATA_GO);
+	smtp_session_reply(s, COND_SMTP_DATA_GO, NULL, 0);
+	smtp_data_summary(s, COND_SMTP_DATA_GO);
 }
 
 /* A chunk that would take the message past the limit is refused at the
@@ -919,7 +346,7 @@ bdat_read_chunk(struct smtp_session *s)
 static void
 bdat_decided(struct smtp_session *s)
 {
-	if (run_refused(s)) {
+	if (smtp_run_refused(s)) {
 		s->txn.bdat_discard = 1;
 		s->txn.bdat_by_policy = 1;
 	} else {
@@ -930,8 +357,8 @@ bdat_decided(struct smtp_session *s)
 	bdat_read_chunk(s);
 }
 
-static void
-cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
+void
+smtp_cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	s->txn.bdat_left = cmd->chunk_size;
 	s->txn.bdat_chunk = cmd->chunk_size;
@@ -952,7 +379,7 @@ cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 		} else {
 			/* the first chunk: the data stage's checks first (the
 			 * chunk's octets wait in the input meanwhile) */
-			session_ask(s, POLICY_STAGE_DATA, bdat_decided);
+			smtp_ask(s, POLICY_STAGE_DATA, bdat_decided);
 			return;
 		}
 	}
@@ -969,7 +396,7 @@ bdat_parse_refused(struct smtp_session *s, const struct smtp_cmd *cmd)
 	if (!cmd->has_chunk_size) {
 		struct kv kv[] = { KV("client", s->conn.peer_text),
 				   KVM("arg", cmd->arg.p, cmd->arg.len) };
-		session_reply(s, COND_SMTP_BDAT_SIZE_INVALID, kv, ARRAY_LEN(kv));
+		smtp_session_reply(s, COND_SMTP_BDAT_SIZE_INVALID, kv, ARRAY_LEN(kv));
 		s->state = SMTP_STATE_CLOSING;
 		s->end_cause = COND_SMTP_BDAT_SIZE_INVALID;
 		return;
@@ -997,33 +424,32 @@ tls_begin(struct smtp_session *s, const char *err)
 	return 0;
 }
 
-static void cmd_not_implemented(struct smtp_session *s, const struct smtp_cmd *cmd);
 
-static void
-cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
+void
+smtp_cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	if (s->tls) {
 		struct kv kv[] = { KV("client", s->conn.peer_text) };
-		session_refuse(s, COND_TLS_ALREADY_ACTIVE, kv, 1);
+		smtp_session_refuse(s, COND_TLS_ALREADY_ACTIVE, kv, 1);
 		return;
 	}
 	if (s->in_txn) {
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", smtp_state_name(s->state)),
 				   KV("cmd", "STARTTLS") };
-		session_refuse(s, COND_SMTP_SEQUENCE_ERROR, kv, ARRAY_LEN(kv));
+		smtp_session_refuse(s, COND_SMTP_SEQUENCE_ERROR, kv, ARRAY_LEN(kv));
 		return;
 	}
 	if (s->cfg->tls_cert_file[0] == '\0') {
 		/* TLS not configured: the verb is not offered (RFC 3207 4). */
-		cmd_not_implemented(s, cmd);
+		smtp_cmd_not_implemented(s, cmd);
 		return;
 	}
-	if (!tls_available(s)) {
+	if (!smtp_tls_available(s)) {
 		struct kv kv[] = { KV("client", s->conn.peer_text), KV("reason", "no TLS context") };
-		session_refuse(s, COND_TLS_STARTTLS_UNAVAILABLE, kv, ARRAY_LEN(kv));
+		smtp_session_refuse(s, COND_TLS_STARTTLS_UNAVAILABLE, kv, ARRAY_LEN(kv));
 		return;
 	}
-	session_reply(s, COND_TLS_STARTTLS_READY, NULL, 0);
+	smtp_session_reply(s, COND_TLS_STARTTLS_READY, NULL, 0);
 	/* CVE-2011-0411: whatever came after STARTTLS in plain text must not
 	 * be taken as sent over TLS. The 220 goes out in clear first. */
 	net_session_drop_input(&s->ns);
@@ -1044,77 +470,17 @@ session_tls_ready(void *arg)
 	struct smtp_session *s = arg;
 
 	s->tls = 1;
-	flag_add(s, "tls");
-	txn_free(s);
+	smtp_session_flag(s, "tls");
+	smtp_txn_free(s);
 	smtp_auth_free(s);
 	s->auth_user[0] = '\0';
 	s->helo[0] = '\0';
 	s->ehlo = 0;
 	s->state = SMTP_STATE_INIT;
-	session_active(s);	/* the command deadline starts after the handshake */
+	smtp_session_active(s);	/* the command deadline starts after the handshake */
 	if (s->tls_implicit)
-		session_greet(s);
+		smtp_greet(s);
 	session_process(s);
-}
-
-static void
-cmd_rset(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	struct kv kv[] = { KV("cmd", smtp_verb_name(cmd->verb)) };
-
-	txn_free(s);
-	if (s->state != SMTP_STATE_INIT)
-		s->state = SMTP_STATE_READY;
-	session_reply(s, COND_SMTP_OK, kv, 1);
-}
-
-static void
-cmd_noop(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	struct kv kv[] = { KV("cmd", smtp_verb_name(cmd->verb)) };
-
-	session_reply(s, COND_SMTP_OK, kv, 1);
-}
-
-static void
-cmd_quit(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	(void)cmd;
-	flag_add(s, "quit");
-	session_reply(s, COND_SMTP_QUIT, NULL, 0);
-	s->state = SMTP_STATE_CLOSING;
-	s->end_cause = COND_SMTP_QUIT;
-}
-
-static void
-cmd_help(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	(void)cmd;
-	session_reply(s, COND_SMTP_HELP, NULL, 0);
-}
-
-static void
-cmd_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	struct kv kv[] = { KV("client", s->conn.peer_text), KVM("arg", cmd->arg.p, cmd->arg.len) };
-
-	session_reply(s, COND_SMTP_VRFY_DISABLED, kv, ARRAY_LEN(kv));
-}
-
-static void
-cmd_expn(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	struct kv kv[] = { KV("client", s->conn.peer_text), KVM("arg", cmd->arg.p, cmd->arg.len) };
-
-	session_refuse(s, COND_SMTP_EXPN_DISABLED, kv, ARRAY_LEN(kv));
-}
-
-static void
-cmd_not_implemented(struct smtp_session *s, const struct smtp_cmd *cmd)
-{
-	struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", smtp_verb_name(cmd->verb)) };
-
-	session_refuse(s, COND_SMTP_COMMAND_NOT_IMPLEMENTED, kv, ARRAY_LEN(kv));
 }
 
 /* The verb table: handler and the states where the verb is allowed. A
@@ -1130,26 +496,26 @@ struct verb_rule {
 };
 
 static const struct verb_rule verb_rules[] = {
-	{ SMTP_VERB_HELO, cmd_helo, ST_CMD },
-	{ SMTP_VERB_EHLO, cmd_helo, ST_CMD },
-	{ SMTP_VERB_MAIL, cmd_mail, ST(READY) },
-	{ SMTP_VERB_RCPT, cmd_rcpt, ST(MAIL) },
-	{ SMTP_VERB_DATA, cmd_data, ST(MAIL) },
-	{ SMTP_VERB_BDAT, cmd_bdat, ST_CMD },	/* checks its own sequence */
-	{ SMTP_VERB_RSET, cmd_rset, ST_CMD },
-	{ SMTP_VERB_NOOP, cmd_noop, ST_CMD },
-	{ SMTP_VERB_QUIT, cmd_quit, ST_CMD },
-	{ SMTP_VERB_HELP, cmd_help, ST_CMD },
-	{ SMTP_VERB_VRFY, cmd_vrfy, ST_CMD },
-	{ SMTP_VERB_EXPN, cmd_expn, ST_CMD },
-	{ SMTP_VERB_TURN, cmd_not_implemented, ST_CMD },
-	{ SMTP_VERB_STARTTLS, cmd_starttls, ST_CMD },
+	{ SMTP_VERB_HELO, smtp_cmd_helo, ST_CMD },
+	{ SMTP_VERB_EHLO, smtp_cmd_helo, ST_CMD },
+	{ SMTP_VERB_MAIL, smtp_cmd_mail, ST(READY) },
+	{ SMTP_VERB_RCPT, smtp_cmd_rcpt, ST(MAIL) },
+	{ SMTP_VERB_DATA, smtp_cmd_data, ST(MAIL) },
+	{ SMTP_VERB_BDAT, smtp_cmd_bdat, ST_CMD },	/* checks its own sequence */
+	{ SMTP_VERB_RSET, smtp_cmd_rset, ST_CMD },
+	{ SMTP_VERB_NOOP, smtp_cmd_noop, ST_CMD },
+	{ SMTP_VERB_QUIT, smtp_cmd_quit, ST_CMD },
+	{ SMTP_VERB_HELP, smtp_cmd_help, ST_CMD },
+	{ SMTP_VERB_VRFY, smtp_cmd_vrfy, ST_CMD },
+	{ SMTP_VERB_EXPN, smtp_cmd_expn, ST_CMD },
+	{ SMTP_VERB_TURN, smtp_cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_STARTTLS, smtp_cmd_starttls, ST_CMD },
 	{ SMTP_VERB_AUTH, smtp_cmd_auth, ST_CMD },	/* checks its own sequence */
-	{ SMTP_VERB_ETRN, cmd_not_implemented, ST_CMD },
-	{ SMTP_VERB_SEND, cmd_not_implemented, ST_CMD },
-	{ SMTP_VERB_SOML, cmd_not_implemented, ST_CMD },
-	{ SMTP_VERB_SAML, cmd_not_implemented, ST_CMD },
-	{ SMTP_VERB_ATRN, cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_ETRN, smtp_cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_SEND, smtp_cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_SOML, smtp_cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_SAML, smtp_cmd_not_implemented, ST_CMD },
+	{ SMTP_VERB_ATRN, smtp_cmd_not_implemented, ST_CMD },
 };
 
 static const struct {
@@ -1182,7 +548,7 @@ sequence_refuse(struct smtp_session *s, const struct smtp_cmd *cmd)
 	for (size_t i = 0; i < ARRAY_LEN(seq_refusals); i++)
 		if (seq_refusals[i].verb == cmd->verb && seq_refusals[i].state == s->state)
 			cond = seq_refusals[i].cond;
-	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", smtp_state_name(s->state)),
 			   KV("cmd", smtp_verb_name(cmd->verb)) };
 	/* Each row names its own keys; pass those it lists. */
 	size_t nkv = cond == COND_SMTP_SEQUENCE_ERROR ? 3 : 1;
@@ -1190,13 +556,13 @@ sequence_refuse(struct smtp_session *s, const struct smtp_cmd *cmd)
 		kv[1] = kv[2];
 		nkv = 2;
 	}
-	session_refuse(s, cond, kv, nkv);
+	smtp_session_refuse(s, cond, kv, nkv);
 	if (cmd->verb == SMTP_VERB_MAIL)
-		mail_summary_cmd(s, cmd, cond);
+		smtp_mail_summary_cmd(s, cmd, cond);
 	else if (cmd->verb == SMTP_VERB_RCPT)
-		rcpt_summary_cmd(s, cmd, cond);
+		smtp_rcpt_summary_cmd(s, cmd, cond);
 	else if (cmd->verb == SMTP_VERB_DATA)
-		data_summary(s, cond);
+		smtp_data_summary(s, cond);
 }
 
 static void
@@ -1213,11 +579,11 @@ parse_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id er
 	kv[n++] = KV("client", s->conn.peer_text);
 	switch (err) {
 	case COND_SMTP_COMMAND_UNKNOWN:
-		kv[n++] = KV("state", state_name(s->state));
+		kv[n++] = KV("state", smtp_state_name(s->state));
 		kv[n++] = KVM("cmd", verb, vlen);
 		break;
 	case COND_SMTP_COMMAND_NON_ASCII:
-		kv[n++] = KV("state", state_name(s->state));
+		kv[n++] = KV("state", smtp_state_name(s->state));
 		break;
 	case COND_SMTP_HELO_INVALID:
 		kv[n++] = KVM("helo", cmd->arg.p, cmd->arg.len);
@@ -1244,16 +610,16 @@ parse_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id er
 	}
 	/* A refused BDAT's octets follow: bdat_parse_refused reads them
 	 * (size known) or closes the session (size unreadable). */
-	session_refuse(s, err, kv, n);
+	smtp_session_refuse(s, err, kv, n);
 	if (cmd->verb == SMTP_VERB_MAIL)
-		mail_summary_cmd(s, cmd, err);
+		smtp_mail_summary_cmd(s, cmd, err);
 	else if (cmd->verb == SMTP_VERB_RCPT) {
 		if (s->in_txn) {
 			s->txn.nrcpt_tried++;
 			s->txn.nrcpt_bad++;
 		}
 		s->rcpts_bad++;
-		rcpt_summary_cmd(s, cmd, err);
+		smtp_rcpt_summary_cmd(s, cmd, err);
 	}
 }
 
@@ -1262,18 +628,18 @@ session_command(struct smtp_session *s, const uint8_t *line, size_t len)
 {
 	struct smtp_cmd cmd;
 	enum cond_id err;
-	struct smtp_parse_opts opts = { .offered = offered_extensions(s) };
+	struct smtp_parse_opts opts = { .offered = smtp_offered_extensions(s) };
 
 	if (log_enabled(LOG_SEV_DEBUG)) {
 		struct log_ctx ctx;
-		log_ctx_of(s, &ctx);
+		smtp_session_log_ctx(s, &ctx);
 		size_t shown = slice_starts_nocase((struct slice){ line, len }, "AUTH ") ? 5 : len;
 		struct kv t[] = { KV("dir", "in"), KVM("line", line, shown) };
 		catalog_log(COND_NET_TRACE, &ctx, t, 2);
 	}
 	memset(&cmd, 0, sizeof(cmd));
 	if (smtp_parse_command(line, len, &opts, &cmd, &err) < 0) {
-		session_active(s);
+		smtp_session_active(s);
 		if (cmd.verb == SMTP_VERB_AUTH && err == COND_SMTP_ARG_INVALID) {
 			smtp_cmd_auth(s, &cmd);	/* AUTH-MECH-MISSING */
 			return;
@@ -1293,16 +659,16 @@ session_command(struct smtp_session *s, const uint8_t *line, size_t len)
 		return;
 	}
 	if (!(rule->states & (1u << s->state))) {
-		session_active(s);
+		smtp_session_active(s);
 		sequence_refuse(s, &cmd);
 		return;
 	}
 	if (cmd.verb == SMTP_VERB_NOOP || cmd.verb == SMTP_VERB_RSET ||
 	    cmd.verb == SMTP_VERB_HELP || cmd.verb == SMTP_VERB_VRFY) {
-		if (session_count_junk(s))
+		if (smtp_count_junk(s))
 			return;
 	} else {
-		session_active(s);
+		smtp_session_active(s);
 	}
 	rule->fn(s, &cmd);
 }
@@ -1334,7 +700,7 @@ message_finish(struct smtp_session *s)
 	memcpy(c->msgid, t->scan.msgid, sizeof(c->msgid));
 	c->msgid[sizeof(c->msgid) - 1] = '\0';
 	s->state = SMTP_STATE_COMMIT;	/* nothing more is read meanwhile */
-	session_ask(s, POLICY_STAGE_END_OF_DATA, message_decided);
+	smtp_ask(s, POLICY_STAGE_END_OF_DATA, message_decided);
 }
 
 /* Puts the checks' header fields (tags) on top of the message. */
@@ -1361,15 +727,15 @@ message_decided(struct smtp_session *s)
 {
 	struct txn *t = &s->txn;
 
-	if (run_refused(s)) {
+	if (smtp_run_refused(s)) {
 		struct kv kvs[POLICY_PARAMS_MAX];
 		size_t n;
-		enum cond_id c = run_cond(s, kvs, &n);
+		enum cond_id c = smtp_run_cond(s, kvs, &n);
 
 		s->state = SMTP_STATE_READY;
-		session_refuse(s, c, kvs, n);
-		txn_summary(s, s->run.action == POLICY_TEMPFAIL ? "tempfail" : "rejected", c);
-		txn_free(s);
+		smtp_session_refuse(s, c, kvs, n);
+		smtp_txn_summary(s, s->run.action == POLICY_TEMPFAIL ? "tempfail" : "rejected", c);
+		smtp_txn_free(s);
 		return;
 	}
 	if (t->discard || s->run.action == POLICY_DISCARD) {
@@ -1377,14 +743,14 @@ message_decided(struct smtp_session *s)
 
 		s->state = SMTP_STATE_READY;
 		s->msgs_ok++;
-		flag_add(s, "discarded");
-		session_reply(s, COND_SMTP_MSG_ACCEPTED, kv, 1);
-		txn_summary(s, "discarded", COND_SMTP_MSG_ACCEPTED);
-		txn_free(s);
+		smtp_session_flag(s, "discarded");
+		smtp_session_reply(s, COND_SMTP_MSG_ACCEPTED, kv, 1);
+		smtp_txn_summary(s, "discarded", COND_SMTP_MSG_ACCEPTED);
+		smtp_txn_free(s);
 		return;
 	}
 	if (t->dec.bare_lf > 0)
-		flag_add(s, "bare_lf_fixed");
+		smtp_session_flag(s, "bare_lf_fixed");
 	message_tag(s);
 	struct spool_msg *m = t->msg;
 	t->msg = NULL;	/* the spool owns it now; keep qid for the logs */
@@ -1415,19 +781,19 @@ commit_done(struct loop *loop, void *arg, int status, enum cond_id cond)
 		struct kv kv[] = { KV("qid", s->txn.msg->qid) };
 		s->msgs_ok++;
 		s->junk = 0;	/* as Postfix: forgiven after an accepted message */
-		session_reply(s, COND_SMTP_MSG_ACCEPTED, kv, 1);
-		txn_summary(s, "accepted", COND_SMTP_MSG_ACCEPTED);
+		smtp_session_reply(s, COND_SMTP_MSG_ACCEPTED, kv, 1);
+		smtp_txn_summary(s, "accepted", COND_SMTP_MSG_ACCEPTED);
 	} else {
 		/* The spool logged the failure with its path and errno. */
-		session_reply_emit(s, cond, NULL, 0, 0, 0);
-		txn_summary(s, "tempfail", cond);
+		smtp_reply_emit(s, cond, NULL, 0, 0, 0);
+		smtp_txn_summary(s, "tempfail", cond);
 	}
-	txn_free(s);
+	smtp_txn_free(s);
 	/* While the server drains, the session goes on until the client
 	 * quits or the grace period ends. */
 	if (s->state == SMTP_STATE_COMMIT)
 		s->state = SMTP_STATE_READY;
-	session_active(s);
+	smtp_session_active(s);
 	session_process(s);
 }
 
@@ -1441,7 +807,7 @@ data_input(struct smtp_session *s)
 	size_t used = smtp_data_feed(&t->dec, u.p, u.len, &t->msg->data, &t->scan);
 
 	s->in_off += used;
-	session_active(s);
+	smtp_session_active(s);
 	t->message_size = t->dec.size;
 	if (t->dec.done)
 		message_finish(s);
@@ -1462,7 +828,7 @@ bdat_input(struct smtp_session *s)
 	}
 	s->in_off += take;
 	if (take > 0)
-		session_active(s);
+		smtp_session_active(s);
 	t->bdat_left -= take;
 	if (t->bdat_left > 0)
 		return;
@@ -1479,9 +845,9 @@ bdat_input(struct smtp_session *s)
 			size_t n;
 
 			t->bdat_by_policy = 0;
-			c = run_cond(s, kvs, &n);
-			session_refuse(s, c, kvs, n);
-			data_summary(s, c);
+			c = smtp_run_cond(s, kvs, &n);
+			smtp_session_refuse(s, c, kvs, n);
+			smtp_data_summary(s, c);
 			return;
 		}
 		if (c == COND__COUNT)
@@ -1490,10 +856,10 @@ bdat_input(struct smtp_session *s)
 			struct kv ks[] = { KV("client", s->conn.peer_text),
 					   KVU("size", t->message_size + t->bdat_chunk),
 					   KVU("limit", s->cfg->limits_message_size) };
-			session_refuse(s, c, ks, ARRAY_LEN(ks));
-			data_summary(s, c);
-			txn_summary(s, "rejected", c);
-			txn_free(s);
+			smtp_session_refuse(s, c, ks, ARRAY_LEN(ks));
+			smtp_data_summary(s, c);
+			smtp_txn_summary(s, "rejected", c);
+			smtp_txn_free(s);
 			if (s->state != SMTP_STATE_CLOSING)
 				s->state = SMTP_STATE_READY;
 			return;
@@ -1501,15 +867,15 @@ bdat_input(struct smtp_session *s)
 		if (c == COND_SMTP_NO_VALID_RCPTS) {
 			struct kv kb[] = { KV("client", s->conn.peer_text),
 					   KVU("nbad", s->txn.nrcpt_bad) };
-			session_refuse(s, c, kb, 2);
+			smtp_session_refuse(s, c, kb, 2);
 		} else if (c == COND_SMTP_SEQUENCE_ERROR) {
-			session_refuse(s, c, kv, 3);
+			smtp_session_refuse(s, c, kv, 3);
 		} else {
 			kv[1] = kv[2];
-			session_refuse(s, c, kv, 2);
+			smtp_session_refuse(s, c, kv, 2);
 		}
 		if (s->in_txn)
-			data_summary(s, c);
+			smtp_data_summary(s, c);
 		return;
 	}
 	if (t->bdat_refusal == COND_SMTP_DATA_GO) {
@@ -1519,13 +885,13 @@ bdat_input(struct smtp_session *s)
 	if (!t->bdat_last) {
 		struct kv kv[] = { KVU("size", t->bdat_chunk) };
 		s->state = SMTP_STATE_MAIL;
-		session_reply(s, COND_SMTP_BDAT_OK, kv, 1);
+		smtp_session_reply(s, COND_SMTP_BDAT_OK, kv, 1);
 		if (first)
-			data_summary(s, COND_SMTP_BDAT_OK);
+			smtp_data_summary(s, COND_SMTP_BDAT_OK);
 		return;
 	}
 	if (first)
-		data_summary(s, COND_SMTP_MSG_ACCEPTED);
+		smtp_data_summary(s, COND_SMTP_MSG_ACCEPTED);
 	s->state = SMTP_STATE_MAIL;
 	message_finish(s);
 }
@@ -1533,10 +899,10 @@ bdat_input(struct smtp_session *s)
 static void
 overflow(struct smtp_session *s)
 {
-	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", smtp_state_name(s->state)),
 			   KVU("bytes", s->in.len - s->in_off), KVU("limit", s->in.max) };
 
-	session_reply(s, COND_SMTP_INPUT_OVERFLOW, kv, ARRAY_LEN(kv));
+	smtp_session_reply(s, COND_SMTP_INPUT_OVERFLOW, kv, ARRAY_LEN(kv));
 	s->state = SMTP_STATE_CLOSING;
 	s->end_cause = COND_SMTP_INPUT_OVERFLOW;
 }
@@ -1583,7 +949,7 @@ session_process(struct smtp_session *s)
 		if (smtp_auth_expects_line(s)) {
 			/* A SASL response: never traced (it holds the password),
 			 * any length (the exchange answers one too long). */
-			session_active(s);
+			smtp_session_active(s);
 			smtp_auth_line(s, u.p, len);
 			continue;
 		}
@@ -1592,10 +958,10 @@ session_process(struct smtp_session *s)
 			       ? SMTP_AUTH_LINE_MAX + 32 : s->cfg->limits_command_line;
 		if (linelen > limit) {
 			struct kv kv[] = { KV("client", s->conn.peer_text),
-					   KV("state", state_name(s->state)), KVU("len", linelen),
+					   KV("state", smtp_state_name(s->state)), KVU("len", linelen),
 					   KVU("limit", s->cfg->limits_command_line) };
-			session_active(s);
-			session_refuse(s, COND_SMTP_LINE_TOO_LONG, kv, ARRAY_LEN(kv));
+			smtp_session_active(s);
+			smtp_session_refuse(s, COND_SMTP_LINE_TOO_LONG, kv, ARRAY_LEN(kv));
 			if (slice_starts_nocase((struct slice){ u.p, len }, "BDAT ") && !s->dead &&
 			    s->state != SMTP_STATE_CLOSING) {
 				/* its size was never read: the chunk cannot be found */
@@ -1608,7 +974,7 @@ session_process(struct smtp_session *s)
 		}
 		if (s->in_off < s->in.len && s->state != SMTP_STATE_DATA &&
 		    s->state != SMTP_STATE_BDAT)
-			flag_add(s, "pipelining");
+			smtp_session_flag(s, "pipelining");
 	}
 	if (s->dead || s->state == SMTP_STATE_TLS)
 		return;	/* ended, or the handshake owns the socket now */
@@ -1619,8 +985,8 @@ session_process(struct smtp_session *s)
 		return;
 	if (io == CONN_IO_ERROR) {
 		struct log_ctx ctx;
-		log_ctx_of(s, &ctx);
-		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+		smtp_session_log_ctx(s, &ctx);
+		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", smtp_state_name(s->state)),
 				   KV("errno", net_errno_name(errno)) };
 		catalog_log(COND_NET_CLIENT_WRITE_ERROR, &ctx, kv, ARRAY_LEN(kv));
 		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
@@ -1650,7 +1016,7 @@ session_closed(void *arg, int err)
 		return;
 	if (s->state == SMTP_STATE_DATA || s->state == SMTP_STATE_BDAT) {
 		struct log_ctx ctx;
-		log_ctx_of(s, &ctx);
+		smtp_session_log_ctx(s, &ctx);
 		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("bytes", s->txn.message_size),
 				   KV("errno", err ? net_errno_name(err) : NULL) };
 		catalog_log(COND_SMTP_DATA_CLIENT_LOST, &ctx, kv, ARRAY_LEN(kv));
@@ -1662,8 +1028,8 @@ session_closed(void *arg, int err)
 		return;
 	}
 	struct log_ctx ctx;
-	log_ctx_of(s, &ctx);
-	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+	smtp_session_log_ctx(s, &ctx);
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", smtp_state_name(s->state)),
 			   KV("errno", err ? net_errno_name(err) : NULL) };
 	catalog_log(COND_NET_CLIENT_READ_ERROR, &ctx, kv, ARRAY_LEN(kv));
 	session_end(s, COND_NET_CLIENT_READ_ERROR);
@@ -1680,15 +1046,15 @@ session_timeout(void *arg)
 		return;
 	if (s->state == SMTP_STATE_DATA && s->txn.dec.lf_dot_lf_seen) {
 		struct log_ctx ctx;
-		log_ctx_of(s, &ctx);
+		smtp_session_log_ctx(s, &ctx);
 		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("bytes", s->txn.message_size) };
 		catalog_log(COND_SMTP_DATA_BARE_DOT_LF, &ctx, kv, ARRAY_LEN(kv));
 	}
-	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
+	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", smtp_state_name(s->state)),
 			   KVU("idle_s", secs) };
-	session_reply(s, COND_SMTP_TIMEOUT, kv, ARRAY_LEN(kv));
+	smtp_session_reply(s, COND_SMTP_TIMEOUT, kv, ARRAY_LEN(kv));
 	if (s->in_txn && s->txn.data_started)
-		txn_summary(s, "rejected", COND_SMTP_TIMEOUT);
+		smtp_txn_summary(s, "rejected", COND_SMTP_TIMEOUT);
 	s->state = SMTP_STATE_CLOSING;
 	s->end_cause = COND_SMTP_TIMEOUT;
 	session_process(s);
@@ -1709,9 +1075,9 @@ session_free(void *arg)
 {
 	struct smtp_session *s = arg;
 
-	txn_free(s);
+	smtp_txn_free(s);
 	policy_txn_fini(&s->ptxn);
-	pending_clear(&s->pend);
+	smtp_pending_clear(&s->pend);
 	buf_fini(&s->in);
 	buf_fini(&s->out);
 	config_unref(&s->cfg);
@@ -1735,7 +1101,7 @@ session_end(struct smtp_session *s, enum cond_id cause)
 	s->dead = 1;
 	if (s->in_txn && s->txn.data_started && s->state != SMTP_STATE_COMMIT &&
 	    cause != COND_SMTP_TIMEOUT && cause != COND_SIGNAL_STOP_SESSIONS)
-		txn_summary(s, "rejected", cause);
+		smtp_txn_summary(s, "rejected", cause);
 	net_session_stop(&s->ns);	/* and a best-effort flush for a last 421 */
 	if (snprintf(msgs, sizeof(msgs), "%u/%u", s->msgs_ok, s->msgs_tried) < 0 ||
 	    snprintf(rcpts, sizeof(rcpts), "%u/%u", s->rcpts_ok, s->rcpts_bad) < 0 ||
@@ -1783,11 +1149,11 @@ session_begin(void *arg)
 	}
 	if (env->draining) {
 		struct kv k2[] = { KV("signal", "SIGTERM"), KVU("sessions", env->table.live) };
-		session_reply(s, COND_SIGNAL_STOP_SESSIONS, k2, 2);
+		smtp_session_reply(s, COND_SIGNAL_STOP_SESSIONS, k2, 2);
 		s->state = SMTP_STATE_CLOSING;
 		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
 	} else {
-		session_greet(s);
+		smtp_greet(s);
 	}
 	session_process(s);
 }
@@ -1836,9 +1202,9 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->ptxn.client = s->conn.peer_text;
 	policy_run_init(&s->run);
 	if (s->trusted)
-		flag_add(s, "trusted");
+		smtp_session_flag(s, "trusted");
 	if (s->conn.peer.ss_family == AF_INET6)
-		flag_add(s, "ipv6");
+		smtp_session_flag(s, "ipv6");
 
 	struct log_ctx ctx = { .sid = s->sid };
 	struct kv kv[] = { KV("proto", "smtp"), KV("client", s->conn.peer_text),
@@ -1885,11 +1251,11 @@ smtp_env_stop_sessions(struct smtp_env *env, int signo)
 		if (s->state == SMTP_STATE_COMMIT)
 			continue;	/* closes after its commit (env->draining) */
 		struct kv kv[] = { KV("signal", sig), KVU("sessions", env->table.live) };
-		session_reply(s, COND_SIGNAL_STOP_SESSIONS, kv, ARRAY_LEN(kv));
+		smtp_session_reply(s, COND_SIGNAL_STOP_SESSIONS, kv, ARRAY_LEN(kv));
 		if (s->dead)
 			continue;
 		if (s->in_txn && s->txn.data_started)
-			txn_summary(s, "tempfail", COND_SIGNAL_STOP_SESSIONS);
+			smtp_txn_summary(s, "tempfail", COND_SIGNAL_STOP_SESSIONS);
 		s->state = SMTP_STATE_CLOSING;
 		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
 		session_process(s);
@@ -1917,30 +1283,6 @@ smtp_env_fini(struct smtp_env *env)
 
 /* ---- for command handlers in other files ------------------------------ */
 
-int
-smtp_session_reply(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
-{
-	return session_reply(s, cond, kvs, nkv);
-}
-
-void
-smtp_session_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
-{
-	session_refuse(s, cond, kvs, nkv);
-}
-
-void
-smtp_session_log_ctx(const struct smtp_session *s, struct log_ctx *ctx)
-{
-	log_ctx_of(s, ctx);
-}
-
-void
-smtp_session_flag(struct smtp_session *s, const char *flag)
-{
-	flag_add(s, flag);
-}
-
 uintptr_t
 smtp_session_handle(const struct smtp_session *s)
 {
@@ -1959,7 +1301,7 @@ void
 smtp_session_resume(struct smtp_session *s)
 {
 	if (!s->dead) {
-		session_active(s);
+		smtp_session_active(s);
 		session_process(s);
 	}
 }

@@ -1,7 +1,6 @@
 /*
  * smtp_session_private.h - the SMTP session's insides, shared only by the
- * files of src/smtp/ that implement commands (smtp_session.c, and command
- * handlers that grew their own file, such as smtp_cmd_auth.c).
+ * files of src/smtp/ (smtp_session.c, smtp_cmd.c, smtp_cmd_auth.c).
  *
  * Everything outside src/smtp/ uses smtp_session.h.
  */
@@ -128,14 +127,25 @@ struct smtp_session {
 };
 
 
-/* ---- for command handlers in other files ------------------------------ */
+/* ---- shared by the files of src/smtp/ --------------------------------- */
 
-/* Queues the reply for cond (refusals are logged as their own event). */
+/* Replies (smtp_session.c). A refusal (4xx/5xx) is logged as its own
+ * event; smtp_session_refuse also counts it toward limits.errors. */
 int smtp_session_reply(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
 		       size_t nkv);
-/* The same, then counts the refusal toward limits.errors. */
 void smtp_session_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
 			 size_t nkv);
+/* The first line of a multi-line reply (more_follow) / one more line. */
+int smtp_reply_more(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv,
+		    int more_follow);
+void smtp_reply_line(struct smtp_session *s, int code, int more, const char *text);
+/* Counts an error (limits.errors) / a junk command (limits.junk_commands);
+ * 1 when the session is closing because of it. */
+int smtp_count_error(struct smtp_session *s);
+int smtp_count_junk(struct smtp_session *s);
+/* A command that did work: the command deadline starts again. */
+void smtp_session_active(struct smtp_session *s);
+const char *smtp_state_name(enum smtp_state st);
 void smtp_session_log_ctx(const struct smtp_session *s, struct log_ctx *ctx);
 /* Adds a word to the session's flags (SESSION-END). */
 void smtp_session_flag(struct smtp_session *s, const char *flag);
@@ -145,5 +155,50 @@ uintptr_t smtp_session_handle(const struct smtp_session *s);
 struct smtp_session *smtp_session_by_handle(struct smtp_env *env, uintptr_t handle);
 /* After s->busy went back to 0: handle waiting input and flush. */
 void smtp_session_resume(struct smtp_session *s);
+
+/* The policy chain and the transaction (smtp_cmd.c). smtp_ask runs
+ * stage's checks; decided(s) runs with the result in s->run, at once or
+ * later (input is held meanwhile). */
+void smtp_ask(struct smtp_session *s, enum policy_stage stage,
+	      void (*decided)(struct smtp_session *s));
+int smtp_run_refused(const struct smtp_session *s);
+enum cond_id smtp_run_cond(const struct smtp_session *s, struct kv kvs[POLICY_PARAMS_MAX],
+			   size_t *n);
+/* Refuses the command with the run's deciding verdict; returns its
+ * condition. */
+enum cond_id smtp_refuse_verdict(struct smtp_session *s);
+/* The connect stage, then the greeting. */
+void smtp_greet(struct smtp_session *s);
+void smtp_pending_clear(struct smtp_pending *p);
+void smtp_txn_begin(struct smtp_session *s);
+void smtp_txn_free(struct smtp_session *s);
+/* SESSION-MESSAGE for the transaction that just ended. */
+void smtp_txn_summary(struct smtp_session *s, const char *verdict, enum cond_id cause);
+/* SESSION-MAIL / SESSION-RCPT for a command refused before the checks. */
+void smtp_mail_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause);
+void smtp_rcpt_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause);
+/* SESSION-DATA (smtp_session.c). */
+void smtp_data_summary(struct smtp_session *s, enum cond_id cause);
+/* The ESMTP extensions this session offers (SMTP_EXT_* bits; none after
+ * HELO), for the parser. */
+unsigned smtp_offered_extensions(const struct smtp_session *s);
+/* 1 when a TLS context is in force (checked per EHLO). */
+int smtp_tls_available(struct smtp_session *s);
+
+/* Command handlers: smtp_cmd.c, DATA/BDAT/STARTTLS in smtp_session.c,
+ * AUTH in smtp_cmd_auth.c. */
+void smtp_cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_data(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_bdat(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_rset(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_noop(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_quit(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_help(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_expn(struct smtp_session *s, const struct smtp_cmd *cmd);
+void smtp_cmd_not_implemented(struct smtp_session *s, const struct smtp_cmd *cmd);
 
 #endif
