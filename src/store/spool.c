@@ -3,8 +3,8 @@
  *
  * Owns the spool folders (incoming/, queue/, corrupt/) and the commit jobs
  * (the worker pool's "commit" class, core/workpool.h). The file format is
- * spool_format.c's, the streaming writer (the body sink) and reader
- * spool_body.c's. Hands committed messages to the sink (delivery) and
+ * spool_format.c's, the streaming writer (the body sink), the reader and
+ * the state log's appends spool_body.c's, recovery spool_recover.c's. Hands committed messages to the sink (delivery) and
  * never looks at them again; removal is asked for by delivery through
  * spool_remove().
  *
@@ -25,17 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "core/workpool.h"
-
-/* Derived, so that a file within the bounds of spool.h is never refused:
- * the envelope, the data, the tags and the fixed records. */
-#define SPOOL_MAX_FILE ((uint64_t)SPOOL_MAX_HEAD + SPOOL_MAX_DATA + SPOOL_MAX_TAGS + 256)
 
 /* ---- messages --------------------------------------------------------- */
 
@@ -92,6 +87,9 @@ spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
 	r->orcpt = orcpt != NULL ? xstrndup(orcpt, orcpt_len) : NULL;
 	r->notify = notify;
 	r->done = 0;
+	r->failed = 0;
+	r->attempts = 0;
+	r->next_try = 0;
 	msg->nrcpts = n + 1;
 }
 
@@ -115,7 +113,7 @@ struct spool_job {
 
 
 /* Hands msg to the sink, or frees it when there is none. */
-static void
+void
 spool_to_sink(struct spool *sp, struct spool_msg *msg)
 {
 	pthread_rwlock_rdlock(&sp->sink_lock);
@@ -581,6 +579,7 @@ spool_open(const char *dir, struct workpool *wp, unsigned threads)
 	sp->wp = wp;
 	sp->cls = -1;
 	sp->file_cls = -1;
+	sp->recover_cls = -1;
 	pthread_rwlock_init(&sp->sink_lock, NULL);
 
 	if (mkdir_p(dir, 0700) < 0)
@@ -644,6 +643,9 @@ spool_close(struct spool **spp)
 		return;
 	/* Queued commits run, running ones finish; completions no loop ran
 	 * are freed (spool_cancel). */
+	atomic_store(&sp->stopping, 1);	/* a running recovery stops early */
+	if (sp->recover_cls >= 0)
+		workpool_class_stop(sp->wp, sp->recover_cls);
 	if (sp->file_cls >= 0)
 		workpool_class_stop(sp->wp, sp->file_cls);
 	if (sp->cls >= 0)
@@ -660,179 +662,4 @@ spool_close(struct spool **spp)
 	free(sp->dir);
 	free(sp);
 	*spp = NULL;
-}
-
-/* ---- recovery and removal --------------------------------------------- */
-
-static int
-name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void
-spool_log_read_fail(const struct spool *sp, const char *name, const char *op,
-		    int err)
-{
-	char ebuf[24];
-	char *path = spool_path(sp, "queue", name);
-	struct log_ctx ctx = { .qid = spool_qid_valid(name) ? name : NULL };
-	struct kv kvs[] = { KV("path", path), KV("op", op),
-			    KV("errno", spool_errno_name(err, ebuf, sizeof(ebuf))),
-			    KV("err", strerror(err)) };
-
-	catalog_log(COND_QUEUE_SPOOL_READ_FAILED, &ctx, kvs, ARRAY_LEN(kvs));
-	free(path);
-}
-
-/* Moves queue/<name> into corrupt/ and says why. */
-static void
-spool_set_aside(struct spool *sp, const char *name, const char *reason)
-{
-	char *path = spool_path(sp, "corrupt", name);
-	struct log_ctx ctx = { .qid = spool_qid_valid(name) ? name : NULL };
-	struct kv kvs[] = { KV("path", path), KV("reason", reason) };
-
-	catalog_log(COND_QUEUE_SPOOL_CORRUPT, &ctx, kvs, ARRAY_LEN(kvs));
-	if (renameat(sp->qfd, name, sp->cfd, name) < 0 ||
-	    fsync(sp->cfd) < 0 || fsync(sp->qfd) < 0)
-		spool_log_read_fail(sp, name, "rename", errno);
-	free(path);
-}
-
-/* Maps queue/<name> read-only: the decoder touches the envelope and the
- * tail, never the data's pages. 0 ok (*out NULL for an empty file;
- * munmap it), -1 read error (logged), -2 too big. */
-static int
-spool_map_file(struct spool *sp, const char *name, uint8_t **out, size_t *outlen)
-{
-	struct stat st;
-	void *p;
-	int fd = openat(sp->qfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	if (fd < 0) {
-		spool_log_read_fail(sp, name, "open", errno);
-		return -1;
-	}
-	if (fstat(fd, &st) < 0) {
-		spool_log_read_fail(sp, name, "stat", errno);
-		close(fd);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		spool_log_read_fail(sp, name, "open", EINVAL);
-		close(fd);
-		return -1;
-	}
-	if ((uint64_t)st.st_size > SPOOL_MAX_FILE) {
-		close(fd);
-		return -2;
-	}
-	*out = NULL;
-	*outlen = (size_t)st.st_size;
-	if (st.st_size > 0) {
-		p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (p == MAP_FAILED) {
-			spool_log_read_fail(sp, name, "read", errno);
-			close(fd);
-			return -1;
-		}
-		*out = p;
-	}
-	close(fd);
-	return 0;
-}
-
-long
-spool_recover(struct spool *sp)
-{
-	/* A fresh open: a dup() would share (and move) the read offset. */
-	int fd = openat(sp->qfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *dir;
-	struct dirent *de;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	long count = 0;
-
-	if (fd < 0 || (dir = fdopendir(fd)) == NULL) {
-		spool_log_read_fail(sp, "", "open", errno);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 64;
-			names = xrealloc(names, cap * sizeof(*names));
-		}
-		names[n++] = xstrdup(de->d_name);
-	}
-	closedir(dir);
-	if (n > 0)
-		qsort(names, n, sizeof(*names), name_cmp);	/* oldest first */
-
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *p = NULL;
-		size_t len = 0;
-		const char *reason = NULL;
-		struct spool_msg *msg;
-		int rc = spool_map_file(sp, names[i], &p, &len);
-
-		if (rc == -2) {
-			spool_set_aside(sp, names[i], "file larger than 2 GiB");
-		} else if (rc == 0) {
-			msg = spool_decode_ex(p != NULL ? p : (const uint8_t *)"", len, 0, &reason);
-			if (p != NULL)
-				munmap(p, len);
-			/* Version 2 (its data has a place in the file):
-			 * delivery reads the data from there; version 1
-			 * was read into memory. */
-			if (msg != NULL && msg->body_off > 0)
-				msg->file = spool_path(sp, "queue", names[i]);
-			if (msg != NULL && strcmp(msg->qid, names[i]) != 0) {
-				spool_msg_free(&msg);
-				reason = "queue ID does not match the file name";
-			}
-			if (msg == NULL) {
-				spool_set_aside(sp, names[i], reason);
-			} else {
-				msg->recovered = 1;
-				count++;
-				spool_to_sink(sp, msg);
-			}
-		}
-		free(names[i]);
-	}
-	free(names);
-	{
-		struct kv kvs[] = { KVI("count", count) };
-
-		catalog_log(COND_QUEUE_RECOVERED, NULL, kvs, ARRAY_LEN(kvs));
-	}
-	return count;
-}
-
-int
-spool_remove(struct spool *sp, const char *qid)
-{
-	int err;
-
-	if (spool_qid_valid(qid) && unlinkat(sp->qfd, qid, 0) == 0)
-		return 0;
-	err = spool_qid_valid(qid) ? errno : EINVAL;
-	{
-		char ebuf[24];
-		char *path = spool_path(sp, "queue", spool_qid_valid(qid) ? qid : NULL);
-		struct log_ctx ctx = { .qid = spool_qid_valid(qid) ? qid : NULL };
-		struct kv kvs[] = { KV("path", path),
-				    KV("errno", spool_errno_name(err, ebuf, sizeof(ebuf))),
-				    KV("err", strerror(err)) };
-
-		catalog_log(COND_QUEUE_SPOOL_DELETE_FAILED, &ctx, kvs,
-			    ARRAY_LEN(kvs));
-		free(path);
-	}
-	return -1;
 }

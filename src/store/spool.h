@@ -46,7 +46,11 @@ struct spool_rcpt {
 	char *addr;		/* owned: mailbox as accepted, "local@domain" */
 	char *orcpt;		/* owned: ORCPT= as sent, or NULL */
 	unsigned notify;	/* SMTP_NOTIFY_* bits, 0 = default */
-	int done;		/* delivered (set by delivery) */
+	int done;		/* delivered (set by delivery, or read back
+				 * from the file's state log) */
+	int failed;		/* failed permanently (state log) */
+	unsigned attempts;	/* delivery attempts recorded */
+	int64_t next_try;	/* the next attempt recorded, unix seconds */
 };
 
 /* One message: envelope and data. Owned by whoever holds it: the session
@@ -72,6 +76,9 @@ struct spool_msg {
 				 * body_crc), or NULL: the data is in data */
 	uint64_t body_off, body_len;
 	uint32_t body_crc;
+	uint64_t log_off, log_end;	/* the state log: where it starts and
+					 * where its last good record ends */
+	int log_torn;		/* bytes after log_end are no record */
 	int recovered;		/* read back from the spool at start */
 };
 
@@ -132,6 +139,22 @@ void spool_set_sink(struct spool *sp, spool_sink_fn fn, void *arg);
  * recovered=1; a bad one moves to corrupt/ (QUEUE-SPOOL-CORRUPT). Logs
  * QUEUE-RECOVERED with the count. Returns the count, or -1. */
 long spool_recover(struct spool *sp);
+
+/* The same at start, on the pool's "recover" class: the caller goes on
+ * (the listeners serve new sessions meanwhile). Files committed after
+ * this call are not recovered (their commit hands them on). 0, or -1
+ * (logged by the caller). */
+int spool_recover_start(struct spool *sp);
+
+/* Appends state records (spool_state_*) to msg's spool file, flushed to
+ * disk when sync is set. 0, or -1 (logged: QUEUE-WRITE-FAILED). Any
+ * thread but a loop's. */
+int spool_append_state(const struct spool_msg *msg, const struct buf *recs, int sync);
+/* Encodes one state record for recipient idx into out: done, deferred
+ * (attempts so far, next try in unix seconds, the last reply) or failed. */
+int spool_state_done(struct buf *out, size_t idx);
+int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
+			 const char *reply);
 
 /* Removes queue/<qid> once every recipient is delivered. Thread-safe. */
 int spool_remove(struct spool *sp, const char *qid);

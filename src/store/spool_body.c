@@ -322,3 +322,64 @@ fail:
 	errno = err;
 	return -1;
 }
+
+/* ---- the state log ---------------------------------------------------- */
+
+int
+spool_state_done(struct buf *out, size_t idx)
+{
+	return spool_enc_state(out, "done", idx, 0, 0, NULL);
+}
+
+int
+spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
+		     const char *reply)
+{
+	return spool_enc_state(out, "deferred", idx, attempts, next, reply);
+}
+
+int
+spool_append_state(const struct spool_msg *msg, const struct buf *recs, int sync)
+{
+	const char *op = "open";
+	int fd, err;
+
+	if (recs->len == 0)
+		return 0;
+	if (msg->file == NULL) {
+		errno = ENOENT;
+		goto fail_noclose;
+	}
+	/* O_APPEND: one write() of whole records after the last good one
+	 * (recovery truncated any torn one). */
+	fd = open(msg->file, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		goto fail_noclose;
+	op = "write";
+	if (spool_write_all(fd, recs->data, recs->len) < 0)
+		goto fail;
+	op = "fsync";
+	if (sync && fdatasync(fd) < 0)
+		goto fail;
+	op = "close";
+	if (close(fd) < 0)
+		goto fail_noclose;
+	return 0;
+fail:
+	err = errno;
+	close(fd);
+	errno = err;
+fail_noclose:
+	err = errno;
+	{
+		char ebuf[24];
+		struct log_ctx ctx = { .qid = msg->qid };
+		struct kv kvs[] = { KV("path", msg->file != NULL ? msg->file : "-"),
+				    KV("op", op),
+				    KV("errno", spool_errno_name(err, ebuf, sizeof(ebuf))),
+				    KV("err", strerror(err)) };
+
+		catalog_log(COND_QUEUE_WRITE_FAILED, &ctx, kvs, ARRAY_LEN(kvs));
+	}
+	return -1;
+}

@@ -13,6 +13,9 @@
  * (so nothing needs escaping). The first line is the magic
  * "POSTERN-SPOOL 2" LF. Then, in this order:
  *
+ *     head     exactly 10 digits: the length of everything up to and
+ *              including "data LEN:" (where the data begins), so a
+ *              reader takes the head in one read and no data byte
  *     qid      16 characters [0-9A-Z]
  *     from     reverse-path mailbox, empty for <>
  *     rcpts    decimal count N (1..SPOOL_MAX_RCPTS), then N times:
@@ -36,9 +39,29 @@
  *              of the file before it except the data bytes (the "head",
  *              up to "data LEN:", then the LF after the data up to "end")
  *
+ * After the end record comes the state log, appended by delivery (the
+ * only part of a file that changes after its commit), records of the form
+ *
+ *     state LEN:<crc> SP <kind> SP <rcpt> [SP <fields>]
+ *
+ * where <crc> is 8 lower-case hex digits, the CRC32C of the rest of the
+ * value, and <rcpt> the recipient's index (0-based, in file order):
+ *
+ *     done R                          delivered (a Maildir copy in new/,
+ *                                     later a remote 250); never retried
+ *     deferred R ATTEMPTS NEXT REPLY  ATTEMPTS made, the next one due at
+ *                                     NEXT (unix seconds), the last reply
+ *     failed R REPLY                  failed for good, the reply
+ *
+ * Later records apply over earlier ones. A kind this version does not
+ * know is skipped (room for next attempt, DSN sent, hold, tags). A record
+ * that is torn (a crash in the middle of an append) or fails its CRC ends
+ * the log: recovery truncates the file there, so at worst an attempt is
+ * made again (at least once).
+ *
  * So recovery checks a file's envelope and tail without reading its data;
  * delivery checks the body record as it streams the data out.
- * Nothing may follow the end record. String values may not contain NUL.
+ * Nothing but state records may follow the end record. String values may not contain NUL.
  * A reader that finds anything else (truncation, garbage, a wrong count or
  * checksum) rejects the whole file with a reason; it never guesses.
  *
@@ -180,7 +203,10 @@ spool_enc_head(const struct spool_msg *msg, uint64_t data_len, struct buf *b)
 	for (size_t i = 0; i < msg->nrcpts; i++)
 		if (!enc_field_ok(msg->rcpts[i].addr) || !enc_field_ok(msg->rcpts[i].orcpt))
 			return -1;
+	size_t start = b->len;
+
 	if (buf_append_str(b, SPOOL_MAGIC2) < 0 ||
+	    buf_append_str(b, "head 10:0000000000\n") < 0 ||
 	    enc_str(b, "qid", msg->qid) < 0 ||
 	    enc_str(b, "from", msg->from) < 0 ||
 	    enc_num(b, "rcpts", (int64_t)msg->nrcpts) < 0)
@@ -206,7 +232,30 @@ spool_enc_head(const struct spool_msg *msg, uint64_t data_len, struct buf *b)
 	    enc_num(b, "received", msg->received_at) < 0 ||
 	    buf_appendf(b, "data %0*" PRIu64 ":", SPOOL_DATA_DIGITS, data_len) < 0)
 		return -1;
+	/* The head record: where the data begins, so recovery reads exactly
+	 * the head (SPOOL_MAX_HEAD < 10^10). */
+	char digits[11];
+	if (snprintf(digits, sizeof(digits), "%010zu", b->len - start) != 10)
+		return -1;
+	memcpy(b->data + start + sizeof(SPOOL_MAGIC2) - 1 + 8, digits, 10);
 	return 0;
+}
+
+int64_t
+spool_head_len(const uint8_t *p, size_t n)
+{
+	uint64_t v = 0;
+
+	if (n < SPOOL_HEAD_PREFIX || memcmp(p, SPOOL_MAGIC2, sizeof(SPOOL_MAGIC2) - 1) != 0 ||
+	    memcmp(p + sizeof(SPOOL_MAGIC2) - 1, "head 10:", 8) != 0 ||
+	    p[SPOOL_HEAD_PREFIX - 1] != '\n')
+		return -1;
+	for (size_t i = sizeof(SPOOL_MAGIC2) - 1 + 8; i < SPOOL_HEAD_PREFIX - 1; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -1;
+		v = v * 10 + (uint64_t)(p[i] - '0');
+	}
+	return v >= SPOOL_HEAD_PREFIX && v <= SPOOL_MAX_HEAD ? (int64_t)v : -1;
 }
 
 void
@@ -285,6 +334,7 @@ struct dec {
 	const char *reason;
 	int version;		/* 1 or 2, from the magic */
 	int copy_body;		/* see spool_decode_ex */
+	uint64_t head_len;	/* version 2: the head record's value */
 };
 
 /* 1 if the next record's key is key. */
@@ -453,6 +503,16 @@ dec_body(struct dec *d, struct spool_msg *msg)
 		return -1;
 	}
 	d->off = sizeof(SPOOL_MAGIC2) - 1;	/* both magics have one length */
+	if (d->version == 2) {
+		int64_t hl = spool_head_len(d->p, d->n);
+
+		if (hl < 0) {
+			d->reason = d->n < SPOOL_HEAD_PREFIX ? "truncated" : "bad head record";
+			return -1;
+		}
+		d->head_len = (uint64_t)hl;
+		d->off = SPOOL_HEAD_PREFIX;
+	}
 
 	if (dec_rec(d, "qid", SPOOL_QID_LEN, &v, &len) < 0)
 		return -1;
@@ -516,7 +576,7 @@ dec_body(struct dec *d, struct spool_msg *msg)
 	if (dec_num(d, "received", INT64_MIN, INT64_MAX, &msg->received_at) < 0)
 		return -1;
 	if (d->version == 2)
-		return dec_data2(d, msg);
+		return dec_data2(d, msg);	/* the data and the tail: the caller */
 	if (dec_rec(d, "data", SPOOL_MAX_DATA, &v, &len) < 0)
 		return -1;
 	buf_init(&msg->data, (size_t)len);
@@ -561,15 +621,11 @@ dec_hex8(struct dec *d, const char *key, uint32_t *out)
 	return 0;
 }
 
-/* Version 2: "data <20 digits>:", the data, LF, body, tags, end. */
+/* Version 2: "data <20 digits>:"; the data itself is not looked at. */
 static int
 dec_data2(struct dec *d, struct spool_msg *msg)
 {
 	uint64_t len = 0;
-	uint32_t body_crc, want, got;
-	const uint8_t *v;
-	uint64_t tlen;
-	size_t head_end, tail_start;
 
 	if (d->n - d->off < SPOOL_DATA_REC_LEN || memcmp(d->p + d->off, "data ", 5) != 0) {
 		d->reason = d->n - d->off < SPOOL_DATA_REC_LEN ? "truncated" : "unexpected record";
@@ -593,56 +649,181 @@ dec_data2(struct dec *d, struct spool_msg *msg)
 		return -1;
 	}
 	d->off += SPOOL_DATA_REC_LEN;
-	head_end = d->off;
-	if (len >= d->n - d->off) {	/* the data and its LF */
-		d->reason = "truncated";
+	if (d->off != d->head_len) {
+		d->reason = "bad head record";
 		return -1;
 	}
 	msg->body_off = d->off;
 	msg->body_len = len;
-	d->off += (size_t)len;
-	tail_start = d->off;
-	if (d->p[d->off] != '\n') {
-		d->reason = "record not ended by LF";
+	return 0;
+}
+
+/* A decimal field of a state record: digits up to SP or the end. */
+static int
+state_num(const uint8_t **p, const uint8_t *end, uint64_t max, uint64_t *out)
+{
+	uint64_t v = 0;
+	const uint8_t *q = *p;
+
+	if (q == end || *q < '0' || *q > '9')
+		return -1;
+	while (q < end && *q >= '0' && *q <= '9') {
+		v = v * 10 + (uint64_t)(*q - '0');
+		if (v > max)
+			return -1;
+		q++;
+	}
+	if (q < end && *q++ != ' ')
+		return -1;
+	*p = q;
+	*out = v;
+	return 0;
+}
+
+/* Applies one state record's value (its CRC checked) to msg. 0, or -1 if
+ * it makes no sense (then it and what follows are dropped). */
+static int
+state_apply(struct spool_msg *msg, const uint8_t *v, size_t n)
+{
+	const uint8_t *end = v + n, *sp = memchr(v, ' ', n);
+	size_t klen = sp != NULL ? (size_t)(sp - v) : n;
+	uint64_t idx, attempts, next;
+	const uint8_t *q = sp != NULL ? sp + 1 : end;
+
+	if (state_num(&q, end, SPOOL_MAX_RCPTS, &idx) < 0 || idx >= msg->nrcpts)
+		return -1;
+	struct spool_rcpt *r = &msg->rcpts[idx];
+	if (klen == 4 && memcmp(v, "done", 4) == 0) {
+		r->done = 1;
+	} else if (klen == 8 && memcmp(v, "deferred", 8) == 0) {
+		if (state_num(&q, end, UINT32_MAX, &attempts) < 0 ||
+		    state_num(&q, end, (uint64_t)INT64_MAX, &next) < 0)
+			return -1;
+		r->attempts = (unsigned)attempts;
+		r->next_try = (int64_t)next;
+	} else if (klen == 6 && memcmp(v, "failed", 6) == 0) {
+		r->failed = 1;
+	}
+	/* any other kind: a later version's record, kept on disk, skipped */
+	return 0;
+}
+
+/* The state log: "state LEN:<crc> <kind> <rcpt> ..." records, appended
+ * after the end record. A torn or damaged record ends the log (recovery
+ * truncates the file there). */
+static void
+dec_state_log(struct dec *d, struct spool_msg *msg, uint64_t base)
+{
+	msg->log_off = base + d->off;
+	msg->log_end = msg->log_off;
+	while (d->off < d->n) {
+		const uint8_t *v;
+		uint64_t len;
+		uint32_t want = 0;
+		int bad = 0;
+
+		if (dec_rec(d, "state", SPOOL_MAX_STATE_REC, &v, &len) < 0 || len < 10 ||
+		    v[8] != ' ') {
+			msg->log_torn = 1;
+			return;
+		}
+		for (int i = 0; i < 8; i++) {
+			int h = hexval(v[i]);
+
+			bad |= h < 0;
+			want = (want << 4) | (uint32_t)(h & 0xf);
+		}
+		if (bad || spool_crc32c(0, v + 9, (size_t)len - 9) != want ||
+		    state_apply(msg, v + 9, (size_t)len - 9) < 0) {
+			msg->log_torn = 1;
+			return;
+		}
+		msg->log_end = base + d->off;
+	}
+}
+
+int
+spool_decode_tail(const uint8_t *head, size_t head_n, const uint8_t *tail, size_t tail_n,
+		  struct spool_msg *msg, const char **reason)
+{
+	struct dec t = { .p = tail, .n = tail_n, .off = 0, .reason = NULL, .version = 2 };
+	const uint8_t *v;
+	uint64_t tlen;
+	uint32_t body_crc, want, got;
+
+	if (tail_n == 0 || tail[0] != '\n') {
+		*reason = tail_n == 0 ? "truncated" : "record not ended by LF";
 		return -1;
 	}
-	d->off++;
-	if (dec_hex8(d, "body", &body_crc) < 0 ||
-	    dec_rec(d, "tags", SPOOL_MAX_TAGS, &v, &tlen) < 0)
-		return -1;
-	buf_init(&msg->tags, SPOOL_MAX_TAGS);
+	t.off = 1;
+	if (dec_hex8(&t, "body", &body_crc) < 0 ||
+	    dec_rec(&t, "tags", SPOOL_MAX_TAGS, &v, &tlen) < 0)
+		goto fail;
+	buf_reset(&msg->tags);
 	if (buf_append(&msg->tags, v, (size_t)tlen) < 0) {
-		d->reason = "tags too large";
-		return -1;
+		t.reason = "tags too large";
+		goto fail;
 	}
-	size_t end_start = d->off;
-	if (dec_hex8(d, "end", &want) < 0)
-		return -1;
-	if (d->off != d->n) {
-		d->reason = "trailing garbage after end record";
-		return -1;
-	}
-	got = spool_crc32c(0, d->p, head_end);
-	got = spool_crc32c(got, d->p + tail_start, end_start - tail_start);
+	size_t end_start = t.off;
+	if (dec_hex8(&t, "end", &want) < 0)
+		goto fail;
+	got = spool_crc32c(0, head, head_n);
+	got = spool_crc32c(got, tail, end_start);
 	if (got != want) {
-		d->reason = "checksum mismatch";
-		return -1;
+		t.reason = "checksum mismatch";
+		goto fail;
 	}
 	msg->body_crc = body_crc;
-	if (d->copy_body) {
-		const uint8_t *body = d->p + msg->body_off;
-
-		if (spool_crc32c(0, body, (size_t)len) != body_crc) {
-			d->reason = "data checksum mismatch";
-			return -1;
-		}
-		buf_init(&msg->data, (size_t)len);
-		if (buf_append(&msg->data, body, (size_t)len) < 0) {
-			d->reason = "data too large";
-			return -1;
-		}
-	}
+	dec_state_log(&t, msg, msg->body_off + msg->body_len);
 	return 0;
+fail:
+	*reason = t.reason != NULL ? t.reason : "invalid";
+	return -1;
+}
+
+int
+spool_decode_head(const uint8_t *p, size_t n, struct spool_msg *msg, const char **reason)
+{
+	struct dec d = { .p = p, .n = n, .off = 0, .reason = NULL };
+
+	if (dec_body(&d, msg) < 0) {
+		*reason = d.reason != NULL ? d.reason : "invalid";
+		return -1;
+	}
+	return d.version;
+}
+
+int
+spool_enc_state(struct buf *out, const char *kind, size_t idx, unsigned attempts,
+		int64_t next, const char *reply)
+{
+	struct buf v;
+	char h[8];
+	int rc = -1;
+
+	buf_init(&v, SPOOL_MAX_STATE_REC);
+	if (strcmp(kind, "deferred") == 0) {
+		if (buf_appendf(&v, "%s %zu %u %" PRId64 " ", kind, idx, attempts,
+				next > 0 ? next : 0) < 0)
+			goto done;
+	} else if (buf_appendf(&v, "%s %zu ", kind, idx) < 0) {
+		goto done;
+	}
+	if (reply != NULL) {
+		size_t room = SPOOL_MAX_STATE_REC - 9 - v.len, len = strlen(reply);
+
+		if (buf_append(&v, reply, len < room ? len : room) < 0)
+			goto done;
+	}
+	hex8(h, spool_crc32c(0, v.data, v.len));
+	if (buf_appendf(out, "state %zu:", v.len + 9) < 0 || buf_append(out, h, 8) < 0 ||
+	    buf_append_byte(out, ' ') < 0 || buf_append(out, v.data, v.len) < 0 ||
+	    buf_append_byte(out, '\n') < 0)
+		goto done;
+	rc = 0;
+done:
+	buf_fini(&v);
+	return rc;
 }
 
 /* Version 1: the end record covers every byte before it. */
@@ -671,11 +852,41 @@ spool_decode_ex(const uint8_t *p, size_t n, int copy_body, const char **reason)
 {
 	struct dec d = { .p = p, .n = n, .off = 0, .reason = NULL, .copy_body = copy_body };
 	struct spool_msg *msg = spool_msg_new(0);
+	const char *why = NULL;
 
 	if (dec_body(&d, msg) < 0)
 		goto fail;
-	if (d.version == 1 && dec_end1(&d) < 0)
+	if (d.version == 1) {
+		if (dec_end1(&d) < 0)
+			goto fail;
+		return msg;
+	}
+	if (msg->body_len >= n - msg->body_off) {	/* the data and its LF */
+		d.reason = "truncated";
 		goto fail;
+	}
+	if (spool_decode_tail(p, (size_t)msg->body_off, p + msg->body_off + msg->body_len,
+			      n - (size_t)(msg->body_off + msg->body_len), msg, &why) < 0) {
+		d.reason = why;
+		goto fail;
+	}
+	if (msg->log_torn) {
+		d.reason = "bad state record";
+		goto fail;
+	}
+	if (copy_body) {
+		const uint8_t *body = p + msg->body_off;
+
+		if (spool_crc32c(0, body, (size_t)msg->body_len) != msg->body_crc) {
+			d.reason = "data checksum mismatch";
+			goto fail;
+		}
+		buf_init(&msg->data, (size_t)msg->body_len);
+		if (buf_append(&msg->data, body, (size_t)msg->body_len) < 0) {
+			d.reason = "data too large";
+			goto fail;
+		}
+	}
 	return msg;
 fail:
 	if (reason != NULL)

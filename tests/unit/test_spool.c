@@ -375,12 +375,13 @@ test_reject(void)
 	CHECK_INT(accepted, 0);
 
 	TEST_CASE("trailing garbage rejected");
+	/* after the end record only state records may follow */
 	if (buf_append_byte(&enc, '\n') < 0)
 		abort();
 	reason = NULL;
 	back = spool_decode(enc.data, enc.len, &reason);
 	CHECK(back == NULL);
-	CHECK_STR(reason, "trailing garbage after end record");
+	CHECK_STR(reason, "bad state record");
 	enc.len--;
 
 	TEST_CASE("bad checksum reason");
