@@ -40,7 +40,7 @@
 #include "heap.h"
 #include "loop.h"
 
-#define WORKPOOL_CLASSES_MAX 8
+#define WORKPOOL_CLASSES_MAX 16
 #define WORKPOOL_CAP_MAX 64		/* threads per class */
 
 #define WORKPOOL_BATCH 1u	/* a worker takes every ready job at once */

@@ -55,6 +55,7 @@ struct deliver_item {
 	unsigned char *noted;		/* per recipient: no-route logged */
 	unsigned char *tried;		/* per recipient: a write was tried */
 	unsigned char *perm_noted;	/* per recipient: permanent logged */
+	unsigned char *recorded;	/* per recipient: done is in the state log */
 	int space_noted;		/* QUEUE-DISK-FULL logged */
 };
 
@@ -92,6 +93,7 @@ item_free(struct deliver_item **ip)
 	free(it->noted);
 	free(it->tried);
 	free(it->perm_noted);
+	free(it->recorded);
 	free(it);
 	*ip = NULL;
 }
@@ -308,13 +310,18 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	struct config *cfg = deliver_config(d);
 	size_t n = msg->nrcpts ? msg->nrcpts : 1;
 	unsigned char *kind = xcalloc(n, 1);
-	int backoff = 0, space = 0, left = 0;
+	int backoff = 0, space = 0, left = 0, newly_done = 0;
 	unsigned retry;
+	struct buf recs;
 
 	if (it->noted == NULL) {
 		it->noted = xcalloc(n, 1);
 		it->tried = xcalloc(n, 1);
 		it->perm_noted = xcalloc(n, 1);
+		/* done in the file already: recorded */
+		it->recorded = xcalloc(n, 1);
+		for (size_t i = 0; i < msg->nrcpts; i++)
+			it->recorded[i] = (unsigned char)msg->rcpts[i].done;
 	}
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
@@ -333,6 +340,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 			o = OUT_NO_ROUTE;
 		if (o == OUT_DONE) {
 			r->done = 1;
+			newly_done++;
 			continue;
 		}
 		kind[i] = (unsigned char)o;
@@ -366,6 +374,29 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		it->backoff_s = 0;
 	}
 	it->retry_ms = (uint64_t)retry * 1000u;
+	/* The state log: who is done (flushed, so no restart tries them
+	 * again), who waits, how often tried, until when. A message whose
+	 * every recipient is done needs none: its file goes. */
+	buf_init(&recs, (size_t)1 << 24);
+	int64_t next = (int64_t)time(NULL) + (int64_t)retry;
+	for (size_t i = 0; i < msg->nrcpts; i++) {
+		struct spool_rcpt *r = &msg->rcpts[i];
+		int rc = 0;
+
+		if (r->done && it->recorded != NULL && !it->recorded[i]) {
+			rc = spool_state_done(&recs, i);
+			it->recorded[i] = 1;
+		} else if (!r->done) {
+			r->attempts++;
+			r->next_try = next;
+			rc = spool_state_deferred(&recs, i, r->attempts, next,
+						  outcome_cause(kind[i]));
+		}
+		if (rc < 0)
+			break;	/* past 16 MiB of records: the rest next time */
+	}
+	(void)spool_append_state(msg, &recs, newly_done > 0);	/* logged */
+	buf_fini(&recs);
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		if (msg->rcpts[i].done)
 			continue;
@@ -492,7 +523,11 @@ deliver_enqueue(struct spool_msg *msg, void *arg)
 	it->d = d;
 	it->msg = msg;
 	d->pending++;
-	if (workpool_submit(d->wp, d->cls, &it->wj, NULL) < 0) {
+	/* A recovered message is due at once, whatever next try its state
+	 * log recorded: a restart, like a reload, may have changed what
+	 * can be delivered (docs/design.md, Durability). */
+	uint64_t delay_ms = 0;
+	if (workpool_submit_after(d->wp, d->cls, &it->wj, NULL, delay_ms) < 0) {
 		item_free(&it);		/* shutdown: it stays in the spool */
 		d->pending--;
 	}

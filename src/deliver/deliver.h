@@ -12,12 +12,16 @@
  * deliver_space.h); a permanent failure stays queued too and is logged
  * (DELIVERY-LOCAL-PERMANENT) until bounces exist.
  *
- * At least once per mailbox: the Maildir file name is derived from the
- * queue ID and the recipient's index, so a delivery repeated after a
- * restart (the spool entry survived) finds the earlier file in new/ or
- * cur/ and does not write a second copy; only a copy the reader deleted,
- * moved to another folder or renamed is written again (docs/design.md,
- * Durability).
+ * Progress is on disk: after each pass that leaves the message queued,
+ * its spool file's state log gets a "done" record for every recipient
+ * delivered in the pass (flushed: a restart never tries them again) and a
+ * "deferred" record (attempts, next try, cause) for each one waiting.
+ * At least once per mailbox: a restart between a Maildir link and its
+ * done record (or the removal of a finished message) repeats that
+ * delivery; the Maildir file name is derived from the queue ID and the
+ * recipient's index, so the repeat finds the earlier file in new/ or cur/
+ * and writes no second copy unless the reader deleted, moved or renamed it
+ * in that window (docs/design.md, Durability).
  */
 #ifndef POSTERN_DELIVER_H
 #define POSTERN_DELIVER_H

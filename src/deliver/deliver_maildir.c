@@ -277,7 +277,7 @@ deliver_maildir_write(const char *maildir, const char *hostname,
 	struct buf hdr;
 	char *host = NULL, *prefix = NULL, *name = NULL;
 	char *tmp = NULL, *newp = NULL, *found = NULL;
-	struct iovec iov[2];
+	struct iovec iov[1];
 	int fd = -1, rc = -1, created = 0, retried_stale = 0;
 	const char *op;
 
@@ -287,7 +287,7 @@ deliver_maildir_write(const char *maildir, const char *hostname,
 		set_fail(res, "header", EINVAL, maildir);
 		goto out;
 	}
-	res->size = hdr.len + msg->data.len;
+	res->size = hdr.len + spool_msg_size(msg);
 	host = deliver_maildir_host(hostname);
 	prefix = maildir_prefix(msg, idx);
 	name = xasprintf("%s%s,S=%" PRIu64, prefix, host, res->size);
@@ -337,10 +337,10 @@ deliver_maildir_write(const char *maildir, const char *hostname,
 		set_fail(res, "open", errno, tmp);
 		goto out;
 	}
+	/* Our fields, then the message streamed from the spool file. */
 	iov[0] = (struct iovec){ hdr.data, hdr.len };
-	iov[1] = (struct iovec){ msg->data.data, msg->data.len };
 	op = "write";
-	if (write_all(fd, iov, 2) < 0)
+	if (write_all(fd, iov, 1) < 0 || spool_msg_copy(msg, fd, &op) < 0)
 		goto fail_tmp;
 	op = "fsync";
 	if (fsync(fd) < 0)
@@ -419,7 +419,7 @@ deliver_maildir_size(const struct spool_msg *msg, size_t idx)
 
 	buf_init(&hdr, MAILDIR_MAX_HEADER);
 	if (maildir_header(msg, idx, &hdr) == 0)
-		size = hdr.len + msg->data.len;
+		size = hdr.len + spool_msg_size(msg);
 	buf_fini(&hdr);
 	return size;
 }

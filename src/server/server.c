@@ -900,8 +900,9 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	}
 	srv->deliver = deliver_new(srv->spool, srv->cfg, srv->pool, srv->cfg->server_workers);
 	spool_set_sink(srv->spool, deliver_enqueue, srv->deliver);
-	if (spool_recover(srv->spool) < 0) {
-		init_failed("spool", srv->cfg->server_spool, errno);
+	/* Recovery runs on the pool while the listeners serve. */
+	if (spool_recover_start(srv->spool) < 0) {
+		init_failed("spool", srv->cfg->server_spool, EAGAIN);
 		goto out;
 	}
 	/* After the privilege drop, before the loops: the failed-login store

@@ -177,6 +177,8 @@ smtp_txn_free(struct smtp_session *s)
 	if (!s->in_txn)
 		return;
 	spool_msg_free(&s->txn.msg);
+	body_sink_abort(&s->txn.sink);	/* nothing of an unfinished message stays */
+	buf_fini(&s->txn.body);
 	buf_fini(&s->txn.rcpt_list);
 	hash_fini(&s->txn.targets);
 	policy_txn_reset(&s->ptxn);
@@ -202,7 +204,7 @@ smtp_txn_begin(struct smtp_session *s)
 	s->txn_count++;
 	if (snprintf(s->txn.tid, sizeof(s->txn.tid), "%s.%u", s->sid, s->txn_count) < 0)
 		s->txn.tid[0] = '\0';
-	s->txn.msg = spool_msg_new(s->cfg->limits_message_size + 8192);
+	s->txn.msg = spool_msg_new(0);	/* the data goes to txn.sink */
 	buf_init(&s->txn.rcpt_list, 4096);
 	hash_init(&s->txn.targets, SPOOL_MAX_RCPTS, target_eq);
 	s->txn.started_ms = loop_clock_ms();

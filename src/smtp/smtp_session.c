@@ -253,12 +253,31 @@ data_check(struct smtp_session *s, int reply_now)
 	return -1;
 }
 
-/* The data begins: a queue ID, our Received field first in the message,
- * the decoder set up. */
+/* The body sink answered begin: the file is open (or failed, cond). */
 static void
-data_start(struct smtp_session *s)
+data_opened(struct loop *loop, void *arg, int status, enum cond_id cond)
+{
+	struct smtp_env *env = loop_get_data(loop);
+	struct smtp_session *s = smtp_session_by_handle(env, (uintptr_t)arg);
+
+	if (s == NULL)
+		return;	/* cannot happen: an ended session aborted the sink */
+	s->busy = 0;
+	if (status < 0)
+		body_sink_abort(&s->txn.sink);
+	s->txn.opened(s, status, cond);
+	smtp_session_resume(s);
+}
+
+/* The data begins: a queue ID, our Received field first in the message,
+ * the decoder set up, and the body sink (the spool file) opened on the
+ * pool; input is held until opened(s, status, cond) ran. */
+static void
+data_start(struct smtp_session *s,
+	   void (*opened)(struct smtp_session *s, int status, enum cond_id cond))
 {
 	struct spool_msg *m = s->txn.msg;
+	struct buf *b = &s->txn.body;
 	char date[64];
 	struct tm tm;
 	time_t now = time(NULL);
@@ -277,29 +296,69 @@ data_start(struct smtp_session *s)
 		     s->tls && (s->ehlo || s->txn.smtputf8) ? "S" : "",
 		     auth && (s->ehlo || s->txn.smtputf8) ? "A" : "") < 0)
 		proto[0] = '\0';
-	int r = buf_appendf(&m->data, "Received: from %s ([%s])\r\n\tby %s (Postern) with %s id %s",
+	buf_fini(b);
+	buf_init(b, SPOOL_MAX_TRACE);
+	int r = buf_appendf(b, "Received: from %s ([%s])\r\n\tby %s (Postern) with %s id %s",
 			    s->helo, s->conn.peer_text, s->cfg->hostname, proto, m->qid);
 	if (r == 0 && s->tls)
-		r = buf_appendf(&m->data, "\r\n\t(using %s with cipher %s (%d bits))",
+		r = buf_appendf(b, "\r\n\t(using %s with cipher %s (%d bits))",
 				tls_conn_version(&s->conn), tls_conn_cipher(&s->conn),
 				tls_conn_bits(&s->conn));
 	if (r == 0 && m->nrcpts == 1)
-		r = buf_appendf(&m->data, "\r\n\tfor <%s>", m->rcpts[0].addr);
+		r = buf_appendf(b, "\r\n\tfor <%s>", m->rcpts[0].addr);
 	if (r == 0)
-		r = buf_appendf(&m->data, "; %s\r\n", date);
+		r = buf_appendf(b, "; %s\r\n", date);
 	if (r < 0)
 		PANIC("Received field does not fit");
-	s->txn.hdr_len = m->data.len;
-	m->data.max = m->data.len + s->cfg->limits_message_size;
+	s->txn.hdr_len = b->len;
+	s->txn.body_stored = 0;
+	s->txn.body_max = b->len + s->cfg->limits_message_size;
 	smtp_data_init(&s->txn.dec, strcmp(s->cfg->smtp_bare_lf, "reject") != 0);
 	smtp_scan_init(&s->txn.scan, s->cfg->limits_line_length);
 	s->txn.data_started = 1;
+	s->txn.sink_failed = 0;
 	if (s->run.action == POLICY_DISCARD)
 		s->txn.discard = 1;
 	s->msgs_tried++;
+	/* The envelope is final: the file is opened and it written on the
+	 * pool, the loop waits (input held) for the answer. */
+	body_sink_abort(&s->txn.sink);
+	s->txn.sink = spool_body_sink(s->env->spool, m);
+	s->txn.opened = opened;
+	s->busy = 1;
+	body_sink_begin(s->txn.sink, s->env->loop, data_opened,
+			(void *)smtp_session_handle(s));
+}
+
+/* Room for decoded data: what the message may still store, so the decoder
+ * counts (too_big) rather than stores past the limit. */
+static void
+body_room(struct txn *t)
+{
+	uint64_t used = t->body_stored + t->body.len;
+	uint64_t left = t->body_max > used ? t->body_max - used : 0;
+
+	t->body.max = t->body.len + (left < SIZE_MAX - t->body.len ? (size_t)left
+								    : SIZE_MAX - t->body.len);
+}
+
+#define BODY_FLUSH (32 * 1024)	/* write to the sink from this much on */
+
+/* Hands the buffered data to the sink (a write error is kept by the sink
+ * and reported by the commit, after the data was read to its end). */
+static void
+body_flush(struct txn *t, int all)
+{
+	if (t->body.len == 0 || (!all && t->body.len < BODY_FLUSH))
+		return;
+	if (t->sink != NULL)
+		(void)body_sink_write(t->sink, t->body.data, t->body.len);
+	t->body_stored += t->body.len;
+	buf_reset(&t->body);
 }
 
 static void data_decided(struct smtp_session *s);
+static void data_go(struct smtp_session *s, int status, enum cond_id cond);
 
 void
 smtp_cmd_data(struct smtp_session *s, const struct smtp_cmd *cmd)
@@ -323,7 +382,20 @@ data_decided(struct smtp_session *s)
 		smtp_data_summary(s, smtp_refuse_verdict(s));
 		return;
 	}
-	data_start(s);
+	data_start(s, data_go);
+}
+
+/* DATA: the spool file is open (354), or not (451, the transaction
+ * stays: the client may try DATA again or RSET). */
+static void
+data_go(struct smtp_session *s, int status, enum cond_id cond)
+{
+	if (status < 0) {
+		s->txn.data_started = 0;
+		smtp_reply_emit(s, cond, NULL, 0, 0, 0);	/* logged by the spool */
+		smtp_data_summary(s, cond);
+		return;
+	}
 	s->state = SMTP_STATE_DATA;
 	smtp_session_reply(s, COND_SMTP_DATA_GO, NULL, 0);
 	smtp_data_summary(s, COND_SMTP_DATA_GO);
@@ -343,18 +415,33 @@ bdat_read_chunk(struct smtp_session *s)
 	s->state = SMTP_STATE_BDAT;
 }
 
+/* The first BDAT: the spool file is open, or the chunk is read and
+ * dropped and answered with the failure. */
+static void
+bdat_go(struct smtp_session *s, int status, enum cond_id cond)
+{
+	if (status < 0) {
+		s->txn.data_started = 0;
+		s->txn.bdat_discard = 1;
+		s->txn.sink_failed = 1;
+		s->txn.bdat_refusal = cond;
+	} else {
+		s->txn.chunking = 1;
+		s->txn.bdat_refusal = COND_SMTP_DATA_GO;
+	}
+	bdat_read_chunk(s);
+}
+
 static void
 bdat_decided(struct smtp_session *s)
 {
 	if (smtp_run_refused(s)) {
 		s->txn.bdat_discard = 1;
 		s->txn.bdat_by_policy = 1;
-	} else {
-		data_start(s);
-		s->txn.chunking = 1;
-		s->txn.bdat_refusal = COND_SMTP_DATA_GO;
+		bdat_read_chunk(s);
+		return;
 	}
-	bdat_read_chunk(s);
+	data_start(s, bdat_go);
 }
 
 void
@@ -703,21 +790,18 @@ message_finish(struct smtp_session *s)
 	smtp_ask(s, POLICY_STAGE_END_OF_DATA, message_decided);
 }
 
-/* Puts the checks' header fields (tags) on top of the message. */
+/* The checks' header fields (tags): stored after the data, put on top of
+ * it by delivery (they are known only now, the data is on disk). */
+_Static_assert(POLICY_HEADERS_MAX <= SPOOL_MAX_TAGS, "every tag fits the spool file");
 static void
 message_tag(struct smtp_session *s)
 {
 	struct spool_msg *m = s->txn.msg;
 	const struct buf *h = &s->ptxn.headers;
 
-	if (h->len == 0)
-		return;
-	m->data.max += h->len;
-	if (buf_reserve(&m->data, h->len) < 0)
-		PANIC("tags do not fit");	/* max was raised by their length */
-	memmove(m->data.data + h->len, m->data.data, m->data.len);
-	memcpy(m->data.data, h->data, h->len);
-	m->data.len += h->len;
+	buf_reset(&m->tags);
+	if (buf_append(&m->tags, h->data, h->len) < 0)
+		PANIC("tags do not fit");	/* POLICY_HEADERS_MAX < SPOOL_MAX_TAGS */
 }
 
 /* Commits the judged message, refuses it, or (discard) answers 250 and
@@ -751,6 +835,7 @@ message_decided(struct smtp_session *s)
 	}
 	if (t->dec.bare_lf > 0)
 		smtp_session_flag(s, "bare_lf_fixed");
+	body_flush(t, 1);
 	message_tag(s);
 	struct spool_msg *m = t->msg;
 	t->msg = NULL;	/* the spool owns it now; keep qid for the logs */
@@ -760,7 +845,9 @@ message_decided(struct smtp_session *s)
 	memcpy(t->msg->qid, m->qid, sizeof(m->qid));
 	free(t->msg->from);
 	t->msg->from = xstrdup(m->from);
-	spool_commit(s->env->spool, m, s->env->loop, commit_done, (void *)handle);
+	struct body_sink *sk = t->sink;
+	t->sink = NULL;	/* the commit frees it */
+	body_sink_commit(sk, m, s->env->loop, commit_done, (void *)handle);
 }
 
 static struct smtp_session *
@@ -804,9 +891,11 @@ data_input(struct smtp_session *s)
 {
 	struct txn *t = &s->txn;
 	struct slice u = buf_unread(&s->in, s->in_off);
-	size_t used = smtp_data_feed(&t->dec, u.p, u.len, &t->msg->data, &t->scan);
+	body_room(t);
+	size_t used = smtp_data_feed(&t->dec, u.p, u.len, &t->body, &t->scan);
 
 	s->in_off += used;
+	body_flush(t, 0);
 	smtp_session_active(s);
 	t->message_size = t->dec.size;
 	if (t->dec.done)
@@ -823,8 +912,10 @@ bdat_input(struct smtp_session *s)
 	if (!t->bdat_discard && take > 0) {
 		/* Bare LF as in DATA (smtp.bare_lf); the limit counts octets
 		 * as sent, checked per chunk at the command. */
-		smtp_data_chunk(&t->dec, u.p, take, &t->msg->data, &t->scan);
+		body_room(t);
+		smtp_data_chunk(&t->dec, u.p, take, &t->body, &t->scan);
 		t->message_size += take;
+		body_flush(t, 0);
 	}
 	s->in_off += take;
 	if (take > 0)
@@ -852,6 +943,13 @@ bdat_input(struct smtp_session *s)
 		}
 		if (c == COND__COUNT)
 			return;	/* refused by the parser, answered then */
+		if (t->sink_failed) {
+			/* the spool file could not be made: logged there */
+			t->sink_failed = 0;
+			smtp_reply_emit(s, c, NULL, 0, 0, 0);
+			smtp_data_summary(s, c);
+			return;
+		}
 		if (c == COND_CONTENT_SIZE_EXCEEDED) {
 			struct kv ks[] = { KV("client", s->conn.peer_text),
 					   KVU("size", t->message_size + t->bdat_chunk),

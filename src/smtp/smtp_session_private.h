@@ -21,6 +21,7 @@
 #include "smtp_data.h"
 #include "smtp_parse.h"
 #include "smtp_session.h"
+#include "body_sink.h"
 
 #define OUT_HIGH_WATER (256 * 1024)	/* stop reading commands past this */
 #define OUT_MAX (1024 * 1024)
@@ -49,7 +50,7 @@ struct txn {
 	int smtputf8;
 	int chunking;		/* BDAT seen in this transaction */
 	int data_started;	/* DATA or first BDAT accepted */
-	size_t hdr_len;		/* length of our Received field in msg->data */
+	size_t hdr_len;		/* length of our Received field in the data */
 	uint64_t message_size;	/* counted message octets (DATA or BDAT) */
 	struct smtp_data dec;
 	struct smtp_scan scan;
@@ -63,6 +64,14 @@ struct txn {
 	struct hash targets;	/* msg->rcpts by address: de-duplication */
 	int discard;		/* a check said discard: 250, then drop it */
 	int bdat_by_policy;	/* the refused chunk's reply is s->run's verdict */
+	/* The data streams to a body sink (the spool's file) through body,
+	 * a bounded buffer: no message is ever whole in memory. */
+	struct body_sink *sink;	/* owned until committed */
+	struct buf body;	/* decoded data not yet written (bounded) */
+	uint64_t body_stored;	/* data bytes handed to the sink */
+	uint64_t body_max;	/* data bytes the message may hold */
+	void (*opened)(struct smtp_session *s, int status, enum cond_id cond);
+	int sink_failed;	/* BDAT: the sink did not open; reply cond */
 };
 
 /* The parts of the MAIL or RCPT being judged that the checks do not see

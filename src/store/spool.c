@@ -1,47 +1,19 @@
 /*
- * spool.c - the durable message spool: file format, group commit, recovery.
+ * spool.c - the durable message spool: folders, group commit, recovery.
  *
- * Owns the spool folders (incoming/, queue/, corrupt/), the commit jobs
- * (the worker pool's "commit" class, core/workpool.h), and the on-disk
- * format below. Hands
- * committed messages to the sink (delivery) and never looks at them again;
- * removal is asked for by delivery through spool_remove().
+ * Owns the spool folders (incoming/, queue/, corrupt/) and the commit jobs
+ * (the worker pool's "commit" class, core/workpool.h). The file format is
+ * spool_format.c's, the streaming writer (the body sink), the reader and
+ * the state log's appends spool_body.c's, recovery spool_recover.c's. Hands committed messages to the sink (delivery) and
+ * never looks at them again; removal is asked for by delivery through
+ * spool_remove().
  *
  * Invariant: a file appears in queue/ only complete (written, flushed,
  * renamed), and a completion with status 0 is posted only after the
  * queue/ directory itself was flushed. Every failure path unlinks what it
  * wrote, so nothing half-written is ever visible in queue/.
- *
- * File format (version 1). A sequence of records, each
- *
- *     KEY SP LEN ":" VALUE LF
- *
- * where KEY is a lower-case word, LEN the decimal byte count of VALUE (no
- * sign, no leading zeros) and VALUE any bytes (so nothing needs escaping).
- * The first line is the magic "POSTERN-SPOOL 1" LF. Then, in this order:
- *
- *     qid      16 characters [0-9A-Z]
- *     from     reverse-path mailbox, empty for <>
- *     rcpts    decimal count N (1..SPOOL_MAX_RCPTS), then N times:
- *       rcpt     the mailbox as accepted
- *       orcpt    ORCPT= value (only when given)
- *       notify   decimal NOTIFY bits
- *     ret      decimal SMTP_RET_* value
- *     envid    ENVID= value (only when given)
- *     body8    0 or 1
- *     utf8     0 or 1
- *     client   client address text
- *     helo     HELO/EHLO argument
- *     received decimal unix seconds (may carry a '-')
- *     data     the message bytes, exactly LEN of them
- *     end      8 lower-case hex digits: CRC32C (Castagnoli) of every byte
- *              of the file before the "end" record
- *
- * Nothing may follow the end record. String values may not contain NUL.
- * A reader that finds anything else (truncation, garbage, a wrong count or
- * checksum) rejects the whole file with a reason; it never guesses.
  */
-#include "spool.h"
+#include "spool_private.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -54,491 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "workpool.h"
-
-#define SPOOL_MAGIC "POSTERN-SPOOL 1\n"
-#define SPOOL_QID_LEN 16
-#define SPOOL_MAX_HEAD ((size_t)1 << 30)	/* encoded envelope */
-#define SPOOL_END_LEN 15		/* "end 8:" + 8 hex + LF */
-/* Derived, so that a file within the bounds of spool.h is never refused:
- * the envelope, the data record's "data LEN:" and the rest. */
-#define SPOOL_MAX_FILE ((uint64_t)SPOOL_MAX_HEAD + SPOOL_MAX_DATA + 64)
-
-/* The largest envelope: every field at SPOOL_MAX_FIELD, each record with
- * its key and a 20-digit length, fits SPOOL_MAX_HEAD. */
-#define SPOOL_REC_MAX(field) ((uint64_t)(field) + 32)
-_Static_assert((uint64_t)SPOOL_MAX_RCPTS * (2 * SPOOL_REC_MAX(SPOOL_MAX_FIELD) +
-					    SPOOL_REC_MAX(20)) +
-		       8 * SPOOL_REC_MAX(SPOOL_MAX_FIELD) + 64 <= SPOOL_MAX_HEAD,
-	       "SPOOL_MAX_HEAD must hold the largest envelope");
-
-/* ---- small helpers ---------------------------------------------------- */
-
-/* The symbolic errno name ("EFBIG"), or "E<number>" in buf. */
-static const char *
-errno_name(int err, char *buf, size_t size)
-{
-	const char *name = strerrorname_np(err);
-	int n;
-
-	if (name != NULL)
-		return name;
-	n = snprintf(buf, size, "E%d", err);
-	if (n < 0 || (size_t)n >= size)
-		return "E?";
-	return buf;
-}
-
-static int
-qid_valid(const char *qid)
-{
-	size_t i;
-
-	for (i = 0; i < SPOOL_QID_LEN; i++) {
-		char c = qid[i];
-
-		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')))
-			return 0;
-	}
-	return qid[SPOOL_QID_LEN] == '\0';
-}
-
-/* ---- CRC32C ----------------------------------------------------------- */
-
-static uint32_t crc32c_table[256];
-static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
-
-static void
-crc32c_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc32c_table[i] = c;
-	}
-}
-
-/* Running CRC: start with crc = 0, feed pieces in order. */
-static uint32_t
-crc32c_update(uint32_t crc, const void *data, size_t n)
-{
-	const uint8_t *p = data;
-
-	pthread_once(&crc32c_once, crc32c_init);
-	crc = ~crc;
-	while (n-- > 0)
-		crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
-}
-
-/* ---- encoding --------------------------------------------------------- */
-
-static int
-enc_rec(struct buf *b, const char *key, const void *p, size_t n)
-{
-	if (buf_appendf(b, "%s %zu:", key, n) < 0 || buf_append(b, p, n) < 0 ||
-	    buf_append_byte(b, '\n') < 0)
-		return -1;
-	return 0;
-}
-
-static int
-enc_str(struct buf *b, const char *key, const char *s)
-{
-	if (s == NULL)
-		s = "";
-	return enc_rec(b, key, s, strlen(s));
-}
-
-static int
-enc_num(struct buf *b, const char *key, int64_t v)
-{
-	char tmp[32];
-	int n = snprintf(tmp, sizeof(tmp), "%" PRId64, v);
-
-	if (n < 0 || (size_t)n >= sizeof(tmp))
-		return -1;
-	return enc_rec(b, key, tmp, (size_t)n);
-}
-
-static int
-enc_field_ok(const char *s)
-{
-	return s == NULL || strlen(s) <= SPOOL_MAX_FIELD;
-}
-
-/* Everything up to and including "data LEN:". Refuses (-1) a message past
- * the bounds of spool.h, which the decoder would refuse at recovery. */
-static int
-enc_head(const struct spool_msg *msg, struct buf *b)
-{
-	if (msg->nrcpts < 1 || msg->nrcpts > SPOOL_MAX_RCPTS ||
-	    (uint64_t)msg->data.len > SPOOL_MAX_DATA || !enc_field_ok(msg->from) ||
-	    !enc_field_ok(msg->envid) || !enc_field_ok(msg->client) || !enc_field_ok(msg->helo))
-		return -1;
-	for (size_t i = 0; i < msg->nrcpts; i++)
-		if (!enc_field_ok(msg->rcpts[i].addr) || !enc_field_ok(msg->rcpts[i].orcpt))
-			return -1;
-	if (buf_append_str(b, SPOOL_MAGIC) < 0 ||
-	    enc_str(b, "qid", msg->qid) < 0 ||
-	    enc_str(b, "from", msg->from) < 0 ||
-	    enc_num(b, "rcpts", (int64_t)msg->nrcpts) < 0)
-		return -1;
-	for (size_t i = 0; i < msg->nrcpts; i++) {
-		const struct spool_rcpt *r = &msg->rcpts[i];
-
-		if (enc_str(b, "rcpt", r->addr) < 0)
-			return -1;
-		if (r->orcpt != NULL && enc_str(b, "orcpt", r->orcpt) < 0)
-			return -1;
-		if (enc_num(b, "notify", r->notify) < 0)
-			return -1;
-	}
-	if (enc_num(b, "ret", msg->ret) < 0)
-		return -1;
-	if (msg->envid != NULL && enc_str(b, "envid", msg->envid) < 0)
-		return -1;
-	if (enc_num(b, "body8", msg->body_8bit ? 1 : 0) < 0 ||
-	    enc_num(b, "utf8", msg->smtputf8 ? 1 : 0) < 0 ||
-	    enc_str(b, "client", msg->client) < 0 ||
-	    enc_str(b, "helo", msg->helo) < 0 ||
-	    enc_num(b, "received", msg->received_at) < 0 ||
-	    buf_appendf(b, "data %zu:", msg->data.len) < 0)
-		return -1;
-	return 0;
-}
-
-/* "\nend 8:xxxxxxxx\n" for a file whose head and data are given. */
-static void
-enc_trailer(const struct buf *head, const struct spool_msg *msg,
-	    char out[SPOOL_END_LEN + 2])
-{
-	uint32_t crc = crc32c_update(0, head->data, head->len);
-	static const char hex[] = "0123456789abcdef";
-
-	crc = crc32c_update(crc, msg->data.data, msg->data.len);
-	crc = crc32c_update(crc, "\n", 1);
-	memcpy(out, "\nend 8:", 7);
-	for (int i = 0; i < 8; i++)
-		out[7 + i] = hex[(crc >> (28 - 4 * i)) & 0xf];
-	out[15] = '\n';
-	out[16] = '\0';
-}
-
-int
-spool_encode(const struct spool_msg *msg, struct buf *out)
-{
-	struct buf head;
-	char trailer[SPOOL_END_LEN + 2];
-	int rc = -1;
-
-	buf_init(&head, SPOOL_MAX_HEAD);
-	if (enc_head(msg, &head) < 0)
-		goto done;
-	enc_trailer(&head, msg, trailer);
-	if (buf_append(out, head.data, head.len) < 0 ||
-	    buf_append(out, msg->data.data, msg->data.len) < 0 ||
-	    buf_append(out, trailer, SPOOL_END_LEN + 1) < 0)
-		goto done;
-	rc = 0;
-done:
-	buf_fini(&head);
-	return rc;
-}
-
-/* ---- decoding --------------------------------------------------------- */
-
-struct dec {
-	const uint8_t *p;
-	size_t n, off;
-	const char *reason;
-};
-
-/* 1 if the next record's key is key. */
-static int
-dec_peek(const struct dec *d, const char *key)
-{
-	size_t k = strlen(key);
-
-	return d->n - d->off > k && memcmp(d->p + d->off, key, k) == 0 &&
-	       d->p[d->off + k] == ' ';
-}
-
-/* Reads record key into (*val, *len); len must be <= max. */
-static int
-dec_rec(struct dec *d, const char *key, uint64_t max, const uint8_t **val,
-	uint64_t *len)
-{
-	size_t k = strlen(key), digits = 0;
-	uint64_t v = 0;
-
-	if (!dec_peek(d, key)) {
-		d->reason = d->off >= d->n ? "truncated" : "unexpected record";
-		return -1;
-	}
-	d->off += k + 1;
-	while (d->off < d->n && d->p[d->off] >= '0' && d->p[d->off] <= '9') {
-		unsigned c = d->p[d->off] - '0';
-
-		if (digits > 0 && v == 0) {
-			d->reason = "length with leading zero";
-			return -1;
-		}
-		if (v > (UINT64_MAX - c) / 10) {
-			d->reason = "length overflows";
-			return -1;
-		}
-		v = v * 10 + c;
-		digits++;
-		d->off++;
-	}
-	if (d->off >= d->n) {
-		d->reason = "truncated";
-		return -1;
-	}
-	if (digits == 0 || d->p[d->off] != ':') {
-		d->reason = "bad record length";
-		return -1;
-	}
-	d->off++;
-	if (v > max) {
-		d->reason = "record too long";
-		return -1;
-	}
-	if (v >= d->n - d->off) {	/* the value and its LF */
-		d->reason = "truncated";
-		return -1;
-	}
-	*val = d->p + d->off;
-	*len = v;
-	d->off += (size_t)v;
-	if (d->p[d->off] != '\n') {
-		d->reason = "record not ended by LF";
-		return -1;
-	}
-	d->off++;
-	return 0;
-}
-
-/* A string record, copied with NUL; NUL bytes inside are refused. */
-static int
-dec_str(struct dec *d, const char *key, char **out)
-{
-	const uint8_t *v;
-	uint64_t len;
-
-	if (dec_rec(d, key, SPOOL_MAX_FIELD, &v, &len) < 0)
-		return -1;
-	if (memchr(v, '\0', (size_t)len) != NULL) {
-		d->reason = "NUL in a string record";
-		return -1;
-	}
-	*out = xstrndup((const char *)v, (size_t)len);
-	return 0;
-}
-
-/* A decimal record in [min, max]; an optional '-' only if min < 0. */
-static int
-dec_num(struct dec *d, const char *key, int64_t min, int64_t max, int64_t *out)
-{
-	const uint8_t *v;
-	uint64_t len, mag = 0, i = 0, limit;
-	int neg = 0;
-
-	if (dec_rec(d, key, 20, &v, &len) < 0)
-		return -1;
-	if (len > 0 && v[0] == '-') {
-		neg = 1;
-		i = 1;
-	}
-	if (i == len || (v[i] == '0' && len - i > 1) ||
-	    (neg && (min >= 0 || v[i] == '0'))) {
-		d->reason = "bad number";
-		return -1;
-	}
-	limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-	for (; i < len; i++) {
-		unsigned c;
-
-		if (v[i] < '0' || v[i] > '9') {
-			d->reason = "bad number";
-			return -1;
-		}
-		c = v[i] - '0';
-		if (mag > (limit - c) / 10) {
-			d->reason = "number out of range";
-			return -1;
-		}
-		mag = mag * 10 + c;
-	}
-	if (neg)
-		*out = mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag;
-	else
-		*out = (int64_t)mag;
-	if (*out < min || *out > max) {
-		d->reason = "number out of range";
-		return -1;
-	}
-	return 0;
-}
-
-static int
-hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-static int
-dec_body(struct dec *d, struct spool_msg *msg)
-{
-	const uint8_t *v;
-	uint64_t len;
-	int64_t num, nrcpts;
-	char *s;
-
-	if (d->n == 0) {
-		d->reason = "empty file";
-		return -1;
-	}
-	if (d->n < sizeof(SPOOL_MAGIC) - 1 ||
-	    memcmp(d->p, SPOOL_MAGIC, sizeof(SPOOL_MAGIC) - 1) != 0) {
-		d->reason = d->n < sizeof(SPOOL_MAGIC) - 1 &&
-				    memcmp(d->p, SPOOL_MAGIC, d->n) == 0
-			    ? "truncated" : "bad magic or version";
-		return -1;
-	}
-	d->off = sizeof(SPOOL_MAGIC) - 1;
-
-	if (dec_rec(d, "qid", SPOOL_QID_LEN, &v, &len) < 0)
-		return -1;
-	if (len != SPOOL_QID_LEN) {
-		d->reason = "bad queue ID";
-		return -1;
-	}
-	memcpy(msg->qid, v, SPOOL_QID_LEN);
-	msg->qid[SPOOL_QID_LEN] = '\0';
-	if (!qid_valid(msg->qid)) {
-		d->reason = "bad queue ID";
-		return -1;
-	}
-	free(msg->from);
-	msg->from = NULL;
-	if (dec_str(d, "from", &msg->from) < 0 ||
-	    dec_num(d, "rcpts", 1, SPOOL_MAX_RCPTS, &nrcpts) < 0)
-		return -1;
-	for (int64_t i = 0; i < nrcpts; i++) {
-		const uint8_t *orcpt = NULL;
-		uint64_t orcpt_len = 0;
-
-		if (dec_rec(d, "rcpt", SPOOL_MAX_FIELD, &v, &len) < 0)
-			return -1;
-		if (memchr(v, '\0', (size_t)len) != NULL) {
-			d->reason = "NUL in a string record";
-			return -1;
-		}
-		if (dec_peek(d, "orcpt")) {
-			if (dec_rec(d, "orcpt", SPOOL_MAX_FIELD, &orcpt,
-				    &orcpt_len) < 0)
-				return -1;
-			if (memchr(orcpt, '\0', (size_t)orcpt_len) != NULL) {
-				d->reason = "NUL in a string record";
-				return -1;
-			}
-		}
-		if (dec_num(d, "notify", 0, 0xff, &num) < 0)
-			return -1;
-		spool_msg_add_rcpt(msg, (const char *)v, (size_t)len,
-				   (const char *)orcpt, (size_t)orcpt_len,
-				   (unsigned)num);
-	}
-	if (dec_num(d, "ret", 0, 0xff, &num) < 0)
-		return -1;
-	msg->ret = (int)num;
-	if (dec_peek(d, "envid") && dec_str(d, "envid", &msg->envid) < 0)
-		return -1;
-	if (dec_num(d, "body8", 0, 1, &num) < 0)
-		return -1;
-	msg->body_8bit = (int)num;
-	if (dec_num(d, "utf8", 0, 1, &num) < 0)
-		return -1;
-	msg->smtputf8 = (int)num;
-	if (dec_str(d, "client", &s) < 0)
-		return -1;
-	msg->client = s;
-	if (dec_str(d, "helo", &s) < 0)
-		return -1;
-	msg->helo = s;
-	if (dec_num(d, "received", INT64_MIN, INT64_MAX, &msg->received_at) < 0)
-		return -1;
-	if (dec_rec(d, "data", SPOOL_MAX_DATA, &v, &len) < 0)
-		return -1;
-	buf_init(&msg->data, (size_t)len);
-	if (buf_append(&msg->data, v, (size_t)len) < 0) {
-		d->reason = "data too large";
-		return -1;
-	}
-	return 0;
-}
-
-struct spool_msg *
-spool_decode(const uint8_t *p, size_t n, const char **reason)
-{
-	struct dec d = { .p = p, .n = n, .off = 0, .reason = NULL };
-	struct spool_msg *msg = spool_msg_new(0);
-	uint32_t want = 0, got;
-
-	if (dec_body(&d, msg) < 0)
-		goto fail;
-	/* The end record: exactly SPOOL_END_LEN bytes, then nothing. */
-	if (n - d.off < SPOOL_END_LEN) {
-		d.reason = memcmp(p + d.off, "end 8:", n - d.off < 6 ? n - d.off : 6) == 0
-			   ? "truncated" : "missing end record";
-		goto fail;
-	}
-	if (memcmp(p + d.off, "end 8:", 6) != 0) {
-		d.reason = "missing end record";
-		goto fail;
-	}
-	for (int i = 0; i < 8; i++) {
-		int h = hexval(p[d.off + 6 + i]);
-
-		if (h < 0) {
-			d.reason = "bad checksum text";
-			goto fail;
-		}
-		want = (want << 4) | (uint32_t)h;
-	}
-	if (p[d.off + 14] != '\n') {
-		d.reason = "bad end record";
-		goto fail;
-	}
-	if (n - d.off > SPOOL_END_LEN) {
-		d.reason = "trailing garbage after end record";
-		goto fail;
-	}
-	got = crc32c_update(0, p, d.off);
-	if (got != want) {
-		d.reason = "checksum mismatch";
-		goto fail;
-	}
-	return msg;
-fail:
-	if (reason != NULL)
-		*reason = d.reason != NULL ? d.reason : "invalid";
-	spool_msg_free(&msg);
-	return NULL;
-}
 
 /* ---- messages --------------------------------------------------------- */
 
@@ -549,6 +41,7 @@ spool_msg_new(size_t max_data)
 
 	msg->from = xstrdup("");
 	buf_init(&msg->data, max_data);
+	buf_init(&msg->tags, SPOOL_MAX_TAGS);
 	return msg;
 }
 
@@ -569,6 +62,8 @@ spool_msg_free(struct spool_msg **msgp)
 	free(msg->client);
 	free(msg->helo);
 	buf_fini(&msg->data);
+	buf_fini(&msg->tags);
+	free(msg->file);
 	free(msg);
 	*msgp = NULL;
 }
@@ -592,6 +87,9 @@ spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
 	r->orcpt = orcpt != NULL ? xstrndup(orcpt, orcpt_len) : NULL;
 	r->notify = notify;
 	r->done = 0;
+	r->failed = 0;
+	r->attempts = 0;
+	r->next_try = 0;
 	msg->nrcpts = n + 1;
 }
 
@@ -606,20 +104,16 @@ struct spool_job {
 	int status;		/* 0 so far good, -1 failed */
 	enum cond_id cond;
 	int renamed;		/* now in queue/ */
+	int fd;			/* streamed: open on incoming/<qid>; else -1 */
+	struct buf head;	/* the encoded envelope, up to "data LEN:" */
+	uint64_t data_len;	/* streamed: data bytes written */
+	uint32_t crc;		/* their CRC32C */
+	int werr;		/* streamed: the first write error, 0 if none */
 };
 
-struct spool {
-	char *dir;		/* owned, as given */
-	int dirfd, infd, qfd, cfd;
-	struct workpool *wp;	/* borrowed */
-	int cls;		/* the "commit" class, -1 before */
-	pthread_rwlock_t sink_lock;	/* read: a sink call; write: a change */
-	spool_sink_fn sink;
-	void *sink_arg;
-};
 
 /* Hands msg to the sink, or frees it when there is none. */
-static void
+void
 spool_to_sink(struct spool *sp, struct spool_msg *msg)
 {
 	pthread_rwlock_rdlock(&sp->sink_lock);
@@ -630,7 +124,7 @@ spool_to_sink(struct spool *sp, struct spool_msg *msg)
 	pthread_rwlock_unlock(&sp->sink_lock);
 }
 
-static char *
+char *
 spool_path(const struct spool *sp, const char *sub, const char *name)
 {
 	return xasprintf("%s/%s%s%s", sp->dir, sub, name ? "/" : "",
@@ -638,14 +132,14 @@ spool_path(const struct spool *sp, const char *sub, const char *name)
 }
 
 /* Logs a commit failure and returns its condition. */
-static enum cond_id
+enum cond_id
 spool_log_fail(const struct spool *sp, const char *qid, const char *sub,
 	       const char *op, int err, int creating)
 {
-	struct log_ctx ctx = { .qid = qid_valid(qid) ? qid : NULL };
+	struct log_ctx ctx = { .qid = spool_qid_valid(qid) ? qid : NULL };
 	char ebuf[24];
 	char *path = spool_path(sp, sub, ctx.qid);
-	const char *ename = errno_name(err, ebuf, sizeof(ebuf));
+	const char *ename = spool_errno_name(err, ebuf, sizeof(ebuf));
 	enum cond_id cond;
 
 	if (err == ENOSPC || err == EDQUOT) {
@@ -676,78 +170,91 @@ spool_log_init_fail(const char *path, int err)
 {
 	char ebuf[24];
 	struct kv kvs[] = { KV("subsystem", "spool"), KV("path", path),
-			    KV("errno", errno_name(err, ebuf, sizeof(ebuf))),
+			    KV("errno", spool_errno_name(err, ebuf, sizeof(ebuf))),
 			    KV("err", strerror(err)) };
 
 	catalog_log(COND_STARTUP_INIT_FAILED, NULL, kvs, ARRAY_LEN(kvs));
 }
 
-/* Writes every iov byte, through short writes and EINTR. */
-static int
-write_all(int fd, struct iovec *iov, int iovcnt)
+int
+spool_write_all(int fd, const void *p, size_t n)
 {
-	while (iovcnt > 0) {
-		ssize_t w = writev(fd, iov, iovcnt);
+	const uint8_t *q = p;
+
+	while (n > 0) {
+		ssize_t w = write(fd, q, n);
 
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
 			return -1;
 		}
-		while (iovcnt > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
+		q += w;
+		n -= (size_t)w;
 	}
 	return 0;
 }
 
-/* Writes incoming/<qid> and flushes it; on failure nothing is left. */
+/* Finishes incoming/<qid> and flushes it: a streamed file has its data
+ * (the length is patched in, the tail written); a message in memory is
+ * written whole. On failure nothing is left. */
 static int
 spool_write_one(struct spool *sp, int infd, struct spool_job *j)
 {
 	struct spool_msg *msg = j->msg;
-	struct buf head;
-	char trailer[SPOOL_END_LEN + 2];
-	struct iovec iov[3];
+	struct buf tail;
 	const char *op = "open";
-	int fd = -1, err;
+	int fd = j->fd, err;
 
-	if (!qid_valid(msg->qid)) {
-		j->cond = spool_log_fail(sp, msg->qid, "incoming", op, EINVAL, 1);
+	j->fd = -1;
+	if (!spool_qid_valid(msg->qid) || infd < 0) {
+		if (fd >= 0)
+			close(fd);	/* incoming/ is emptied at the next start */
+		j->cond = spool_log_fail(sp, msg->qid, "incoming", op,
+					 infd < 0 ? -infd : EINVAL, 1);
 		return -1;
 	}
-	if (infd < 0) {
-		j->cond = spool_log_fail(sp, msg->qid, "incoming", op, -infd, 1);
-		return -1;
-	}
-	buf_init(&head, SPOOL_MAX_HEAD);
-	if (enc_head(msg, &head) < 0) {
-		buf_fini(&head);
-		j->cond = spool_log_fail(sp, msg->qid, "incoming", "write",
-					 EFBIG, 0);
-		return -1;
-	}
-	enc_trailer(&head, msg, trailer);
-
-	fd = openat(infd, msg->qid, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC,
-		    0600);
+	buf_init(&tail, SPOOL_MAX_TAGS + SPOOL_TAIL_FIXED);
 	if (fd < 0) {
-		err = errno;
-		buf_fini(&head);
-		j->cond = spool_log_fail(sp, msg->qid, "incoming", op, err, 1);
-		return -1;
+		j->data_len = msg->data.len;
+		j->crc = spool_crc32c(0, msg->data.data, msg->data.len);
+		if (spool_enc_head(msg, j->data_len, &j->head) < 0) {
+			buf_fini(&tail);
+			j->cond = spool_log_fail(sp, msg->qid, "incoming", "write", EFBIG, 0);
+			return -1;
+		}
+		fd = openat(infd, msg->qid, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			err = errno;
+			buf_fini(&tail);
+			j->cond = spool_log_fail(sp, msg->qid, "incoming", op, err, 1);
+			return -1;
+		}
+		op = "write";
+		if (spool_write_all(fd, j->head.data, j->head.len) < 0 ||
+		    spool_write_all(fd, msg->data.data, msg->data.len) < 0)
+			goto fail;
+	} else {
+		op = "write";
+		if (j->werr != 0) {
+			errno = j->werr;
+			goto fail;
+		}
+		/* The data is complete: its length goes into the head. */
+		spool_head_set_len(&j->head, j->data_len);
+		ssize_t w = pwrite(fd, j->head.data + j->head.len - SPOOL_DATA_DIGITS - 1,
+				   SPOOL_DATA_DIGITS, (off_t)(j->head.len - SPOOL_DATA_DIGITS - 1));
+		if (w != SPOOL_DATA_DIGITS) {
+			if (w >= 0)
+				errno = EIO;
+			goto fail;
+		}
 	}
-	iov[0] = (struct iovec){ head.data, head.len };
-	iov[1] = (struct iovec){ msg->data.data, msg->data.len };
-	iov[2] = (struct iovec){ trailer, SPOOL_END_LEN + 1 };
-	op = "write";
-	if (write_all(fd, iov, 3) < 0)
+	if (spool_enc_tail(&j->head, j->crc, &msg->tags, &tail) < 0) {
+		errno = EFBIG;
+		goto fail;
+	}
+	if (spool_write_all(fd, tail.data, tail.len) < 0)
 		goto fail;
 	op = "fsync";
 	if (fdatasync(fd) < 0)
@@ -757,14 +264,17 @@ spool_write_one(struct spool *sp, int infd, struct spool_job *j)
 		fd = -1;
 		goto fail;
 	}
-	buf_fini(&head);
+	buf_fini(&tail);
+	msg->body_off = j->head.len;
+	msg->body_len = j->data_len;
+	msg->body_crc = j->crc;
 	return 0;
 fail:
 	err = errno;
 	if (fd >= 0)
 		close(fd);
 	(void)unlinkat(infd, msg->qid, 0);
-	buf_fini(&head);
+	buf_fini(&tail);
 	j->cond = spool_log_fail(sp, msg->qid, "incoming", op, err, 0);
 	return -1;
 }
@@ -792,6 +302,7 @@ spool_complete(struct loop *loop, struct workpool_job *wj)
 
 	if (j->done != NULL)
 		j->done(loop, j->arg, j->status, j->cond);
+	buf_fini(&j->head);
 	free(j);
 }
 
@@ -802,6 +313,9 @@ spool_cancel(struct workpool_job *wj)
 	struct spool_job *j = (struct spool_job *)wj;
 
 	spool_msg_free(&j->msg);
+	if (j->fd >= 0)
+		close(j->fd);
+	buf_fini(&j->head);
 	free(j);
 }
 
@@ -838,6 +352,10 @@ spool_round(struct workpool_job *first)
 		}
 		j->renamed = 1;
 		renamed++;
+		/* From now on the data is read back from the file. */
+		free(j->msg->file);
+		j->msg->file = spool_path(sp, "queue", j->msg->qid);
+		buf_fini(&j->msg->data);
 	}
 	/* One directory flush covers every rename of the round. */
 	if (renamed > 0 && fsync(qfd) < 0) {
@@ -873,9 +391,24 @@ spool_round(struct workpool_job *first)
 		close(qfd);
 }
 
-void
-spool_commit(struct spool *sp, struct spool_msg *msg, struct loop *loop,
-	     spool_done_fn done, void *arg)
+static void
+spool_submit(struct spool *sp, struct spool_job *j, struct loop *loop)
+{
+	if (workpool_submit(sp->wp, sp->cls, &j->wj, loop) < 0) {
+		/* Only after spool_close began: a failed commit, at once. */
+		j->cond = spool_log_fail(sp, j->msg->qid, "incoming", "open", ESHUTDOWN, 1);
+		spool_msg_free(&j->msg);
+		if (j->fd >= 0)
+			close(j->fd);	/* incoming/ is emptied at the next start */
+		if (j->done != NULL)
+			j->done(loop, j->arg, -1, j->cond);
+		buf_fini(&j->head);
+		free(j);
+	}
+}
+
+static struct spool_job *
+spool_job_new(struct spool *sp, struct spool_msg *msg, spool_done_fn done, void *arg)
 {
 	struct spool_job *j = xcalloc(1, sizeof(*j));
 
@@ -884,14 +417,33 @@ spool_commit(struct spool *sp, struct spool_msg *msg, struct loop *loop,
 	j->msg = msg;
 	j->done = done;
 	j->arg = arg;
-	if (workpool_submit(sp->wp, sp->cls, &j->wj, loop) < 0) {
-		/* Only after spool_close began: a failed commit, at once. */
-		j->cond = spool_log_fail(sp, msg->qid, "incoming", "open", ESHUTDOWN, 1);
-		spool_msg_free(&j->msg);
-		if (done != NULL)
-			done(loop, arg, -1, j->cond);
-		free(j);
-	}
+	j->fd = -1;
+	buf_init(&j->head, SPOOL_MAX_HEAD);
+	return j;
+}
+
+void
+spool_commit(struct spool *sp, struct spool_msg *msg, struct loop *loop,
+	     spool_done_fn done, void *arg)
+{
+	spool_submit(sp, spool_job_new(sp, msg, done, arg), loop);
+}
+
+void
+spool_commit_streamed(struct spool *sp, struct spool_msg *msg, int fd, struct buf *head,
+		      uint64_t data_len, uint32_t crc, int werr, struct loop *loop,
+		      spool_done_fn done, void *arg)
+{
+	struct spool_job *j = spool_job_new(sp, msg, done, arg);
+
+	buf_fini(&j->head);
+	j->head = *head;
+	buf_init(head, head->max);
+	j->fd = fd;
+	j->data_len = data_len;
+	j->crc = crc;
+	j->werr = werr;
+	spool_submit(sp, j, loop);
 }
 
 void
@@ -1026,6 +578,8 @@ spool_open(const char *dir, struct workpool *wp, unsigned threads)
 	sp->dirfd = sp->infd = sp->qfd = sp->cfd = -1;
 	sp->wp = wp;
 	sp->cls = -1;
+	sp->file_cls = -1;
+	sp->recover_cls = -1;
 	pthread_rwlock_init(&sp->sink_lock, NULL);
 
 	if (mkdir_p(dir, 0700) < 0)
@@ -1058,6 +612,14 @@ spool_open(const char *dir, struct workpool *wp, unsigned threads)
 		errno = EAGAIN;
 		goto fail;
 	}
+	/* Opening a streamed file and removing an abandoned one: their own
+	 * class, so a session's DATA never waits behind a commit round. */
+	sp->file_cls = workpool_class_new(wp, "spool-file", threads > 0 ? threads : 1,
+					  WORKPOOL_DRAIN);
+	if (sp->file_cls < 0) {
+		errno = EAGAIN;
+		goto fail;
+	}
 	return sp;
 fail:
 	err = errno;
@@ -1081,6 +643,11 @@ spool_close(struct spool **spp)
 		return;
 	/* Queued commits run, running ones finish; completions no loop ran
 	 * are freed (spool_cancel). */
+	atomic_store(&sp->stopping, 1);	/* a running recovery stops early */
+	if (sp->recover_cls >= 0)
+		workpool_class_stop(sp->wp, sp->recover_cls);
+	if (sp->file_cls >= 0)
+		workpool_class_stop(sp->wp, sp->file_cls);
 	if (sp->cls >= 0)
 		workpool_class_stop(sp->wp, sp->cls);
 	if (sp->dirfd >= 0)
@@ -1095,180 +662,4 @@ spool_close(struct spool **spp)
 	free(sp->dir);
 	free(sp);
 	*spp = NULL;
-}
-
-/* ---- recovery and removal --------------------------------------------- */
-
-static int
-name_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void
-spool_log_read_fail(const struct spool *sp, const char *name, const char *op,
-		    int err)
-{
-	char ebuf[24];
-	char *path = spool_path(sp, "queue", name);
-	struct log_ctx ctx = { .qid = qid_valid(name) ? name : NULL };
-	struct kv kvs[] = { KV("path", path), KV("op", op),
-			    KV("errno", errno_name(err, ebuf, sizeof(ebuf))),
-			    KV("err", strerror(err)) };
-
-	catalog_log(COND_QUEUE_SPOOL_READ_FAILED, &ctx, kvs, ARRAY_LEN(kvs));
-	free(path);
-}
-
-/* Moves queue/<name> into corrupt/ and says why. */
-static void
-spool_set_aside(struct spool *sp, const char *name, const char *reason)
-{
-	char *path = spool_path(sp, "corrupt", name);
-	struct log_ctx ctx = { .qid = qid_valid(name) ? name : NULL };
-	struct kv kvs[] = { KV("path", path), KV("reason", reason) };
-
-	catalog_log(COND_QUEUE_SPOOL_CORRUPT, &ctx, kvs, ARRAY_LEN(kvs));
-	if (renameat(sp->qfd, name, sp->cfd, name) < 0 ||
-	    fsync(sp->cfd) < 0 || fsync(sp->qfd) < 0)
-		spool_log_read_fail(sp, name, "rename", errno);
-	free(path);
-}
-
-/* Reads queue/<name> whole. 0 ok, -1 read error (logged), -2 too big. */
-static int
-spool_read_file(struct spool *sp, const char *name, uint8_t **out,
-		size_t *outlen)
-{
-	struct stat st;
-	uint8_t *p;
-	size_t got = 0;
-	int fd = openat(sp->qfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	if (fd < 0) {
-		spool_log_read_fail(sp, name, "open", errno);
-		return -1;
-	}
-	if (fstat(fd, &st) < 0) {
-		spool_log_read_fail(sp, name, "stat", errno);
-		close(fd);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		spool_log_read_fail(sp, name, "open", EINVAL);
-		close(fd);
-		return -1;
-	}
-	if ((uint64_t)st.st_size > SPOOL_MAX_FILE) {
-		close(fd);
-		return -2;
-	}
-	p = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, p + got, (size_t)st.st_size - got);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			spool_log_read_fail(sp, name, "read", errno);
-			free(p);
-			close(fd);
-			return -1;
-		}
-		if (r == 0)
-			break;	/* shrank under us: decode says truncated */
-		got += (size_t)r;
-	}
-	close(fd);
-	*out = p;
-	*outlen = got;
-	return 0;
-}
-
-long
-spool_recover(struct spool *sp)
-{
-	/* A fresh open: a dup() would share (and move) the read offset. */
-	int fd = openat(sp->qfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	DIR *dir;
-	struct dirent *de;
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	long count = 0;
-
-	if (fd < 0 || (dir = fdopendir(fd)) == NULL) {
-		spool_log_read_fail(sp, "", "open", errno);
-		if (fd >= 0)
-			close(fd);
-		return -1;
-	}
-	while ((de = readdir(dir)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 64;
-			names = xrealloc(names, cap * sizeof(*names));
-		}
-		names[n++] = xstrdup(de->d_name);
-	}
-	closedir(dir);
-	if (n > 0)
-		qsort(names, n, sizeof(*names), name_cmp);	/* oldest first */
-
-	for (size_t i = 0; i < n; i++) {
-		uint8_t *p = NULL;
-		size_t len = 0;
-		const char *reason = NULL;
-		struct spool_msg *msg;
-		int rc = spool_read_file(sp, names[i], &p, &len);
-
-		if (rc == -2) {
-			spool_set_aside(sp, names[i], "file larger than 2 GiB");
-		} else if (rc == 0) {
-			msg = spool_decode(p, len, &reason);
-			free(p);
-			if (msg != NULL && strcmp(msg->qid, names[i]) != 0) {
-				spool_msg_free(&msg);
-				reason = "queue ID does not match the file name";
-			}
-			if (msg == NULL) {
-				spool_set_aside(sp, names[i], reason);
-			} else {
-				msg->recovered = 1;
-				count++;
-				spool_to_sink(sp, msg);
-			}
-		}
-		free(names[i]);
-	}
-	free(names);
-	{
-		struct kv kvs[] = { KVI("count", count) };
-
-		catalog_log(COND_QUEUE_RECOVERED, NULL, kvs, ARRAY_LEN(kvs));
-	}
-	return count;
-}
-
-int
-spool_remove(struct spool *sp, const char *qid)
-{
-	int err;
-
-	if (qid_valid(qid) && unlinkat(sp->qfd, qid, 0) == 0)
-		return 0;
-	err = qid_valid(qid) ? errno : EINVAL;
-	{
-		char ebuf[24];
-		char *path = spool_path(sp, "queue", qid_valid(qid) ? qid : NULL);
-		struct log_ctx ctx = { .qid = qid_valid(qid) ? qid : NULL };
-		struct kv kvs[] = { KV("path", path),
-				    KV("errno", errno_name(err, ebuf, sizeof(ebuf))),
-				    KV("err", strerror(err)) };
-
-		catalog_log(COND_QUEUE_SPOOL_DELETE_FAILED, &ctx, kvs,
-			    ARRAY_LEN(kvs));
-		free(path);
-	}
-	return -1;
 }

@@ -6,11 +6,15 @@
  *   queue/<qid>     committed: envelope + message + end marker + checksum
  *   corrupt/<qid>   failed its end marker or checksum at recovery
  *
- * A commit writes incoming/<qid>, fsyncs it, renames it into queue/, and
- * fsyncs queue/ - one directory fsync covers every message of the same
- * round (group commit). Only then does the completion run, and only then
- * may the session send 250. Commits run on worker threads; the completion
- * is posted back to the caller's loop. Any failure unlinks what it wrote.
+ * A session streams the message into incoming/<qid> through the spool's
+ * body sink (spool_body_sink, store/body_sink.h): the file is opened and
+ * its envelope written on the pool, data chunks are written from the loop
+ * into the page cache as they arrive. The commit finishes the file (its
+ * length, checksums and the checks' tags), fsyncs it, renames it into
+ * queue/, and fsyncs queue/ - one directory fsync covers every message of
+ * the same round (group commit). Only then does the completion run, and
+ * only then may the session send 250. Any failure unlinks what it wrote.
+ * Delivery streams the data back from queue/<qid> (spool_msg_copy).
  */
 #ifndef POSTERN_SPOOL_H
 #define POSTERN_SPOOL_H
@@ -36,12 +40,17 @@
 #define SPOOL_MAX_MESSAGE ((uint64_t)2 << 30)	/* largest limits.message_size */
 #define SPOOL_MAX_TRACE 8192u			/* our Received field */
 #define SPOOL_MAX_DATA (SPOOL_MAX_MESSAGE + SPOOL_MAX_TRACE)
+#define SPOOL_MAX_TAGS ((size_t)1 << 20)	/* the checks' header fields */
 
 struct spool_rcpt {
 	char *addr;		/* owned: mailbox as accepted, "local@domain" */
 	char *orcpt;		/* owned: ORCPT= as sent, or NULL */
 	unsigned notify;	/* SMTP_NOTIFY_* bits, 0 = default */
-	int done;		/* delivered (set by delivery) */
+	int done;		/* delivered (set by delivery, or read back
+				 * from the file's state log) */
+	int failed;		/* failed permanently (state log) */
+	unsigned attempts;	/* delivery attempts recorded */
+	int64_t next_try;	/* the next attempt recorded, unix seconds */
 };
 
 /* One message: envelope and data. Owned by whoever holds it: the session
@@ -58,7 +67,18 @@ struct spool_msg {
 	char *client;		/* owned: client address text */
 	char *helo;		/* owned */
 	int64_t received_at;	/* unix seconds */
-	struct buf data;	/* the message as stored, Received field first */
+	struct buf data;	/* in memory only (tests, version-1 files):
+				 * the message, Received field first */
+	struct buf tags;	/* header fields the checks added: delivery
+				 * puts them on top of the data */
+	char *file;		/* owned: the spool file holding the data
+				 * (body_len bytes at body_off, CRC32C
+				 * body_crc), or NULL: the data is in data */
+	uint64_t body_off, body_len;
+	uint32_t body_crc;
+	uint64_t log_off, log_end;	/* the state log: where it starts and
+					 * where its last good record ends */
+	int log_torn;		/* bytes after log_end are no record */
 	int recovered;		/* read back from the spool at start */
 };
 
@@ -76,6 +96,13 @@ void spool_close(struct spool **spp);	/* waits for running commits */
 void spool_new_qid(struct spool *sp, char out[SPOOL_QID_SIZE]);
 
 struct spool_msg *spool_msg_new(size_t max_data);
+/* The message as delivered: tags, then the data. */
+uint64_t spool_msg_size(const struct spool_msg *msg);
+/* Writes the message as delivered to fd, the data streamed from the spool
+ * file through a bounded buffer with its checksum checked. 0, or -1 with
+ * errno (EBADMSG: the data does not match its checksum) and *op ("open",
+ * "read" or "write"). Any thread. */
+int spool_msg_copy(const struct spool_msg *msg, int fd, const char **op) WARN_UNUSED;
 void spool_msg_free(struct spool_msg **msgp);
 /* Adds a recipient (copies addr and orcpt). */
 void spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
@@ -89,7 +116,14 @@ void spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
 typedef void (*spool_done_fn)(struct loop *loop, void *arg, int status,
 			      enum cond_id cond);
 
-/* Queues msg for commit (takes ownership). done runs on loop (posted
+struct body_sink;
+/* A body sink (store/body_sink.h) that streams msg's data into
+ * incoming/<qid>; msg's envelope (sender, recipients, qid) must be final.
+ * The envelope is encoded now: msg stays the caller's until
+ * body_sink_commit, which takes it. Loop thread. */
+struct body_sink *spool_body_sink(struct spool *sp, const struct spool_msg *msg);
+
+/* Queues msg, its data in memory, for commit (takes ownership). done runs on loop (posted
  * with loop_post); with loop NULL it runs on the spool worker thread. */
 void spool_commit(struct spool *sp, struct spool_msg *msg,
 		  struct loop *loop, spool_done_fn done, void *arg);
@@ -105,6 +139,22 @@ void spool_set_sink(struct spool *sp, spool_sink_fn fn, void *arg);
  * recovered=1; a bad one moves to corrupt/ (QUEUE-SPOOL-CORRUPT). Logs
  * QUEUE-RECOVERED with the count. Returns the count, or -1. */
 long spool_recover(struct spool *sp);
+
+/* The same at start, on the pool's "recover" class: the caller goes on
+ * (the listeners serve new sessions meanwhile). Files committed after
+ * this call are not recovered (their commit hands them on). 0, or -1
+ * (logged by the caller). */
+int spool_recover_start(struct spool *sp);
+
+/* Appends state records (spool_state_*) to msg's spool file, flushed to
+ * disk when sync is set. 0, or -1 (logged: QUEUE-WRITE-FAILED). Any
+ * thread but a loop's. */
+int spool_append_state(const struct spool_msg *msg, const struct buf *recs, int sync);
+/* Encodes one state record for recipient idx into out: done, deferred
+ * (attempts so far, next try in unix seconds, the last reply) or failed. */
+int spool_state_done(struct buf *out, size_t idx);
+int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
+			 const char *reply);
 
 /* Removes queue/<qid> once every recipient is delivered. Thread-safe. */
 int spool_remove(struct spool *sp, const char *qid);

@@ -336,36 +336,47 @@ def _queued_with_local_copy(srv):
     assert code == 250, (code, msg)
     got = srv.wait_mail("alice")
     assert len(got) == 1 and got[0].parent.name == "new", got
+    # the pass ended: its state records are written before this event
+    srv.wait_event("DELIVERY-DEFERRED", rcpt="<bob@remote.example>")
     assert len(srv.spool_files("queue")) == 1
     return got[0]
 
 
-def test_restart_finds_copy_moved_to_cur(make_server):
-    """docs/design.md, Durability: a copy the reader moved to cur/ with
-    flags is found after a restart: no second copy."""
+def _restarted_after_pass(srv):
+    """Restarts srv and waits for the first delivery pass of the queued
+    message (the remote recipient is deferred again)."""
+    srv.stop()
+    mark = srv.mark()
+    srv.start()
+    srv.wait_event("QUEUE-RECOVERED", after=mark)
+    srv.wait_event("DELIVERY-DEFERRED", after=mark, rcpt="<bob@remote.example>")
+    return mark
+
+
+def test_restart_leaves_copy_moved_to_cur(make_server):
+    """docs/design.md, Durability: alice's delivery is in the spool file's
+    state log, so a restart does not try her again (not even a look in
+    cur/); the copy the reader moved stays the only one."""
     srv = make_server()
     f = _queued_with_local_copy(srv)
     moved = f.parent.parent / "cur" / (f.name + ":2,S")
     f.rename(moved)
-    srv.stop()
-    mark = srv.mark()
-    srv.start()
-    ev = srv.wait_event("DELIVERY-SUCCESS", after=mark, rcpt="<alice@example.test>")[0]
-    assert ev["path"] == str(moved), ev
+    mark = _restarted_after_pass(srv)
+    assert not srv.events("DELIVERY-SUCCESS", after=mark, rcpt="<alice@example.test>")
     assert srv.maildir("alice") == [moved]
 
 
-def test_restart_rewrites_deleted_copy(make_server):
-    """docs/design.md, Durability: the documented duplicate. The reader
-    deleted the copy while the spool file was still queued; a restart
-    delivers it again (at least once)."""
+def test_restart_never_redelivers_a_recorded_recipient(make_server):
+    """Issue 7 point 2 (changed on purpose: this was the documented
+    duplicate): the reader deleted alice's copy while the message was still
+    queued for another recipient; a restart does not deliver it again,
+    because her delivery is durably recorded in the state log."""
     srv = make_server()
     f = _queued_with_local_copy(srv)
     f.unlink()
-    srv.stop()
-    mark = srv.mark()
-    srv.start()
-    ev = srv.wait_event("DELIVERY-SUCCESS", after=mark, rcpt="<alice@example.test>")[0]
-    got = srv.maildir("alice")
-    assert len(got) == 1 and got[0].parent.name == "new", got
-    assert ev["path"] == str(got[0]), ev
+    q = srv.spool_files("queue")
+    assert b"state " in (srv.spool / "queue" / q[0]).read_bytes()
+    mark = _restarted_after_pass(srv)
+    assert not srv.events("DELIVERY-SUCCESS", after=mark, rcpt="<alice@example.test>")
+    assert srv.maildir("alice") == []
+    assert srv.spool_files("queue") == q
