@@ -47,7 +47,12 @@ if ./build/postern config-doc | cmp -s - docs/configuration.md; then ok "docs/co
 
 step "end-to-end tests (plain build)"
 events=$(mktemp)
-if POSTERN_BIN=build/postern POSTERN_EVENTS_LOG="$events" $PY -m pytest -q -p no:cacheprovider tests/e2e > "$log" 2>&1; then :; fi
+# Each pytest run gets a folder of its own: pytest prunes old basetemp
+# folders of the same user, which would pull files from under another
+# run's servers.
+base=$(mktemp -d)
+if POSTERN_BIN=build/postern POSTERN_EVENTS_LOG="$events" $PY -m pytest -q -p no:cacheprovider \
+	--basetemp="$base/plain" tests/e2e > "$log" 2>&1; then :; fi
 tail -n 30 "$log"
 count "$log"
 if POSTERN_BIN=build/postern POSTERN_EVENTS_LOG="$events" $PY tests/e2e/check_coverage.py; then ok "catalog coverage"; else bad "catalog coverage"; fi
@@ -59,7 +64,8 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 if make -s build-asan > "$log" 2>&1; then ok build-asan; else cat "$log"; bad build-asan; fi
 unit build-asan
 if [ -x build-asan/postern ]; then
-	if POSTERN_BIN=build-asan/postern $PY -m pytest -q -p no:cacheprovider tests/e2e > "$log" 2>&1; then :; fi
+	if POSTERN_BIN=build-asan/postern $PY -m pytest -q -p no:cacheprovider \
+		--basetemp="$base/asan" tests/e2e > "$log" 2>&1; then :; fi
 	tail -n 30 "$log"
 	count "$log"
 fi
@@ -71,7 +77,7 @@ else
 	cat "$log"; bad build-fuzz
 fi
 
-rm -f "$log"
+rm -rf "$log" "$base"
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

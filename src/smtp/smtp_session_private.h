@@ -144,6 +144,10 @@ int smtp_session_reply(struct smtp_session *s, enum cond_id cond, const struct k
 		       size_t nkv);
 void smtp_session_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
 			 size_t nkv);
+/* The reply for cond (more: a multi-line reply follows); log_refusal 0
+ * for a failure already logged where it happened (the spool's). */
+int smtp_reply_emit(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv,
+		    int more, int log_refusal);
 /* The first line of a multi-line reply (more_follow) / one more line. */
 int smtp_reply_more(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv,
 		    int more_follow);
@@ -186,15 +190,21 @@ void smtp_txn_summary(struct smtp_session *s, const char *verdict, enum cond_id 
 /* SESSION-MAIL / SESSION-RCPT for a command refused before the checks. */
 void smtp_mail_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause);
 void smtp_rcpt_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause);
-/* SESSION-DATA (smtp_session.c). */
+/* The message (smtp_message.c): SESSION-DATA; the data as it arrives in
+ * DATA and BDAT states; a BDAT the parser refused (its chunk is read and
+ * dropped, or, without a size, the session closes). */
 void smtp_data_summary(struct smtp_session *s, enum cond_id cause);
+void smtp_data_input(struct smtp_session *s);
+void smtp_bdat_input(struct smtp_session *s);
+void smtp_bdat_parse_refused(struct smtp_session *s, const struct smtp_cmd *cmd);
 /* The ESMTP extensions this session offers (SMTP_EXT_* bits; none after
  * HELO), for the parser. */
 unsigned smtp_offered_extensions(const struct smtp_session *s);
 /* 1 when a TLS context is in force (checked per EHLO). */
 int smtp_tls_available(struct smtp_session *s);
 
-/* Command handlers: smtp_cmd.c, DATA/BDAT/STARTTLS in smtp_session.c,
+/* Command handlers: smtp_cmd.c, DATA/BDAT in smtp_message.c, STARTTLS in
+ * smtp_session.c,
  * AUTH in smtp_cmd_auth.c. */
 void smtp_cmd_helo(struct smtp_session *s, const struct smtp_cmd *cmd);
 void smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd);
