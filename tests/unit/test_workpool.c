@@ -126,12 +126,14 @@ tloop_stop(struct tloop *tl)
 }
 
 static int loop_gate;
+static int loop_blocked;	/* block_loop is running */
 
 static void
 block_loop(struct loop *loop, void *arg)
 {
 	(void)loop;
 	(void)arg;
+	__atomic_store_n(&loop_blocked, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&loop_gate, __ATOMIC_ACQUIRE))
 		sleep_ms(1);
 }
@@ -244,7 +246,9 @@ test_batch_and_loops(void)
 	reset();
 	uint64_t drains = workpool_drains(wp);
 	__atomic_store_n(&loop_gate, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&loop_blocked, 0, __ATOMIC_RELEASE);
 	loop_post(a.loop, block_loop, NULL);
+	WAIT_FOR(__atomic_load_n(&loop_blocked, __ATOMIC_ACQUIRE));
 	int c2 = workpool_class_new(wp, "auth", 4, 0);
 	CHECK(c2 >= 0);
 	submit_n(wp, c2, jobs, 20, a.loop);
@@ -326,7 +330,11 @@ test_shutdown(void)
 	reset();
 	tloop_start(&a);
 	__atomic_store_n(&loop_gate, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&loop_blocked, 0, __ATOMIC_RELEASE);
 	loop_post(a.loop, block_loop, NULL);
+	/* the loop is inside block_loop before any completion is posted, so
+	 * the completions wait for a round the stopped loop never runs */
+	WAIT_FOR(__atomic_load_n(&loop_blocked, __ATOMIC_ACQUIRE));
 	int e = workpool_class_new(wp, "auth", 2, 0);
 	submit_n(wp, e, outbox, 3, a.loop);
 	WAIT_FOR(workpool_class_load(wp, e) == 0);
