@@ -27,10 +27,12 @@
 #include "deliver/deliver.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,10 +42,26 @@
 #include "deliver/deliver_maildir.h"
 #include "deliver/deliver_quota.h"
 #include "deliver/deliver_space.h"
+#include "store/flush.h"
 
 #define DELIVER_RETRY_MIN_S 1u
 #define DELIVER_RETRY_MAX_S 300u
 #define DELIVER_RETRY_SPACE_S 15u	/* under the space floor */
+/* A delivery batch waits this long for a commit round's flush to cover its
+ * copies before it flushes on its own (store_flush_lazy). */
+#define DELIVER_FLUSH_WAIT_MS 50u
+
+/* The filesystems a batch of deliveries wrote to: one syncfs each makes
+ * the whole batch durable (Maildir copies, links, state records). */
+#define SYNC_SET_MAX 8
+struct sync_set {
+	dev_t dev[SYNC_SET_MAX];
+	char *path[SYNC_SET_MAX];	/* owned: a folder on that filesystem */
+	size_t n;
+	int failed;			/* a syncfs (or a stat) failed */
+	int err;
+	char *fail_path;		/* borrowed from path[] */
+};
 
 struct deliver_item {
 	struct workpool_job wj;		/* first: the pool hands it back */
@@ -57,6 +75,12 @@ struct deliver_item {
 	unsigned char *perm_noted;	/* per recipient: permanent logged */
 	unsigned char *recorded;	/* per recipient: done is in the state log */
 	int space_noted;		/* QUEUE-DISK-FULL logged */
+	struct sync_set *ss;		/* during a batch: what to flush */
+	struct buf recs;		/* state records to append after the flush */
+	int newly_done;			/* recipients done in this pass */
+	unsigned char *kind;		/* per recipient: this pass's outcome */
+	unsigned retry_s;		/* this pass's retry interval */
+	unsigned char *pass_done;	/* per recipient: done in this pass */
 };
 
 struct deliver {
@@ -94,6 +118,9 @@ item_free(struct deliver_item **ip)
 	free(it->tried);
 	free(it->perm_noted);
 	free(it->recorded);
+	free(it->pass_done);
+	free(it->kind);
+	buf_fini(&it->recs);
 	free(it);
 	*ip = NULL;
 }
@@ -107,6 +134,58 @@ deliver_config(struct deliver *d)
 	cfg = d->cfg != NULL ? config_ref(d->cfg) : NULL;
 	pthread_mutex_unlock(&d->cfg_mu);
 	return cfg;
+}
+
+/* ---- flushing a batch ------------------------------------------------- */
+
+static void
+sync_add(struct sync_set *ss, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		if (!ss->failed) {
+			ss->failed = 1;
+			ss->err = errno;
+		}
+		return;
+	}
+	for (size_t i = 0; i < ss->n; i++)
+		if (ss->dev[i] == st.st_dev)
+			return;
+	if (ss->n == SYNC_SET_MAX) {
+		/* More filesystems than that in one batch: flush this one now. */
+		if (store_flush_path(path, 0) < 0) {
+			ss->failed = 1;
+			ss->err = errno;
+		}
+		return;
+	}
+	ss->dev[ss->n] = st.st_dev;
+	ss->path[ss->n] = xstrdup(path);
+	ss->n++;
+}
+
+/* One syncfs per filesystem; 0, or -1 (ss->err, ss->fail_path). */
+static int
+sync_run(struct sync_set *ss)
+{
+	for (size_t i = 0; i < ss->n && !ss->failed; i++) {
+		if (store_flush_path(ss->path[i], DELIVER_FLUSH_WAIT_MS) < 0) {
+			ss->failed = 1;
+			ss->err = errno;
+			ss->fail_path = ss->path[i];
+		}
+	}
+	return ss->failed ? -1 : 0;
+}
+
+static void
+sync_fini(struct sync_set *ss)
+{
+	for (size_t i = 0; i < ss->n; i++)
+		free(ss->path[i]);
+	ss->n = 0;
 }
 
 /* ---- one message ------------------------------------------------------ */
@@ -221,6 +300,7 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 	if (msg->recovered || it->tried[i]) {
 		rc = deliver_maildir_find(dir, host, msg, i, &res);
 		if (rc == 1) {
+			sync_add(it->ss, dir);	/* found after a crash: maybe unflushed */
 			log_delivered(msg, i, &res);
 			deliver_maildir_result_fini(&res);
 			free(dir);
@@ -278,6 +358,8 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 	msg->recovered = recovered;
 	quota_finish(cfg->server_mail_root, r->addr, size, rc == 0 && !res.existed);
 	if (rc == 0)
+		sync_add(it->ss, dir);
+	if (rc == 0)
 		log_delivered(msg, i, &res);
 	else
 		log_write_failed(msg, i, &res);
@@ -310,9 +392,8 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	struct config *cfg = deliver_config(d);
 	size_t n = msg->nrcpts ? msg->nrcpts : 1;
 	unsigned char *kind = xcalloc(n, 1);
-	int backoff = 0, space = 0, left = 0, newly_done = 0;
+	int backoff = 0, space = 0, left = 0;
 	unsigned retry;
-	struct buf recs;
 
 	if (it->noted == NULL) {
 		it->noted = xcalloc(n, 1);
@@ -320,9 +401,15 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		it->perm_noted = xcalloc(n, 1);
 		/* done in the file already: recorded */
 		it->recorded = xcalloc(n, 1);
+		it->pass_done = xcalloc(n, 1);
+		it->kind = xcalloc(n, 1);
+		buf_init(&it->recs, (size_t)1 << 24);
 		for (size_t i = 0; i < msg->nrcpts; i++)
 			it->recorded[i] = (unsigned char)msg->rcpts[i].done;
 	}
+	memset(it->pass_done, 0, n);
+	buf_reset(&it->recs);
+	it->newly_done = 0;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
 		const char *at;
@@ -340,7 +427,8 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 			o = OUT_NO_ROUTE;
 		if (o == OUT_DONE) {
 			r->done = 1;
-			newly_done++;
+			it->pass_done[i] = 1;
+			it->newly_done++;
 			continue;
 		}
 		kind[i] = (unsigned char)o;
@@ -376,51 +464,113 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	it->retry_ms = (uint64_t)retry * 1000u;
 	/* The state log: who is done (flushed, so no restart tries them
 	 * again), who waits, how often tried, until when. A message whose
-	 * every recipient is done needs none: its file goes. */
-	buf_init(&recs, (size_t)1 << 24);
+	 * every recipient is done needs none: its file goes. The records are
+	 * appended once the batch's copies are flushed (item_run). */
 	int64_t next = (int64_t)time(NULL) + (int64_t)retry;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
 		int rc = 0;
 
-		if (r->done && it->recorded != NULL && !it->recorded[i]) {
-			rc = spool_state_done(&recs, i);
-			it->recorded[i] = 1;
+		if (r->done && !it->recorded[i]) {
+			rc = spool_state_done(&it->recs, i);
 		} else if (!r->done) {
 			r->attempts++;
 			r->next_try = next;
-			rc = spool_state_deferred(&recs, i, r->attempts, next,
+			rc = spool_state_deferred(&it->recs, i, r->attempts, next,
 						  outcome_cause(kind[i]));
 		}
 		if (rc < 0)
 			break;	/* past 16 MiB of records: the rest next time */
 	}
-	(void)spool_append_state(msg, &recs, newly_done > 0);	/* logged */
-	buf_fini(&recs);
-	for (size_t i = 0; i < msg->nrcpts; i++) {
-		if (msg->rcpts[i].done)
-			continue;
-		if (kind[i] != OUT_NO_ROUTE) {
-			log_deferred(msg, i, retry, outcome_cause(kind[i]));
-		} else if (!it->noted[i]) {
-			it->noted[i] = 1;	/* no transport yet: say it once */
-			log_deferred(msg, i, retry, "DELIVERY-DEFERRED");
-		}
-	}
+	memcpy(it->kind, kind, n);
+	it->retry_s = retry;
 	free(kind);
 	return 0;
 }
 
+/* After the pass's records are appended: who waits, and why. */
+static void
+item_log_deferred(struct deliver_item *it)
+{
+	struct spool_msg *msg = it->msg;
+
+	for (size_t i = 0; i < msg->nrcpts; i++) {
+		if (msg->rcpts[i].done)
+			continue;
+		if (it->kind[i] != OUT_NO_ROUTE) {
+			log_deferred(msg, i, it->retry_s, outcome_cause(it->kind[i]));
+		} else if (!it->noted[i]) {
+			it->noted[i] = 1;	/* no transport yet: say it once */
+			log_deferred(msg, i, it->retry_s, "DELIVERY-DEFERRED");
+		}
+	}
+}
+
 /* ---- jobs on the pool ------------------------------------------------ */
 
-static void
-item_run(struct workpool_job *wj)
-{
-	struct deliver_item *it = (struct deliver_item *)wj;
+#define ITEM_NEXT(it) ((struct deliver_item *)(it)->wj.next)
 
-	it->finished = deliver_item_run(it->d, it);
-	if (it->finished)
-		(void)spool_remove(it->d->sp, it->msg->qid);
+/* A flush failed: nothing the batch wrote counts; tried again soon. */
+static void
+item_unflushed(struct deliver_item *it, const struct sync_set *ss)
+{
+	struct deliver_maildir_result res = {
+		.path = ss->fail_path != NULL ? ss->fail_path : (char *)"-",
+		.op = "syncfs", .err = ss->err,
+	};
+
+	for (size_t i = 0; i < it->msg->nrcpts; i++) {
+		if (!it->pass_done[i])
+			continue;
+		it->msg->rcpts[i].done = 0;
+		it->kind[i] = OUT_FAILED;
+		log_write_failed(it->msg, i, &res);
+	}
+	it->finished = 0;
+	it->retry_s = DELIVER_RETRY_MIN_S;
+	it->retry_ms = (uint64_t)DELIVER_RETRY_MIN_S * 1000u;
+	buf_reset(&it->recs);
+}
+
+/* A batch: every ready delivery at once (the class is WORKPOOL_BATCH).
+ * The Maildir copies are written unflushed; one syncfs per filesystem
+ * makes them all durable; only then are finished spool files removed and
+ * the state records of the others appended (and flushed the same way). */
+static void
+item_run(struct workpool_job *first)
+{
+	struct sync_set ss = { 0 }, ss2 = { 0 };
+	struct deliver_item *it;
+	int ok;
+
+	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it)) {
+		it->ss = &ss;
+		it->finished = deliver_item_run(it->d, it);
+	}
+	ok = sync_run(&ss) == 0;
+	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it)) {
+		if (!ok && it->newly_done > 0)
+			item_unflushed(it, &ss);
+		if (it->finished) {
+			(void)spool_remove(it->d->sp, it->msg->qid);
+			continue;
+		}
+		if (spool_append_state(it->msg, &it->recs, 0) == 0 && it->newly_done > 0 &&
+		    it->msg->file != NULL) {
+			sync_add(&ss2, it->msg->file);
+			for (size_t i = 0; i < it->msg->nrcpts; i++)
+				if (it->pass_done[i])
+					it->recorded[i] = 1;
+		}
+		it->ss = NULL;
+	}
+	/* A lost done record only means a repeat that finds its copy. */
+	(void)sync_run(&ss2);
+	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it))
+		if (!it->finished)
+			item_log_deferred(it);
+	sync_fini(&ss);
+	sync_fini(&ss2);
 }
 
 /* On the worker, after item_run: the item is ours again. */
@@ -465,7 +615,9 @@ deliver_new(struct spool *sp, struct config *cfg, struct workpool *wp, unsigned 
 	d->cfg = cfg != NULL ? config_ref(cfg) : NULL;
 	d->wp = wp;
 	pthread_mutex_init(&d->cfg_mu, NULL);
-	d->cls = workpool_class_new(wp, "deliver", threads > 0 ? threads : 1, 0);
+	/* BATCH: a worker takes every ready delivery, so one syncfs makes a
+	 * whole batch durable (item_run). */
+	d->cls = workpool_class_new(wp, "deliver", threads > 0 ? threads : 1, WORKPOOL_BATCH);
 	if (d->cls < 0) {
 		struct kv kvs[] = {
 			KV("subsystem", "deliver"), KV("path", "-"),

@@ -10,10 +10,11 @@
  * body sink (spool_body_sink, store/body_sink.h): the file is opened and
  * its envelope written on the pool, data chunks are written from the loop
  * into the page cache as they arrive. The commit finishes the file (its
- * length, checksums and the checks' tags), fsyncs it, renames it into
- * queue/, and fsyncs queue/ - one directory fsync covers every message of
- * the same round (group commit). Only then does the completion run, and
- * only then may the session send 250. Any failure unlinks what it wrote.
+ * length, checksums and the checks' tags) and renames it into queue/; one
+ * syncfs (store/flush.h, shared with whoever else flushes meanwhile) then
+ * makes every file and rename of the round durable (group commit). Only
+ * then does the completion run, and only then may the session send 250.
+ * Any failure unlinks what it wrote.
  * Delivery streams the data back from queue/<qid> (spool_msg_copy).
  */
 #ifndef POSTERN_SPOOL_H
