@@ -92,20 +92,6 @@ struct deliver {
 	atomic_ulong pending;		/* queued + waiting + in progress */
 };
 
-static const char *
-errno_name(int err, char *buf, size_t size)
-{
-	const char *name = strerrorname_np(err);
-	int n;
-
-	if (name != NULL)
-		return name;
-	n = snprintf(buf, size, "E%d", err);
-	if (n < 0 || (size_t)n >= size)
-		return "E?";
-	return buf;
-}
-
 static void
 item_free(struct deliver_item **ip)
 {
@@ -240,7 +226,7 @@ log_write_failed(const struct spool_msg *msg, size_t i,
 	struct kv kvs[] = {
 		KVA("rcpt", addr, strlen(addr)),
 		KV("path", res->path), KV("op", res->op),
-		KV("errno", errno_name(res->err, ebuf, sizeof(ebuf))),
+		KV("errno", spool_errno_name(res->err, ebuf, sizeof(ebuf))),
 		KV("err", strerror(res->err)),
 	};
 

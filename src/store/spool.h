@@ -160,6 +160,9 @@ int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t
 /* Removes queue/<qid> once every recipient is delivered. Thread-safe. */
 int spool_remove(struct spool *sp, const char *qid);
 
+/* The symbolic errno name ("EFBIG"), or "E<number>" written into buf. */
+const char *spool_errno_name(int err, char *buf, size_t size);
+
 /* Encoding, exposed for tests and the fuzzer: serialise msg into out /
  * parse a spool file's bytes into a new msg (NULL with *reason on error). */
 int spool_encode(const struct spool_msg *msg, struct buf *out) WARN_UNUSED;
