@@ -63,6 +63,14 @@ struct sync_set {
 	char *fail_path;		/* borrowed from path[] */
 };
 
+#define RF_NOTED 0x01u		/* no-route logged */
+#define RF_TRIED 0x02u		/* a write was tried */
+#define RF_PERM 0x04u		/* permanent failure logged */
+#define RF_RECORDED 0x08u	/* done is in the state log */
+#define RF_PASS_DONE 0x10u	/* done in this pass */
+#define RF_KIND_SHIFT 5		/* enum outcome of this pass (< 8) */
+#define RF_KIND(f) ((f) >> RF_KIND_SHIFT)
+
 struct deliver_item {
 	struct workpool_job wj;		/* first: the pool hands it back */
 	struct deliver *d;
@@ -70,17 +78,15 @@ struct deliver_item {
 	uint64_t retry_ms;		/* after a deferral: the delay */
 	int finished;			/* every recipient done */
 	unsigned backoff_s;		/* last interval, 0 before the first */
-	unsigned char *noted;		/* per recipient: no-route logged */
-	unsigned char *tried;		/* per recipient: a write was tried */
-	unsigned char *perm_noted;	/* per recipient: permanent logged */
-	unsigned char *recorded;	/* per recipient: done is in the state log */
+	unsigned char *rf;		/* per recipient: RF_* flags, the outcome of
+					 * this pass in the top bits (one byte: the
+					 * queue keeps little per message) */
 	int space_noted;		/* QUEUE-DISK-FULL logged */
 	struct sync_set *ss;		/* during a batch: what to flush */
 	struct buf recs;		/* state records to append after the flush */
 	int newly_done;			/* recipients done in this pass */
-	unsigned char *kind;		/* per recipient: this pass's outcome */
 	unsigned retry_s;		/* this pass's retry interval */
-	unsigned char *pass_done;	/* per recipient: done in this pass */
+
 };
 
 struct deliver {
@@ -100,12 +106,7 @@ item_free(struct deliver_item **ip)
 	if (it == NULL)
 		return;
 	spool_msg_free(&it->msg);
-	free(it->noted);
-	free(it->tried);
-	free(it->perm_noted);
-	free(it->recorded);
-	free(it->pass_done);
-	free(it->kind);
+	free(it->rf);
 	buf_fini(&it->recs);
 	free(it);
 	*ip = NULL;
@@ -184,6 +185,7 @@ enum outcome {
 	OUT_PERMANENT,		/* no retry can help: kept, retried rarely */
 	OUT_NO_ROUTE,		/* not local: no transport yet */
 };
+_Static_assert(OUT_NO_ROUTE < 8, "an outcome fits the top bits of a recipient's flags");
 
 static const char *
 outcome_cause(enum outcome o)
@@ -263,7 +265,7 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 				  domain, domain_len);
 	size = deliver_maildir_size(msg, i);
 	if (dir == NULL || size == 0) {
-		if (!it->perm_noted[i]) {
+		if (!(it->rf[i] & RF_PERM)) {
 			struct kv kvs[] = {
 				KVA("rcpt", r->addr, strlen(r->addr)),
 				KV("path", cfg->server_mail_root),
@@ -273,7 +275,7 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 					  : "CR or LF in an envelope address"),
 			};
 
-			it->perm_noted[i] = 1;
+			it->rf[i] |= RF_PERM;
 			catalog_log(COND_DELIVERY_LOCAL_PERMANENT, &ctx, kvs,
 				    ARRAY_LEN(kvs));
 		}
@@ -283,7 +285,7 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 
 	/* 1. Already there (a repeat after a crash, or after a failure that
 	 * came after the link): done, and counted by the quota scan. */
-	if (msg->recovered || it->tried[i]) {
+	if (msg->recovered || (it->rf[i] & RF_TRIED)) {
 		rc = deliver_maildir_find(dir, host, msg, i, &res);
 		if (rc == 1) {
 			sync_add(it->ss, dir);	/* found after a crash: maybe unflushed */
@@ -339,7 +341,7 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 	/* Step 1 looked already: spare the Maildir writer a second cur/ scan. */
 	recovered = msg->recovered;
 	msg->recovered = 0;
-	it->tried[i] = 1;
+	it->rf[i] |= RF_TRIED;
 	rc = deliver_maildir_write(dir, host, msg, i, &res);
 	msg->recovered = recovered;
 	quota_finish(cfg->server_mail_root, r->addr, size, rc == 0 && !res.existed);
@@ -381,20 +383,16 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	int backoff = 0, space = 0, left = 0;
 	unsigned retry;
 
-	if (it->noted == NULL) {
-		it->noted = xcalloc(n, 1);
-		it->tried = xcalloc(n, 1);
-		it->perm_noted = xcalloc(n, 1);
+	if (it->rf == NULL) {
+		it->rf = xcalloc(n, 1);
 		/* done in the file already: recorded */
-		it->recorded = xcalloc(n, 1);
-		it->pass_done = xcalloc(n, 1);
-		it->kind = xcalloc(n, 1);
-		buf_init(&it->recs, (size_t)1 << 24);
 		for (size_t i = 0; i < msg->nrcpts; i++)
-			it->recorded[i] = (unsigned char)msg->rcpts[i].done;
+			it->rf[i] = msg->rcpts[i].done ? RF_RECORDED : 0;
 	}
-	memset(it->pass_done, 0, n);
-	buf_reset(&it->recs);
+	for (size_t i = 0; i < n; i++)
+		it->rf[i] &= RF_NOTED | RF_TRIED | RF_PERM | RF_RECORDED;
+	buf_fini(&it->recs);
+	buf_init(&it->recs, (size_t)1 << 24);
 	it->newly_done = 0;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
@@ -413,7 +411,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 			o = OUT_NO_ROUTE;
 		if (o == OUT_DONE) {
 			r->done = 1;
-			it->pass_done[i] = 1;
+			it->rf[i] |= RF_PASS_DONE;
 			it->newly_done++;
 			continue;
 		}
@@ -457,7 +455,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		struct spool_rcpt *r = &msg->rcpts[i];
 		int rc = 0;
 
-		if (r->done && !it->recorded[i]) {
+		if (r->done && !(it->rf[i] & RF_RECORDED)) {
 			rc = spool_state_done(&it->recs, i);
 		} else if (!r->done) {
 			r->attempts++;
@@ -468,7 +466,8 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		if (rc < 0)
 			break;	/* past 16 MiB of records: the rest next time */
 	}
-	memcpy(it->kind, kind, n);
+	for (size_t i = 0; i < n; i++)
+		it->rf[i] |= (unsigned char)(kind[i] << RF_KIND_SHIFT);
 	it->retry_s = retry;
 	free(kind);
 	return 0;
@@ -483,10 +482,10 @@ item_log_deferred(struct deliver_item *it)
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		if (msg->rcpts[i].done)
 			continue;
-		if (it->kind[i] != OUT_NO_ROUTE) {
-			log_deferred(msg, i, it->retry_s, outcome_cause(it->kind[i]));
-		} else if (!it->noted[i]) {
-			it->noted[i] = 1;	/* no transport yet: say it once */
+		if (RF_KIND(it->rf[i]) != OUT_NO_ROUTE) {
+			log_deferred(msg, i, it->retry_s, outcome_cause(RF_KIND(it->rf[i])));
+		} else if (!(it->rf[i] & RF_NOTED)) {
+			it->rf[i] |= RF_NOTED;	/* no transport yet: say it once */
 			log_deferred(msg, i, it->retry_s, "DELIVERY-DEFERRED");
 		}
 	}
@@ -506,16 +505,18 @@ item_unflushed(struct deliver_item *it, const struct sync_set *ss)
 	};
 
 	for (size_t i = 0; i < it->msg->nrcpts; i++) {
-		if (!it->pass_done[i])
+		if (!(it->rf[i] & RF_PASS_DONE))
 			continue;
 		it->msg->rcpts[i].done = 0;
-		it->kind[i] = OUT_FAILED;
+		it->rf[i] = (unsigned char)((it->rf[i] & ~((0x7u << RF_KIND_SHIFT) | RF_PASS_DONE)) |
+					    (OUT_FAILED << RF_KIND_SHIFT));
 		log_write_failed(it->msg, i, &res);
 	}
 	it->finished = 0;
+	it->newly_done = 0;
 	it->retry_s = DELIVER_RETRY_MIN_S;
 	it->retry_ms = (uint64_t)DELIVER_RETRY_MIN_S * 1000u;
-	buf_reset(&it->recs);
+	buf_fini(&it->recs);
 }
 
 /* A batch: every ready delivery at once (the class is WORKPOOL_BATCH).
@@ -545,9 +546,10 @@ item_run(struct workpool_job *first)
 		    it->msg->file != NULL) {
 			sync_add(&ss2, it->msg->file);
 			for (size_t i = 0; i < it->msg->nrcpts; i++)
-				if (it->pass_done[i])
-					it->recorded[i] = 1;
+				if (it->rf[i] & RF_PASS_DONE)
+					it->rf[i] |= RF_RECORDED;
 		}
+		buf_fini(&it->recs);	/* nothing kept while it waits */
 		it->ss = NULL;
 	}
 	/* A lost done record only means a repeat that finds its copy. */
