@@ -85,6 +85,7 @@ struct deliver_item {
 	struct sync_set *ss;		/* during a batch: what to flush */
 	struct buf recs;		/* state records to append after the flush */
 	int newly_done;			/* recipients done in this pass */
+	int corrupt;			/* the data failed its checksum */
 	unsigned retry_s;		/* this pass's retry interval */
 
 };
@@ -184,8 +185,9 @@ enum outcome {
 	OUT_SPACE,		/* under the free-space floor: retry soon */
 	OUT_PERMANENT,		/* no retry can help: kept, retried rarely */
 	OUT_NO_ROUTE,		/* not local: no transport yet */
+	OUT_CORRUPT,		/* the spool file's data failed its checksum */
 };
-_Static_assert(OUT_NO_ROUTE < 8, "an outcome fits the top bits of a recipient's flags");
+_Static_assert(OUT_CORRUPT < 8, "an outcome fits the top bits of a recipient's flags");
 
 static const char *
 outcome_cause(enum outcome o)
@@ -351,8 +353,11 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 		log_delivered(msg, i, &res);
 	else
 		log_write_failed(msg, i, &res);
+	int res_err = res.err;
 	deliver_maildir_result_fini(&res);
 	free(dir);
+	if (rc < 0 && res_err == EBADMSG)
+		return OUT_CORRUPT;	/* no copy was linked: the check comes first */
 	return rc == 0 ? OUT_DONE : OUT_FAILED;
 }
 
@@ -409,6 +414,10 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 					  strlen(at + 1));
 		else
 			o = OUT_NO_ROUTE;
+		if (o == OUT_CORRUPT) {
+			it->corrupt = 1;	/* set aside whole (item_run) */
+			break;
+		}
 		if (o == OUT_DONE) {
 			r->done = 1;
 			it->rf[i] |= RF_PASS_DONE;
@@ -424,7 +433,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	}
 	if (cfg != NULL)
 		config_unref(&cfg);
-	if (left == 0) {
+	if (left == 0 || it->corrupt) {
 		free(kind);
 		return 1;
 	}
@@ -538,6 +547,10 @@ item_run(struct workpool_job *first)
 	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it)) {
 		if (!ok && it->newly_done > 0)
 			item_unflushed(it, &ss);
+		if (it->finished && it->corrupt) {
+			spool_quarantine(it->d->sp, it->msg->qid, "data checksum mismatch");
+			continue;
+		}
 		if (it->finished) {
 			(void)spool_remove(it->d->sp, it->msg->qid);
 			continue;

@@ -157,6 +157,10 @@ int spool_state_done(struct buf *out, size_t idx);
 int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
 			 const char *reply);
 
+/* Moves queue/<qid> to corrupt/ (QUEUE-SPOOL-CORRUPT with reason): its
+ * data failed its checksum while delivery streamed it. Thread-safe. */
+void spool_quarantine(struct spool *sp, const char *qid, const char *reason);
+
 /* Removes queue/<qid> once every recipient is delivered. Thread-safe. */
 int spool_remove(struct spool *sp, const char *qid);
 

@@ -198,3 +198,28 @@ def test_10000_deferred_messages_recover_without_reading_bodies(make_server):
     assert hwm < limit, "peak RSS %d KiB with %d messages queued" % (hwm, n)
     srv.wait_mail("alice")
     assert srv.spool_files("corrupt") == []
+
+
+def test_data_failing_its_checksum_is_set_aside_by_delivery(make_server):
+    """Recovery does not read the data, so a file whose data was damaged
+    is taken; delivery checks the data's CRC as it streams it, links no
+    copy, and moves the file to corrupt/ (QUEUE-SPOOL-CORRUPT)."""
+    srv = make_server(start=False)
+    q = srv.spool / "queue"
+    q.mkdir(parents=True)
+    data = make_message("damaged")
+    qid = b"00000000000000B1"
+    head, tail = v2_parts(qid, b"s@example.org", [b"alice@example.test"], len(data),
+                          crc32c(data))
+    damaged = data.replace(b"damaged", b"DAMAGED")
+    (q / qid.decode()).write_bytes(head + damaged + tail)
+    mark = srv.mark()
+    srv.start()
+    ev = srv.wait_event("QUEUE-SPOOL-CORRUPT", after=mark)[0]
+    assert ev["reason"] == "data checksum mismatch" and ev["qid"] == qid.decode(), ev
+    assert srv.spool_files("corrupt") == [qid.decode()]
+    assert srv.spool_files("queue") == []
+    assert srv.maildir("alice") == []
+    tmp = srv.mail / "example.test" / "alice" / "tmp"
+    assert not tmp.is_dir() or list(tmp.iterdir()) == []
+    srv.assert_serves()
