@@ -27,10 +27,12 @@
 #include "deliver.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,10 +42,34 @@
 #include "deliver_maildir.h"
 #include "deliver_quota.h"
 #include "deliver_space.h"
+#include "flush.h"
 
 #define DELIVER_RETRY_MIN_S 1u
 #define DELIVER_RETRY_MAX_S 300u
 #define DELIVER_RETRY_SPACE_S 15u	/* under the space floor */
+/* A delivery batch waits this long for a commit round's flush to cover its
+ * copies before it flushes on its own (store_flush_lazy). */
+#define DELIVER_FLUSH_WAIT_MS 50u
+
+/* The filesystems a batch of deliveries wrote to: one syncfs each makes
+ * the whole batch durable (Maildir copies, links, state records). */
+#define SYNC_SET_MAX 8
+struct sync_set {
+	dev_t dev[SYNC_SET_MAX];
+	char *path[SYNC_SET_MAX];	/* owned: a folder on that filesystem */
+	size_t n;
+	int failed;			/* a syncfs (or a stat) failed */
+	int err;
+	char *fail_path;		/* borrowed from path[] */
+};
+
+#define RF_NOTED 0x01u		/* no-route logged */
+#define RF_TRIED 0x02u		/* a write was tried */
+#define RF_PERM 0x04u		/* permanent failure logged */
+#define RF_RECORDED 0x08u	/* done is in the state log */
+#define RF_PASS_DONE 0x10u	/* done in this pass */
+#define RF_KIND_SHIFT 5		/* enum outcome of this pass (< 8) */
+#define RF_KIND(f) ((f) >> RF_KIND_SHIFT)
 
 struct deliver_item {
 	struct workpool_job wj;		/* first: the pool hands it back */
@@ -52,11 +78,16 @@ struct deliver_item {
 	uint64_t retry_ms;		/* after a deferral: the delay */
 	int finished;			/* every recipient done */
 	unsigned backoff_s;		/* last interval, 0 before the first */
-	unsigned char *noted;		/* per recipient: no-route logged */
-	unsigned char *tried;		/* per recipient: a write was tried */
-	unsigned char *perm_noted;	/* per recipient: permanent logged */
-	unsigned char *recorded;	/* per recipient: done is in the state log */
+	unsigned char *rf;		/* per recipient: RF_* flags, the outcome of
+					 * this pass in the top bits (one byte: the
+					 * queue keeps little per message) */
 	int space_noted;		/* QUEUE-DISK-FULL logged */
+	struct sync_set *ss;		/* during a batch: what to flush */
+	struct buf recs;		/* state records to append after the flush */
+	int newly_done;			/* recipients done in this pass */
+	int corrupt;			/* the data failed its checksum */
+	unsigned retry_s;		/* this pass's retry interval */
+
 };
 
 struct deliver {
@@ -68,20 +99,6 @@ struct deliver {
 	atomic_ulong pending;		/* queued + waiting + in progress */
 };
 
-static const char *
-errno_name(int err, char *buf, size_t size)
-{
-	const char *name = strerrorname_np(err);
-	int n;
-
-	if (name != NULL)
-		return name;
-	n = snprintf(buf, size, "E%d", err);
-	if (n < 0 || (size_t)n >= size)
-		return "E?";
-	return buf;
-}
-
 static void
 item_free(struct deliver_item **ip)
 {
@@ -90,10 +107,8 @@ item_free(struct deliver_item **ip)
 	if (it == NULL)
 		return;
 	spool_msg_free(&it->msg);
-	free(it->noted);
-	free(it->tried);
-	free(it->perm_noted);
-	free(it->recorded);
+	free(it->rf);
+	buf_fini(&it->recs);
 	free(it);
 	*ip = NULL;
 }
@@ -109,6 +124,58 @@ deliver_config(struct deliver *d)
 	return cfg;
 }
 
+/* ---- flushing a batch ------------------------------------------------- */
+
+static void
+sync_add(struct sync_set *ss, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		if (!ss->failed) {
+			ss->failed = 1;
+			ss->err = errno;
+		}
+		return;
+	}
+	for (size_t i = 0; i < ss->n; i++)
+		if (ss->dev[i] == st.st_dev)
+			return;
+	if (ss->n == SYNC_SET_MAX) {
+		/* More filesystems than that in one batch: flush this one now. */
+		if (store_flush_path(path, 0) < 0) {
+			ss->failed = 1;
+			ss->err = errno;
+		}
+		return;
+	}
+	ss->dev[ss->n] = st.st_dev;
+	ss->path[ss->n] = xstrdup(path);
+	ss->n++;
+}
+
+/* One syncfs per filesystem; 0, or -1 (ss->err, ss->fail_path). */
+static int
+sync_run(struct sync_set *ss)
+{
+	for (size_t i = 0; i < ss->n && !ss->failed; i++) {
+		if (store_flush_path(ss->path[i], DELIVER_FLUSH_WAIT_MS) < 0) {
+			ss->failed = 1;
+			ss->err = errno;
+			ss->fail_path = ss->path[i];
+		}
+	}
+	return ss->failed ? -1 : 0;
+}
+
+static void
+sync_fini(struct sync_set *ss)
+{
+	for (size_t i = 0; i < ss->n; i++)
+		free(ss->path[i]);
+	ss->n = 0;
+}
+
 /* ---- one message ------------------------------------------------------ */
 
 enum outcome {
@@ -118,7 +185,9 @@ enum outcome {
 	OUT_SPACE,		/* under the free-space floor: retry soon */
 	OUT_PERMANENT,		/* no retry can help: kept, retried rarely */
 	OUT_NO_ROUTE,		/* not local: no transport yet */
+	OUT_CORRUPT,		/* the spool file's data failed its checksum */
 };
+_Static_assert(OUT_CORRUPT < 8, "an outcome fits the top bits of a recipient's flags");
 
 static const char *
 outcome_cause(enum outcome o)
@@ -161,7 +230,7 @@ log_write_failed(const struct spool_msg *msg, size_t i,
 	struct kv kvs[] = {
 		KVA("rcpt", addr, strlen(addr)),
 		KV("path", res->path), KV("op", res->op),
-		KV("errno", errno_name(res->err, ebuf, sizeof(ebuf))),
+		KV("errno", spool_errno_name(res->err, ebuf, sizeof(ebuf))),
 		KV("err", strerror(res->err)),
 	};
 
@@ -198,7 +267,7 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 				  domain, domain_len);
 	size = deliver_maildir_size(msg, i);
 	if (dir == NULL || size == 0) {
-		if (!it->perm_noted[i]) {
+		if (!(it->rf[i] & RF_PERM)) {
 			struct kv kvs[] = {
 				KVA("rcpt", r->addr, strlen(r->addr)),
 				KV("path", cfg->server_mail_root),
@@ -208,7 +277,7 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 					  : "CR or LF in an envelope address"),
 			};
 
-			it->perm_noted[i] = 1;
+			it->rf[i] |= RF_PERM;
 			catalog_log(COND_DELIVERY_LOCAL_PERMANENT, &ctx, kvs,
 				    ARRAY_LEN(kvs));
 		}
@@ -218,9 +287,10 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 
 	/* 1. Already there (a repeat after a crash, or after a failure that
 	 * came after the link): done, and counted by the quota scan. */
-	if (msg->recovered || it->tried[i]) {
+	if (msg->recovered || (it->rf[i] & RF_TRIED)) {
 		rc = deliver_maildir_find(dir, host, msg, i, &res);
 		if (rc == 1) {
+			sync_add(it->ss, dir);	/* found after a crash: maybe unflushed */
 			log_delivered(msg, i, &res);
 			deliver_maildir_result_fini(&res);
 			free(dir);
@@ -273,16 +343,21 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 	/* Step 1 looked already: spare the Maildir writer a second cur/ scan. */
 	recovered = msg->recovered;
 	msg->recovered = 0;
-	it->tried[i] = 1;
+	it->rf[i] |= RF_TRIED;
 	rc = deliver_maildir_write(dir, host, msg, i, &res);
 	msg->recovered = recovered;
 	quota_finish(cfg->server_mail_root, r->addr, size, rc == 0 && !res.existed);
 	if (rc == 0)
+		sync_add(it->ss, dir);
+	if (rc == 0)
 		log_delivered(msg, i, &res);
 	else
 		log_write_failed(msg, i, &res);
+	int res_err = res.err;
 	deliver_maildir_result_fini(&res);
 	free(dir);
+	if (rc < 0 && res_err == EBADMSG)
+		return OUT_CORRUPT;	/* no copy was linked: the check comes first */
 	return rc == 0 ? OUT_DONE : OUT_FAILED;
 }
 
@@ -310,19 +385,20 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	struct config *cfg = deliver_config(d);
 	size_t n = msg->nrcpts ? msg->nrcpts : 1;
 	unsigned char *kind = xcalloc(n, 1);
-	int backoff = 0, space = 0, left = 0, newly_done = 0;
+	int backoff = 0, space = 0, left = 0;
 	unsigned retry;
-	struct buf recs;
 
-	if (it->noted == NULL) {
-		it->noted = xcalloc(n, 1);
-		it->tried = xcalloc(n, 1);
-		it->perm_noted = xcalloc(n, 1);
+	if (it->rf == NULL) {
+		it->rf = xcalloc(n, 1);
 		/* done in the file already: recorded */
-		it->recorded = xcalloc(n, 1);
 		for (size_t i = 0; i < msg->nrcpts; i++)
-			it->recorded[i] = (unsigned char)msg->rcpts[i].done;
+			it->rf[i] = msg->rcpts[i].done ? RF_RECORDED : 0;
 	}
+	for (size_t i = 0; i < n; i++)
+		it->rf[i] &= RF_NOTED | RF_TRIED | RF_PERM | RF_RECORDED;
+	buf_fini(&it->recs);
+	buf_init(&it->recs, (size_t)1 << 24);
+	it->newly_done = 0;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
 		const char *at;
@@ -338,9 +414,14 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 					  strlen(at + 1));
 		else
 			o = OUT_NO_ROUTE;
+		if (o == OUT_CORRUPT) {
+			it->corrupt = 1;	/* set aside whole (item_run) */
+			break;
+		}
 		if (o == OUT_DONE) {
 			r->done = 1;
-			newly_done++;
+			it->rf[i] |= RF_PASS_DONE;
+			it->newly_done++;
 			continue;
 		}
 		kind[i] = (unsigned char)o;
@@ -352,7 +433,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	}
 	if (cfg != NULL)
 		config_unref(&cfg);
-	if (left == 0) {
+	if (left == 0 || it->corrupt) {
 		free(kind);
 		return 1;
 	}
@@ -376,51 +457,121 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	it->retry_ms = (uint64_t)retry * 1000u;
 	/* The state log: who is done (flushed, so no restart tries them
 	 * again), who waits, how often tried, until when. A message whose
-	 * every recipient is done needs none: its file goes. */
-	buf_init(&recs, (size_t)1 << 24);
+	 * every recipient is done needs none: its file goes. The records are
+	 * appended once the batch's copies are flushed (item_run). */
 	int64_t next = (int64_t)time(NULL) + (int64_t)retry;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
 		int rc = 0;
 
-		if (r->done && it->recorded != NULL && !it->recorded[i]) {
-			rc = spool_state_done(&recs, i);
-			it->recorded[i] = 1;
+		if (r->done && !(it->rf[i] & RF_RECORDED)) {
+			rc = spool_state_done(&it->recs, i);
 		} else if (!r->done) {
 			r->attempts++;
 			r->next_try = next;
-			rc = spool_state_deferred(&recs, i, r->attempts, next,
+			rc = spool_state_deferred(&it->recs, i, r->attempts, next,
 						  outcome_cause(kind[i]));
 		}
 		if (rc < 0)
 			break;	/* past 16 MiB of records: the rest next time */
 	}
-	(void)spool_append_state(msg, &recs, newly_done > 0);	/* logged */
-	buf_fini(&recs);
-	for (size_t i = 0; i < msg->nrcpts; i++) {
-		if (msg->rcpts[i].done)
-			continue;
-		if (kind[i] != OUT_NO_ROUTE) {
-			log_deferred(msg, i, retry, outcome_cause(kind[i]));
-		} else if (!it->noted[i]) {
-			it->noted[i] = 1;	/* no transport yet: say it once */
-			log_deferred(msg, i, retry, "DELIVERY-DEFERRED");
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		it->rf[i] |= (unsigned char)(kind[i] << RF_KIND_SHIFT);
+	it->retry_s = retry;
 	free(kind);
 	return 0;
 }
 
+/* After the pass's records are appended: who waits, and why. */
+static void
+item_log_deferred(struct deliver_item *it)
+{
+	struct spool_msg *msg = it->msg;
+
+	for (size_t i = 0; i < msg->nrcpts; i++) {
+		if (msg->rcpts[i].done)
+			continue;
+		if (RF_KIND(it->rf[i]) != OUT_NO_ROUTE) {
+			log_deferred(msg, i, it->retry_s, outcome_cause(RF_KIND(it->rf[i])));
+		} else if (!(it->rf[i] & RF_NOTED)) {
+			it->rf[i] |= RF_NOTED;	/* no transport yet: say it once */
+			log_deferred(msg, i, it->retry_s, "DELIVERY-DEFERRED");
+		}
+	}
+}
+
 /* ---- jobs on the pool ------------------------------------------------ */
 
-static void
-item_run(struct workpool_job *wj)
-{
-	struct deliver_item *it = (struct deliver_item *)wj;
+#define ITEM_NEXT(it) ((struct deliver_item *)(it)->wj.next)
 
-	it->finished = deliver_item_run(it->d, it);
-	if (it->finished)
-		(void)spool_remove(it->d->sp, it->msg->qid);
+/* A flush failed: nothing the batch wrote counts; tried again soon. */
+static void
+item_unflushed(struct deliver_item *it, const struct sync_set *ss)
+{
+	struct deliver_maildir_result res = {
+		.path = ss->fail_path != NULL ? ss->fail_path : (char *)"-",
+		.op = "syncfs", .err = ss->err,
+	};
+
+	for (size_t i = 0; i < it->msg->nrcpts; i++) {
+		if (!(it->rf[i] & RF_PASS_DONE))
+			continue;
+		it->msg->rcpts[i].done = 0;
+		it->rf[i] = (unsigned char)((it->rf[i] & ~((0x7u << RF_KIND_SHIFT) | RF_PASS_DONE)) |
+					    (OUT_FAILED << RF_KIND_SHIFT));
+		log_write_failed(it->msg, i, &res);
+	}
+	it->finished = 0;
+	it->newly_done = 0;
+	it->retry_s = DELIVER_RETRY_MIN_S;
+	it->retry_ms = (uint64_t)DELIVER_RETRY_MIN_S * 1000u;
+	buf_fini(&it->recs);
+}
+
+/* A batch: every ready delivery at once (the class is WORKPOOL_BATCH).
+ * The Maildir copies are written unflushed; one syncfs per filesystem
+ * makes them all durable; only then are finished spool files removed and
+ * the state records of the others appended (and flushed the same way). */
+static void
+item_run(struct workpool_job *first)
+{
+	struct sync_set ss = { 0 }, ss2 = { 0 };
+	struct deliver_item *it;
+	int ok;
+
+	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it)) {
+		it->ss = &ss;
+		it->finished = deliver_item_run(it->d, it);
+	}
+	ok = sync_run(&ss) == 0;
+	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it)) {
+		if (!ok && it->newly_done > 0)
+			item_unflushed(it, &ss);
+		if (it->finished && it->corrupt) {
+			spool_quarantine(it->d->sp, it->msg->qid, "data checksum mismatch");
+			continue;
+		}
+		if (it->finished) {
+			(void)spool_remove(it->d->sp, it->msg->qid);
+			continue;
+		}
+		if (spool_append_state(it->msg, &it->recs, 0) == 0 && it->newly_done > 0 &&
+		    it->msg->file != NULL) {
+			sync_add(&ss2, it->msg->file);
+			for (size_t i = 0; i < it->msg->nrcpts; i++)
+				if (it->rf[i] & RF_PASS_DONE)
+					it->rf[i] |= RF_RECORDED;
+		}
+		buf_fini(&it->recs);	/* nothing kept while it waits */
+		it->ss = NULL;
+	}
+	/* A lost done record only means a repeat that finds its copy. */
+	(void)sync_run(&ss2);
+	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it))
+		if (!it->finished)
+			item_log_deferred(it);
+	sync_fini(&ss);
+	sync_fini(&ss2);
 }
 
 /* On the worker, after item_run: the item is ours again. */
@@ -465,7 +616,9 @@ deliver_new(struct spool *sp, struct config *cfg, struct workpool *wp, unsigned 
 	d->cfg = cfg != NULL ? config_ref(cfg) : NULL;
 	d->wp = wp;
 	pthread_mutex_init(&d->cfg_mu, NULL);
-	d->cls = workpool_class_new(wp, "deliver", threads > 0 ? threads : 1, 0);
+	/* BATCH: a worker takes every ready delivery, so one syncfs makes a
+	 * whole batch durable (item_run). */
+	d->cls = workpool_class_new(wp, "deliver", threads > 0 ? threads : 1, WORKPOOL_BATCH);
 	if (d->cls < 0) {
 		struct kv kvs[] = {
 			KV("subsystem", "deliver"), KV("path", "-"),

@@ -297,7 +297,14 @@ deliver_maildir_write(const char *maildir, const char *hostname,
 	if (msg->recovered) {
 		struct stat st;
 
-		/* Delivered before the crash: in new/, or moved to cur/. */
+		/* Delivered before the crash: in new/, or moved to cur/. A copy
+		 * in new/ of the wrong size is one whose data the crash lost
+		 * before its flush (never counted done): written again. */
+		if (stat(newp, &st) == 0 && (uint64_t)st.st_size != res->size &&
+		    unlink(newp) < 0 && errno != ENOENT) {
+			set_fail(res, "unlink", errno, newp);
+			goto out;
+		}
 		if (stat(newp, &st) == 0) {
 			res->existed = 1;
 			res->path = newp;
@@ -342,9 +349,8 @@ deliver_maildir_write(const char *maildir, const char *hostname,
 	op = "write";
 	if (write_all(fd, iov, 1) < 0 || spool_msg_copy(msg, fd, &op) < 0)
 		goto fail_tmp;
-	op = "fsync";
-	if (fsync(fd) < 0)
-		goto fail_tmp;
+	/* No flush here: the caller makes a whole batch of deliveries
+	 * durable with one syncfs before it counts any of them done. */
 	op = "close";
 	rc = close(fd);
 	fd = -1;
@@ -359,6 +365,15 @@ deliver_maildir_write(const char *maildir, const char *hostname,
 		if (link(tmp, newp) == 0)
 			break;
 		if (errno == EEXIST) {
+			struct stat st;
+
+			/* A torn copy (lost data before a flush): replaced. */
+			if (!retried_stale && stat(newp, &st) == 0 &&
+			    (uint64_t)st.st_size != res->size) {
+				retried_stale = 1;
+				if (unlink(newp) == 0 || errno == ENOENT)
+					continue;
+			}
 			res->existed = 1;	/* a repeat after a crash */
 			break;
 		}
@@ -371,21 +386,6 @@ deliver_maildir_write(const char *maildir, const char *hostname,
 			continue;
 		}
 		goto fail_tmp;
-	}
-	{
-		char *newdir = xasprintf("%s/new", maildir);
-		int err;
-
-		if (fsync_dir(newdir) < 0) {
-			err = errno;
-			set_fail(res, "fsync", err, newdir);
-			free(newdir);
-			/* new/<name> may be lost: keep the message queued. A
-			 * retry finds the name (EEXIST) and flushes again. */
-			(void)unlink(tmp);
-			goto out;
-		}
-		free(newdir);
 	}
 	if (unlink(tmp) < 0 && errno != ENOENT) {
 		/* Delivered; a tmp/ leftover is harmless (Maildir readers
@@ -439,7 +439,7 @@ deliver_maildir_find(const char *maildir, const char *hostname,
 	prefix = maildir_prefix(msg, idx);
 	newp = xasprintf("%s/new/%s%s,S=%" PRIu64, maildir, prefix, host,
 			 res->size);
-	if (stat(newp, &st) == 0) {
+	if (stat(newp, &st) == 0 && (uint64_t)st.st_size == res->size) {
 		res->existed = 1;
 		res->path = newp;
 		newp = NULL;

@@ -40,10 +40,13 @@ char *deliver_maildir_dir(const char *mail_root, const char *local,
 char *deliver_maildir_host(const char *hostname);
 
 /* Delivers recipient idx of msg into the Maildir folder maildir (created
- * with tmp/, new/, cur/ on first use): writes tmp/<name>, fsyncs, links
- * into new/, fsyncs new/, unlinks tmp/<name>. 0 when the copy is in place
- * (res->existed if it was already), -1 with res->op/err/path set. The
- * caller frees res->path with deliver_maildir_result_fini(). */
+ * with tmp/, new/, cur/ on first use): writes tmp/<name>, links it into
+ * new/, unlinks tmp/<name>. Nothing is flushed: the caller makes the copy
+ * durable (syncfs of the folder's filesystem, deliver.c) before it counts
+ * it done; a copy in new/ whose size is not the one its name says (its
+ * data lost in a crash before that flush) is replaced. 0 when the copy is
+ * in place (res->existed if it was already), -1 with res->op/err/path set.
+ * The caller frees res->path with deliver_maildir_result_fini(). */
 int deliver_maildir_write(const char *maildir, const char *hostname,
 			  const struct spool_msg *msg, size_t idx,
 			  struct deliver_maildir_result *res) WARN_UNUSED;

@@ -31,6 +31,7 @@
 
 #include "log.h"
 #include "workpool.h"
+#include "flush.h"
 
 /* ---- messages --------------------------------------------------------- */
 
@@ -256,9 +257,7 @@ spool_write_one(struct spool *sp, int infd, struct spool_job *j)
 	}
 	if (spool_write_all(fd, tail.data, tail.len) < 0)
 		goto fail;
-	op = "fsync";
-	if (fdatasync(fd) < 0)
-		goto fail;
+	/* No flush here: one syncfs covers the round (spool_round). */
 	op = "close";
 	if (close(fd) < 0) {
 		fd = -1;
@@ -357,8 +356,13 @@ spool_round(struct workpool_job *first)
 		j->msg->file = spool_path(sp, "queue", j->msg->qid);
 		buf_fini(&j->msg->data);
 	}
-	/* One directory flush covers every rename of the round. */
-	if (renamed > 0 && fsync(qfd) < 0) {
+	/* One syncfs makes the round durable: every file's data and every
+	 * rename (a file written in the same round as others costs no flush
+	 * of its own). A crash before it may leave a name in queue/ whose data
+	 * never reached the disk: recovery checks each file's head, tail and
+	 * lengths, and delivery its data's checksum, so such a file (never
+	 * acknowledged) is set aside, never delivered half. */
+	if (renamed > 0 && store_flush(qfd) < 0) {
 		int err = errno;
 
 		for (j = list; j != NULL; j = JOB_NEXT(j)) {
@@ -368,7 +372,7 @@ spool_round(struct workpool_job *first)
 			j->renamed = 0;
 			j->status = -1;
 			j->cond = spool_log_fail(sp, j->msg->qid, "queue",
-						 "fsync", err, 0);
+						 "syncfs", err, 0);
 		}
 	}
 	/* Completions run after this returns (the pool posts them to each

@@ -10,10 +10,11 @@
  * body sink (spool_body_sink, store/body_sink.h): the file is opened and
  * its envelope written on the pool, data chunks are written from the loop
  * into the page cache as they arrive. The commit finishes the file (its
- * length, checksums and the checks' tags), fsyncs it, renames it into
- * queue/, and fsyncs queue/ - one directory fsync covers every message of
- * the same round (group commit). Only then does the completion run, and
- * only then may the session send 250. Any failure unlinks what it wrote.
+ * length, checksums and the checks' tags) and renames it into queue/; one
+ * syncfs (store/flush.h, shared with whoever else flushes meanwhile) then
+ * makes every file and rename of the round durable (group commit). Only
+ * then does the completion run, and only then may the session send 250.
+ * Any failure unlinks what it wrote.
  * Delivery streams the data back from queue/<qid> (spool_msg_copy).
  */
 #ifndef POSTERN_SPOOL_H
@@ -156,8 +157,15 @@ int spool_state_done(struct buf *out, size_t idx);
 int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
 			 const char *reply);
 
+/* Moves queue/<qid> to corrupt/ (QUEUE-SPOOL-CORRUPT with reason): its
+ * data failed its checksum while delivery streamed it. Thread-safe. */
+void spool_quarantine(struct spool *sp, const char *qid, const char *reason);
+
 /* Removes queue/<qid> once every recipient is delivered. Thread-safe. */
 int spool_remove(struct spool *sp, const char *qid);
+
+/* The symbolic errno name ("EFBIG"), or "E<number>" written into buf. */
+const char *spool_errno_name(int err, char *buf, size_t size);
 
 /* Encoding, exposed for tests and the fuzzer: serialise msg into out /
  * parse a spool file's bytes into a new msg (NULL with *reason on error). */

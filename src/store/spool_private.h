@@ -39,7 +39,6 @@ struct spool {
 };
 
 /* ---- spool_format.c ---- */
-const char *spool_errno_name(int err, char *buf, size_t size);
 int spool_qid_valid(const char *qid);
 /* Running CRC32C (Castagnoli): start with crc = 0, feed pieces in order. */
 uint32_t spool_crc32c(uint32_t crc, const void *data, size_t n);

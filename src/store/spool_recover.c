@@ -392,3 +392,11 @@ spool_remove(struct spool *sp, const char *qid)
 	}
 	return -1;
 }
+
+void
+spool_quarantine(struct spool *sp, const char *qid, const char *reason)
+{
+	if (spool_qid_valid(qid))
+		spool_set_aside(sp, qid, reason);
+}
+

@@ -584,3 +584,17 @@ def server(make_server):
 
 def pytest_report_header(config):
     return "postern binary: %s (%s)" % (BIN, "present" if Path(BIN).exists() else "MISSING")
+
+
+def proc_value(pid, name, key):
+    """The number after "key:" in /proc/PID/name (status: KiB, io: bytes)."""
+    with open("/proc/%d/%s" % (pid, name)) as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s in /proc/%d/%s" % (key, pid, name))
+
+
+def proc_status_kib(pid, key):
+    """A VmRSS / VmHWM figure of /proc/PID/status, in KiB."""
+    return proc_value(pid, "status", key)

@@ -16,18 +16,9 @@ import time
 
 import pytest
 
-from conftest import make_message, split_delivered
+from conftest import make_message, proc_status_kib, split_delivered
 
 MIB = 1024 * 1024
-
-
-def status_kib(pid, key):
-    """A VmRSS / VmHWM figure of /proc/PID/status, in KiB."""
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise AssertionError("no %s in /proc/%d/status" % (key, pid))
 
 
 def body_of(size, seed=b"line"):
@@ -49,7 +40,7 @@ def test_50mib_message_streams_with_bounded_memory(make_server):
     assert srv.send_mail()[0] == 250
     srv.wait_mail("alice")
     srv.wait_queue_empty()
-    base = status_kib(srv.pid, "VmRSS")
+    base = proc_status_kib(srv.pid, "VmRSS")
 
     data = make_message("big", body=body_of(50 * MIB))
     want = hashlib.sha256(data).hexdigest()
@@ -72,9 +63,11 @@ def test_50mib_message_streams_with_bounded_memory(make_server):
     stored = split_delivered(files[0].read_bytes())[3]
     assert hashlib.sha256(stored).hexdigest() == want
     # the peak over receiving, committing and delivering
-    rise = status_kib(srv.pid, "VmHWM") - base
-    limit = 8 * 1024 if not asan_build() else 64 * 1024
-    assert rise <= limit, "peak RSS rose by %d KiB (base %d KiB)" % (rise, base)
+    # Memory is asserted on the plain build only (issue 7): ASan keeps freed
+    # memory in quarantine, so its peak says nothing about Postern's.
+    rise = proc_status_kib(srv.pid, "VmHWM") - base
+    if not asan_build():
+        assert rise <= 8 * 1024, "peak RSS rose by %d KiB (base %d KiB)" % (rise, base)
 
 
 def test_200_sessions_halfway_through_5mib_stay_small(make_server):
@@ -117,9 +110,9 @@ def test_200_sessions_halfway_through_5mib_stay_small(make_server):
             time.sleep(0.1)
         sizes = [p.stat().st_size for p in incoming.iterdir()]
         assert len(sizes) == n and min(sizes) >= on_disk, (len(sizes), min(sizes or [0]))
-        rss = status_kib(srv.pid, "VmRSS")
-        limit = 96 * 1024 if not asan_build() else 512 * 1024
-        assert rss < limit, "RSS %d KiB with %d sessions halfway" % (rss, n)
+        rss = proc_status_kib(srv.pid, "VmRSS")
+        if not asan_build():	# plain build only, as above
+            assert rss < 96 * 1024, "RSS %d KiB with %d sessions halfway" % (rss, n)
         # one of them finishes: its message is whole
         s, f = socks[0]
         s.sendall(b".\r\n")
