@@ -161,6 +161,8 @@ quota_scan_dir(const char *maildir, uint64_t *bytes_out, uint64_t *messages_out)
 static void
 quota_scan_locked(struct quota_entry *e)
 {
+	uint64_t started = quota_now_ms();
+
 	e->scanning = 1;
 	for (int tries = 0;; tries++) {
 		uint64_t before = e->changes, bytes, msgs;
@@ -179,7 +181,12 @@ quota_scan_locked(struct quota_entry *e)
 	}
 	e->known = 1;
 	e->scanning = 0;
-	e->scanned_ms = quota_now_ms();
+	uint64_t now = quota_now_ms();
+	struct log_ctx ctx = { 0 };
+	struct kv kv[] = { KV("maildir", e->dir), KVU("bytes", e->base_bytes),
+			   KVU("messages", e->base_msgs), KVU("elapsed_ms", now - started) };
+	catalog_log(COND_QUOTA_SCANNED, &ctx, kv, ARRAY_LEN(kv));	/* queued, never blocks */
+	e->scanned_ms = now;
 	pthread_cond_broadcast(&q.scanned);
 }
 

@@ -99,7 +99,9 @@ def test_end_of_data_refused_when_message_would_cross(make_server):
         c.cmd("EHLO client.example.org")
         assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
         assert c.cmd("RCPT TO:<bob@example.test>").code == 250
-        time.sleep(0.3)		# the first RCPT scheduled the scan
+        # the first RCPT scheduled the scan: its result is what the end
+        # of data checks
+        srv.wait_event("QUOTA-SCANNED", after=mark, maildir=str(srv.mail / "example.test" / "bob"))
         assert c.cmd("DATA").code == 354
         c.send(big + b".\r\n")
         r = c.reply(timeout=20)
@@ -156,15 +158,15 @@ def test_over_quota_at_delivery_is_deferred_never_dropped(make_server):
     ev = srv.wait_event("DELIVERY-LOCAL-QUOTA", after=mark)[0]
     assert ev["kind"] == "bytes" and ev["quota"] == "100", ev
     srv.wait_event("DELIVERY-DEFERRED", after=mark, cause="DELIVERY-LOCAL-QUOTA")
-    time.sleep(1.5)		# a retry or two: still waiting, still queued
+    # a second attempt refused too: still waiting, still queued
+    srv.wait_event("DELIVERY-LOCAL-QUOTA", after=mark, count=2, timeout=20)
     assert srv.maildir("alice") == []
     assert len(srv.spool_files("queue")) == 1
 
     srv.account_extra = {"alice": "quota=1M"}
     reload(srv, {})
     files = srv.wait_mail("alice")
-    srv.wait_queue_empty()
-    time.sleep(0.3)
+    srv.wait_queue_empty()	# the copy is in new/ before the spool file goes
     assert len(srv.maildir("alice")) == 1
     assert split_delivered(files[0].read_bytes())[3] == msg
 
@@ -315,8 +317,7 @@ def test_sigkill_during_local_delivery_exactly_once(make_server):
     mark = srv.mark()
     srv.start()
     assert int(srv.wait_event("QUEUE-RECOVERED", after=mark)[0]["count"]) == left
-    srv.wait_queue_empty(timeout=120)
-    time.sleep(0.3)
+    srv.wait_queue_empty(timeout=120)	# every copy is in new/ before its spool file goes
     boxes = {u: tokens_in(srv, u) for u in USERS}
     dups = {u: sorted(t for t, n in b.items() if n > 1) for u, b in boxes.items()}
     assert not any(dups.values()), "delivered twice: %r" % dups
