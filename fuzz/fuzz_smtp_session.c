@@ -39,6 +39,7 @@
 #include "log.h"
 #include "loop.h"
 #include "policy.h"
+#include "policy_checks.h"
 #include "smtp_session.h"
 #include "spool.h"
 
@@ -283,28 +284,37 @@ route_rcpt(struct policy_query *q)
 	t->routed = 1;
 }
 
+/* how: the action (0-5), then a score (bits 3-4) and a tag (bit 5). */
 static void
 fake_answer(struct policy_query *q, uint8_t how)
 {
 	static const enum policy_action acts[] = { POLICY_CONTINUE, POLICY_CONTINUE,
 		POLICY_ACCEPT, POLICY_TEMPFAIL, POLICY_REJECT, POLICY_DISCARD };
-	enum policy_action a = acts[how % 6];
-	struct kv kv[] = { KV("client", "fuzz"), KV("from", "a@b"), KV("rcpt", "c@d") };
+	static struct policy_verdict v;	/* big: not on the stack */
+	enum policy_action a = acts[(how & 7) % 6];
 
 	switch (a) {
 	case POLICY_TEMPFAIL:
-		policy_answer_cond(q, a, COND_RCPT_NOT_ROUTED, kv, 3);
+		policy_verdict_set(&v, a, COND_RCPT_NOT_ROUTED);
 		break;
 	case POLICY_REJECT:
-		policy_answer_cond(q, a, COND_ACCESS_RELAY_DENIED, kv, 3);
+		policy_verdict_set(&v, a, COND_ACCESS_RELAY_DENIED);
 		break;
 	default:
 		if (a == POLICY_DISCARD)
 			W.discarded = 1;
+		policy_verdict_set(&v, a, COND__COUNT);
 		route_rcpt(q);
-		policy_answer_cond(q, a, COND__COUNT, NULL, 0);
 		break;
 	}
+	if (v.cond != COND__COUNT) {
+		CHECK(policy_verdict_param(&v, "client", "fuzz", 4) == 0);
+		CHECK(policy_verdict_param(&v, "rcpt", "c@d", 3) == 0);
+	}
+	v.score = (how >> 3) & 3;
+	if ((how >> 5) & 1)
+		CHECK(policy_verdict_tag(&v, "X-Fuzz: tagged") == 0);
+	policy_answer(q, &v);
 }
 
 static void
@@ -331,7 +341,46 @@ static const struct policy_check fake_check = {
 	.cancel = fake_cancel,
 };
 
-static const struct policy_check *const registry[] = { &fake_check };
+/* The fake check, and the real checks that answer at once and need
+ * nothing but the configuration. */
+static const struct policy_check *const registry[] = {
+	&fake_check, &policy_check_tls_required, &policy_check_auth_required,
+	&policy_check_antispoof, &policy_check_size, &policy_check_limits,
+	&policy_check_relay, &policy_check_content,
+};
+
+/* Stage st's list: the fake check where bit st of mask says so, and with
+ * real (bit 6 of mask) the real checks of that stage around it. */
+static void
+chain_stage(struct policy_chain *c, enum policy_stage st, uint8_t mask)
+{
+	const char *names[8];
+	size_t n = 0;
+	int real = (mask >> 6) & 1;
+	const char *err;
+	size_t bad;
+
+	if (real && st == POLICY_STAGE_MAIL) {
+		names[n++] = "tls_required";
+		names[n++] = "auth_required";
+		names[n++] = "antispoof";
+		names[n++] = "size";
+	}
+	if (real && st == POLICY_STAGE_RCPT)
+		names[n++] = "limits";
+	if ((mask >> st) & 1)
+		names[n++] = "fake";
+	if (real && st == POLICY_STAGE_RCPT)
+		names[n++] = "relay";
+	if (real && st == POLICY_STAGE_END_OF_DATA) {
+		names[n++] = "size";
+		names[n++] = "content";
+	}
+	if (n > 0 && policy_chain_set(c, st, names, n, &err, &bad) < 0) {
+		fprintf(stderr, "chain: %s (%s)\n", err, names[bad]);
+		__builtin_trap();
+	}
+}
 
 /* ---- the client ------------------------------------------------------ */
 
@@ -486,7 +535,7 @@ static const uint64_t advances[] = { 1, 100, 1000, 5000, 30000, 61000, 301000, 6
 static size_t
 op_run(const uint8_t *p, size_t n)
 {
-	uint8_t op = p[0] % 12;
+	uint8_t op = p[0] % 13;
 	uint8_t a = n > 1 ? p[1] : 0;
 	size_t used = 2;
 
@@ -536,6 +585,12 @@ op_run(const uint8_t *p, size_t n)
 	case 10:	/* the check answers at once, or waits */
 		W.auto_answer = a & 1;
 		break;
+	case 12:	/* release a chosen job (a: which, then the result) */
+		if (W.njobs > 0 && n > 2) {
+			job_release(a % W.njobs, p[2]);
+			used = 3;
+		}
+		break;
 	case 11:	/* the client goes away */
 		if (W.client >= 0 && (a & 1)) {
 			close(W.client);
@@ -570,15 +625,14 @@ LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 	W.lst.plaintext_on_loopback = -1;
 	W.loop = loop_new();
 	CHECK(W.loop != NULL);
-	/* Which stages ask the fake check: one bit each in p[1]. */
-	W.chain = policy_chain_new(registry, 1, 2000, COND_POLICY_CHECK_TIMEOUT);
-	for (int st = 0; st < POLICY_STAGE__COUNT; st++) {
-		const char *names[] = { "fake" };
-		const char *err;
-		size_t bad;
-		if ((p[1] >> st) & 1)
-			CHECK(policy_chain_set(W.chain, (enum policy_stage)st, names, 1, &err, &bad) == 0);
-	}
+	/* Which stages ask the fake check (bits 0-5 of p[1]) and whether
+	 * the real checks join (bit 6); bit 7 sets a score limit. */
+	W.chain = policy_chain_new(registry, sizeof(registry) / sizeof(registry[0]), 2000,
+				   COND_POLICY_CHECK_TIMEOUT);
+	for (int st = 0; st < POLICY_STAGE__COUNT; st++)
+		chain_stage(W.chain, (enum policy_stage)st, p[1]);
+	if (p[1] & 0x80)
+		policy_chain_set_score_limit(W.chain, 1, COND_POLICY_SCORE_REJECT);
 	W.env.loop = W.loop;
 	W.env.config_get = config_get;
 	W.env.on_end = on_end;
