@@ -95,9 +95,10 @@ static struct {
 	size_t commits;			/* in flight */
 	struct policy_query *queries[4];	/* pending fake queries */
 	size_t nqueries;
-	char committed[QIDS_MAX][SPOOL_QID_SIZE];	/* commits that succeeded */
+	/* the last QIDS_MAX commits that succeeded / began (rings) */
+	char committed[QIDS_MAX][SPOOL_QID_SIZE];
 	size_t ncommitted;
-	char started[QIDS_MAX][SPOOL_QID_SIZE];	/* commits that began */
+	char started[QIDS_MAX][SPOOL_QID_SIZE];
 	size_t nstarted;
 	char line[REPLY_LINE_MAX + 2];	/* a reply line being read */
 	size_t line_len;
@@ -176,8 +177,7 @@ sink_commit(struct body_sink *b, struct spool_msg *msg, struct loop *loop,
 	j->msg = msg;
 	j->done = done;
 	j->arg = arg;
-	if (W.nstarted < QIDS_MAX)
-		memcpy(W.started[W.nstarted++], msg->qid, SPOOL_QID_SIZE);
+	memcpy(W.started[W.nstarted++ % QIDS_MAX], msg->qid, SPOOL_QID_SIZE);
 	job_push(j);
 }
 
@@ -224,8 +224,8 @@ job_fire(struct loop *loop, void *arg)
 	struct job *j = arg;
 
 	if (j->commit) {
-		if (j->status == 0 && W.ncommitted < QIDS_MAX)
-			memcpy(W.committed[W.ncommitted++], j->msg->qid, SPOOL_QID_SIZE);
+		if (j->status == 0)
+			memcpy(W.committed[W.ncommitted++ % QIDS_MAX], j->msg->qid, SPOOL_QID_SIZE);
 		spool_msg_free(&j->msg);
 		free(j->sk);
 		W.commits--;
@@ -387,7 +387,7 @@ chain_stage(struct policy_chain *c, enum policy_stage st, uint8_t mask)
 static int
 is_committed(const char *qid, size_t len)
 {
-	for (size_t i = 0; i < W.ncommitted; i++)
+	for (size_t i = 0; i < W.ncommitted && i < QIDS_MAX; i++)
 		if (strlen(W.committed[i]) == len && memcmp(W.committed[i], qid, len) == 0) {
 			W.committed[i][0] = '\0';	/* one 250 per commit */
 			return 1;
@@ -398,7 +398,7 @@ is_committed(const char *qid, size_t len)
 static int
 was_started(const char *qid, size_t len)
 {
-	for (size_t i = 0; i < W.nstarted; i++)
+	for (size_t i = 0; i < W.nstarted && i < QIDS_MAX; i++)
 		if (strlen(W.started[i]) == len && memcmp(W.started[i], qid, len) == 0)
 			return 1;
 	return 0;
