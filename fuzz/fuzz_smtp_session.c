@@ -16,7 +16,8 @@
  * stages ask the fake check, whether it answers at once) and then
  * operations, one byte each with their arguments (see op_run). After
  * every operation the harness checks, and traps on a violation:
- *   - every reply line ends in CRLF and is at most 512 octets with it;
+ *   - every reply line is a code, a space or hyphen, text, and CRLF, at
+ *     most 512 octets with it;
  *   - a "250 ... queued as QID" names a message whose fake commit
  *     succeeded (once), or, after a discard verdict, one never committed;
  *   - the session's end is reported once (on_end), and a completion that
@@ -412,6 +413,8 @@ reply_line_check(const char *l, size_t n)
 	if (W.trace)
 		fprintf(stderr, "S: %.*s", (int)n, l);
 	CHECK(n >= 5 && l[n - 2] == '\r');
+	CHECK(l[0] >= '2' && l[0] <= '5' && l[1] >= '0' && l[1] <= '9' && l[2] >= '0' &&
+	      l[2] <= '9' && (l[3] == ' ' || l[3] == '-'));
 	if (n >= 4 && memcmp(l, "250 ", 4) == 0) {
 		const char *at = memmem(l, n, q, sizeof(q) - 1);
 		if (at != NULL) {
