@@ -55,11 +55,22 @@ struct loop {
 	void *data;
 };
 
+static uint64_t clock_pinned;	/* atomic; 0: the real clock */
+
+void
+loop_clock_pin(uint64_t ms)
+{
+	__atomic_store_n(&clock_pinned, ms, __ATOMIC_RELAXED);
+}
+
 uint64_t
 loop_clock_ms(void)
 {
 	struct timespec ts;
+	uint64_t pinned = __atomic_load_n(&clock_pinned, __ATOMIC_RELAXED);
 
+	if (pinned != 0)
+		return pinned;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
@@ -263,9 +274,11 @@ run_posted(struct loop *loop)
 	free(q.v);
 }
 
-static void
+static int
 run_deferred(struct loop *loop)
 {
+	int ran = loop->deferred.n > 0;
+
 	/* Deferred calls may defer more; run until none is left. */
 	while (loop->deferred.n > 0) {
 		struct callq q = loop->deferred;
@@ -274,20 +287,24 @@ run_deferred(struct loop *loop)
 			q.v[i].fn(loop, q.v[i].arg);
 		free(q.v);
 	}
+	return ran;
 }
 
-static void
+static int
 run_timers(struct loop *loop)
 {
 	uint64_t now = loop_clock_ms();
 	struct heap_node *n;
+	int ran = 0;
 
 	loop->now_ms = now;
 	while ((n = heap_top(&loop->timers)) != NULL && n->key <= now) {
 		struct loop_timer *t = timer_of(n);
 		loop_timer_cancel(loop, t);
 		t->fn(loop, t->arg);
+		ran = 1;
 	}
+	return ran;
 }
 
 uint64_t
@@ -296,51 +313,69 @@ loop_now_ms(struct loop *loop)
 	return loop->now_ms;
 }
 
+/* One round: waits up to timeout ms (-1: until a timer is due) for
+ * events, dispatches them, then the due timers. Returns 1 if anything
+ * ran, 0 if not, -1 on a fatal epoll error. */
+static int
+loop_round(struct loop *loop, int timeout)
+{
+	struct epoll_event evs[LOOP_MAX_EVENTS];
+	int ran = run_deferred(loop);
+
+	if (timeout < 0 && heap_top(&loop->timers) != NULL) {
+		uint64_t now = loop_clock_ms();
+		uint64_t when = heap_top(&loop->timers)->key;
+		timeout = when <= now ? 0 : (when - now > 60000 ? 60000 : (int)(when - now));
+	}
+	int n = epoll_wait(loop->epfd, evs, LOOP_MAX_EVENTS, timeout);
+	if (n < 0)
+		return errno == EINTR ? ran : -1;
+	loop->now_ms = loop_clock_ms();
+	for (int i = 0; i < n; i++) {
+		uint64_t key = evs[i].data.u64;
+		ran = 1;
+		if (key == UINT64_MAX) {
+			run_posted(loop);
+			continue;
+		}
+		int fd = (int)(uint32_t)key;
+		uint32_t gen = (uint32_t)(key >> 32);
+		if ((size_t)fd >= loop->nwatches)
+			continue;
+		struct watch *w = &loop->watches[fd];
+		if (!w->active || w->gen != gen || w->fn == NULL)
+			continue;
+		unsigned ev = 0;
+		if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			ev |= LOOP_READ;
+		if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+			ev |= LOOP_WRITE;
+		w->fn(loop, fd, ev, w->arg);
+	}
+	if (run_timers(loop))
+		ran = 1;
+	return ran;
+}
+
 int
 loop_run(struct loop *loop)
 {
-	struct epoll_event evs[LOOP_MAX_EVENTS];
-
 	while (!__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE)) {
-		int timeout = -1;
-
-		run_deferred(loop);
-		if (heap_top(&loop->timers) != NULL) {
-			uint64_t now = loop_clock_ms();
-			uint64_t when = heap_top(&loop->timers)->key;
-			timeout = when <= now ? 0 : (when - now > 60000 ? 60000 : (int)(when - now));
-		}
-		int n = epoll_wait(loop->epfd, evs, LOOP_MAX_EVENTS, timeout);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+		if (loop_round(loop, -1) < 0)
 			return -1;
-		}
-		loop->now_ms = loop_clock_ms();
-		for (int i = 0; i < n; i++) {
-			uint64_t key = evs[i].data.u64;
-			if (key == UINT64_MAX) {
-				run_posted(loop);
-				continue;
-			}
-			int fd = (int)(uint32_t)key;
-			uint32_t gen = (uint32_t)(key >> 32);
-			if ((size_t)fd >= loop->nwatches)
-				continue;
-			struct watch *w = &loop->watches[fd];
-			if (!w->active || w->gen != gen || w->fn == NULL)
-				continue;
-			unsigned ev = 0;
-			if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-				ev |= LOOP_READ;
-			if (evs[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-				ev |= LOOP_WRITE;
-			w->fn(loop, fd, ev, w->arg);
-		}
-		run_timers(loop);
 	}
 	run_deferred(loop);
 	return 0;
+}
+
+int
+loop_step(struct loop *loop)
+{
+	int r = loop_round(loop, 0);
+
+	if (r > 0)
+		(void)run_deferred(loop);
+	return r;
 }
 
 void

@@ -51,10 +51,18 @@ void loop_defer(struct loop *loop, loop_fn fn, void *arg);
 
 uint64_t loop_now_ms(struct loop *loop);	/* cached per round */
 uint64_t loop_clock_ms(void);			/* CLOCK_MONOTONIC now */
+/* Tests only (the session fuzz target): pins the clock loop_clock_ms()
+ * returns, for every thread, at ms (0: back to CLOCK_MONOTONIC), so
+ * deadlines expire when the test moves the clock, not with real time. */
+void loop_clock_pin(uint64_t ms);
 
 /* Runs until loop_stop(); returns 0, or -1 on a fatal epoll error. */
 int loop_run(struct loop *loop);
 void loop_stop(struct loop *loop);		/* thread-safe */
+/* One round of loop_run() that does not wait: deferred calls, ready fds,
+ * posts, due timers. Returns 1 if anything ran, 0 when the loop is idle,
+ * -1 on a fatal epoll error. For tests that drive a loop step by step. */
+int loop_step(struct loop *loop);
 
 /* Per-loop user pointer (the server's per-thread context). */
 void loop_set_data(struct loop *loop, void *data);

@@ -119,7 +119,8 @@ data_start(struct smtp_session *s,
 	/* The envelope is final: the file is opened and it written on the
 	 * pool, the loop waits (input held) for the answer. */
 	body_sink_abort(&s->txn.sink);
-	s->txn.sink = spool_body_sink(s->env->spool, m);
+	s->txn.sink = s->env->sink_new != NULL ? s->env->sink_new(s->env, m)
+					      : spool_body_sink(s->env->spool, m);
 	s->txn.opened = opened;
 	s->busy = 1;
 	body_sink_begin(s->txn.sink, s->env->loop, data_opened,

@@ -785,7 +785,7 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->ns.out_high = OUT_HIGH_WATER;
 	s->trusted = cidr_list_match(&s->cfg->server_trusted_networks,
 				     (struct sockaddr *)&s->conn.peer);
-	s->chain = policy_chain_of(s->cfg, lst);
+	s->chain = env->chain != NULL ? env->chain : policy_chain_of(s->cfg, lst);
 	policy_txn_init(&s->ptxn);
 	s->ptxn.cfg = s->cfg;
 	s->ptxn.lst = lst;

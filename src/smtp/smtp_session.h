@@ -19,6 +19,9 @@
 #include "spool.h"
 
 struct smtp_session;
+struct policy_chain;
+struct body_sink;
+struct spool_msg;
 
 /* One per event loop; owned by the server layer. */
 struct smtp_env {
@@ -35,6 +38,12 @@ struct smtp_env {
 	/* Sessions of this loop (handles, shutdown); table.live counts them. */
 	struct net_table table;
 	int draining;			/* shutdown: finish, take no new work */
+	/* Seams for the session fuzz target (fuzz/fuzz_smtp_session.c); NULL
+	 * in the server. chain: asked instead of the configuration's chain;
+	 * sink_new: where a message's data goes instead of the spool's body
+	 * sink (spool_body_sink). */
+	const struct policy_chain *chain;
+	struct body_sink *(*sink_new)(struct smtp_env *env, struct spool_msg *m);
 };
 
 /* Starts a session on an accepted, non-blocking fd: sends the greeting.
