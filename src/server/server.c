@@ -17,19 +17,15 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <grp.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -110,8 +106,7 @@ struct server {
 	pthread_mutex_t ip_lock;
 	struct ip_count *ip_table[IP_BUCKETS];
 	time_t started;
-	char pid_path[4096];
-	int pid_fd;
+	struct server_pidfile pidfile;
 };
 
 /* ---- configuration snapshot ------------------------------------------ */
@@ -460,156 +455,6 @@ loop_stop_sessions(struct loop *loop, void *arg)
 	loop_stop_if_idle(sl);
 }
 
-/* ---- start-up helpers ------------------------------------------------- */
-
-static int
-mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[4096];
-	size_t n = strlen(path);
-
-	if (n == 0 || n >= sizeof(tmp))
-		return -1;
-	memcpy(tmp, path, n + 1);
-	for (size_t i = 1; i <= n; i++) {
-		if (tmp[i] == '/' || tmp[i] == '\0') {
-			char c = tmp[i];
-			tmp[i] = '\0';
-			if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-				return -1;
-			tmp[i] = c;
-		}
-	}
-	return 0;
-}
-
-static void
-init_failed(const char *subsystem, const char *path, int e)
-{
-	struct kv kv[] = { KV("subsystem", subsystem), KV("path", path),
-			   KV("errno", net_errno_name(e)), KV("err", strerror(e)) };
-
-	catalog_log(COND_STARTUP_INIT_FAILED, NULL, kv, ARRAY_LEN(kv));
-}
-
-static uid_t chown_uid;
-static gid_t chown_gid;
-
-static int
-chown_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)flag;
-	(void)ftw;
-	if ((st->st_uid != chown_uid || st->st_gid != chown_gid) &&
-	    lchown(path, chown_uid, chown_gid) < 0)
-		return -1;
-	return 0;
-}
-
-/* Gives a data folder to the service user: recursively when the folder
- * itself is not yet theirs (first run), else only the folder. */
-static int
-chown_tree(const char *path, uid_t uid, gid_t gid)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0)
-		return -1;
-	if (st.st_uid == uid && st.st_gid == gid)
-		return 0;
-	chown_uid = uid;
-	chown_gid = gid;
-	return nftw(path, chown_one, 32, FTW_PHYS);
-}
-
-static int
-drop_privileges(struct server *srv)
-{
-	struct config *cfg = srv->cfg;
-
-	if (geteuid() != 0)
-		return 0;
-	if (cfg->server_user[0] == '\0') {
-		catalog_log(COND_STARTUP_RUNNING_AS_ROOT, NULL, NULL, 0);
-		return 0;
-	}
-	errno = 0;
-	struct passwd *pw = getpwnam(cfg->server_user);
-	if (pw == NULL) {
-		int e = errno ? errno : ENOENT;
-		struct kv kv[] = { KV("user", cfg->server_user), KV("errno", net_errno_name(e)),
-				   KV("err", "no such user") };
-		catalog_log(COND_STARTUP_PRIVDROP_FAILED, NULL, kv, ARRAY_LEN(kv));
-		return -1;
-	}
-	const char *dirs[] = { cfg->server_spool, cfg->server_state, cfg->server_mail_root };
-	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
-		if (chown_tree(dirs[i], pw->pw_uid, pw->pw_gid) < 0) {
-			struct kv kv[] = { KV("user", cfg->server_user),
-					   KV("errno", net_errno_name(errno)), KV("err", dirs[i]) };
-			catalog_log(COND_STARTUP_PRIVDROP_FAILED, NULL, kv, ARRAY_LEN(kv));
-			return -1;
-		}
-	}
-	if (srv->pid_fd >= 0 && fchown(srv->pid_fd, pw->pw_uid, pw->pw_gid) < 0) {
-		/* not fatal: the file is removed at exit by path, as root or not */
-	}
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
-	    (pw->pw_uid != 0 && setuid(0) == 0)) {
-		int e = errno;
-		struct kv kv[] = { KV("user", cfg->server_user), KV("errno", net_errno_name(e)),
-				   KV("err", strerror(e)) };
-		catalog_log(COND_STARTUP_PRIVDROP_FAILED, NULL, kv, ARRAY_LEN(kv));
-		return -1;
-	}
-	struct kv kv[] = { KV("user", cfg->server_user), KVU("uid", pw->pw_uid),
-			   KVU("gid", pw->pw_gid) };
-	catalog_log(COND_STARTUP_PRIVDROP, NULL, kv, ARRAY_LEN(kv));
-	return 0;
-}
-
-static int
-pidfile_open(struct server *srv)
-{
-	const char *path = srv->cfg->server_pid_file;
-	char text[32];
-
-	srv->pid_fd = -1;
-	if (path[0] == '\0')
-		return 0;
-	if (slice_copy(slice_from_cstr(path), srv->pid_path, sizeof(srv->pid_path)) < 0)
-		return -1;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	int n = snprintf(text, sizeof(text), "%ld\n", (long)getpid());
-	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || ftruncate(fd, 0) < 0 || n < 0 ||
-	    write(fd, text, (size_t)n) != n) {
-		int e = errno;
-		struct kv kv[] = { KV("path", path), KV("errno", net_errno_name(e)),
-				   KV("err", e == EWOULDBLOCK ? "another instance holds it" : strerror(e)) };
-		catalog_log(COND_STARTUP_PIDFILE_FAILED, NULL, kv, ARRAY_LEN(kv));
-		if (fd >= 0)
-			close(fd);
-		srv->pid_path[0] = '\0';
-		return -1;
-	}
-	srv->pid_fd = fd;
-	return 0;
-}
-
-static void
-pidfile_remove(struct server *srv)
-{
-	if (srv->pid_path[0] == '\0')
-		return;
-	if (unlink(srv->pid_path) < 0) {
-		int e = errno;
-		struct kv kv[] = { KV("path", srv->pid_path), KV("errno", net_errno_name(e)),
-				   KV("err", strerror(e)) };
-		catalog_log(COND_SHUTDOWN_PIDFILE_UNLINK_FAILED, NULL, kv, ARRAY_LEN(kv));
-	}
-	close(srv->pid_fd);
-}
-
 static const char *
 role_name(enum config_role r)
 {
@@ -812,7 +657,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	srv->overrides = overrides;
 	srv->noverrides = noverrides;
 	srv->started = time(NULL);
-	srv->pid_fd = -1;
+	srv->pidfile.fd = -1;
 	pthread_mutex_init(&srv->cfg_lock, NULL);
 	pthread_mutex_init(&srv->ip_lock, NULL);
 
@@ -850,12 +695,12 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	const char *dirs[] = { srv->cfg->server_spool, srv->cfg->server_state,
 			       srv->cfg->server_mail_root };
 	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
-		if (mkdir_p(dirs[i], 0700) < 0) {
-			init_failed("storage", dirs[i], errno);
+		if (server_mkdir_p(dirs[i], 0700) < 0) {
+			server_init_failed("storage", dirs[i], errno);
 			goto out;
 		}
 	}
-	if (pidfile_open(srv) < 0)
+	if (server_pidfile_open(&srv->pidfile, srv->cfg->server_pid_file) < 0)
 		goto out;
 	/* Before the privilege drop: the key may be readable by root only.
 	 * A listener that needs TLS does not start without it. */
@@ -877,7 +722,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
 	if (open_listeners(srv) < 0)
 		goto out;
-	if (drop_privileges(srv) < 0) {
+	if (server_drop_privileges(srv->cfg, &srv->pidfile) < 0) {
 		rc = EX_CONFIG;
 		goto out;
 	}
@@ -890,19 +735,19 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	if (srv->spool == NULL)
 		goto out;
 	if (quota_start(srv->pool) < 0) {
-		init_failed("quota", "-", EAGAIN);
+		server_init_failed("quota", "-", EAGAIN);
 		goto out;
 	}
 	const char *space_paths[] = { srv->cfg->server_spool, srv->cfg->server_mail_root };
 	if (space_start(srv->pool, space_paths, ARRAY_LEN(space_paths)) < 0) {
-		init_failed("space", "-", EAGAIN);
+		server_init_failed("space", "-", EAGAIN);
 		goto out;
 	}
 	srv->deliver = deliver_new(srv->spool, srv->cfg, srv->pool, srv->cfg->server_workers);
 	spool_set_sink(srv->spool, deliver_enqueue, srv->deliver);
 	/* Recovery runs on the pool while the listeners serve. */
 	if (spool_recover_start(srv->spool) < 0) {
-		init_failed("spool", srv->cfg->server_spool, EAGAIN);
+		server_init_failed("spool", srv->cfg->server_spool, EAGAIN);
 		goto out;
 	}
 	/* After the privilege drop, before the loops: the failed-login store
@@ -920,7 +765,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->index = (unsigned)i;
 		sl->loop = loop_new();
 		if (sl->loop == NULL) {
-			init_failed("loop", "-", errno);
+			server_init_failed("loop", "-", errno);
 			goto stop;
 		}
 		sl->env.loop = sl->loop;
@@ -940,13 +785,13 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 			loop_timer_init(&sl->socks[j].pause, accept_resume, &sl->socks[j]);
 			if (loop_add_fd(sl->loop, sl->socks[j].fd, LOOP_READ, accept_ready,
 					&sl->socks[j]) < 0) {
-				init_failed("loop", "-", errno);
+				server_init_failed("loop", "-", errno);
 				goto stop;
 			}
 		}
 		int e = pthread_create(&sl->thread, NULL, loop_thread, sl);
 		if (e != 0) {
-			init_failed("loop", "-", e);
+			server_init_failed("loop", "-", e);
 			goto stop;
 		}
 		sl->started = 1;
@@ -1004,7 +849,7 @@ out:
 		loop_free(&srv->loops[i].loop);
 	}
 	free(srv->loops);
-	pidfile_remove(srv);
+	server_pidfile_remove(&srv->pidfile);
 	struct kv skv[] = { KVU("uptime_s", (uint64_t)(time(NULL) - srv->started)) };
 	catalog_log(COND_SHUTDOWN_COMPLETE, NULL, skv, 1);
 	config_unref(&srv->cfg);
