@@ -10,7 +10,15 @@
  *
  * Queue: each message is one job of the worker pool's "deliver" class
  * (core/workpool.h); a deferred message is resubmitted with its back-off
- * as the delay, so the pool's heap of delayed jobs orders the retries.
+ * as the delay, so the pool's heap of delayed jobs orders the retries
+ * (O(log N)). A waiting message is only a small index entry (struct
+ * deliver_item: queue ID, back-off, passes, flags; its next attempt is
+ * its heap key): its envelope and per-recipient state are read back from
+ * its spool file (spool_reload: head and tail, never the data) on the
+ * worker when its attempt comes due, and freed after the pass. A
+ * recovered message becomes such an entry at once; a new commit keeps
+ * its envelope until its first pass. A batch is delivered in passes of
+ * at most DELIVER_PASS_MAX messages, so no more are in memory at once.
  * Back-off doubles from 1 s to 5 min.
  * Non-local recipients have no transport yet (outbound delivery is a later
  * issue): they stay queued, retried at the maximum interval, and
@@ -50,6 +58,9 @@
 /* A delivery batch waits this long for a commit round's flush to cover its
  * copies before it flushes on its own (store_flush_lazy). */
 #define DELIVER_FLUSH_WAIT_MS 50u
+/* Messages read back and delivered together: the bound on envelopes in
+ * memory per worker (one syncfs per pass). */
+#define DELIVER_PASS_MAX 256u
 
 /* The filesystems a batch of deliveries wrote to: one syncfs each makes
  * the whole batch durable (Maildir copies, links, state records). */
@@ -63,31 +74,44 @@ struct sync_set {
 	char *fail_path;		/* borrowed from path[] */
 };
 
-#define RF_NOTED 0x01u		/* no-route logged */
-#define RF_TRIED 0x02u		/* a write was tried */
-#define RF_PERM 0x04u		/* permanent failure logged */
-#define RF_RECORDED 0x08u	/* done is in the state log */
-#define RF_PASS_DONE 0x10u	/* done in this pass */
+/* Per message, kept while it waits (struct deliver_item.flags). */
+#define IF_RECOVERED 0x01u	/* read back at start: look for earlier copies */
+#define IF_TRIED 0x02u		/* a write was tried in an earlier pass */
+#define IF_NOTED 0x04u		/* no-route deferrals logged */
+#define IF_PERM 0x08u		/* permanent failures logged */
+#define IF_SPACE 0x10u		/* QUEUE-DISK-FULL logged */
+#define IF_FINISHED 0x20u	/* after a pass: it leaves the queue */
+
+/* Per recipient, during a pass only. */
+#define RF_RECORDED 0x01u	/* done is in the state log */
+#define RF_PASS_DONE 0x02u	/* done in this pass */
 #define RF_KIND_SHIFT 5		/* enum outcome of this pass (< 8) */
 #define RF_KIND(f) ((f) >> RF_KIND_SHIFT)
 
-struct deliver_item {
-	struct workpool_job wj;		/* first: the pool hands it back */
-	struct deliver *d;
-	struct spool_msg *msg;		/* owned */
-	uint64_t retry_ms;		/* after a deferral: the delay */
-	int finished;			/* every recipient done */
-	unsigned backoff_s;		/* last interval, 0 before the first */
-	unsigned char *rf;		/* per recipient: RF_* flags, the outcome of
-					 * this pass in the top bits (one byte: the
-					 * queue keeps little per message) */
-	int space_noted;		/* QUEUE-DISK-FULL logged */
-	struct sync_set *ss;		/* during a batch: what to flush */
+/* What a pass needs besides the message; gone after it. */
+struct deliver_pass {
+	unsigned char *rf;		/* per recipient: RF_* flags */
+	struct sync_set *ss;		/* what to flush */
 	struct buf recs;		/* state records to append after the flush */
 	int newly_done;			/* recipients done in this pass */
 	int corrupt;			/* the data failed its checksum */
-	unsigned retry_s;		/* this pass's retry interval */
+	int unread;			/* the spool file could not be read now */
+	unsigned flags;			/* IF_* learnt, merged at the end */
+};
 
+/* The queue's index entry: all a waiting message holds in memory. Its
+ * next attempt is the key of wj's place in the pool's heap. */
+struct deliver_item {
+	struct workpool_job wj;		/* first: the pool hands it back */
+	struct deliver *d;
+	struct spool_msg *msg;		/* owned: during a pass (and from a
+					 * commit to its first pass), else NULL */
+	struct deliver_pass *pass;	/* during a pass, else NULL */
+	char qid[SPOOL_QID_SIZE];
+	uint16_t backoff_s;		/* last interval, 0 before the first */
+	uint16_t retry_s;		/* after a deferral: the delay */
+	uint16_t passes;		/* attempts in this run (saturating) */
+	uint8_t flags;			/* IF_* */
 };
 
 struct deliver {
@@ -107,8 +131,6 @@ item_free(struct deliver_item **ip)
 	if (it == NULL)
 		return;
 	spool_msg_free(&it->msg);
-	free(it->rf);
-	buf_fini(&it->recs);
 	free(it);
 	*ip = NULL;
 }
@@ -237,8 +259,8 @@ log_write_failed(const struct spool_msg *msg, size_t i,
 	catalog_log(COND_DELIVERY_LOCAL_WRITE_FAILED, &ctx, kvs, ARRAY_LEN(kvs));
 }
 
-/* Tries recipient i locally (it->tried[i] says an earlier attempt of this
- * run may have left the copy in place). Logs what happened. */
+/* Tries recipient i locally (msg->recovered says a crash or an earlier
+ * attempt may have left the copy in place). Logs what happened. */
 static enum outcome
 deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 	      const char *local, size_t local_len, const char *domain,
@@ -267,7 +289,7 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 				  domain, domain_len);
 	size = deliver_maildir_size(msg, i);
 	if (dir == NULL || size == 0) {
-		if (!(it->rf[i] & RF_PERM)) {
+		if (!(it->flags & IF_PERM)) {
 			struct kv kvs[] = {
 				KVA("rcpt", r->addr, strlen(r->addr)),
 				KV("path", cfg->server_mail_root),
@@ -277,7 +299,7 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 					  : "CR or LF in an envelope address"),
 			};
 
-			it->rf[i] |= RF_PERM;
+			it->pass->flags |= IF_PERM;
 			catalog_log(COND_DELIVERY_LOCAL_PERMANENT, &ctx, kvs,
 				    ARRAY_LEN(kvs));
 		}
@@ -287,10 +309,10 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 
 	/* 1. Already there (a repeat after a crash, or after a failure that
 	 * came after the link): done, and counted by the quota scan. */
-	if (msg->recovered || (it->rf[i] & RF_TRIED)) {
+	if (msg->recovered) {	/* set by item_load: recovered or tried */
 		rc = deliver_maildir_find(dir, host, msg, i, &res);
 		if (rc == 1) {
-			sync_add(it->ss, dir);	/* found after a crash: maybe unflushed */
+			sync_add(it->pass->ss, dir);	/* found after a crash: maybe unflushed */
 			log_delivered(msg, i, &res);
 			deliver_maildir_result_fini(&res);
 			free(dir);
@@ -308,14 +330,14 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 	/* 2. The free-space floor of the mail filesystem. */
 	if (space_check(NULL, cfg->server_mail_root, cfg->limits_min_free_space,
 			size, &sr) != COND__COUNT) {
-		if (!it->space_noted) {
+		if (!(it->flags & IF_SPACE)) {
 			struct kv kvs[] = {
 				KV("fs", sr.fs), KVU("free_bytes", sr.free_bytes),
 				KVU("free_inodes", sr.free_inodes),
 				KVU("floor", sr.floor), KVU("need", sr.need),
 			};
 
-			it->space_noted = 1;
+			it->flags |= IF_SPACE;
 			catalog_log(COND_QUEUE_DISK_FULL, &ctx, kvs,
 				    ARRAY_LEN(kvs));
 		}
@@ -343,12 +365,12 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 	/* Step 1 looked already: spare the Maildir writer a second cur/ scan. */
 	recovered = msg->recovered;
 	msg->recovered = 0;
-	it->rf[i] |= RF_TRIED;
+	it->pass->flags |= IF_TRIED;
 	rc = deliver_maildir_write(dir, host, msg, i, &res);
 	msg->recovered = recovered;
 	quota_finish(cfg->server_mail_root, r->addr, size, rc == 0 && !res.existed);
 	if (rc == 0)
-		sync_add(it->ss, dir);
+		sync_add(it->pass->ss, dir);
 	if (rc == 0)
 		log_delivered(msg, i, &res);
 	else
@@ -375,6 +397,18 @@ log_deferred(const struct spool_msg *msg, size_t i, unsigned retry_s,
 	catalog_log(COND_DELIVERY_DEFERRED, &ctx, kvs, ARRAY_LEN(kvs));
 }
 
+/* The next back-off interval: from 1 s, doubling to 5 min. */
+static unsigned
+item_backoff(struct deliver_item *it)
+{
+	unsigned retry = it->backoff_s == 0 ? DELIVER_RETRY_MIN_S : it->backoff_s * 2u;
+
+	if (retry > DELIVER_RETRY_MAX_S)
+		retry = DELIVER_RETRY_MAX_S;
+	it->backoff_s = (uint16_t)retry;
+	return retry;
+}
+
 /* Delivers what it can. 1 when every recipient is done; else 0 with the
  * retry time set. Nothing is ever dropped: a recipient not done keeps the
  * message (and its spool file) until it is. */
@@ -382,23 +416,19 @@ static int
 deliver_item_run(struct deliver *d, struct deliver_item *it)
 {
 	struct spool_msg *msg = it->msg;
+	struct deliver_pass *p = it->pass;
 	struct config *cfg = deliver_config(d);
 	size_t n = msg->nrcpts ? msg->nrcpts : 1;
 	unsigned char *kind = xcalloc(n, 1);
 	int backoff = 0, space = 0, left = 0;
 	unsigned retry;
 
-	if (it->rf == NULL) {
-		it->rf = xcalloc(n, 1);
-		/* done in the file already: recorded */
-		for (size_t i = 0; i < msg->nrcpts; i++)
-			it->rf[i] = msg->rcpts[i].done ? RF_RECORDED : 0;
-	}
-	for (size_t i = 0; i < n; i++)
-		it->rf[i] &= RF_NOTED | RF_TRIED | RF_PERM | RF_RECORDED;
-	buf_fini(&it->recs);
-	buf_init(&it->recs, (size_t)1 << 24);
-	it->newly_done = 0;
+	/* done in the file already: recorded */
+	p->rf = xcalloc(n, 1);
+	for (size_t i = 0; i < msg->nrcpts; i++)
+		p->rf[i] = msg->rcpts[i].done ? RF_RECORDED : 0;
+	buf_init(&p->recs, (size_t)1 << 24);
+	p->newly_done = 0;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
 		const char *at;
@@ -415,13 +445,13 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		else
 			o = OUT_NO_ROUTE;
 		if (o == OUT_CORRUPT) {
-			it->corrupt = 1;	/* set aside whole (item_run) */
+			p->corrupt = 1;	/* set aside whole (item_pass) */
 			break;
 		}
 		if (o == OUT_DONE) {
 			r->done = 1;
-			it->rf[i] |= RF_PASS_DONE;
-			it->newly_done++;
+			p->rf[i] |= RF_PASS_DONE;
+			p->newly_done++;
 			continue;
 		}
 		kind[i] = (unsigned char)o;
@@ -433,7 +463,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	}
 	if (cfg != NULL)
 		config_unref(&cfg);
-	if (left == 0 || it->corrupt) {
+	if (left == 0 || p->corrupt) {
 		free(kind);
 		return 1;
 	}
@@ -443,41 +473,36 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	 * recipients left, wait the longest (a reload may change that, and
 	 * wakes every waiting message). */
 	if (backoff || space) {
-		retry = it->backoff_s == 0 ? DELIVER_RETRY_MIN_S
-					   : it->backoff_s * 2;
-		if (retry > DELIVER_RETRY_MAX_S)
-			retry = DELIVER_RETRY_MAX_S;
-		it->backoff_s = retry;
+		retry = item_backoff(it);
 		if (space && retry > DELIVER_RETRY_SPACE_S)
 			retry = DELIVER_RETRY_SPACE_S;
 	} else {
 		retry = DELIVER_RETRY_MAX_S;
 		it->backoff_s = 0;
 	}
-	it->retry_ms = (uint64_t)retry * 1000u;
 	/* The state log: who is done (flushed, so no restart tries them
 	 * again), who waits, how often tried, until when. A message whose
 	 * every recipient is done needs none: its file goes. The records are
-	 * appended once the batch's copies are flushed (item_run). */
+	 * appended once the batch's copies are flushed (item_pass). */
 	int64_t next = (int64_t)time(NULL) + (int64_t)retry;
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
 		int rc = 0;
 
-		if (r->done && !(it->rf[i] & RF_RECORDED)) {
-			rc = spool_state_done(&it->recs, i);
+		if (r->done && !(p->rf[i] & RF_RECORDED)) {
+			rc = spool_state_done(&p->recs, i);
 		} else if (!r->done) {
 			r->attempts++;
 			r->next_try = next;
-			rc = spool_state_deferred(&it->recs, i, r->attempts, next,
+			rc = spool_state_deferred(&p->recs, i, r->attempts, next,
 						  outcome_cause(kind[i]));
 		}
 		if (rc < 0)
 			break;	/* past 16 MiB of records: the rest next time */
 	}
 	for (size_t i = 0; i < n; i++)
-		it->rf[i] |= (unsigned char)(kind[i] << RF_KIND_SHIFT);
-	it->retry_s = retry;
+		p->rf[i] |= (unsigned char)(kind[i] << RF_KIND_SHIFT);
+	it->retry_s = (uint16_t)retry;
 	free(kind);
 	return 0;
 }
@@ -487,14 +512,16 @@ static void
 item_log_deferred(struct deliver_item *it)
 {
 	struct spool_msg *msg = it->msg;
+	const unsigned char *rf = it->pass->rf;
 
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		if (msg->rcpts[i].done)
 			continue;
-		if (RF_KIND(it->rf[i]) != OUT_NO_ROUTE) {
-			log_deferred(msg, i, it->retry_s, outcome_cause(RF_KIND(it->rf[i])));
-		} else if (!(it->rf[i] & RF_NOTED)) {
-			it->rf[i] |= RF_NOTED;	/* no transport yet: say it once */
+		if (RF_KIND(rf[i]) != OUT_NO_ROUTE) {
+			log_deferred(msg, i, it->retry_s, outcome_cause(RF_KIND(rf[i])));
+		} else if (!(it->flags & IF_NOTED)) {
+			/* no transport yet: said once per message and run */
+			it->pass->flags |= IF_NOTED;
 			log_deferred(msg, i, it->retry_s, "DELIVERY-DEFERRED");
 		}
 	}
@@ -508,70 +535,140 @@ item_log_deferred(struct deliver_item *it)
 static void
 item_unflushed(struct deliver_item *it, const struct sync_set *ss)
 {
+	struct deliver_pass *p = it->pass;
 	struct deliver_maildir_result res = {
 		.path = ss->fail_path != NULL ? ss->fail_path : (char *)"-",
 		.op = "syncfs", .err = ss->err,
 	};
 
 	for (size_t i = 0; i < it->msg->nrcpts; i++) {
-		if (!(it->rf[i] & RF_PASS_DONE))
+		if (!(p->rf[i] & RF_PASS_DONE))
 			continue;
 		it->msg->rcpts[i].done = 0;
-		it->rf[i] = (unsigned char)((it->rf[i] & ~((0x7u << RF_KIND_SHIFT) | RF_PASS_DONE)) |
-					    (OUT_FAILED << RF_KIND_SHIFT));
+		p->rf[i] = (unsigned char)((p->rf[i] & ~((0x7u << RF_KIND_SHIFT) | RF_PASS_DONE)) |
+					   (OUT_FAILED << RF_KIND_SHIFT));
 		log_write_failed(it->msg, i, &res);
 	}
-	it->finished = 0;
-	it->newly_done = 0;
+	it->flags &= (uint8_t)~IF_FINISHED;
+	p->newly_done = 0;
 	it->retry_s = DELIVER_RETRY_MIN_S;
-	it->retry_ms = (uint64_t)DELIVER_RETRY_MIN_S * 1000u;
-	buf_fini(&it->recs);
+	buf_fini(&p->recs);
 }
 
-/* A batch: every ready delivery at once (the class is WORKPOOL_BATCH).
- * The Maildir copies are written unflushed; one syncfs per filesystem
- * makes them all durable; only then are finished spool files removed and
- * the state records of the others appended (and flushed the same way). */
+/* The message of a waiting entry, read back from its spool file (head and
+ * tail). 0; -1: unreadable now, retried with back-off; -2: gone (removed,
+ * or set aside as damaged), the entry leaves the queue. */
+static int
+item_load(struct deliver_item *it)
+{
+	int rc = 0;
+
+	if (it->msg == NULL)
+		rc = spool_reload(it->d->sp, it->qid, &it->msg);
+	if (rc == 0)	/* look for a copy an earlier attempt may have left */
+		it->msg->recovered = (it->flags & (IF_RECOVERED | IF_TRIED)) != 0;
+	return rc;
+}
+
+/* After a pass: the entry goes back to its few bytes. */
 static void
-item_run(struct workpool_job *first)
+item_unload(struct deliver_item *it)
+{
+	struct deliver_pass *p = it->pass;
+
+	it->flags |= (uint8_t)p->flags;
+	free(p->rf);
+	buf_fini(&p->recs);
+	it->pass = NULL;
+	spool_msg_free(&it->msg);
+}
+
+/* One pass over the items from first to end (at most DELIVER_PASS_MAX):
+ * each is read back and delivered, the Maildir copies written unflushed;
+ * one syncfs per filesystem makes them all durable; only then are
+ * finished spool files removed and the state records of the others
+ * appended (and flushed the same way). */
+static void
+item_pass(struct deliver_item *first, struct deliver_item *end, struct deliver_pass *passes)
 {
 	struct sync_set ss = { 0 }, ss2 = { 0 };
 	struct deliver_item *it;
+	size_t k = 0;
 	int ok;
 
-	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it)) {
-		it->ss = &ss;
-		it->finished = deliver_item_run(it->d, it);
+	for (it = first; it != end; it = ITEM_NEXT(it)) {
+		int rc;
+
+		it->pass = &passes[k++];
+		it->pass->ss = &ss;
+		it->flags &= (uint8_t)~IF_FINISHED;
+		if (it->passes < UINT16_MAX)
+			it->passes++;
+		rc = item_load(it);
+		if (rc == -2) {
+			it->flags |= IF_FINISHED;	/* nothing left to deliver */
+			it->pass->unread = 1;
+		} else if (rc < 0) {
+			it->pass->unread = 1;
+			it->retry_s = (uint16_t)item_backoff(it);
+		} else if (deliver_item_run(it->d, it)) {
+			it->flags |= IF_FINISHED;
+		}
 	}
 	ok = sync_run(&ss) == 0;
-	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it)) {
-		if (!ok && it->newly_done > 0)
+	for (it = first; it != end; it = ITEM_NEXT(it)) {
+		struct deliver_pass *p = it->pass;
+
+		if (p->unread)
+			continue;
+		if (!ok && p->newly_done > 0)
 			item_unflushed(it, &ss);
-		if (it->finished && it->corrupt) {
-			spool_quarantine(it->d->sp, it->msg->qid, "data checksum mismatch");
+		if ((it->flags & IF_FINISHED) && p->corrupt) {
+			spool_quarantine(it->d->sp, it->qid, "data checksum mismatch");
 			continue;
 		}
-		if (it->finished) {
-			(void)spool_remove(it->d->sp, it->msg->qid);
+		if (it->flags & IF_FINISHED) {
+			(void)spool_remove(it->d->sp, it->qid);
 			continue;
 		}
-		if (spool_append_state(it->msg, &it->recs, 0) == 0 && it->newly_done > 0 &&
+		if (spool_append_state(it->msg, &p->recs, 0) == 0 && p->newly_done > 0 &&
 		    it->msg->file != NULL) {
 			sync_add(&ss2, it->msg->file);
 			for (size_t i = 0; i < it->msg->nrcpts; i++)
-				if (it->rf[i] & RF_PASS_DONE)
-					it->rf[i] |= RF_RECORDED;
+				if (p->rf[i] & RF_PASS_DONE)
+					p->rf[i] |= RF_RECORDED;
 		}
-		buf_fini(&it->recs);	/* nothing kept while it waits */
-		it->ss = NULL;
+		buf_fini(&p->recs);
 	}
 	/* A lost done record only means a repeat that finds its copy. */
 	(void)sync_run(&ss2);
-	for (it = (struct deliver_item *)first; it != NULL; it = ITEM_NEXT(it))
-		if (!it->finished)
+	for (it = first; it != end; it = ITEM_NEXT(it)) {
+		if (!(it->flags & IF_FINISHED) && !it->pass->unread)
 			item_log_deferred(it);
+		item_unload(it);
+	}
 	sync_fini(&ss);
 	sync_fini(&ss2);
+}
+
+/* A batch: every ready delivery at once (the class is WORKPOOL_BATCH),
+ * delivered in passes of at most DELIVER_PASS_MAX messages. */
+static void
+item_run(struct workpool_job *first)
+{
+	struct deliver_item *it = (struct deliver_item *)first;
+	struct deliver_pass *passes = xcalloc(DELIVER_PASS_MAX, sizeof(*passes));
+
+	while (it != NULL) {
+		struct deliver_item *end = it;
+
+		for (size_t k = 0; end != NULL && k < DELIVER_PASS_MAX; k++)
+			end = ITEM_NEXT(end);
+		memset(passes, 0, DELIVER_PASS_MAX * sizeof(*passes));
+		item_pass(it, end, passes);
+		it = end;
+	}
+	free(passes);
 }
 
 /* On the worker, after item_run: the item is ours again. */
@@ -582,14 +679,15 @@ item_done(struct loop *loop, struct workpool_job *wj)
 	struct deliver *d = it->d;
 
 	(void)loop;
-	if (it->finished) {	/* every recipient done */
+	if (it->flags & IF_FINISHED) {	/* every recipient done, or gone */
 		item_free(&it);
 		d->pending--;
 		return;
 	}
 	/* Deferred: back in the pool, due after its back-off. A stopped
 	 * class (shutdown) leaves it in the spool for the next start. */
-	if (workpool_submit_after(d->wp, d->cls, &it->wj, NULL, it->retry_ms) < 0) {
+	if (workpool_submit_after(d->wp, d->cls, &it->wj, NULL,
+				  (uint64_t)it->retry_s * 1000u) < 0) {
 		item_free(&it);
 		d->pending--;
 	}
@@ -674,7 +772,16 @@ deliver_enqueue(struct spool_msg *msg, void *arg)
 
 	workpool_job_init(&it->wj, item_run, item_done, item_cancel);
 	it->d = d;
-	it->msg = msg;
+	memcpy(it->qid, msg->qid, sizeof(it->qid));
+	it->qid[sizeof(it->qid) - 1] = '\0';
+	if (msg->recovered) {
+		/* Recovery read and checked it: the index entry is enough, the
+		 * pass reads it back (item_load). */
+		it->flags = IF_RECOVERED;
+		spool_msg_free(&msg);
+	} else {
+		it->msg = msg;	/* a new commit: due now, no second read */
+	}
 	d->pending++;
 	/* A recovered message is due at once, whatever next try its state
 	 * log recorded: a restart, like a reload, may have changed what

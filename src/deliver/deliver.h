@@ -12,6 +12,9 @@
  * deliver_space.h); a permanent failure stays queued too and is logged
  * (DELIVERY-LOCAL-PERMANENT) until bounces exist.
  *
+ * A waiting message is a small index entry in memory; its envelope and
+ * state are read back from its spool file when its attempt comes due.
+ *
  * Progress is on disk: after each pass that leaves the message queued,
  * its spool file's state log gets a "done" record for every recipient
  * delivered in the pass (flushed: a restart never tries them again) and a

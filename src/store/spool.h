@@ -147,6 +147,14 @@ long spool_recover(struct spool *sp);
  * (logged by the caller). */
 int spool_recover_start(struct spool *sp);
 
+/* Reads queue/<qid>'s envelope and state log back (head and tail, never
+ * the data) for a delivery pass: what recovery reads. 0 with *msgp (the
+ * caller's, recovered=0); -1 when it cannot be read now (logged: try
+ * again later); -2 when it is gone, or damaged and moved to corrupt/
+ * (QUEUE-SPOOL-CORRUPT): nothing is left to deliver. Any thread but a
+ * loop's. */
+int spool_reload(struct spool *sp, const char *qid, struct spool_msg **msgp);
+
 /* Appends state records (spool_state_*) to msg's spool file, flushed to
  * disk when sync is set. 0, or -1 (logged: QUEUE-WRITE-FAILED). Any
  * thread but a loop's. */

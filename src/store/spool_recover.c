@@ -6,7 +6,9 @@
  * the tail exactly from the end of the data on), the state log applied to the recipients, a torn
  * last state record truncated away, a damaged file moved to corrupt/
  * (QUEUE-SPOOL-CORRUPT), a version-1 file upgraded to version 2 once, and
- * each message handed to the sink (delivery) with recovered=1. At start it
+ * each message handed to the sink (delivery) with recovered=1 (delivery
+ * keeps only a small index entry and reads the message back with
+ * spool_reload when its attempt comes due). At start it
  * runs on the pool's "recover" class (spool_recover_start), so the
  * listeners serve new sessions meanwhile; files newer than the start (a
  * session's commit) are left to their commit.
@@ -254,6 +256,42 @@ out:
 	return msg;
 }
 
+/* spool_load, then the name checked against the queue ID and a version-1
+ * file written as version 2 (NULL with *reason NULL when that fails:
+ * logged, it stays version 1). */
+static struct spool_msg *
+spool_load_checked(struct spool *sp, const char *name, const char **reason)
+{
+	struct spool_msg *msg = spool_load(sp, name, reason);
+
+	if (msg != NULL && strcmp(msg->qid, name) != 0) {
+		spool_msg_free(&msg);
+		*reason = "queue ID does not match the file name";
+	}
+	if (msg != NULL && msg->file == NULL && spool_upgrade(sp, msg) < 0)
+		spool_msg_free(&msg);
+	return msg;
+}
+
+int
+spool_reload(struct spool *sp, const char *qid, struct spool_msg **msgp)
+{
+	const char *reason = NULL;
+
+	*msgp = NULL;
+	if (!spool_qid_valid(qid))
+		return -2;
+	if (faccessat(sp->qfd, qid, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+		return -2;	/* removed meanwhile: nothing left to deliver */
+	*msgp = spool_load_checked(sp, qid, &reason);
+	if (*msgp != NULL)
+		return 0;
+	if (reason == NULL)
+		return -1;	/* a read error, logged: try again later */
+	spool_set_aside(sp, qid, reason);
+	return -2;
+}
+
 /* Recovers queue/ entries older than below (all when NULL). */
 static long
 spool_recover_below(struct spool *sp, const char *below)
@@ -292,13 +330,7 @@ spool_recover_below(struct spool *sp, const char *below)
 		struct spool_msg *msg = NULL;
 
 		if (!atomic_load(&sp->stopping))
-			msg = spool_load(sp, names[i], &reason);
-		if (msg != NULL && strcmp(msg->qid, names[i]) != 0) {
-			spool_msg_free(&msg);
-			reason = "queue ID does not match the file name";
-		}
-		if (msg != NULL && msg->file == NULL && spool_upgrade(sp, msg) < 0)
-			spool_msg_free(&msg);	/* logged; stays version 1 */
+			msg = spool_load_checked(sp, names[i], &reason);
 		if (msg == NULL && reason != NULL) {
 			spool_set_aside(sp, names[i], reason);
 		} else if (msg != NULL) {
