@@ -6,6 +6,7 @@ tails only (never a body byte) and runs while new sessions are served; a
 torn last state record is cut away; version-1 files are upgraded once.
 """
 
+import signal
 import os
 import time
 
@@ -222,4 +223,24 @@ def test_data_failing_its_checksum_is_set_aside_by_delivery(make_server):
     assert srv.maildir("alice") == []
     tmp = srv.mail / "example.test" / "alice" / "tmp"
     assert not tmp.is_dir() or list(tmp.iterdir()) == []
+    srv.assert_serves()
+
+
+def test_waiting_message_damaged_between_passes_is_set_aside(make_server):
+    """A waiting message holds only its index entry; its envelope is read
+    back from the file when the next attempt comes due. A file damaged in
+    the meantime is moved to corrupt/ (QUEUE-SPOOL-CORRUPT) at that read,
+    and nothing is delivered from it."""
+    srv = make_server()
+    _, qid = _queued_alice_and_remote(srv)
+    p = srv.spool / "queue" / qid
+    data = p.read_bytes()
+    p.write_bytes(data[:40])	# the head is cut: the envelope cannot be read
+    mark = srv.mark()
+    srv.signal(signal.SIGHUP)	# a reload makes every waiting message due
+    ev = srv.wait_event("QUEUE-SPOOL-CORRUPT", after=mark)[0]
+    assert ev["qid"] == qid, ev
+    assert srv.spool_files("corrupt") == [qid]
+    assert srv.spool_files("queue") == []
+    assert not srv.events("DELIVERY-SUCCESS", after=mark)
     srv.assert_serves()
