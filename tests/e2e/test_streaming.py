@@ -33,16 +33,17 @@ def asan_build():
     return "asan" in os.environ.get("POSTERN_BIN", "")
 
 
-def test_50mib_message_streams_with_bounded_memory(make_server):
-    srv = make_server(conf={"limits": {"message_size": str(64 * MIB)},
-                            "log": {"level": "info"}})
-    # warm up: one small message through the whole path
+def big_message_peak_rise(srv, size):
+    """Sends one message of size octets to bob (after a small one to warm
+    the path), checks it arrived whole, and returns the daemon's peak RSS
+    rise over receiving, committing and delivering it, in KiB (also used
+    by bench/stream_memory.py)."""
     assert srv.send_mail()[0] == 250
     srv.wait_mail("alice")
     srv.wait_queue_empty()
     base = proc_status_kib(srv.pid, "VmRSS")
 
-    data = make_message("big", body=body_of(50 * MIB))
+    data = make_message("big", body=body_of(size))
     want = hashlib.sha256(data).hexdigest()
     mark = srv.mark()
     with srv.raw(timeout=60) as c:
@@ -62,55 +63,69 @@ def test_50mib_message_streams_with_bounded_memory(make_server):
     assert int(ev["size"]) == len(data), ev
     stored = split_delivered(files[0].read_bytes())[3]
     assert hashlib.sha256(stored).hexdigest() == want
-    # the peak over receiving, committing and delivering
+    return proc_status_kib(srv.pid, "VmHWM") - base
+
+
+def test_50mib_message_streams_with_bounded_memory(make_server):
+    srv = make_server(conf={"limits": {"message_size": str(64 * MIB)},
+                            "log": {"level": "info"}})
+    rise = big_message_peak_rise(srv, 50 * MIB)
     # Memory is asserted on the plain build only (issue 7): ASan keeps freed
     # memory in quarantine, so its peak says nothing about Postern's.
-    rise = proc_status_kib(srv.pid, "VmHWM") - base
     if not asan_build():
-        assert rise <= 8 * 1024, "peak RSS rose by %d KiB (base %d KiB)" % (rise, base)
+        assert rise <= 8 * 1024, "peak RSS rose by %d KiB" % rise
+
+
+def sessions_halfway_rss(srv, n, half, socks):
+    """Opens n sessions to carol, sends each half octets of data, waits
+    until their spool files hold it, and returns the daemon's RSS in KiB.
+    The sockets are appended to socks (the caller closes them); also used
+    by bench/stream_memory.py."""
+    chunk = 256 * 1024
+    piece = body_of(chunk, b"half")
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        f = s.makefile("rb")
+        socks.append((s, f))
+        assert f.readline().startswith(b"220")
+        s.sendall(b"EHLO c%d.example.org\r\n" % i)
+        while True:
+            line = f.readline()
+            assert line.startswith(b"250"), line
+            if line[3:4] == b" ":
+                break
+        s.sendall(b"MAIL FROM:<s@example.org>\r\nRCPT TO:<carol@example.test>\r\nDATA\r\n")
+        for want in (b"250", b"250", b"354"):
+            line = f.readline()
+            assert line.startswith(want), line
+    sent = 0
+    while sent < half:
+        for s, _ in socks:
+            s.sendall(piece)
+        sent += len(piece)
+    # every session's data so far reached its spool file, but for what
+    # the session's bounded buffer holds (under 64 KiB)
+    on_disk = half - 64 * 1024
+    deadline = time.monotonic() + 60
+    incoming = srv.spool / "incoming"
+    while time.monotonic() < deadline:
+        sizes = [p.stat().st_size for p in incoming.iterdir()]
+        if len(sizes) == n and min(sizes) >= on_disk:
+            break
+        time.sleep(0.1)
+    sizes = [p.stat().st_size for p in incoming.iterdir()]
+    assert len(sizes) == n and min(sizes) >= on_disk, (len(sizes), min(sizes or [0]))
+    return proc_status_kib(srv.pid, "VmRSS")
 
 
 def test_200_sessions_halfway_through_5mib_stay_small(make_server):
     srv = make_server(conf={"limits": {"message_size": str(8 * MIB),
                                        "connections_per_ip": "0"},
                             "log": {"level": "info"}})
-    n, half, chunk = 200, 5 * MIB // 2, 256 * 1024
-    piece = body_of(chunk, b"half")
+    n, half = 200, 5 * MIB // 2
     socks = []
     try:
-        for i in range(n):
-            s = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
-            f = s.makefile("rb")
-            socks.append((s, f))
-            assert f.readline().startswith(b"220")
-            s.sendall(b"EHLO c%d.example.org\r\n" % i)
-            while True:
-                line = f.readline()
-                assert line.startswith(b"250"), line
-                if line[3:4] == b" ":
-                    break
-            s.sendall(b"MAIL FROM:<s@example.org>\r\nRCPT TO:<carol@example.test>\r\nDATA\r\n")
-            for want in (b"250", b"250", b"354"):
-                line = f.readline()
-                assert line.startswith(want), line
-        sent = 0
-        while sent < half:
-            for s, _ in socks:
-                s.sendall(piece)
-            sent += len(piece)
-        # every session's data so far reached its spool file, but for what
-        # the session's bounded buffer holds (under 64 KiB)
-        on_disk = half - 64 * 1024
-        deadline = time.monotonic() + 60
-        incoming = srv.spool / "incoming"
-        while time.monotonic() < deadline:
-            sizes = [p.stat().st_size for p in incoming.iterdir()]
-            if len(sizes) == n and min(sizes) >= on_disk:
-                break
-            time.sleep(0.1)
-        sizes = [p.stat().st_size for p in incoming.iterdir()]
-        assert len(sizes) == n and min(sizes) >= on_disk, (len(sizes), min(sizes or [0]))
-        rss = proc_status_kib(srv.pid, "VmRSS")
+        rss = sessions_halfway_rss(srv, n, half, socks)
         if not asan_build():	# plain build only, as above
             assert rss < 96 * 1024, "RSS %d KiB with %d sessions halfway" % (rss, n)
         # one of them finishes: its message is whole
