@@ -13,7 +13,16 @@ cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
 passed=0
 failed=0
-step() { echo; echo "==== $*"; }
+t_step=$(date +%s)
+t_all=$t_step
+# Each step's heading; the time the previous step took goes before it.
+step() {
+	now=$(date +%s)
+	[ -n "${step_name:-}" ] && echo "time: ${step_name}: $((now - t_step)) s"
+	step_name="$*"
+	t_step=$now
+	echo; echo "==== $*"
+}
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
 bad() { failed=$((failed + 1)); echo "FAILED: $*"; }
 # Adds the counts of a "N passed"/"N failed" summary in file $1.
@@ -78,6 +87,9 @@ else
 fi
 
 rm -rf "$log" "$base"
+now=$(date +%s)
+echo "time: ${step_name}: $((now - t_step)) s"
+echo "time: all steps: $((now - t_all)) s"
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
