@@ -188,6 +188,27 @@ catalog_reply(struct buf *out, enum cond_id id, const char *hostname,
 }
 
 void
+catalog_log_refusal(enum cond_id id, const struct log_ctx *ctx, const struct kv *kvs, size_t nkv,
+		    const char *reply)
+{
+	struct kv all[16];
+	size_t n = 0;
+
+	for (size_t i = 0; i < nkv && n < ARRAY_LEN(all) - 1; i++)
+		all[n++] = kvs[i];
+	all[n++] = KV("reply", reply);
+	catalog_log(id, ctx, all, n);
+}
+
+void
+catalog_trace(const struct log_ctx *ctx, const char *dir, const void *line, size_t len)
+{
+	struct kv t[] = { KV("dir", dir), KVM("line", line, len) };
+
+	catalog_log(COND_NET_TRACE, ctx, t, 2);
+}
+
+void
 catalog_log_sev(enum cond_id id, enum log_sev sev, const struct log_ctx *ctx,
 		const struct kv *kvs, size_t nkv)
 {

@@ -59,6 +59,13 @@ void catalog_log(enum cond_id id, const struct log_ctx *ctx,
 void catalog_log_sev(enum cond_id id, enum log_sev sev, const struct log_ctx *ctx,
 		     const struct kv *kvs, size_t nkv);
 
+/* Logs a refusal's event with its kvs and the reply that was sent (key
+ * "reply"); at most 15 kvs are kept. */
+void catalog_log_refusal(enum cond_id id, const struct log_ctx *ctx, const struct kv *kvs,
+			 size_t nkv, const char *reply);
+/* NET-TRACE for one protocol line (dir "in" or "out"), at debug. */
+void catalog_trace(const struct log_ctx *ctx, const char *dir, const void *line, size_t len);
+
 /* Markdown of one entry / the whole catalog (docs/events.md). */
 void catalog_explain(FILE *out, enum cond_id id);
 void catalog_markdown(FILE *out);

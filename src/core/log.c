@@ -54,6 +54,14 @@ static const char *const sev_names[] = {
 };
 
 const char *
+log_errno_name(int err)
+{
+	const char *n = strerrorname_np(err);
+
+	return n ? n : "EUNKNOWN";
+}
+
+const char *
 log_sev_name(enum log_sev sev)
 {
 	if ((unsigned)sev >= ARRAY_LEN(sev_names))

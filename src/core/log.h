@@ -30,6 +30,9 @@ struct log_ctx {
 };
 
 const char *log_sev_name(enum log_sev sev);
+/* The symbolic name of an errno value for log keys ("EFBIG"), or
+ * "EUNKNOWN". */
+const char *log_errno_name(int err);
 int log_sev_parse(const char *name, enum log_sev *out);
 
 /* Where lines go: "stderr" (default), "syslog", or a file path (appended).

@@ -248,11 +248,10 @@ log_write_failed(const struct spool_msg *msg, size_t i,
 {
 	struct log_ctx ctx = { .qid = msg->qid };
 	const char *addr = msg->rcpts[i].addr;
-	char ebuf[24];
 	struct kv kvs[] = {
 		KVA("rcpt", addr, strlen(addr)),
 		KV("path", res->path), KV("op", res->op),
-		KV("errno", spool_errno_name(res->err, ebuf, sizeof(ebuf))),
+		KV("errno", log_errno_name(res->err)),
 		KV("err", strerror(res->err)),
 	};
 

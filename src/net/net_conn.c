@@ -136,10 +136,3 @@ net_listen(const struct sockaddr *sa, socklen_t len, int backlog)
 	return fd;
 }
 
-const char *
-net_errno_name(int err)
-{
-	const char *n = strerrorname_np(err);
-
-	return n ? n : "EUNKNOWN";
-}

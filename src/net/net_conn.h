@@ -56,7 +56,5 @@ enum conn_io conn_flush(struct conn *c, struct buf *out);
  * fd, or -1 with errno. */
 int net_listen(const struct sockaddr *sa, socklen_t len, int backlog);
 
-/* Symbolic errno ("EPIPE"); never NULL. */
-const char *net_errno_name(int err);
 
 #endif

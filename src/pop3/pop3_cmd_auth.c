@@ -205,7 +205,7 @@ login_done(struct pop3_job *j)
 		break;
 	case POP3_LOGIN_ERROR: {
 		struct kv kv[] = { KV("user", j->mailbox), KV("path", j->err_path),
-				   KV("errno", net_errno_name(j->err)) };
+				   KV("errno", log_errno_name(j->err)) };
 		pop3_session_reply(s, COND_POP3_MAILBOX_ERROR, kv, ARRAY_LEN(kv));
 		break;
 	}

@@ -151,7 +151,7 @@ chunk_done(struct pop3_job *j)
 	uint32_t msgno = (uint32_t)s->msgi + 1;
 	if (j->err != 0) {
 		struct kv kv[] = { KV("user", s->mailbox), KVU("msgno", msgno),
-				   KV("path", j->path), KV("errno", net_errno_name(j->err)) };
+				   KV("path", j->path), KV("errno", log_errno_name(j->err)) };
 		int started = s->streaming;
 		stream_end(s);
 		if (!started) {
@@ -261,7 +261,7 @@ update_done(struct pop3_job *j)
 	s->dele = j->dele;
 	if (j->failed > 0) {
 		struct kv kv[] = { KV("user", s->mailbox), KV("path", j->err_path),
-				   KV("errno", net_errno_name(j->err)), KVU("count", j->failed) };
+				   KV("errno", log_errno_name(j->err)), KVU("count", j->failed) };
 		pop3_session_reply(s, COND_POP3_UPDATE_FAILED, kv, ARRAY_LEN(kv));
 		s->end_cause = COND_POP3_UPDATE_FAILED;
 	} else {

@@ -127,24 +127,17 @@ pop3_session_reply(struct pop3_session *s, enum cond_id cond, const struct kv *k
 	}
 	pop3_session_log_ctx(s, &ctx);
 	if (err) {
-		struct kv all[16];
-		size_t n = 0;
 		s->rejects++;
 		if (slice_copy(buf_slice(&r), s->last_reject, sizeof(s->last_reject)) < 0)
 			s->last_reject[0] = '\0';
-		for (size_t i = 0; i < nkv && n < ARRAY_LEN(all) - 1; i++)
-			all[n++] = kvs[i];
-		all[n++] = KV("reply", s->last_reject);
-		catalog_log(cond, &ctx, all, n);
+		catalog_log_refusal(cond, &ctx, kvs, nkv, s->last_reject);
 	} else if (c->sev > LOG_SEV_DEBUG) {
 		catalog_log(cond, &ctx, kvs, nkv);
 	} else if (log_enabled(LOG_SEV_DEBUG)) {
 		catalog_log_sev(cond, LOG_SEV_DEBUG, &ctx, kvs, nkv);
 	}
-	if (log_enabled(LOG_SEV_DEBUG)) {
-		struct kv t[] = { KV("dir", "out"), KVM("line", r.data, r.len) };
-		catalog_log(COND_NET_TRACE, &ctx, t, 2);
-	}
+	if (log_enabled(LOG_SEV_DEBUG))
+		catalog_trace(&ctx, "out", r.data, r.len);
 	buf_fini(&r);
 }
 
@@ -347,8 +340,7 @@ session_command(struct pop3_session *s, const uint8_t *line, size_t len)
 			       cmd.verb == POP3_VERB_AUTH && cmd.initial.len ? 10 : len;
 		if (shown > len)
 			shown = len;
-		struct kv t[] = { KV("dir", "in"), KVM("line", line, shown) };
-		catalog_log(COND_NET_TRACE, &ctx, t, 2);
+		catalog_trace(&ctx, "in", line, shown);
 	}
 	const struct verb_rule *rule = verb_rule_find(cmd.verb);
 	if (rule != NULL && !(rule->states & (1u << s->state))) {
@@ -443,8 +435,7 @@ again:
 			if (log_enabled(LOG_SEV_DEBUG)) {
 				struct log_ctx ctx;
 				pop3_session_log_ctx(s, &ctx);
-				struct kv t[] = { KV("dir", "in"), KV("line", "(SASL response)") };
-				catalog_log(COND_NET_TRACE, &ctx, t, 2);
+				catalog_trace(&ctx, "in", "(SASL response)", 15);
 			}
 			pop3_sasl_response(s, u.p, len, linelen);
 		} else if (linelen > POP3_COMMAND_MAX) {
@@ -476,7 +467,7 @@ again:
 		struct log_ctx ctx;
 		pop3_session_log_ctx(s, &ctx);
 		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
-				   KV("errno", net_errno_name(errno)) };
+				   KV("errno", log_errno_name(errno)) };
 		catalog_log(COND_NET_CLIENT_WRITE_ERROR, &ctx, kv, ARRAY_LEN(kv));
 		pop3_session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 		return;
@@ -515,7 +506,7 @@ session_closed(void *arg, int err)
 	struct log_ctx ctx;
 	pop3_session_log_ctx(s, &ctx);
 	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", state_name(s->state)),
-			   KV("errno", err ? net_errno_name(err) : NULL) };
+			   KV("errno", err ? log_errno_name(err) : NULL) };
 	catalog_log(COND_NET_CLIENT_READ_ERROR, &ctx, kv, ARRAY_LEN(kv));
 	pop3_session_end(s, COND_NET_CLIENT_READ_ERROR);
 }

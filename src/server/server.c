@@ -398,7 +398,7 @@ accept_ready(struct loop *loop, int fd, unsigned events, void *arg)
 			return;
 		if (e == EINTR || e == ECONNABORTED || e == EPROTO)
 			continue;
-		struct kv kv[] = { KV("local", ls->lst->address), KV("errno", net_errno_name(e)),
+		struct kv kv[] = { KV("local", ls->lst->address), KV("errno", log_errno_name(e)),
 				   KV("err", strerror(e)) };
 		if (e == EMFILE || e == ENFILE)
 			catalog_log(COND_RESOURCE_FD_EXHAUSTED, NULL, kv, 2);
@@ -482,7 +482,7 @@ open_listeners(struct server *srv)
 			if (ls->fd < 0) {
 				int e = errno;
 				struct kv kv[] = { KV("local", lst->address), KV("role", role_name(lst->role)),
-						   KV("errno", net_errno_name(e)), KV("err", strerror(e)) };
+						   KV("errno", log_errno_name(e)), KV("err", strerror(e)) };
 				catalog_log(COND_NET_LISTEN_FAILED, NULL, kv, ARRAY_LEN(kv));
 				return -1;
 			}
@@ -515,7 +515,7 @@ log_diags(const struct diag *d, const char *config_path)
 			int e = d->errnos[i];
 			const char *opt = d->options[i];
 			struct kv kv[] = { KV("option", opt), KV("path", d->paths[i]),
-					   KV("errno", net_errno_name(e)), KV("err", strerror(e)) };
+					   KV("errno", log_errno_name(e)), KV("err", strerror(e)) };
 			catalog_log(COND_CONFIG_MAP_OPEN_FAILED, NULL, kv, ARRAY_LEN(kv));
 			continue;
 		}

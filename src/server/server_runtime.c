@@ -113,7 +113,7 @@ void
 server_init_failed(const char *subsystem, const char *path, int e)
 {
 	struct kv kv[] = { KV("subsystem", subsystem), KV("path", path),
-			   KV("errno", net_errno_name(e)), KV("err", strerror(e)) };
+			   KV("errno", log_errno_name(e)), KV("err", strerror(e)) };
 
 	catalog_log(COND_STARTUP_INIT_FAILED, NULL, kv, ARRAY_LEN(kv));
 }
@@ -162,7 +162,7 @@ server_drop_privileges(const struct config *cfg, const struct server_pidfile *pf
 	struct passwd *pw = getpwnam(cfg->server_user);
 	if (pw == NULL) {
 		int e = errno ? errno : ENOENT;
-		struct kv kv[] = { KV("user", cfg->server_user), KV("errno", net_errno_name(e)),
+		struct kv kv[] = { KV("user", cfg->server_user), KV("errno", log_errno_name(e)),
 				   KV("err", "no such user") };
 		catalog_log(COND_STARTUP_PRIVDROP_FAILED, NULL, kv, ARRAY_LEN(kv));
 		return -1;
@@ -171,7 +171,7 @@ server_drop_privileges(const struct config *cfg, const struct server_pidfile *pf
 	for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
 		if (chown_tree(dirs[i], pw->pw_uid, pw->pw_gid) < 0) {
 			struct kv kv[] = { KV("user", cfg->server_user),
-					   KV("errno", net_errno_name(errno)), KV("err", dirs[i]) };
+					   KV("errno", log_errno_name(errno)), KV("err", dirs[i]) };
 			catalog_log(COND_STARTUP_PRIVDROP_FAILED, NULL, kv, ARRAY_LEN(kv));
 			return -1;
 		}
@@ -182,7 +182,7 @@ server_drop_privileges(const struct config *cfg, const struct server_pidfile *pf
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
 	    (pw->pw_uid != 0 && setuid(0) == 0)) {
 		int e = errno;
-		struct kv kv[] = { KV("user", cfg->server_user), KV("errno", net_errno_name(e)),
+		struct kv kv[] = { KV("user", cfg->server_user), KV("errno", log_errno_name(e)),
 				   KV("err", strerror(e)) };
 		catalog_log(COND_STARTUP_PRIVDROP_FAILED, NULL, kv, ARRAY_LEN(kv));
 		return -1;
@@ -208,7 +208,7 @@ server_pidfile_open(struct server_pidfile *pf, const char *path)
 	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0 || ftruncate(fd, 0) < 0 || n < 0 ||
 	    write(fd, text, (size_t)n) != n) {
 		int e = errno;
-		struct kv kv[] = { KV("path", path), KV("errno", net_errno_name(e)),
+		struct kv kv[] = { KV("path", path), KV("errno", log_errno_name(e)),
 				   KV("err", e == EWOULDBLOCK ? "another instance holds it" : strerror(e)) };
 		catalog_log(COND_STARTUP_PIDFILE_FAILED, NULL, kv, ARRAY_LEN(kv));
 		if (fd >= 0)
@@ -227,7 +227,7 @@ server_pidfile_remove(struct server_pidfile *pf)
 		return;
 	if (unlink(pf->path) < 0) {
 		int e = errno;
-		struct kv kv[] = { KV("path", pf->path), KV("errno", net_errno_name(e)),
+		struct kv kv[] = { KV("path", pf->path), KV("errno", log_errno_name(e)),
 				   KV("err", strerror(e)) };
 		catalog_log(COND_SHUTDOWN_PIDFILE_UNLINK_FAILED, NULL, kv, ARRAY_LEN(kv));
 	}

@@ -1,11 +1,11 @@
 /*
  * smtp_session.c - SMTP server session: one state machine per connection.
  *
- * Owns struct smtp_session and the open transaction; the session core
- * (net/net_session.h) moves its bytes, drives TLS and its deadline, and
- * frees it. Parsing is smtp_parse.c's, data decoding
- * smtp_data.c's, durability the spool's. Every reply goes through
- * smtp_session_reply(), which takes only catalog IDs and logs what it sends.
+ * Owns struct smtp_session's life (start, end, free), its input loop and
+ * command dispatch, and STARTTLS; the session core (net/net_session.h)
+ * moves its bytes, drives TLS and its deadline. Commands are in
+ * smtp_cmd.c, the message in smtp_message.c, replies in smtp_reply.c
+ * (catalog IDs only), parsing in smtp_parse.c.
  *
  * Invariants: one reply per command, sent in command order (pipelined
  * commands wait in the input buffer while a command waits on the spool);
@@ -34,155 +34,7 @@
 #include "smtp_parse.h"
 #include "smtp_session_private.h"
 
-static const char *const state_names[] = {
-	"init", "ready", "mail", "data", "bdat", "commit", "closing", "tls",
-};
-
 static void session_process(struct smtp_session *s);
-static void session_end(struct smtp_session *s, enum cond_id cause);
-
-/* ---- helpers ---------------------------------------------------------- */
-
-void
-smtp_session_log_ctx(const struct smtp_session *s, struct log_ctx *ctx)
-{
-	ctx->sid = s->sid;
-	ctx->qid = s->in_txn && s->txn.msg && s->txn.msg->qid[0] ? s->txn.msg->qid : NULL;
-	ctx->tid = s->in_txn ? s->txn.tid : NULL;
-}
-
-void
-smtp_session_flag(struct smtp_session *s, const char *flag)
-{
-	size_t n = strlen(s->flags), f = strlen(flag);
-	const char *p = s->flags;
-
-	while ((p = strstr(p, flag)) != NULL) {	/* already there? */
-		if ((p == s->flags || p[-1] == ',') && (p[f] == '\0' || p[f] == ','))
-			return;
-		p += f;
-	}
-	if (n + f + 2 > sizeof(s->flags))
-		return;
-	if (n > 0)
-		s->flags[n++] = ',';
-	memcpy(s->flags + n, flag, f + 1);
-}
-
-const char *
-smtp_state_name(enum smtp_state st)
-{
-	return (unsigned)st < SMTP_STATE__COUNT ? state_names[st] : "?";
-}
-
-/* Queues the reply for cond. Refusals are logged as their own event at the
- * catalog's severity; normal replies only at debug (the summary lines
- * carry them). Returns the reply code. */
-int
-smtp_reply_emit(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
-		   size_t nkv, int more, int log_refusal)
-{
-	const struct cond *c = catalog_get(cond);
-	struct buf r;
-	struct log_ctx ctx;
-
-	if (s->dead)
-		return c->code;
-	buf_init(&r, REPLY_MAX - 3);
-	if (catalog_reply(&r, cond, s->cfg->hostname, kvs, nkv, more) < 0) {
-		buf_reset(&r);
-		if (catalog_reply(&r, COND_INTERNAL_ERROR, s->cfg->hostname, NULL, 0, 0) < 0)
-			PANIC("cannot render INTERNAL-ERROR reply");
-	}
-	if (slice_copy(buf_slice(&r), s->last_reply, sizeof(s->last_reply)) < 0)
-		s->last_reply[0] = '\0';
-	if (buf_append(&s->out, r.data, r.len) < 0 || buf_append(&s->out, "\r\n", 2) < 0) {
-		/* The client does not read its replies: drop it. */
-		buf_fini(&r);
-		s->state = SMTP_STATE_CLOSING;
-		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
-		return c->code;
-	}
-	smtp_session_log_ctx(s, &ctx);
-	if (c->code >= 400) {
-		s->rejects++;
-		memcpy(s->last_reject, s->last_reply, sizeof(s->last_reject));
-	}
-	if (c->code >= 400 && log_refusal) {
-		struct kv all[16];
-		size_t n = 0;
-		for (size_t i = 0; i < nkv && n < ARRAY_LEN(all) - 1; i++)
-			all[n++] = kvs[i];
-		all[n++] = KV("reply", s->last_reply);
-		catalog_log(cond, &ctx, all, n);
-	} else if (log_enabled(LOG_SEV_DEBUG)) {
-		catalog_log_sev(cond, LOG_SEV_DEBUG, &ctx, kvs, nkv);
-	}
-	if (log_enabled(LOG_SEV_DEBUG)) {
-		struct kv t[] = { KV("dir", "out"), KVM("line", r.data, r.len) };
-		catalog_log(COND_NET_TRACE, &ctx, t, 2);
-	}
-	buf_fini(&r);
-	return c->code;
-}
-
-int
-smtp_reply_more(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
-		   size_t nkv, int more)
-{
-	return smtp_reply_emit(s, cond, kvs, nkv, more, 1);
-}
-
-int
-smtp_session_reply(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
-{
-	return smtp_reply_emit(s, cond, kvs, nkv, 0, 1);
-}
-
-/* Appends a raw continuation line of a multi-line reply (EHLO keywords). */
-void
-smtp_reply_line(struct smtp_session *s, int code, int more, const char *text)
-{
-	if (s->dead)
-		return;
-	if (buf_appendf(&s->out, "%d%c%s\r\n", code, more ? '-' : ' ', text) < 0)
-		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
-}
-
-/* Counts one toward a session limit (0: none); once *count reaches
- * close_at, replies cond (a 421) and closes. Returns 1 if closing. */
-static int
-session_count_toward(struct smtp_session *s, unsigned *count, unsigned limit,
-		     unsigned close_at, enum cond_id cond)
-{
-	(*count)++;
-	if (limit == 0 || *count < close_at)
-		return 0;
-	struct kv kv[] = { KV("client", s->conn.peer_text), KVU("count", *count),
-			   KVU("limit", limit) };
-	smtp_session_reply(s, cond, kv, ARRAY_LEN(kv));
-	s->state = SMTP_STATE_CLOSING;
-	s->end_cause = cond;
-	return 1;
-}
-
-/* Counts a refusal toward limits.errors: the limit-th closes the session.
- * Returns 1 if the session is closing. */
-int
-smtp_count_error(struct smtp_session *s)
-{
-	unsigned limit = s->cfg->limits_errors;
-
-	return session_count_toward(s, &s->errors, limit, limit, COND_SMTP_TOO_MANY_ERRORS);
-}
-
-/* Replies with a refusal and counts it. */
-void
-smtp_session_refuse(struct smtp_session *s, enum cond_id cond, const struct kv *kvs, size_t nkv)
-{
-	smtp_session_reply(s, cond, kvs, nkv);
-	(void)smtp_count_error(s);
-}
 
 /* Data: limits.data_timeout from now (from the last data read). Commands:
  * limits.command_timeout from the last command that did work, so junk
@@ -208,18 +60,6 @@ void
 smtp_session_active(struct smtp_session *s)
 {
 	s->active_ms = loop_clock_ms();
-}
-
-/* Counts a junk command (NOOP, RSET, HELP, VRFY) toward
- * limits.junk_commands; past it replies 421 and closes. Returns 1 if the
- * session is closing (the command is not run). */
-int
-smtp_count_junk(struct smtp_session *s)
-{
-	unsigned limit = s->cfg->limits_junk_commands;
-
-	return session_count_toward(s, &s->junk, limit, limit + 1,
-				    COND_SMTP_TOO_MANY_JUNK_COMMANDS);
 }
 
 /* Starts the handshake on s->conn; the session waits in SMTP_STATE_TLS.
@@ -265,11 +105,11 @@ smtp_cmd_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
 	 * be taken as sent over TLS. The 220 goes out in clear first. */
 	net_session_drop_input(&s->ns);
 	if (net_session_write(&s->ns) != CONN_IO_OK) {
-		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+		smtp_session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 		return;
 	}
 	if (tls_begin(s, "TLS setup failed") < 0)
-		session_end(s, COND_TLS_HANDSHAKE_FAILED);
+		smtp_session_end(s, COND_TLS_HANDSHAKE_FAILED);
 }
 
 /* The handshake is done (the core logged TLS-ESTABLISHED): the session
@@ -445,8 +285,7 @@ session_command(struct smtp_session *s, const uint8_t *line, size_t len)
 		struct log_ctx ctx;
 		smtp_session_log_ctx(s, &ctx);
 		size_t shown = slice_starts_nocase((struct slice){ line, len }, "AUTH ") ? 5 : len;
-		struct kv t[] = { KV("dir", "in"), KVM("line", line, shown) };
-		catalog_log(COND_NET_TRACE, &ctx, t, 2);
+		catalog_trace(&ctx, "in", line, shown);
 	}
 	memset(&cmd, 0, sizeof(cmd));
 	if (smtp_parse_command(line, len, &opts, &cmd, &err) < 0) {
@@ -577,13 +416,13 @@ session_process(struct smtp_session *s)
 		struct log_ctx ctx;
 		smtp_session_log_ctx(s, &ctx);
 		struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", smtp_state_name(s->state)),
-				   KV("errno", net_errno_name(errno)) };
+				   KV("errno", log_errno_name(errno)) };
 		catalog_log(COND_NET_CLIENT_WRITE_ERROR, &ctx, kv, ARRAY_LEN(kv));
-		session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+		smtp_session_end(s, COND_NET_CLIENT_WRITE_ERROR);
 		return;
 	}
 	if (io == CONN_IO_OK && s->state == SMTP_STATE_CLOSING) {
-		session_end(s, s->end_cause);
+		smtp_session_end(s, s->end_cause);
 		return;
 	}
 	arm_deadline(s);
@@ -608,21 +447,21 @@ session_closed(void *arg, int err)
 		struct log_ctx ctx;
 		smtp_session_log_ctx(s, &ctx);
 		struct kv kv[] = { KV("client", s->conn.peer_text), KVU("bytes", s->txn.message_size),
-				   KV("errno", err ? net_errno_name(err) : NULL) };
+				   KV("errno", err ? log_errno_name(err) : NULL) };
 		catalog_log(COND_SMTP_DATA_CLIENT_LOST, &ctx, kv, ARRAY_LEN(kv));
-		session_end(s, COND_SMTP_DATA_CLIENT_LOST);
+		smtp_session_end(s, COND_SMTP_DATA_CLIENT_LOST);
 		return;
 	}
 	if (s->state == SMTP_STATE_CLOSING) {
-		session_end(s, s->end_cause);
+		smtp_session_end(s, s->end_cause);
 		return;
 	}
 	struct log_ctx ctx;
 	smtp_session_log_ctx(s, &ctx);
 	struct kv kv[] = { KV("client", s->conn.peer_text), KV("state", smtp_state_name(s->state)),
-			   KV("errno", err ? net_errno_name(err) : NULL) };
+			   KV("errno", err ? log_errno_name(err) : NULL) };
 	catalog_log(COND_NET_CLIENT_READ_ERROR, &ctx, kv, ARRAY_LEN(kv));
-	session_end(s, COND_NET_CLIENT_READ_ERROR);
+	smtp_session_end(s, COND_NET_CLIENT_READ_ERROR);
 }
 
 static void
@@ -654,7 +493,7 @@ session_timeout(void *arg)
 static void
 session_fail(void *arg, enum cond_id cause)
 {
-	session_end(arg, cause);
+	smtp_session_end(arg, cause);
 }
 
 /* ---- lifecycle -------------------------------------------------------- */
@@ -674,8 +513,8 @@ session_free(void *arg)
 	free(s);
 }
 
-static void
-session_end(struct smtp_session *s, enum cond_id cause)
+void
+smtp_session_end(struct smtp_session *s, enum cond_id cause)
 {
 	struct smtp_env *env = s->env;
 	struct log_ctx ctx = { .sid = s->sid };
@@ -731,7 +570,7 @@ session_begin(void *arg)
 	if (s->tls_implicit && !env->draining) {
 		/* RFC 8314: TLS first, the greeting comes after the handshake. */
 		if (tls_begin(s, "no TLS context") < 0) {
-			session_end(s, COND_TLS_HANDSHAKE_FAILED);
+			smtp_session_end(s, COND_TLS_HANDSHAKE_FAILED);
 			return;
 		}
 		net_session_tls_step(&s->ns);
@@ -805,7 +644,7 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	 * stage, when it has one. */
 	if (net_session_accept(&s->ns, &env->table, env->loop, net_preface_of(lst),
 			       s->cfg->limits_command_timeout * 1000u) < 0)
-		session_end(s, COND_NET_CLIENT_READ_ERROR);
+		smtp_session_end(s, COND_NET_CLIENT_READ_ERROR);
 }
 
 void

@@ -156,6 +156,8 @@ void smtp_reply_line(struct smtp_session *s, int code, int more, const char *tex
  * 1 when the session is closing because of it. */
 int smtp_count_error(struct smtp_session *s);
 int smtp_count_junk(struct smtp_session *s);
+/* Ends the session now (SESSION-END with cause); it is freed later. */
+void smtp_session_end(struct smtp_session *s, enum cond_id cause);
 /* A command that did work: the command deadline starts again. */
 void smtp_session_active(struct smtp_session *s);
 const char *smtp_state_name(enum smtp_state st);

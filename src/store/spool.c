@@ -15,6 +15,8 @@
  */
 #include "spool_private.h"
 
+#include "crc32c.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -138,9 +140,8 @@ spool_log_fail(const struct spool *sp, const char *qid, const char *sub,
 	       const char *op, int err, int creating)
 {
 	struct log_ctx ctx = { .qid = spool_qid_valid(qid) ? qid : NULL };
-	char ebuf[24];
 	char *path = spool_path(sp, sub, ctx.qid);
-	const char *ename = spool_errno_name(err, ebuf, sizeof(ebuf));
+	const char *ename = log_errno_name(err);
 	enum cond_id cond;
 
 	if (err == ENOSPC || err == EDQUOT) {
@@ -169,9 +170,8 @@ spool_log_fail(const struct spool *sp, const char *qid, const char *sub,
 static void
 spool_log_init_fail(const char *path, int err)
 {
-	char ebuf[24];
 	struct kv kvs[] = { KV("subsystem", "spool"), KV("path", path),
-			    KV("errno", spool_errno_name(err, ebuf, sizeof(ebuf))),
+			    KV("errno", log_errno_name(err)),
 			    KV("err", strerror(err)) };
 
 	catalog_log(COND_STARTUP_INIT_FAILED, NULL, kvs, ARRAY_LEN(kvs));
@@ -218,7 +218,7 @@ spool_write_one(struct spool *sp, int infd, struct spool_job *j)
 	buf_init(&tail, SPOOL_MAX_TAGS + SPOOL_TAIL_FIXED);
 	if (fd < 0) {
 		j->data_len = msg->data.len;
-		j->crc = spool_crc32c(0, msg->data.data, msg->data.len);
+		j->crc = crc32c_update(0, msg->data.data, msg->data.len);
 		if (spool_enc_head(msg, j->data_len, &j->head) < 0) {
 			buf_fini(&tail);
 			j->cond = spool_log_fail(sp, msg->qid, "incoming", "write", EFBIG, 0);

@@ -172,8 +172,6 @@ void spool_quarantine(struct spool *sp, const char *qid, const char *reason);
 /* Removes queue/<qid> once every recipient is delivered. Thread-safe. */
 int spool_remove(struct spool *sp, const char *qid);
 
-/* The symbolic errno name ("EFBIG"), or "E<number>" written into buf. */
-const char *spool_errno_name(int err, char *buf, size_t size);
 
 /* Encoding, exposed for tests and the fuzzer: serialise msg into out /
  * parse a spool file's bytes into a new msg (NULL with *reason on error). */

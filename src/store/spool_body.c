@@ -16,6 +16,8 @@
  */
 #include "spool_private.h"
 
+#include "crc32c.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
@@ -202,7 +204,7 @@ sink_write(struct body_sink *sk, const void *p, size_t n)
 		k->werr = errno != 0 ? errno : EIO;
 		return -1;
 	}
-	k->crc = spool_crc32c(k->crc, p, n);
+	k->crc = crc32c_update(k->crc, p, n);
 	k->len += n;
 	return 0;
 }
@@ -300,7 +302,7 @@ spool_msg_copy(const struct spool_msg *msg, int fd, const char **op)
 				errno = EBADMSG;	/* shorter than its record */
 			goto fail;
 		}
-		crc = spool_crc32c(crc, buf, (size_t)r);
+		crc = crc32c_update(crc, buf, (size_t)r);
 		*op = "write";
 		if (spool_write_all(fd, buf, (size_t)r) < 0)
 			goto fail;
@@ -372,11 +374,10 @@ fail:
 fail_noclose:
 	err = errno;
 	{
-		char ebuf[24];
 		struct log_ctx ctx = { .qid = msg->qid };
 		struct kv kvs[] = { KV("path", msg->file != NULL ? msg->file : "-"),
 				    KV("op", op),
-				    KV("errno", spool_errno_name(err, ebuf, sizeof(ebuf))),
+				    KV("errno", log_errno_name(err)),
 				    KV("err", strerror(err)) };
 
 		catalog_log(COND_QUEUE_WRITE_FAILED, &ctx, kvs, ARRAY_LEN(kvs));

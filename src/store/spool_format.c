@@ -1,5 +1,5 @@
 /*
- * spool_format.c - the spool file format: encoding, decoding, CRC32C.
+ * spool_format.c - the spool file format: encoding and decoding.
  *
  * Owns the bytes of a spool file; spool.c owns the folders and the
  * commit, spool_body.c the streaming writer and reader.
@@ -74,11 +74,11 @@
 
 #include <inttypes.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "crc32c.h"
 #include "log.h"
 
 #define SPOOL_MAGIC1 "POSTERN-SPOOL 1\n"
@@ -95,21 +95,6 @@ _Static_assert((uint64_t)SPOOL_MAX_RCPTS * (2 * SPOOL_REC_MAX(SPOOL_MAX_FIELD) +
 
 /* ---- small helpers ---------------------------------------------------- */
 
-/* The symbolic errno name ("EFBIG"), or "E<number>" in buf. */
-const char *
-spool_errno_name(int err, char *buf, size_t size)
-{
-	const char *name = strerrorname_np(err);
-	int n;
-
-	if (name != NULL)
-		return name;
-	n = snprintf(buf, size, "E%d", err);
-	if (n < 0 || (size_t)n >= size)
-		return "E?";
-	return buf;
-}
-
 int
 spool_qid_valid(const char *qid)
 {
@@ -122,36 +107,6 @@ spool_qid_valid(const char *qid)
 			return 0;
 	}
 	return qid[SPOOL_QID_LEN] == '\0';
-}
-
-/* ---- CRC32C ----------------------------------------------------------- */
-
-static uint32_t crc32c_table[256];
-static pthread_once_t crc32c_once = PTHREAD_ONCE_INIT;
-
-static void
-crc32c_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc32c_table[i] = c;
-	}
-}
-
-/* Running CRC: start with crc = 0, feed pieces in order. */
-uint32_t
-spool_crc32c(uint32_t crc, const void *data, size_t n)
-{
-	const uint8_t *p = data;
-
-	pthread_once(&crc32c_once, crc32c_init);
-	crc = ~crc;
-	while (n-- > 0)
-		crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
-	return ~crc;
 }
 
 /* ---- encoding --------------------------------------------------------- */
@@ -294,8 +249,8 @@ spool_enc_tail(const struct buf *head, uint32_t body_crc, const struct buf *tags
 	    enc_rec(out, "tags", tags != NULL ? tags->data : (const uint8_t *)"",
 		    tags != NULL ? tags->len : 0) < 0)
 		return -1;
-	crc = spool_crc32c(0, head->data, head->len);
-	crc = spool_crc32c(crc, out->data + start, out->len - start);
+	crc = crc32c_update(0, head->data, head->len);
+	crc = crc32c_update(crc, out->data + start, out->len - start);
 	hex8(h, crc);
 	if (buf_append_str(out, "end 8:") < 0 || buf_append(out, h, 8) < 0 ||
 	    buf_append_byte(out, '\n') < 0)
@@ -312,7 +267,7 @@ spool_encode(const struct spool_msg *msg, struct buf *out)
 	buf_init(&head, SPOOL_MAX_HEAD);
 	buf_init(&tail, SPOOL_MAX_TRACE + SPOOL_TAIL_FIXED + msg->tags.len);
 	if (spool_enc_head(msg, msg->data.len, &head) < 0 ||
-	    spool_enc_tail(&head, spool_crc32c(0, msg->data.data, msg->data.len), &msg->tags,
+	    spool_enc_tail(&head, crc32c_update(0, msg->data.data, msg->data.len), &msg->tags,
 			   &tail) < 0)
 		goto done;
 	if (buf_append(out, head.data, head.len) < 0 ||
@@ -658,56 +613,6 @@ dec_data2(struct dec *d, struct spool_msg *msg)
 	return 0;
 }
 
-/* A decimal field of a state record: digits up to SP or the end. */
-static int
-state_num(const uint8_t **p, const uint8_t *end, uint64_t max, uint64_t *out)
-{
-	uint64_t v = 0;
-	const uint8_t *q = *p;
-
-	if (q == end || *q < '0' || *q > '9')
-		return -1;
-	while (q < end && *q >= '0' && *q <= '9') {
-		v = v * 10 + (uint64_t)(*q - '0');
-		if (v > max)
-			return -1;
-		q++;
-	}
-	if (q < end && *q++ != ' ')
-		return -1;
-	*p = q;
-	*out = v;
-	return 0;
-}
-
-/* Applies one state record's value (its CRC checked) to msg. 0, or -1 if
- * it makes no sense (then it and what follows are dropped). */
-static int
-state_apply(struct spool_msg *msg, const uint8_t *v, size_t n)
-{
-	const uint8_t *end = v + n, *sp = memchr(v, ' ', n);
-	size_t klen = sp != NULL ? (size_t)(sp - v) : n;
-	uint64_t idx, attempts, next;
-	const uint8_t *q = sp != NULL ? sp + 1 : end;
-
-	if (state_num(&q, end, SPOOL_MAX_RCPTS, &idx) < 0 || idx >= msg->nrcpts)
-		return -1;
-	struct spool_rcpt *r = &msg->rcpts[idx];
-	if (klen == 4 && memcmp(v, "done", 4) == 0) {
-		r->done = 1;
-	} else if (klen == 8 && memcmp(v, "deferred", 8) == 0) {
-		if (state_num(&q, end, UINT32_MAX, &attempts) < 0 ||
-		    state_num(&q, end, (uint64_t)INT64_MAX, &next) < 0)
-			return -1;
-		r->attempts = (unsigned)attempts;
-		r->next_try = (int64_t)next;
-	} else if (klen == 6 && memcmp(v, "failed", 6) == 0) {
-		r->failed = 1;
-	}
-	/* any other kind: a later version's record, kept on disk, skipped */
-	return 0;
-}
-
 /* The state log: "state LEN:<crc> <kind> <rcpt> ..." records, appended
  * after the end record. A torn or damaged record ends the log (recovery
  * truncates the file there). */
@@ -733,8 +638,8 @@ dec_state_log(struct dec *d, struct spool_msg *msg, uint64_t base)
 			bad |= h < 0;
 			want = (want << 4) | (uint32_t)(h & 0xf);
 		}
-		if (bad || spool_crc32c(0, v + 9, (size_t)len - 9) != want ||
-		    state_apply(msg, v + 9, (size_t)len - 9) < 0) {
+		if (bad || crc32c_update(0, v + 9, (size_t)len - 9) != want ||
+		    spool_state_apply(msg, v + 9, (size_t)len - 9) < 0) {
 			msg->log_torn = 1;
 			return;
 		}
@@ -767,8 +672,8 @@ spool_decode_tail(const uint8_t *head, size_t head_n, const uint8_t *tail, size_
 	size_t end_start = t.off;
 	if (dec_hex8(&t, "end", &want) < 0)
 		goto fail;
-	got = spool_crc32c(0, head, head_n);
-	got = spool_crc32c(got, tail, end_start);
+	got = crc32c_update(0, head, head_n);
+	got = crc32c_update(got, tail, end_start);
 	if (got != want) {
 		t.reason = "checksum mismatch";
 		goto fail;
@@ -793,39 +698,6 @@ spool_decode_head(const uint8_t *p, size_t n, struct spool_msg *msg, const char 
 	return d.version;
 }
 
-int
-spool_enc_state(struct buf *out, const char *kind, size_t idx, unsigned attempts,
-		int64_t next, const char *reply)
-{
-	struct buf v;
-	char h[8];
-	int rc = -1;
-
-	buf_init(&v, SPOOL_MAX_STATE_REC);
-	if (strcmp(kind, "deferred") == 0) {
-		if (buf_appendf(&v, "%s %zu %u %" PRId64 " ", kind, idx, attempts,
-				next > 0 ? next : 0) < 0)
-			goto done;
-	} else if (buf_appendf(&v, "%s %zu ", kind, idx) < 0) {
-		goto done;
-	}
-	if (reply != NULL) {
-		size_t room = SPOOL_MAX_STATE_REC - 9 - v.len, len = strlen(reply);
-
-		if (buf_append(&v, reply, len < room ? len : room) < 0)
-			goto done;
-	}
-	hex8(h, spool_crc32c(0, v.data, v.len));
-	if (buf_appendf(out, "state %zu:", v.len + 9) < 0 || buf_append(out, h, 8) < 0 ||
-	    buf_append_byte(out, ' ') < 0 || buf_append(out, v.data, v.len) < 0 ||
-	    buf_append_byte(out, '\n') < 0)
-		goto done;
-	rc = 0;
-done:
-	buf_fini(&v);
-	return rc;
-}
-
 /* Version 1: the end record covers every byte before it. */
 static int
 dec_end1(struct dec *d)
@@ -839,7 +711,7 @@ dec_end1(struct dec *d)
 		d->reason = "trailing garbage after end record";
 		return -1;
 	}
-	got = spool_crc32c(0, d->p, end_start);
+	got = crc32c_update(0, d->p, end_start);
 	if (got != want) {
 		d->reason = "checksum mismatch";
 		return -1;
@@ -877,7 +749,7 @@ spool_decode_ex(const uint8_t *p, size_t n, int copy_body, const char **reason)
 	if (copy_body) {
 		const uint8_t *body = p + msg->body_off;
 
-		if (spool_crc32c(0, body, (size_t)msg->body_len) != msg->body_crc) {
+		if (crc32c_update(0, body, (size_t)msg->body_len) != msg->body_crc) {
 			d.reason = "data checksum mismatch";
 			goto fail;
 		}

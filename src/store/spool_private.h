@@ -1,7 +1,8 @@
 /*
  * spool_private.h - what the spool's files share and nobody else sees:
- * the spool object, the format's pieces (spool_format.c), failure logging
- * and the commit job (spool.c), the streaming writer (spool_body.c).
+ * the spool object, the format's pieces (spool_format.c), the state log's
+ * records (spool_state.c), failure logging and the commit job (spool.c),
+ * the streaming writer (spool_body.c).
  */
 #ifndef POSTERN_SPOOL_PRIVATE_H
 #define POSTERN_SPOOL_PRIVATE_H
@@ -40,8 +41,6 @@ struct spool {
 
 /* ---- spool_format.c ---- */
 int spool_qid_valid(const char *qid);
-/* Running CRC32C (Castagnoli): start with crc = 0, feed pieces in order. */
-uint32_t spool_crc32c(uint32_t crc, const void *data, size_t n);
 /* The head of a version-2 file: magic, envelope, "data <20 digits>:" with
  * data_len. -1 if msg is past the bounds of spool.h. */
 int spool_enc_head(const struct spool_msg *msg, uint64_t data_len, struct buf *b);
@@ -71,6 +70,10 @@ int spool_decode_tail(const uint8_t *head, size_t head_n, const uint8_t *tail, s
 		      struct spool_msg *msg, const char **reason);
 /* Appends one state record: kind "done", "deferred" (attempts, next try
  * in unix seconds) or "failed", for recipient idx, with the last reply. */
+/* ---- spool_state.c ---- */
+/* Applies one state record's value (its CRC checked) to msg. 0, or -1 if
+ * it makes no sense (then it and what follows are dropped). */
+int spool_state_apply(struct spool_msg *msg, const uint8_t *v, size_t n);
 int spool_enc_state(struct buf *out, const char *kind, size_t idx, unsigned attempts,
 		    int64_t next, const char *reply);
 /* Decodes a file's bytes. copy_body: the data is copied into msg->data

@@ -15,6 +15,8 @@
  */
 #include "spool_private.h"
 
+#include "crc32c.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -44,11 +46,10 @@ static void
 spool_log_read_fail(const struct spool *sp, const char *name, const char *op,
 		    int err)
 {
-	char ebuf[24];
 	char *path = spool_path(sp, "queue", name);
 	struct log_ctx ctx = { .qid = spool_qid_valid(name) ? name : NULL };
 	struct kv kvs[] = { KV("path", path), KV("op", op),
-			    KV("errno", spool_errno_name(err, ebuf, sizeof(ebuf))),
+			    KV("errno", log_errno_name(err)),
 			    KV("err", strerror(err)) };
 
 	catalog_log(COND_QUEUE_SPOOL_READ_FAILED, &ctx, kvs, ARRAY_LEN(kvs));
@@ -103,7 +104,7 @@ spool_upgrade(struct spool *sp, struct spool_msg *msg)
 
 	buf_init(&head, SPOOL_MAX_HEAD);
 	buf_init(&tail, SPOOL_MAX_TAGS + SPOOL_TAIL_FIXED);
-	uint32_t crc = spool_crc32c(0, msg->data.data, msg->data.len);
+	uint32_t crc = crc32c_update(0, msg->data.data, msg->data.len);
 	if (spool_enc_head(msg, msg->data.len, &head) < 0 ||
 	    spool_enc_tail(&head, crc, &msg->tags, &tail) < 0) {
 		err = EFBIG;
@@ -411,11 +412,10 @@ spool_remove(struct spool *sp, const char *qid)
 		return 0;
 	err = spool_qid_valid(qid) ? errno : EINVAL;
 	{
-		char ebuf[24];
 		char *path = spool_path(sp, "queue", spool_qid_valid(qid) ? qid : NULL);
 		struct log_ctx ctx = { .qid = spool_qid_valid(qid) ? qid : NULL };
 		struct kv kvs[] = { KV("path", path),
-				    KV("errno", spool_errno_name(err, ebuf, sizeof(ebuf))),
+				    KV("errno", log_errno_name(err)),
 				    KV("err", strerror(err)) };
 
 		catalog_log(COND_QUEUE_SPOOL_DELETE_FAILED, &ctx, kvs,
