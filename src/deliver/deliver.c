@@ -50,7 +50,9 @@
 #include "deliver_maildir.h"
 #include "deliver_quota.h"
 #include "deliver_space.h"
+#include "deliver_remote.h"
 #include "flush.h"
+#include "outbound.h"
 
 #define DELIVER_RETRY_MIN_S 1u
 #define DELIVER_RETRY_MAX_S 300u
@@ -112,6 +114,9 @@ struct deliver_item {
 	uint16_t retry_s;		/* after a deferral: the delay */
 	uint16_t passes;		/* attempts in this run (saturating) */
 	uint8_t flags;			/* IF_* */
+	uint16_t inflight;		/* outbound jobs not back yet (d->mu) */
+	struct outbound_job *jobs;	/* planned by the pass, sent by item_done */
+	struct outbound_job *results;	/* back from the engine (d->mu) */
 };
 
 struct deliver {
@@ -121,6 +126,8 @@ struct deliver {
 	struct workpool *wp;		/* borrowed */
 	int cls;			/* the "deliver" class */
 	atomic_ulong pending;		/* queued + waiting + in progress */
+	pthread_mutex_t mu;		/* guards ob and items' inflight, results */
+	struct outbound *ob;		/* NULL: no outbound delivery (yet) */
 };
 
 static void
@@ -131,6 +138,8 @@ item_free(struct deliver_item **ip)
 	if (it == NULL)
 		return;
 	spool_msg_free(&it->msg);
+	remote_jobs_free(&it->jobs);
+	remote_jobs_free(&it->results);
 	free(it);
 	*ip = NULL;
 }
@@ -208,8 +217,9 @@ enum outcome {
 	OUT_PERMANENT,		/* no retry can help: kept, retried rarely */
 	OUT_NO_ROUTE,		/* not local: no transport yet */
 	OUT_CORRUPT,		/* the spool file's data failed its checksum */
+	OUT_REMOTE,		/* outbound: sent in a job, or recorded from one */
 };
-_Static_assert(OUT_CORRUPT < 8, "an outcome fits the top bits of a recipient's flags");
+_Static_assert(OUT_REMOTE < 8, "an outcome fits the top bits of a recipient's flags");
 
 static const char *
 outcome_cause(enum outcome o)
@@ -408,6 +418,128 @@ item_backoff(struct deliver_item *it)
 	return retry;
 }
 
+/* ---- outbound ------------------------------------------------------------ */
+
+static int
+remote_enabled(struct deliver *d)
+{
+	int on;
+
+	pthread_mutex_lock(&d->mu);
+	on = d->ob != NULL;
+	pthread_mutex_unlock(&d->mu);
+	return on;
+}
+
+/* The results of the item's outbound jobs, recorded in this pass: done
+ * (flushed with the pass's other done records), failed, or deferred
+ * until the retry schedule's next interval. */
+static void
+remote_results(struct deliver_item *it, struct config *cfg, unsigned char *kind, int64_t now)
+{
+	struct spool_msg *msg = it->msg;
+	struct deliver_pass *p = it->pass;
+
+	for (struct outbound_job *job = it->results; job != NULL; job = job->next) {
+		if (job->corrupt)
+			p->corrupt = 1;
+		remote_log_job(job);
+		for (size_t k = 0; k < job->n; k++) {
+			const struct outbound_result *res = &job->res[k];
+			struct spool_detail det = {
+				.status = res->status,
+				.cond = catalog_get(res->cond)->id,
+				.mta = res->relay,
+				.diag = res->reply,
+			};
+			size_t i = job->idx[k];
+			struct spool_rcpt *r;
+			unsigned retry = 0;
+
+			if (i >= msg->nrcpts)
+				continue;
+			r = &msg->rcpts[i];
+			if (r->done || r->failed)
+				continue;	/* recorded already */
+			if (res->kind == OUTBOUND_DONE) {
+				r->done = 1;
+				p->rf[i] |= RF_PASS_DONE;
+				p->newly_done++;
+			} else if (res->kind == OUTBOUND_FAILED) {
+				r->failed = 1;
+				(void)spool_state_failed(&p->recs, i, &det);
+			} else {
+				struct buf dt;
+
+				r->attempts++;
+				retry = cfg != NULL ? remote_retry_delay(cfg, r->attempts) : 300;
+				r->next_try = now + (int64_t)retry;
+				buf_init(&dt, 4096);
+				if (spool_detail_format(&dt, &det) == 0 && buf_append(&dt, "", 1) == 0)
+					(void)spool_state_deferred(&p->recs, i, r->attempts,
+								   r->next_try, (const char *)dt.data);
+				buf_fini(&dt);
+				kind[i] = OUT_REMOTE;
+			}
+			remote_log(job, k, retry, now);
+		}
+	}
+}
+
+/* On the engine's loop: a job is back. The last one sends the item to
+ * the pool again, where a pass records the results. */
+static void
+remote_job_done(struct outbound_job *job)
+{
+	struct deliver_item *it = job->owner;
+	struct deliver *d = it->d;
+	int last, on;
+
+	pthread_mutex_lock(&d->mu);
+	job->next = it->results;
+	it->results = job;
+	last = --it->inflight == 0;
+	on = d->ob != NULL;
+	pthread_mutex_unlock(&d->mu);
+	if (!last)
+		return;
+	/* Stopping: nothing is recorded; the spool keeps the message. */
+	if (!on || workpool_submit_after(d->wp, d->cls, &it->wj, NULL, 0) < 0) {
+		item_free(&it);
+		d->pending--;
+	}
+}
+
+/* After a pass planned jobs: they go to the engine; the item waits for
+ * them (remote_job_done), off the pool's heap. */
+static int
+remote_send(struct deliver *d, struct deliver_item *it)
+{
+	struct outbound_job *jobs = it->jobs, *job;
+	struct outbound *ob;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&d->mu);
+	ob = d->ob;
+	for (job = jobs; job != NULL; job = job->next)
+		n++;
+	if (ob != NULL)
+		it->inflight = (uint16_t)n;
+	pthread_mutex_unlock(&d->mu);
+	if (ob == NULL)
+		return -1;
+	it->jobs = NULL;
+	while (jobs != NULL) {
+		job = jobs;
+		jobs = job->next;
+		job->next = NULL;
+		job->owner = it;
+		job->done = remote_job_done;
+		outbound_submit(ob, job);
+	}
+	return 0;
+}
+
 /* Delivers what it can. 1 when every recipient is done; else 0 with the
  * retry time set. Nothing is ever dropped: a recipient not done keeps the
  * message (and its spool file) until it is. */
@@ -419,7 +551,9 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	struct config *cfg = deliver_config(d);
 	size_t n = msg->nrcpts ? msg->nrcpts : 1;
 	unsigned char *kind = xcalloc(n, 1);
-	int backoff = 0, space = 0, left = 0;
+	unsigned char *want = NULL;	/* recipients for outbound jobs */
+	int backoff = 0, space = 0, left = 0, nwant = 0;
+	int64_t now = (int64_t)time(NULL), remote_next = 0;
 	unsigned retry;
 
 	/* done in the file already: recorded */
@@ -428,21 +562,42 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		p->rf[i] = msg->rcpts[i].done ? RF_RECORDED : 0;
 	buf_init(&p->recs, (size_t)1 << 24);
 	p->newly_done = 0;
+	/* What outbound jobs brought back: recorded in this pass. */
+	if (it->results != NULL)
+		remote_results(it, cfg, kind, now);
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
 		const char *at;
 		enum outcome o;
 
-		if (r->done)
+		if (r->done || r->failed)
 			continue;
 		at = strrchr(r->addr, '@');
 		if (at != NULL && cfg != NULL &&
-		    config_is_local_domain(cfg, at + 1, strlen(at + 1)))
+		    config_is_local_domain(cfg, at + 1, strlen(at + 1))) {
 			o = deliver_local(cfg, it, i, r->addr,
 					  (size_t)(at - r->addr), at + 1,
 					  strlen(at + 1));
-		else
-			o = OUT_NO_ROUTE;
+		} else if (kind[i] == OUT_REMOTE || cfg == NULL || !remote_enabled(d)) {
+			o = kind[i] == OUT_REMOTE ? OUT_REMOTE : OUT_NO_ROUTE;
+		} else {
+			/* Non-local: a job, unless its deferral is not due. */
+			o = OUT_REMOTE;
+			if (r->attempts == 0 || r->next_try <= now) {
+				if (want == NULL)
+					want = xcalloc(n, 1);
+				want[i] = 1;
+				nwant++;
+			}
+		}
+		if (o == OUT_REMOTE) {
+			kind[i] = OUT_REMOTE;
+			if (!(want != NULL && want[i]) &&
+			    (remote_next == 0 || r->next_try < remote_next))
+				remote_next = r->next_try;
+			left++;
+			continue;
+		}
 		if (o == OUT_CORRUPT) {
 			p->corrupt = 1;	/* set aside whole (item_pass) */
 			break;
@@ -460,6 +615,19 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 			space = 1;
 		left++;
 	}
+	if (nwant > 0 && !p->corrupt) {
+		const char *why = NULL;
+
+		it->jobs = remote_plan(cfg, msg, want, &why);
+		if (it->jobs == NULL) {
+			/* the spool file cannot be opened now: soon again */
+			backoff = 1;
+			for (size_t i = 0; i < n; i++)
+				if (want[i])
+					kind[i] = OUT_FAILED;
+		}
+	}
+	free(want);
 	if (cfg != NULL)
 		config_unref(&cfg);
 	if (left == 0 || p->corrupt) {
@@ -479,6 +647,13 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		retry = DELIVER_RETRY_MAX_S;
 		it->backoff_s = 0;
 	}
+	/* Outbound deferrals wait for their own schedule: the earliest. */
+	if (remote_next > 0) {
+		int64_t wait = remote_next > now ? remote_next - now : 1;
+
+		if (!(backoff || space) || (uint64_t)wait < retry)
+			retry = wait > UINT16_MAX ? UINT16_MAX : (unsigned)wait;
+	}
 	/* The state log: who is done (flushed, so no restart tries them
 	 * again), who waits, how often tried, until when. A message whose
 	 * every recipient is done needs none: its file goes. The records are
@@ -490,7 +665,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 
 		if (r->done && !(p->rf[i] & RF_RECORDED)) {
 			rc = spool_state_done(&p->recs, i);
-		} else if (!r->done) {
+		} else if (!r->done && !r->failed && kind[i] != OUT_REMOTE) {
 			r->attempts++;
 			r->next_try = next;
 			rc = spool_state_deferred(&p->recs, i, r->attempts, next,
@@ -514,7 +689,7 @@ item_log_deferred(struct deliver_item *it)
 	const unsigned char *rf = it->pass->rf;
 
 	for (size_t i = 0; i < msg->nrcpts; i++) {
-		if (msg->rcpts[i].done)
+		if (msg->rcpts[i].done || msg->rcpts[i].failed || RF_KIND(rf[i]) == OUT_REMOTE)
 			continue;
 		if (RF_KIND(rf[i]) != OUT_NO_ROUTE) {
 			log_deferred(msg, i, it->retry_s, outcome_cause(RF_KIND(rf[i])));
@@ -576,6 +751,7 @@ item_unload(struct deliver_item *it)
 	struct deliver_pass *p = it->pass;
 
 	it->flags |= (uint8_t)p->flags;
+	remote_jobs_free(&it->results);	/* recorded */
 	free(p->rf);
 	buf_fini(&p->recs);
 	it->pass = NULL;
@@ -683,6 +859,10 @@ item_done(struct loop *loop, struct workpool_job *wj)
 		d->pending--;
 		return;
 	}
+	/* Outbound jobs: the item waits for them, off the heap. */
+	if (it->jobs != NULL && remote_send(d, it) == 0)
+		return;
+	remote_jobs_free(&it->jobs);
 	/* Deferred: back in the pool, due after its back-off. A stopped
 	 * class (shutdown) leaves it in the spool for the next start. */
 	if (workpool_submit_after(d->wp, d->cls, &it->wj, NULL,
@@ -713,6 +893,7 @@ deliver_new(struct spool *sp, struct config *cfg, struct workpool *wp, unsigned 
 	d->cfg = cfg != NULL ? config_ref(cfg) : NULL;
 	d->wp = wp;
 	pthread_mutex_init(&d->cfg_mu, NULL);
+	pthread_mutex_init(&d->mu, NULL);
 	/* BATCH: a worker takes every ready delivery, so one syncfs makes a
 	 * whole batch durable (item_run). */
 	d->cls = workpool_class_new(wp, "deliver", threads > 0 ? threads : 1, WORKPOOL_BATCH);
@@ -743,6 +924,7 @@ deliver_free(struct deliver **dp)
 	if (d->cfg != NULL)
 		config_unref(&d->cfg);
 	pthread_mutex_destroy(&d->cfg_mu);
+	pthread_mutex_destroy(&d->mu);
 	free(d);
 	*dp = NULL;
 }
@@ -763,6 +945,35 @@ deliver_set_config(struct deliver *d, struct config *cfg)
 	workpool_class_wake(d->wp, d->cls);
 }
 
+/* When a recovered message is due. Its local recipients are due at once,
+ * whatever next try the state log recorded (a restart, like a reload,
+ * may have changed what can be delivered); outbound deferrals keep their
+ * retry schedule across restarts (docs/design.md, Durability). */
+static uint64_t
+recovered_delay(struct deliver *d, const struct spool_msg *msg)
+{
+	struct config *cfg = deliver_config(d);
+	int64_t now = (int64_t)time(NULL), first = 0;
+
+	for (size_t i = 0; i < msg->nrcpts; i++) {
+		const struct spool_rcpt *r = &msg->rcpts[i];
+		const char *at = strrchr(r->addr, '@');
+
+		if (r->done || r->failed)
+			continue;
+		if (r->attempts == 0 || r->next_try <= now || cfg == NULL || at == NULL ||
+		    config_is_local_domain(cfg, at + 1, strlen(at + 1))) {
+			first = now;
+			break;
+		}
+		if (first == 0 || r->next_try < first)
+			first = r->next_try;
+	}
+	if (cfg != NULL)
+		config_unref(&cfg);
+	return first > now ? (uint64_t)(first - now) * 1000u : 0;
+}
+
 void
 deliver_enqueue(struct spool_msg *msg, void *arg)
 {
@@ -773,23 +984,31 @@ deliver_enqueue(struct spool_msg *msg, void *arg)
 	it->d = d;
 	memcpy(it->qid, msg->qid, sizeof(it->qid));
 	it->qid[sizeof(it->qid) - 1] = '\0';
+	uint64_t delay_ms = 0;
 	if (msg->recovered) {
 		/* Recovery read and checked it: the index entry is enough, the
 		 * pass reads it back (item_load). */
 		it->flags = IF_RECOVERED;
+		delay_ms = recovered_delay(d, msg);
 		spool_msg_free(&msg);
 	} else {
 		it->msg = msg;	/* a new commit: due now, no second read */
 	}
 	d->pending++;
-	/* A recovered message is due at once, whatever next try its state
-	 * log recorded: a restart, like a reload, may have changed what
-	 * can be delivered (docs/design.md, Durability). */
-	uint64_t delay_ms = 0;
 	if (workpool_submit_after(d->wp, d->cls, &it->wj, NULL, delay_ms) < 0) {
 		item_free(&it);		/* shutdown: it stays in the spool */
 		d->pending--;
 	}
+}
+
+void
+deliver_set_outbound(struct deliver *d, struct outbound *ob)
+{
+	pthread_mutex_lock(&d->mu);
+	d->ob = ob;
+	pthread_mutex_unlock(&d->mu);
+	if (ob != NULL)	/* what waited for a transport may go now */
+		workpool_class_wake(d->wp, d->cls);
 }
 
 unsigned long

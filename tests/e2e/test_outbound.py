@@ -1,0 +1,320 @@
+"""
+test_outbound.py - outbound delivery end to end (issue 8): a message for a
+remote domain is routed through a real DNS server (NSD on loopback) to
+real peers on loopback addresses: Postfix's smtp-sink and ScriptPeer
+(smtppeer.py), which answers as each test says. Each test waits for the
+events that prove what happened.
+"""
+
+import email
+import time
+
+import pytest
+
+from conftest import make_message
+from dnszone import DnsServer, FailingDnsServer, a, aaaa, mx, ipv6_loopback_available
+from smtppeer import ScriptPeer, SmtpSink, free_port, wait_until
+
+REMOTE = "remote.test"
+
+
+def unstuff(data):
+    """DATA as received (dot-stuffed, CRLF) -> the message's bytes."""
+    lines = data.split(b"\r\n")
+    return b"\r\n".join(l[1:] if l.startswith(b".") else l for l in lines)
+
+
+def out_conf(dns, port, **extra):
+    conf = {
+        "dns": {"servers": dns.servers, "timeout": "1", "attempts": "1"},
+        "outbound": {"port": str(port), "allow_loopback": "yes",
+                     "retry_schedule": "1", "connection_cache_time": "2"},
+    }
+    for k, v in extra.items():
+        sec, key = k.split("__")
+        conf.setdefault(sec, {})[key] = v
+    return conf
+
+
+def zone_remote(*recs):
+    return {REMOTE: list(recs) or [mx("@", 10, "mx1"), a("mx1", "127.0.0.1")]}
+
+
+def test_mx_delivery_reaches_smtp_sink_byte_for_byte(tmp_path, make_server):
+    with SmtpSink(tmp_path) as sink, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, sink.port))
+        body = make_message(token="mx-sink", subject="to the sink")
+        code, _ = srv.send_mail(rcpts=("bob@remote.test",), data=body)
+        assert code == 250
+        ev = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
+        assert ev["rcpt"] == "bob@remote.test"
+        assert ev["relay"] == "mx1.remote.test[127.0.0.1]:%d" % sink.port
+        assert ev["dsn"].startswith("2.")
+        assert ev["status"] == "sent"
+        assert len(ev["delays"].split("/")) == 3
+        srv.wait_queue_empty()
+        (env, got), = sink.wait_count(1)
+        assert "<bob@remote.test>" in env["rcpts"][0]
+        # our Received field first, then the message exactly as sent
+        got = got.replace(b"\r\n", b"\n")
+        sent = body.replace(b"\r\n", b"\n")
+        assert got.startswith(b"Received: from ")
+        assert got.endswith(sent.rstrip(b"\n") + b"\n") or got.rstrip(b"\n").endswith(sent.rstrip(b"\n"))
+
+
+def test_recipients_grouped_per_domain_and_connection_reused(tmp_path, make_server):
+    zones = {REMOTE: [mx("@", 10, "mx1"), a("mx1", "127.0.0.1")],
+             "other.test": [mx("@", 10, "mx1.remote.test.")]}
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zones) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port, outbound__destination_key="mx_domain"))
+        code, _ = srv.send_mail(rcpts=("a1@remote.test", "a2@remote.test", "b1@other.test"))
+        assert code == 250
+        srv.wait_event("DELIVERY-REMOTE-SENT", count=3, timeout=20)
+        txns = peer.wait_transactions(2)
+        by = sorted(sorted(t.rcpts) for t in txns)
+        assert by == [["a1@remote.test", "a2@remote.test"], ["b1@other.test"]]
+        # one destination (remote.test's MX host): the second transaction
+        # went over the same connection
+        assert peer.connections == 1
+        srv.wait_queue_empty()
+
+
+def test_rcpt_5xx_fails_that_recipient_only(tmp_path, make_server):
+    def rr(addr, n):
+        return "550 5.1.1 no such user here" if addr.startswith("nobody") else None
+    with ScriptPeer(rcpt_reply=rr) as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        srv.send_mail(rcpts=("ok@remote.test", "nobody@remote.test"))
+        rej = srv.wait_event("DELIVERY-REMOTE-REJECTED", timeout=20)[0]
+        assert rej["rcpt"] == "nobody@remote.test"
+        assert rej["dsn"] == "5.1.1"
+        assert "550 5.1.1 no such user here" in rej["reply"]
+        sent = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
+        assert sent["rcpt"] == "ok@remote.test"
+        (t,) = peer.wait_transactions(1)
+        assert t.accepted == ["ok@remote.test"]
+        srv.wait_queue_empty()
+
+
+def test_4xx_defers_then_delivers_on_retry(tmp_path, make_server):
+    seen = []
+
+    def rr(addr, n):
+        seen.append(addr)
+        return "451 4.7.1 greylisted, come back later" if len(seen) == 1 else None
+    with ScriptPeer(rcpt_reply=rr) as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        srv.send_mail(rcpts=("grey@remote.test",))
+        d = srv.wait_event("DELIVERY-REMOTE-DEFERRED", timeout=20)[0]
+        assert d["dsn"] == "4.7.1" and d["status"] == "deferred"
+        assert d["retry_s"] == "1"
+        # a 4xx to RCPT backs off nothing: the retry comes on schedule
+        srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)
+        assert not srv.events("DELIVERY-DESTINATION-BACKOFF")
+        peer.wait_transactions(1)
+        srv.wait_queue_empty()
+
+
+def test_mx_preference_and_failover_to_next_host(tmp_path, make_server):
+    port = free_port("127.0.0.3")
+    zones = {REMOTE: [mx("@", 10, "mx1"), mx("@", 20, "mx2"),
+                      a("mx1", "127.0.0.2"), a("mx2", "127.0.0.3")]}
+    with ScriptPeer(host="127.0.0.3", port=port) as peer, \
+            DnsServer(tmp_path, zones=zones) as dns:
+        srv = make_server(conf=out_conf(dns, port))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
+        # mx1 (127.0.0.2) refuses the connection; mx2 takes it
+        assert ev["relay"] == "mx2.remote.test[127.0.0.3]:%d" % port
+        peer.wait_transactions(1)
+
+
+def test_greeting_5xx_moves_on_to_next_mx(tmp_path, make_server):
+    port = free_port("127.0.0.4")
+    zones = {REMOTE: [mx("@", 10, "mx1"), mx("@", 20, "mx2"),
+                      a("mx1", "127.0.0.4"), a("mx2", "127.0.0.5")]}
+    with ScriptPeer(host="127.0.0.4", port=port, greeting="554 5.3.2 not now") as bad, \
+            ScriptPeer(host="127.0.0.5", port=port) as good, \
+            DnsServer(tmp_path, zones=zones) as dns:
+        srv = make_server(conf=out_conf(dns, port))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
+        assert ev["relay"].startswith("mx2.remote.test[127.0.0.5]")
+        good.wait_transactions(1)
+        assert bad.connections >= 1
+
+
+def test_implicit_mx_from_address_record(tmp_path, make_server):
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones={REMOTE: [a("@", "127.0.0.1")]}) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
+        assert ev["relay"] == "remote.test[127.0.0.1]:%d" % peer.port
+
+
+@pytest.mark.skipif(not ipv6_loopback_available(), reason="no ::1 here")
+def test_ipv6_mx_host(tmp_path, make_server):
+    port = free_port("::1")
+    with ScriptPeer(host="::1", port=port) as peer, \
+            DnsServer(tmp_path, zones={REMOTE: [mx("@", 10, "mx6"), aaaa("mx6", "::1")]}) as dns:
+        srv = make_server(conf=out_conf(dns, port))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
+        assert ev["relay"] == "mx6.remote.test[::1]:%d" % port
+        peer.wait_transactions(1)
+
+
+def test_null_mx_bounces_at_once(tmp_path, make_server):
+    with DnsServer(tmp_path, zones={REMOTE: [mx("@", 0, ".")]}) as dns:
+        srv = make_server(conf=out_conf(dns, free_port()))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-DNS-NULL-MX", timeout=20)[0]
+        assert ev["domain"] == REMOTE and ev["status"] == "5.1.10"
+        rej = srv.wait_event("DELIVERY-REMOTE-REJECTED", timeout=20)[0]
+        assert rej["dsn"] == "5.1.10" and rej["status"] == "bounced"
+        srv.wait_queue_empty()
+
+
+def test_nonexistent_domain_bounces(tmp_path, make_server):
+    with DnsServer(tmp_path, zones={"other.test": [a("@", "127.0.0.1")]}) as dns:
+        srv = make_server(conf=out_conf(dns, free_port()))
+        srv.send_mail(rcpts=("x@nowhere.test",))
+        ev = srv.wait_event("DELIVERY-DNS-NXDOMAIN", timeout=20)[0]
+        assert ev["domain"] == "nowhere.test" and ev["status"] == "5.1.2"
+        srv.wait_queue_empty()
+
+
+def test_dns_timeout_defers_never_bounces(tmp_path, make_server):
+    with FailingDnsServer(tmp_path, rules={REMOTE: "drop"}) as bad:
+        srv = make_server(conf=out_conf(bad, free_port()))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-DNS-TEMPFAIL", timeout=20)[0]
+        assert ev["status"] == "4.4.3"
+        d = srv.wait_event("DELIVERY-REMOTE-DEFERRED", timeout=20)[0]
+        assert d["dsn"] == "4.4.3" and d["cause"] == "DELIVERY-DNS-TEMPFAIL"
+        assert not srv.events("DELIVERY-REMOTE-REJECTED")
+        assert srv.spool_files("queue")
+
+
+def test_loopback_mx_refused_without_allow_loopback(tmp_path, make_server):
+    with DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, free_port(), outbound__allow_loopback="no"))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-MX-UNUSABLE", timeout=20)[0]
+        assert ev["status"] == "4.4.4"
+        srv.wait_event("DELIVERY-REMOTE-DEFERRED", timeout=20)
+
+
+def test_mx_pointing_at_ourselves_is_a_loop(tmp_path, make_server):
+    # the MX host's address and port are our own listener's
+    with DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(start=False)
+        srv.conf = out_conf(dns, srv.port)
+        srv.write_config()
+        srv.start()
+        srv.send_mail(rcpts=("x@remote.test",))
+        rej = srv.wait_event("DELIVERY-REMOTE-REJECTED", timeout=20)[0]
+        assert rej["dsn"] == "5.3.5"
+        srv.wait_queue_empty()
+        # never delivered to ourselves: no second message came in
+        assert len(srv.events("SESSION-END")) == 1
+
+
+def test_mx_named_as_our_hostname_is_a_loop(tmp_path, make_server):
+    from conftest import HOSTNAME
+    zones = {REMOTE: [mx("@", 10, HOSTNAME + ".")],
+             "example.test": [a("mx", "127.0.0.9")]}
+    with DnsServer(tmp_path, zones=zones) as dns:
+        srv = make_server(conf=out_conf(dns, free_port()))
+        srv.send_mail(rcpts=("x@remote.test",))
+        rej = srv.wait_event("DELIVERY-REMOTE-REJECTED", timeout=20)[0]
+        assert rej["dsn"] == "5.3.5"
+
+
+def test_peer_greeting_with_our_name_is_a_loop(tmp_path, make_server):
+    from conftest import HOSTNAME
+    with ScriptPeer(name=HOSTNAME) as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        srv.send_mail(rcpts=("x@remote.test",))
+        rej = srv.wait_event("DELIVERY-REMOTE-REJECTED", timeout=20)[0]
+        assert rej["dsn"] == "5.3.5"
+        assert not peer.all_transactions
+
+
+def test_smart_host_route_without_dns(tmp_path, make_server):
+    with SmtpSink(tmp_path) as sink:
+        srv = make_server(conf={
+            "route.smarthost": {"domains": "*", "via": "[127.0.0.1]:%d" % sink.port},
+            "dns": {"servers": "127.0.0.1:%d" % free_port(), "timeout": "1", "attempts": "1"},
+        })
+        srv.send_mail(rcpts=("x@anywhere.test", "y@elsewhere.test"))
+        evs = srv.wait_event("DELIVERY-REMOTE-SENT", count=2, timeout=20)
+        assert {e["relay"] for e in evs} == {"127.0.0.1[127.0.0.1]:%d" % sink.port}
+        # one route, one destination: both recipients in one transaction
+        (env, _), = sink.wait_count(1)
+        assert len(env["rcpts"]) == 2
+
+
+def test_refuse_route_bounces(tmp_path, make_server):
+    srv = make_server(conf={"route.nowhere": {"domains": ".blocked.test, blocked.test",
+                                              "via": "refuse"}})
+    srv.send_mail(rcpts=("x@blocked.test",))
+    ev = srv.wait_event("DELIVERY-ROUTE-REFUSED", timeout=20)[0]
+    assert ev["status"] == "5.7.1"
+    rej = srv.wait_event("DELIVERY-REMOTE-REJECTED", timeout=20)[0]
+    assert rej["dsn"] == "5.7.1"
+    srv.wait_queue_empty()
+
+
+def test_421_backs_off_the_destination(tmp_path, make_server):
+    with ScriptPeer(replies={"MAIL": "421 4.7.0 too many messages, slow down"}) as peer, \
+            DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port, outbound__retry_schedule="1h"))
+        srv.send_mail(rcpts=("x@remote.test",))
+        b = srv.wait_event("DELIVERY-DESTINATION-BACKOFF", timeout=20)[0]
+        assert b["destination"] == REMOTE and b["seconds"] == "3600"
+        srv.wait_event("DELIVERY-REMOTE-DEFERRED", timeout=20)
+        # a second message to the same destination is deferred at once,
+        # without a new connection
+        conns = peer.connections
+        mark = srv.mark()
+        srv.send_mail(rcpts=("y@remote.test",))
+        d = srv.wait_event("DELIVERY-REMOTE-DEFERRED", after=mark, timeout=20)[0]
+        assert d["cause"] == "DELIVERY-DESTINATION-BACKOFF"
+        assert peer.connections == conns
+
+
+def test_452_too_many_recipients_sends_the_rest_at_once(tmp_path, make_server):
+    def rr(addr, n):
+        return "452 4.5.3 too many recipients" if n >= 2 else None
+    with ScriptPeer(rcpt_reply=rr) as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port, outbound__retry_schedule="1h"))
+        rcpts = ["r%d@remote.test" % i for i in range(5)]
+        srv.send_mail(rcpts=rcpts)
+        srv.wait_event("DELIVERY-REMOTE-SENT", count=5, timeout=20)
+        txns = peer.wait_transactions(3)
+        assert sorted(sum((t.accepted for t in txns), [])) == sorted(rcpts)
+        assert [len(t.accepted) for t in txns] == [2, 2, 1]
+        assert not srv.events("DELIVERY-REMOTE-DEFERRED")
+
+
+def test_recipient_limit_splits_transactions(tmp_path, make_server):
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port, outbound__recipient_limit="2"))
+        rcpts = ["r%d@remote.test" % i for i in range(5)]
+        srv.send_mail(rcpts=rcpts)
+        srv.wait_event("DELIVERY-REMOTE-SENT", count=5, timeout=20)
+        txns = peer.wait_transactions(3)
+        assert [len(t.rcpts) for t in txns] == [2, 2, 1]
+        assert peer.connections == 1
+
+
+def test_end_of_data_goes_with_the_last_block(tmp_path, make_server):
+    with ScriptPeer(ext=("ENHANCEDSTATUSCODES",)) as peer, \
+            DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        srv.send_mail(rcpts=("x@remote.test",), data=make_message(body=b"short body\r\n"))
+        peer.wait_transactions(1)
+        # the read that carried the end of data also carried the body's end
+        last = [r for n, r in peer.reads if b"\r\n.\r\n" in r]
+        assert last and b"short body\r\n.\r\n" in last[0]
