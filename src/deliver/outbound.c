@@ -23,7 +23,9 @@
  */
 #include "outbound_private.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,26 +67,6 @@ struct ob_dest {
 	unsigned long sent, deferred, failed;
 };
 
-struct outbound {
-	struct loop *loop;
-	struct dns_resolver *dns;
-	struct workpool *wp;
-	struct net_table table;		/* the client sessions */
-	pthread_mutex_t mu;		/* guards cfg and inbox */
-	struct config *cfg;		/* loop thread only (outbound_set_config posts) */
-	struct outbound_job *inbox;	/* submitted, not taken yet */
-	struct outbound_job *jobs;	/* every job taken, until done */
-	struct ob_conn *conns;		/* every connection */
-	int posted;
-	struct ob_dest *dests;
-	size_t ndests;
-	struct tls_client *tls;		/* the system's CA store, verifying */
-	struct tls_client *tls_any;	/* not verifying (tls = may, encrypt) */
-	int read_cls;			/* the pool class of the client's spool reads */
-	struct { char *ca; struct tls_client *ctx; } cas[8];
-	size_t ncas;
-	int stopping;
-};
 
 static void dest_pump(struct ob_dest *d);
 static void conn_send(struct ob_conn *cn, struct outbound_job *job);

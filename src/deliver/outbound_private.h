@@ -5,8 +5,10 @@
 #ifndef POSTERN_OUTBOUND_PRIVATE_H
 #define POSTERN_OUTBOUND_PRIVATE_H
 
+#include <pthread.h>
 #include <sys/socket.h>
 
+#include "net_session.h"
 #include "outbound.h"
 
 #define OB_HOSTS_MAX 24		/* MX hosts (and route hosts) per job */
@@ -40,6 +42,30 @@ struct ob_host {
 enum ob_phase { OB_PHASE_MX, OB_PHASE_ADDR };
 
 struct ob_lookup;
+struct ob_conn;
+
+/* The engine (outbound.c). */
+struct outbound {
+	struct loop *loop;
+	struct dns_resolver *dns;
+	struct workpool *wp;
+	struct net_table table;		/* the client sessions */
+	pthread_mutex_t mu;		/* guards cfg and inbox */
+	struct config *cfg;		/* loop thread only (outbound_set_config posts) */
+	struct outbound_job *inbox;	/* submitted, not taken yet */
+	struct outbound_job *jobs;	/* every job taken, until done */
+	struct ob_conn *conns;		/* every connection */
+	int posted;
+	struct ob_dest *dests;
+	size_t ndests;
+	struct tls_client *tls;		/* the system's CA store, verifying */
+	struct tls_client *tls_any;	/* not verifying (tls = may, encrypt) */
+	int read_cls;			/* the pool class of the client's spool reads */
+	struct { char *ca; struct tls_client *ctx; } cas[8];
+	size_t ncas;
+	int stopping;
+};
+
 /* A job's resolution state, freed once it has its targets. */
 struct ob_resolve {
 	enum ob_phase phase;
