@@ -118,6 +118,9 @@ int config_parse_scaled(const char *v, const char *suffixes, const uint64_t *mul
 int config_parse_bool(const char *v, int *out);
 int config_parse_list(const char *v, int domains, struct config_list *out, const char **bad,
 		      size_t *badlen);
+/* The next word of *p, words separated by commas and/or blanks: its
+ * start (*n octets), *p moved past it; NULL at the end. */
+const char *config_next_word(const char **p, size_t *n);
 /* Seconds, or a number with suffix s, m or h. 0 or -1. */
 int config_parse_duration(const char *v, uint64_t *out);
 /* Durations separated by commas and/or spaces, each within min..max, 1 to

@@ -209,18 +209,12 @@ config_route_parse_via(struct config_route *r, const char *v, char *err, size_t 
 		return 0;
 	}
 	hosts = xcalloc(CONFIG_ROUTE_HOSTS_MAX, sizeof(*hosts));
-	while (*p != '\0') {
-		const char *w;
+	for (;;) {
 		size_t wn;
+		const char *w = config_next_word(&p, &wn);
 
-		while (*p == ',' || config_is_space(*p))
-			p++;
-		if (*p == '\0')
+		if (w == NULL)
 			break;
-		w = p;
-		while (*p != '\0' && *p != ',' && !config_is_space(*p))
-			p++;
-		wn = (size_t)(p - w);
 		if ((wn == 2 && memcmp(w, "mx", 2) == 0) || (wn == 6 && memcmp(w, "refuse", 6) == 0)) {
 			snprintf(err, errlen, "%.*s stands alone, not in a list of hosts", (int)wn, w);
 			goto fail;

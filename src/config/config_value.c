@@ -287,6 +287,25 @@ config_parse_list(const char *v, int domains, struct config_list *out, const cha
 
 /* ---- durations -------------------------------------------------------- */
 
+const char *
+config_next_word(const char **p, size_t *n)
+{
+	const char *s = *p, *w;
+
+	while (*s == ',' || config_is_space(*s))
+		s++;
+	if (*s == '\0') {
+		*p = s;
+		return NULL;
+	}
+	w = s;
+	while (*s != '\0' && *s != ',' && !config_is_space(*s))
+		s++;
+	*n = (size_t)(s - w);
+	*p = s;
+	return w;
+}
+
 int
 config_parse_duration(const char *v, uint64_t *out)
 {
@@ -311,20 +330,15 @@ config_parse_durations(const char *v, uint64_t min, uint64_t max, struct config_
 	const char *p = v;
 
 	d.v = xcalloc(CONFIG_DURATIONS_MAX, sizeof(*d.v));
-	while (*p != '\0') {
+	for (;;) {
 		const char *w;
 		char word[32];
 		uint64_t x;
 		size_t n;
 
-		while (*p == ',' || config_is_space(*p))
-			p++;
-		if (*p == '\0')
+		w = config_next_word(&p, &n);
+		if (w == NULL)
 			break;
-		w = p;
-		while (*p != '\0' && *p != ',' && !config_is_space(*p))
-			p++;
-		n = (size_t)(p - w);
 		if (n < sizeof(word)) {
 			memcpy(word, w, n);
 			word[n] = '\0';

@@ -56,6 +56,14 @@ def check(srv, *args):
     return run_cli("check", "-c", str(srv.config), *args)
 
 
+def assert_errors(r, path, want):
+    """`postern check` failed with exactly these (line, message) errors."""
+    assert r.returncode == 78
+    for line, msg in want:
+        assert "%s:%d: %s" % (path, line, msg) in r.stderr, (line, msg, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == len(want), r.stderr
+
+
 def route_of(srv, domain, *args):
     r = check(srv, "--route", domain, *args)
     assert r.returncode == 0, r.stderr
@@ -120,8 +128,7 @@ def test_outbound_option_errors_have_their_line(tmp_path):
         (n + 7, "duplicate option outbound.retry_schedule"),
         (n + 8, 'outbound.allow_loopback: "maybe" is not yes or no'),
     ]
-    for line, msg in want:
-        assert "%s:%d: %s" % (path, line, msg) in r.stderr, (line, msg, r.stderr)
+    assert_errors(r, path, want)
 
 
 def test_route_errors_have_their_line(tmp_path):
@@ -177,10 +184,8 @@ def test_route_errors_have_their_line(tmp_path):
         (n + 24, 'route.g.rate: "fast" is not a number of messages per minute'),
         (n + 27, 'route.h.via: "[h.example]:99999": bad port'),
     ]
-    for line, msg in want:
-        assert "%s:%d: %s" % (path, line, msg) in r.stderr, (line, msg, r.stderr)
+    assert_errors(r, path, want)
     assert "s3cret" not in r.stderr + r.stdout
-    assert len(r.stderr.strip().splitlines()) == len(want), r.stderr
 
 
 def test_auth_file_permissions_and_secret_never_shown(tmp_path):

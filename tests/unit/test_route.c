@@ -373,8 +373,14 @@ sa(const char *addr, int port)
 	return ss;
 }
 
-#define OWN(cfg, a, p) (__extension__({ struct sockaddr_storage s_ = sa(a, p); \
-	config_is_own_listener(cfg, (struct sockaddr *)&s_, sizeof(s_)); }))
+/* config_is_own_listener for address a, port p. */
+static int
+own(const struct config *cfg, const char *a, int p)
+{
+	struct sockaddr_storage s = sa(a, p);
+
+	return config_is_own_listener(cfg, (struct sockaddr *)&s, sizeof(s));
+}
 
 static void
 test_own_listener(void)
@@ -389,18 +395,18 @@ test_own_listener(void)
 	CHECK_STR(err, "");
 	if (cfg == NULL)
 		return;
-	CHECK_INT(OWN(cfg, "127.0.0.1", 2525), 1);		/* exact */
-	CHECK_INT(OWN(cfg, "::ffff:127.0.0.1", 2525), 1);	/* mapped */
-	CHECK_INT(OWN(cfg, "127.0.0.2", 2525), 0);		/* other address */
-	CHECK_INT(OWN(cfg, "127.0.0.1", 2526), 0);		/* other port */
-	CHECK_INT(OWN(cfg, "127.0.0.5", 2600), 1);		/* 0.0.0.0: loopback */
-	CHECK_INT(OWN(cfg, "192.0.2.77", 2600), 0);		/* not ours */
-	CHECK_INT(OWN(cfg, "::1", 2600), 0);			/* 0.0.0.0 is IPv4 only */
-	CHECK_INT(OWN(cfg, "::1", 2601), 1);			/* :: loopback */
-	CHECK_INT(OWN(cfg, "127.0.0.1", 2601), 0);		/* :: is IPv6 only */
-	CHECK_INT(OWN(cfg, "2001:db8::77", 2601), 0);
-	CHECK_INT(OWN(cfg, "::1", 2602), 1);
-	CHECK_INT(OWN(cfg, "::2", 2602), 0);
+	CHECK_INT(own(cfg, "127.0.0.1", 2525), 1);		/* exact */
+	CHECK_INT(own(cfg, "::ffff:127.0.0.1", 2525), 1);	/* mapped */
+	CHECK_INT(own(cfg, "127.0.0.2", 2525), 0);		/* other address */
+	CHECK_INT(own(cfg, "127.0.0.1", 2526), 0);		/* other port */
+	CHECK_INT(own(cfg, "127.0.0.5", 2600), 1);		/* 0.0.0.0: loopback */
+	CHECK_INT(own(cfg, "192.0.2.77", 2600), 0);		/* not ours */
+	CHECK_INT(own(cfg, "::1", 2600), 0);			/* 0.0.0.0 is IPv4 only */
+	CHECK_INT(own(cfg, "::1", 2601), 1);			/* :: loopback */
+	CHECK_INT(own(cfg, "127.0.0.1", 2601), 0);		/* :: is IPv6 only */
+	CHECK_INT(own(cfg, "2001:db8::77", 2601), 0);
+	CHECK_INT(own(cfg, "::1", 2602), 1);
+	CHECK_INT(own(cfg, "::2", 2602), 0);
 	/* an interface address of this host counts for a wildcard */
 	for (size_t i = 0; i < cfg->nlocal_addrs; i++) {
 		struct sockaddr_in6 s6;
