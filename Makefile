@@ -12,6 +12,9 @@ DEBS += dovecot-core dovecot-pop3d
 DEBS += strace
 # libpsl, publicsuffix: core/regdomain.c groups MX hosts by registered domain (test_regdomain)
 DEBS += libpsl-dev publicsuffix
+# the DNS resolver links c-ares; test_dns.py (and outbound tests) serve zones
+# with NSD and failures with python3-dnslib (tests/e2e/dnszone.py)
+DEBS += libc-ares-dev nsd python3-dnslib
 
 .PHONY: all deps build build-asan build-fuzz run test unit e2e docs docs-check fuzz clean
 
