@@ -51,6 +51,7 @@
 #include "deliver_quota.h"
 #include "deliver_space.h"
 #include "deliver_remote.h"
+#include "deliver_report.h"
 #include "flush.h"
 #include "outbound.h"
 
@@ -87,7 +88,7 @@ struct sync_set {
 /* Per recipient, during a pass only. */
 #define RF_RECORDED 0x01u	/* done is in the state log */
 #define RF_PASS_DONE 0x02u	/* done in this pass */
-#define RF_KIND_SHIFT 5		/* enum outcome of this pass (< 8) */
+#define RF_KIND_SHIFT 4		/* enum outcome of this pass (< 16) */
 #define RF_KIND(f) ((f) >> RF_KIND_SHIFT)
 
 /* What a pass needs besides the message; gone after it. */
@@ -96,6 +97,7 @@ struct deliver_pass {
 	struct sync_set *ss;		/* what to flush */
 	struct buf recs;		/* state records to append after the flush */
 	int newly_done;			/* recipients done in this pass */
+	int reported;			/* failed or dsn records to flush */
 	int corrupt;			/* the data failed its checksum */
 	int unread;			/* the spool file could not be read now */
 	unsigned flags;			/* IF_* learnt, merged at the end */
@@ -214,28 +216,55 @@ enum outcome {
 	OUT_FAILED,		/* write failed: retry with back-off */
 	OUT_QUOTA,		/* over quota: retry with back-off */
 	OUT_SPACE,		/* under the free-space floor: retry soon */
-	OUT_PERMANENT,		/* no retry can help: kept, retried rarely */
+	OUT_PERMANENT,		/* no retry can help: fails, bounces */
 	OUT_NO_ROUTE,		/* not local: no transport yet */
 	OUT_CORRUPT,		/* the spool file's data failed its checksum */
+	OUT_GONE,		/* the local account no longer exists: bounces */
 	OUT_REMOTE,		/* outbound: sent in a job, or recorded from one */
 };
-_Static_assert(OUT_REMOTE < 8, "an outcome fits the top bits of a recipient's flags");
+_Static_assert(OUT_REMOTE < 16, "an outcome fits the top bits of a recipient's flags");
+
+static enum cond_id
+outcome_cond(enum outcome o)
+{
+	switch (o) {
+	case OUT_FAILED:
+		return COND_DELIVERY_LOCAL_WRITE_FAILED;
+	case OUT_QUOTA:
+		return COND_DELIVERY_LOCAL_QUOTA;
+	case OUT_SPACE:
+		return COND_QUEUE_DISK_FULL;
+	case OUT_PERMANENT:
+		return COND_DELIVERY_LOCAL_PERMANENT;
+	case OUT_GONE:
+		return COND_DELIVERY_LOCAL_GONE;
+	default:
+		return COND_DELIVERY_DEFERRED;
+	}
+}
 
 static const char *
 outcome_cause(enum outcome o)
 {
-	switch (o) {
-	case OUT_FAILED:
-		return "DELIVERY-LOCAL-WRITE-FAILED";
-	case OUT_QUOTA:
-		return "DELIVERY-LOCAL-QUOTA";
-	case OUT_SPACE:
-		return "QUEUE-DISK-FULL";
-	case OUT_PERMANENT:
-		return "DELIVERY-LOCAL-PERMANENT";
-	default:
-		return "DELIVERY-DEFERRED";
-	}
+	return catalog_get(outcome_cond(o))->id;
+}
+
+/* 1 if local@domain was an account when accepted and is no longer one
+ * (removed from local.accounts since): the postmaster mailbox, which
+ * needs no account, never is; without an accounts file, nobody is. */
+static int
+local_account_gone(const struct config *cfg, const struct spool_msg *msg, size_t i,
+		   const char *local, size_t local_len, const char *domain, size_t domain_len)
+{
+	if (cfg->accounts == NULL || cfg->local_accounts == NULL || cfg->local_accounts[0] == '\0' ||
+	    directory_find(cfg->accounts, local, local_len, domain, domain_len) != NULL ||
+	    (local_len == 10 && strncasecmp(local, "postmaster", 10) == 0))
+		return 0;
+	struct log_ctx ctx = { .qid = msg->qid };
+	struct kv kvs[] = { KVA("rcpt", msg->rcpts[i].addr, strlen(msg->rcpts[i].addr)) };
+
+	catalog_log(COND_DELIVERY_LOCAL_GONE, &ctx, kvs, ARRAY_LEN(kvs));
+	return 1;
 }
 
 static void
@@ -314,6 +343,11 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 		}
 		free(dir);
 		return OUT_PERMANENT;
+	}
+
+	if (local_account_gone(cfg, msg, i, local, local_len, domain, domain_len)) {
+		free(dir);
+		return OUT_GONE;
 	}
 
 	/* 1. Already there (a repeat after a crash, or after a failure that
@@ -608,6 +642,11 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 			p->newly_done++;
 			continue;
 		}
+		if (o == OUT_PERMANENT || o == OUT_GONE) {	/* bounced after the pass */
+			deliver_report_fail(cfg, msg, i, outcome_cond(o), NULL, NULL, NULL,
+					    &p->recs);
+			continue;
+		}
 		kind[i] = (unsigned char)o;
 		if (o == OUT_FAILED || o == OUT_QUOTA)
 			backoff = 1;
@@ -668,8 +707,8 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		} else if (!r->done && !r->failed && kind[i] != OUT_REMOTE) {
 			r->attempts++;
 			r->next_try = next;
-			rc = spool_state_deferred(&p->recs, i, r->attempts, next,
-						  outcome_cause(kind[i]));
+			rc = deliver_report_defer(msg, i, r->attempts, next,
+						  outcome_cond(kind[i]), NULL, NULL, &p->recs);
 		}
 		if (rc < 0)
 			break;	/* past 16 MiB of records: the rest next time */
@@ -719,7 +758,7 @@ item_unflushed(struct deliver_item *it, const struct sync_set *ss)
 		if (!(p->rf[i] & RF_PASS_DONE))
 			continue;
 		it->msg->rcpts[i].done = 0;
-		p->rf[i] = (unsigned char)((p->rf[i] & ~((0x7u << RF_KIND_SHIFT) | RF_PASS_DONE)) |
+		p->rf[i] = (unsigned char)((p->rf[i] & ~((0xfu << RF_KIND_SHIFT) | RF_PASS_DONE)) |
 					   (OUT_FAILED << RF_KIND_SHIFT));
 		log_write_failed(it->msg, i, &res);
 	}
@@ -756,6 +795,25 @@ item_unload(struct deliver_item *it)
 	buf_fini(&p->recs);
 	it->pass = NULL;
 	spool_msg_free(&it->msg);
+}
+
+/* After a flushed pass: failures, expiry, delay warnings and success
+ * DSNs (deliver_report.c); whether the message may leave the spool. */
+static void
+item_report(struct deliver_item *it)
+{
+	struct config *cfg = deliver_config(it->d);
+	unsigned retry = it->retry_s;
+
+	if (cfg == NULL)
+		return;
+	if (deliver_report(it->d->sp, cfg, it->msg, &it->pass->recs, &retry,
+			   &it->pass->reported))
+		it->flags |= IF_FINISHED;
+	else
+		it->flags &= (uint8_t)~IF_FINISHED;
+	it->retry_s = (uint16_t)retry;
+	config_unref(&cfg);
 }
 
 /* One pass over the items from first to end (at most DELIVER_PASS_MAX):
@@ -802,12 +860,13 @@ item_pass(struct deliver_item *first, struct deliver_item *end, struct deliver_p
 			spool_quarantine(it->d->sp, it->qid, "data checksum mismatch");
 			continue;
 		}
+		item_report(it);
 		if (it->flags & IF_FINISHED) {
 			(void)spool_remove(it->d->sp, it->qid);
 			continue;
 		}
-		if (spool_append_state(it->msg, &p->recs, 0) == 0 && p->newly_done > 0 &&
-		    it->msg->file != NULL) {
+		if (spool_append_state(it->msg, &p->recs, 0) == 0 &&
+		    (p->newly_done > 0 || p->reported) && it->msg->file != NULL) {
 			sync_add(&ss2, it->msg->file);
 			for (size_t i = 0; i < it->msg->nrcpts; i++)
 				if (p->rf[i] & RF_PASS_DONE)
