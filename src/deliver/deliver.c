@@ -80,7 +80,6 @@ struct sync_set {
 /* Per message, kept while it waits (struct deliver_item.flags). */
 #define IF_RECOVERED 0x01u	/* read back at start: look for earlier copies */
 #define IF_TRIED 0x02u		/* a write was tried in an earlier pass */
-#define IF_NOTED 0x04u		/* no-route deferrals logged */
 #define IF_PERM 0x08u		/* permanent failures logged */
 #define IF_SPACE 0x10u		/* QUEUE-DISK-FULL logged */
 #define IF_FINISHED 0x20u	/* after a pass: it leaves the queue */
@@ -217,7 +216,6 @@ enum outcome {
 	OUT_QUOTA,		/* over quota: retry with back-off */
 	OUT_SPACE,		/* under the free-space floor: retry soon */
 	OUT_PERMANENT,		/* no retry can help: fails, bounces */
-	OUT_NO_ROUTE,		/* not local: no transport yet */
 	OUT_CORRUPT,		/* the spool file's data failed its checksum */
 	OUT_GONE,		/* the local account no longer exists: bounces */
 	OUT_REMOTE,		/* outbound: sent in a job, or recorded from one */
@@ -613,7 +611,9 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 					  (size_t)(at - r->addr), at + 1,
 					  strlen(at + 1));
 		} else if (kind[i] == OUT_REMOTE || cfg == NULL || !remote_enabled(d)) {
-			o = kind[i] == OUT_REMOTE ? OUT_REMOTE : OUT_NO_ROUTE;
+			/* recorded from a job in this pass, or no engine yet
+			 * (start-up: it wakes the queue when it is there) */
+			o = OUT_REMOTE;
 		} else {
 			/* Non-local: a job, unless its deferral is not due. */
 			o = OUT_REMOTE;
@@ -730,13 +730,7 @@ item_log_deferred(struct deliver_item *it)
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		if (msg->rcpts[i].done || msg->rcpts[i].failed || RF_KIND(rf[i]) == OUT_REMOTE)
 			continue;
-		if (RF_KIND(rf[i]) != OUT_NO_ROUTE) {
-			log_deferred(msg, i, it->retry_s, outcome_cause(RF_KIND(rf[i])));
-		} else if (!(it->flags & IF_NOTED)) {
-			/* no transport yet: said once per message and run */
-			it->pass->flags |= IF_NOTED;
-			log_deferred(msg, i, it->retry_s, "DELIVERY-DEFERRED");
-		}
+		log_deferred(msg, i, it->retry_s, outcome_cause(RF_KIND(rf[i])));
 	}
 }
 

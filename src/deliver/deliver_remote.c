@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "smtp_client.h"
 
 unsigned
 remote_retry_delay(const struct config *cfg, unsigned attempts)

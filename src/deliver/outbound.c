@@ -127,7 +127,13 @@ reply_status(const struct smtp_client_reply *r, char *buf, size_t len)
 static void
 reply_text(const struct smtp_client_reply *r, char *buf, size_t len)
 {
-	if (r->code > 0)
+	if (r->code == 0 && r->text[0] == '\0') {
+		snprintf(buf, len, "no reply");
+		return;
+	}
+	if (r->code > 0 && r->enh[0] != '\0')
+		snprintf(buf, len, "%d %s %s", r->code, r->enh, r->text);
+	else if (r->code > 0)
 		snprintf(buf, len, "%d %s", r->code, r->text);
 	else
 		snprintf(buf, len, "%s", r->text[0] != '\0' ? r->text : "no reply");
@@ -175,7 +181,7 @@ dest_key(const struct outbound_job *job, char *out, size_t len)
 		return;
 	}
 	if (!job->targets[0].tls_name ||
-	    regdomain_of(job->targets[0].host, out, len) != 0)
+	    regdomain_of(job->targets[0].host, out, len) < 0)
 		snprintf(out, len, "%s", job->targets[0].host);
 }
 
@@ -259,10 +265,13 @@ static void
 relay_format(const struct ob_target *t, char *out, size_t len)
 {
 	char addr[INET6_ADDRSTRLEN + 8];
+	uint16_t port = t->sa.ss_family == AF_INET6
+				? ntohs(((const struct sockaddr_in6 *)&t->sa)->sin6_port)
+				: ntohs(((const struct sockaddr_in *)&t->sa)->sin_port);
 
-	if (sockaddr_format((const struct sockaddr *)&t->sa, addr, sizeof(addr), 1) < 0)
+	if (sockaddr_format((const struct sockaddr *)&t->sa, addr, sizeof(addr), 0) < 0)
 		snprintf(addr, sizeof(addr), "?");
-	snprintf(out, len, "%s[%s]", t->host, addr);
+	snprintf(out, len, "%s[%s]:%u", t->host, addr, (unsigned)port);
 }
 
 static void
@@ -349,7 +358,11 @@ conn_failover(struct ob_conn *cn, const struct smtp_client_result *res)
 	struct ob_dest *d = cn->dest;
 	char status[16], text[OUTBOUND_REPLY_MAX];
 
-	reply_text(&res->reply, text, sizeof(text));
+	if (res->reply.code == 0 && res->reply.text[0] == '\0' && res->err != 0)
+		snprintf(text, sizeof(text), "%s at %s: %s", smtp_client_stage_name(res->stage),
+			 cn->relay, strerror(res->err));
+	else
+		reply_text(&res->reply, text, sizeof(text));
 	if (res->loop) {
 		cn->job = NULL;
 		conn_free(cn);
@@ -506,7 +519,7 @@ conn_sent(void *arg, struct smtp_client *c, const struct smtp_client_result *res
 
 	(void)c;
 	job->transfer_ms += loop_now_ms(cn->ob->loop) - job->started_ms;
-	if (res->cond == COND_DELIVERY_SPOOL_CORRUPT)
+	if (res->cond == COND_QUEUE_SPOOL_CORRUPT)
 		job->corrupt = 1;
 	reply_text(tr, ttext, sizeof(ttext));
 	for (size_t k = 0; k < job->nsending; k++) {
@@ -858,7 +871,8 @@ outbound_describe(struct outbound *ob, struct buf *out)
 				 d->key, d->queued, d->active, d->sent, d->deferred, d->failed,
 				 d->backoff_until != 0 ? "yes" : "no");
 
-		if (n > 0)
-			(void)buf_append(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+		if (n > 0 && buf_append(out, line, (size_t)n < sizeof(line) ? (size_t)n
+									 : sizeof(line) - 1) < 0)
+			return;	/* out is full */
 	}
 }

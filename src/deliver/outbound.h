@@ -21,7 +21,6 @@
 #include "catalog.h"
 #include "config.h"
 #include "loop.h"
-#include "smtp_client.h"
 #include "spool.h"
 
 enum outbound_kind {
@@ -30,7 +29,7 @@ enum outbound_kind {
 	OUTBOUND_FAILED,	/* permanent: bounce */
 };
 
-#define OUTBOUND_REPLY_MAX 400
+#define OUTBOUND_REPLY_MAX 544	/* a client reply: code, enhanced code, text */
 #define OUTBOUND_RELAY_MAX 320
 
 struct outbound_result {
@@ -44,6 +43,7 @@ struct outbound_result {
 
 struct ob_target;
 struct ob_dest;
+struct smtp_client_rcpt;
 struct ob_resolve;
 
 struct outbound_job {

@@ -10,6 +10,9 @@
 
 #include "net_session.h"
 #include "outbound.h"
+#include "smtp_client.h"
+
+_Static_assert(OUTBOUND_REPLY_MAX >= SMTP_CLIENT_TEXT_MAX + 32, "a reply fits a result");
 
 #define OB_HOSTS_MAX 24		/* MX hosts (and route hosts) per job */
 #define OB_ADDRS_MAX 4		/* addresses per host and family */

@@ -18,9 +18,11 @@ Both are stopped by the test (context managers); every wait is bounded.
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,9 +52,10 @@ class SmtpSink:
     def __init__(self, root, host="127.0.0.1", port=None, opts=()):
         self.host = host
         self.port = port or free_port(host)
-        self.dir = Path(root) / ("sink-%s-%d" % (host.replace(":", "_"), self.port))
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # smtp-sink writes as an unprivileged user: a folder it can reach
+        self.dir = Path(tempfile.mkdtemp(prefix="postern-sink-", dir="/tmp"))
         os.chmod(self.dir, 0o777)
+        self.root = Path(root)
         self.opts = list(opts)
         self.proc = None
 
@@ -66,7 +69,7 @@ class SmtpSink:
             "%s:%d" % (self.host, self.port)
         argv = ["smtp-sink", "-u", user, "-d", str(self.dir) + "/%H%M%S."] + \
             self.opts + [addr, "100"]
-        self.log = open(self.dir.parent / (self.dir.name + ".log"), "wb")
+        self.log = open(self.root / ("sink-%d.log" % self.port), "wb")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
@@ -95,6 +98,7 @@ class SmtpSink:
         self.proc = None
         if getattr(self, "log", None):
             self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()

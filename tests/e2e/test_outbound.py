@@ -37,7 +37,7 @@ def out_conf(dns, port, **extra):
 
 
 def zone_remote(*recs):
-    return {REMOTE: list(recs) or [mx("@", 10, "mx1"), a("mx1", "127.0.0.1")]}
+    return {REMOTE: list(recs) or [mx("@", 10, "mx1.remote.test"), a("mx1", "127.0.0.1")]}
 
 
 def test_mx_delivery_reaches_smtp_sink_byte_for_byte(tmp_path, make_server):
@@ -63,18 +63,19 @@ def test_mx_delivery_reaches_smtp_sink_byte_for_byte(tmp_path, make_server):
 
 
 def test_recipients_grouped_per_domain_and_connection_reused(tmp_path, make_server):
-    zones = {REMOTE: [mx("@", 10, "mx1"), a("mx1", "127.0.0.1")],
+    zones = {REMOTE: [mx("@", 10, "mx1.remote.test"), a("mx1", "127.0.0.1")],
              "other.test": [mx("@", 10, "mx1.remote.test.")]}
     with ScriptPeer() as peer, DnsServer(tmp_path, zones=zones) as dns:
-        srv = make_server(conf=out_conf(dns, peer.port, outbound__destination_key="mx_domain"))
+        srv = make_server(conf=out_conf(dns, peer.port, outbound__destination_key="mx_domain",
+                                        outbound__destination_concurrency="1"))
         code, _ = srv.send_mail(rcpts=("a1@remote.test", "a2@remote.test", "b1@other.test"))
         assert code == 250
         srv.wait_event("DELIVERY-REMOTE-SENT", count=3, timeout=20)
         txns = peer.wait_transactions(2)
         by = sorted(sorted(t.rcpts) for t in txns)
         assert by == [["a1@remote.test", "a2@remote.test"], ["b1@other.test"]]
-        # one destination (remote.test's MX host): the second transaction
-        # went over the same connection
+        # one destination (both domains' MX host is in remote.test), one
+        # connection at a time: the second transaction reused the first's
         assert peer.connections == 1
         srv.wait_queue_empty()
 
@@ -117,7 +118,7 @@ def test_4xx_defers_then_delivers_on_retry(tmp_path, make_server):
 
 def test_mx_preference_and_failover_to_next_host(tmp_path, make_server):
     port = free_port("127.0.0.3")
-    zones = {REMOTE: [mx("@", 10, "mx1"), mx("@", 20, "mx2"),
+    zones = {REMOTE: [mx("@", 10, "mx1.remote.test"), mx("@", 20, "mx2.remote.test"),
                       a("mx1", "127.0.0.2"), a("mx2", "127.0.0.3")]}
     with ScriptPeer(host="127.0.0.3", port=port) as peer, \
             DnsServer(tmp_path, zones=zones) as dns:
@@ -131,7 +132,7 @@ def test_mx_preference_and_failover_to_next_host(tmp_path, make_server):
 
 def test_greeting_5xx_moves_on_to_next_mx(tmp_path, make_server):
     port = free_port("127.0.0.4")
-    zones = {REMOTE: [mx("@", 10, "mx1"), mx("@", 20, "mx2"),
+    zones = {REMOTE: [mx("@", 10, "mx1.remote.test"), mx("@", 20, "mx2.remote.test"),
                       a("mx1", "127.0.0.4"), a("mx2", "127.0.0.5")]}
     with ScriptPeer(host="127.0.0.4", port=port, greeting="554 5.3.2 not now") as bad, \
             ScriptPeer(host="127.0.0.5", port=port) as good, \
@@ -156,7 +157,7 @@ def test_implicit_mx_from_address_record(tmp_path, make_server):
 def test_ipv6_mx_host(tmp_path, make_server):
     port = free_port("::1")
     with ScriptPeer(host="::1", port=port) as peer, \
-            DnsServer(tmp_path, zones={REMOTE: [mx("@", 10, "mx6"), aaaa("mx6", "::1")]}) as dns:
+            DnsServer(tmp_path, zones={REMOTE: [mx("@", 10, "mx6.remote.test"), aaaa("mx6", "::1")]}) as dns:
         srv = make_server(conf=out_conf(dns, port))
         srv.send_mail(rcpts=("x@remote.test",))
         ev = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
