@@ -478,12 +478,6 @@ remote_results(struct deliver_item *it, struct config *cfg, unsigned char *kind,
 		remote_log_job(job);
 		for (size_t k = 0; k < job->n; k++) {
 			const struct outbound_result *res = &job->res[k];
-			struct spool_detail det = {
-				.status = res->status,
-				.cond = catalog_get(res->cond)->id,
-				.mta = res->relay,
-				.diag = res->reply,
-			};
 			size_t i = job->idx[k];
 			struct spool_rcpt *r;
 			unsigned retry = 0;
@@ -498,19 +492,14 @@ remote_results(struct deliver_item *it, struct config *cfg, unsigned char *kind,
 				p->rf[i] |= RF_PASS_DONE;
 				p->newly_done++;
 			} else if (res->kind == OUTBOUND_FAILED) {
-				r->failed = 1;
-				(void)spool_state_failed(&p->recs, i, &det);
+				deliver_report_fail(cfg, msg, i, res->cond, res->status, res->relay,
+						    res->reply, &p->recs);
 			} else {
-				struct buf dt;
-
 				r->attempts++;
 				retry = cfg != NULL ? remote_retry_delay(cfg, r->attempts) : 300;
 				r->next_try = now + (int64_t)retry;
-				buf_init(&dt, 4096);
-				if (spool_detail_format(&dt, &det) == 0 && buf_append(&dt, "", 1) == 0)
-					(void)spool_state_deferred(&p->recs, i, r->attempts,
-								   r->next_try, (const char *)dt.data);
-				buf_fini(&dt);
+				(void)deliver_report_defer(msg, i, r->attempts, r->next_try, res->cond,
+							   res->relay, res->reply, &p->recs);
 				kind[i] = OUT_REMOTE;
 			}
 			remote_log(job, k, retry, now);

@@ -381,3 +381,184 @@ def test_sigkill_during_outbound_run_loses_nothing(tmp_path, make_server):
                    if not any(b"kill-%d\n" % i in b or b"kill-%d\r" % i in b
                               or b"kill-%d " % i in b for b in blobs)]
         assert not missing, missing
+
+
+def test_550_comes_back_to_the_local_sender_as_a_dsn(tmp_path, make_server):
+    import email
+    from email import policy
+
+    def rr(addr, n):
+        return "550 5.1.1 <%s>: no such user here" % addr
+    with ScriptPeer(rcpt_reply=rr) as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        srv.send_mail(frm="alice@example.test", rcpts=("gone@remote.test",),
+                      data=make_message(token="will-bounce"))
+        f = srv.wait_mail("alice")[0]
+        msg = email.message_from_bytes(f.read_bytes(), policy=policy.default)
+        assert msg.get_content_type() == "multipart/report"
+        assert msg.get_param("report-type") == "delivery-status"
+        parts = list(msg.iter_parts())
+        text = parts[0].get_content()
+        assert "gone@remote.test" in text and "DELIVERY-REMOTE-REJECTED" in text
+        status = parts[1]
+        assert status.get_content_type() == "message/delivery-status"
+        fields = {}
+        for block in status.get_payload():
+            for k, v in block.items():
+                fields.setdefault(k.lower(), []).append(str(v))
+        assert fields["final-recipient"] == ["rfc822; gone@remote.test"] or \
+            fields["final-recipient"][0].replace(" ", "") == "rfc822;gone@remote.test"
+        assert fields["action"] == ["failed"]
+        assert fields["status"] == ["5.1.1"]
+        assert "mx1.remote.test" in fields["remote-mta"][0]
+        assert "550 5.1.1" in fields["diagnostic-code"][0]
+        assert b"will-bounce" in f.read_bytes()
+        srv.wait_queue_empty()
+
+
+def test_mx_that_never_answers_bounces_after_the_queue_lifetime(tmp_path, make_server):
+    with ScriptPeer(stall=("CONNECT",)) as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port, outbound__greeting_timeout="1",
+                                        outbound__max_queue_lifetime="4"))
+        srv.send_mail(frm="alice@example.test", rcpts=("x@remote.test",))
+        t = srv.wait_event("DELIVERY-TIMEOUT", timeout=20)[0]
+        assert t["stage"] == "greeting"
+        srv.wait_event("DELIVERY-REMOTE-DEFERRED", timeout=20)
+        srv.wait_event("DELIVERY-EXPIRED", timeout=30)
+        f = srv.wait_mail("alice", timeout=30)[0]
+        assert b"Action: failed" in f.read_bytes()
+        srv.wait_queue_empty()
+
+
+def test_endless_greeting_is_cut_at_its_bound_and_the_queue_goes_on(tmp_path, make_server):
+    zones = {REMOTE: [mx("@", 10, "mx1.remote.test"), a("mx1", "127.0.0.6")],
+             "fine.test": [mx("@", 10, "mx.fine.test"), a("mx", "127.0.0.7")]}
+    port = free_port("127.0.0.6")
+    with ScriptPeer(host="127.0.0.6", port=port) as bad, \
+            ScriptPeer(host="127.0.0.7", port=port) as good, \
+            DnsServer(tmp_path, zones=zones) as dns:
+        bad.endless = "greeting"
+        srv = make_server(conf=out_conf(dns, port))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-PROTOCOL-ERROR", timeout=20)[0]
+        assert ev["stage"] == "greeting"
+        srv.wait_event("DELIVERY-REMOTE-DEFERRED", rcpt="x@remote.test", timeout=20)
+        srv.send_mail(rcpts=("y@fine.test",))
+        srv.wait_event("DELIVERY-REMOTE-SENT", rcpt="y@fine.test", timeout=20)
+        good.wait_transactions(1)
+
+
+def test_smtputf8_message_to_a_peer_without_it_bounces_5_6_7(tmp_path, make_server):
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        with srv.raw() as c:
+            c.cmd("EHLO client.example.org")
+            assert c.cmd("MAIL FROM:<j\u00f6rg@example.org> SMTPUTF8").code == 250
+            assert c.cmd("RCPT TO:<x@remote.test>").code == 250
+            assert c.cmd("DATA").code == 354
+            c.send(make_message("utf8") + b".\r\n")
+            assert c.reply().code == 250
+            c.cmd("QUIT")
+        rej = srv.wait_event("DELIVERY-REMOTE-REJECTED", timeout=20)[0]
+        assert rej["dsn"] == "5.6.7"
+        assert not peer.all_transactions
+
+
+def test_peer_size_limit_fails_the_message_without_sending_it(tmp_path, make_server):
+    with ScriptPeer(ext=("SIZE 100", "ENHANCEDSTATUSCODES")) as peer, \
+            DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        srv.send_mail(rcpts=("x@remote.test",))
+        rej = srv.wait_event("DELIVERY-REMOTE-REJECTED", timeout=20)[0]
+        assert rej["dsn"] == "5.3.4"
+        assert not any(l.upper().startswith("MAIL") for n, l in peer.commands)
+
+
+def test_dsn_parameters_go_to_a_peer_that_offers_dsn(tmp_path, make_server):
+    with ScriptPeer(ext=("PIPELINING", "DSN", "8BITMIME", "ENHANCEDSTATUSCODES")) as peer, \
+            DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        with srv.raw() as c:
+            c.cmd("EHLO client.example.org")
+            assert c.cmd("MAIL FROM:<s@example.org> RET=HDRS ENVID=env+2B42").code == 250
+            assert c.cmd("RCPT TO:<x@remote.test> NOTIFY=SUCCESS,FAILURE "
+                         "ORCPT=rfc822;orig@remote.test").code == 250
+            assert c.cmd("DATA").code == 354
+            c.send(make_message("dsn") + b".\r\n")
+            assert c.reply().code == 250
+            c.cmd("QUIT")
+        (t,) = peer.wait_transactions(1)
+        assert "RET=HDRS" in t.mail_params and "ENVID=env+2B42" in t.mail_params
+        assert "NOTIFY=SUCCESS,FAILURE" in t.rcpt_params[0]
+        assert "ORCPT=rfc822;orig@remote.test" in t.rcpt_params[0]
+        srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)
+
+
+def test_dsn_parameters_withheld_from_a_peer_without_dsn(tmp_path, make_server):
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        with srv.raw() as c:
+            c.cmd("EHLO client.example.org")
+            assert c.cmd("MAIL FROM:<s@example.org> RET=HDRS ENVID=e1").code == 250
+            assert c.cmd("RCPT TO:<x@remote.test> NOTIFY=FAILURE").code == 250
+            assert c.cmd("DATA").code == 354
+            c.send(make_message("nodsn") + b".\r\n")
+            assert c.reply().code == 250
+            c.cmd("QUIT")
+        (t,) = peer.wait_transactions(1)
+        assert "RET=" not in t.mail_params and "NOTIFY" not in t.rcpt_params[0]
+
+
+def test_chunking_peer_gets_bdat(tmp_path, make_server):
+    with ScriptPeer(ext=("PIPELINING", "CHUNKING", "8BITMIME", "ENHANCEDSTATUSCODES")) as peer, \
+            DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        body = make_message("bdat", body=b".leading dot\r\nline\r\n")
+        srv.send_mail(rcpts=("x@remote.test",), data=body)
+        (t,) = peer.wait_transactions(1)
+        assert t.bdat
+        # BDAT carries the data as it is: no dot-stuffing
+        assert t.data.endswith(body)
+        srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)
+
+
+def test_dot_stuffing_is_byte_exact(tmp_path, make_server):
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        body = make_message("dots", body=b".one\r\n..two\r\n.\r\nend\r\n")
+        srv.send_mail(rcpts=("x@remote.test",), data=body)
+        (t,) = peer.wait_transactions(1)
+        assert unstuff(t.data).endswith(body)
+
+
+def test_one_provider_is_one_destination_by_registered_domain(tmp_path, make_server):
+    zones = {"first.test": [mx("@", 10, "mx1.provider.co.uk")],
+             "second.test": [mx("@", 10, "mx2.provider.co.uk")],
+             "provider.co.uk": [a("mx1", "127.0.0.1"), a("mx2", "127.0.0.1")]}
+    with ScriptPeer(replies={"MAIL": "421 4.7.0 slow down"}) as peer, \
+            DnsServer(tmp_path, zones=zones) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port, outbound__retry_schedule="1h"))
+        srv.send_mail(rcpts=("x@first.test",))
+        b = srv.wait_event("DELIVERY-DESTINATION-BACKOFF", timeout=20)[0]
+        assert b["destination"] == "provider.co.uk"
+        conns = peer.connections
+        mark = srv.mark()
+        srv.send_mail(rcpts=("y@second.test",))
+        d = srv.wait_event("DELIVERY-REMOTE-DEFERRED", after=mark, timeout=20)[0]
+        assert d["cause"] == "DELIVERY-DESTINATION-BACKOFF"
+        assert peer.connections == conns
+
+
+def test_route_rate_spaces_the_messages(tmp_path, make_server):
+    with ScriptPeer() as peer:
+        srv = make_server(conf={"route.slow": {"domains": "slow.test",
+                                               "via": "[127.0.0.1]:%d" % peer.port,
+                                               "rate": "60"}})
+        for i in range(3):
+            srv.send_mail(rcpts=("r%d@slow.test" % i,))
+        evs = srv.wait_event("DELIVERY-REMOTE-SENT", count=3, timeout=30)
+        peer.wait_transactions(3)
+        # 60 a minute: each start at least a second after the one before
+        from datetime import datetime
+        ts = sorted(datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ") for e in evs)
+        assert (ts[2] - ts[0]).total_seconds() >= 1.8
