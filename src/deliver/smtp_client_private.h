@@ -82,9 +82,32 @@ void sc_body_start(struct smtp_client *c, int bdat);
 enum sc_pump sc_body_pump(struct smtp_client *c);
 void sc_body_fini(struct sc_body *b);
 
-/* smtp_client.c, for the body's pool completion */
+/* smtp_client.c: the connection */
 void sc_hold(struct smtp_client *c);
 void sc_unhold(struct smtp_client *c);
+/* Ends the connection with res saying why (a QUIT first when quit),
+ * reports, and frees c once no entry point holds it. */
+void sc_end(struct smtp_client *c, int quit);
+void sc_protocol_error(struct smtp_client *c, const char *err, size_t len, size_t limit);
+/* Enters stage s: its timeout runs from now. */
+void sc_stage(struct smtp_client *c, enum smtp_client_stage s);
+/* The next reply starts (ehlo: with EHLO keywords). */
+void sc_expect(struct smtp_client *c, int ehlo);
+/* Appends a command to out; -1 (the connection ended) if it does not fit. */
+int sc_cmd(struct smtp_client *c, const char *fmt, ...) PRINTF(2, 3);
+void sc_tls_note(struct smtp_client *c);
+/* Runs the pending callback once with pass as its client. */
+void sc_report(struct smtp_client *c, struct smtp_client *pass);
+/* Writes out and keeps the data stream going while the socket takes it. */
+void sc_flush(struct smtp_client *c);
+unsigned sc_dflt(unsigned v, unsigned d);
+
+/* smtp_client_txn.c: the transaction */
+void sc_txn_reply(struct smtp_client *c);
+/* The transaction is over, the connection idle: done runs. */
+void sc_txn_done(struct smtp_client *c);
+/* Adds the next blocks of the data to out while the peer keeps up. */
+void sc_pump(struct smtp_client *c);
 /* The data stream made progress (or failed): go on. */
 void sc_body_continue(struct smtp_client *c);
 

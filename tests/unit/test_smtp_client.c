@@ -12,6 +12,7 @@
  *   "D"       read DATA up to CRLF.CRLF, in one recv() if possible
  *   "B"       read BDAT chunks up to LAST      "T"  STARTTLS server side
  *   "C"       close                "Q"  read until the client closes
+ *   "A"       close, accept the next connection
  *   "X"       an endless reply line   "M"  an endless multi-line reply
  *   "K"       trickle a reply one octet per 200 ms    "Z"  stall
  */
@@ -208,7 +209,8 @@ peer_main(void *arg)
 	struct peer *p = arg;
 	char line[8192];
 
-	p->fd = accept(p->lfd, NULL, NULL);
+	struct pollfd pf = { .fd = p->lfd, .events = POLLIN };
+	p->fd = poll(&pf, 1, 10000) == 1 ? accept(p->lfd, NULL, NULL) : -1;
 	if (p->fd < 0) {
 		p_fail(p, "accept", strerror(errno));
 		return NULL;
@@ -260,6 +262,16 @@ peer_main(void *arg)
 		}
 		case 'C':
 			goto out;
+		case 'A':	/* the client comes again */
+			close(p->fd);
+			p->inlen = 0;
+			p->fd = poll(&pf, 1, 10000) == 1 ? accept(p->lfd, NULL, NULL) : -1;
+			if (p->fd < 0) {
+				p_fail(p, st, "no second connection");
+				return NULL;
+			}
+			(void)setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+			break;
 		case 'Q':
 			p_wait_eof(p);
 			break;
@@ -359,6 +371,7 @@ static struct {
 	struct smtp_client_result send_res[2];
 	struct smtp_client_reply rr[2][MAXR];
 	int timed_out;
+	int idle_ms, idle_mode, idle_closed;
 } R;
 static struct loop_timer guard;
 
@@ -390,6 +403,15 @@ on_done(void *arg, struct smtp_client *c, const struct smtp_client_result *res)
 }
 
 static void
+on_idle_closed(void *arg, struct smtp_client *c)
+{
+	(void)arg;
+	(void)c;
+	R.idle_closed++;
+	loop_stop(loop);
+}
+
+static void
 on_ready(void *arg, struct smtp_client *c, const struct smtp_client_result *res)
 {
 	(void)arg;
@@ -398,6 +420,10 @@ on_ready(void *arg, struct smtp_client *c, const struct smtp_client_result *res)
 	R.opened = c != NULL;
 	if (c == NULL) {
 		loop_stop(loop);
+		return;
+	}
+	if (R.idle_mode) {
+		smtp_client_on_idle(c, (unsigned)R.idle_ms, on_idle_closed, NULL);
 		return;
 	}
 	if (R.nmsgs == 0) {
@@ -427,10 +453,12 @@ params(const struct sockaddr_in *sa)
 }
 
 static void
-drive(const struct smtp_client_params *p, const struct smtp_client_msg *m1,
-      const struct smtp_client_msg *m2)
+drive_msgs(const struct smtp_client_params *p, const struct smtp_client_msg *m1,
+	   const struct smtp_client_msg *m2, int idle_ms)
 {
 	memset(&R, 0, sizeof(R));
+	R.idle_mode = idle_ms >= 0;
+	R.idle_ms = idle_ms;
 	R.msgs[0] = m1;
 	R.msgs[1] = m2;
 	R.nmsgs = m1 == NULL ? 0 : m2 == NULL ? 1 : 2;
@@ -446,6 +474,19 @@ drive(const struct smtp_client_params *p, const struct smtp_client_msg *m1,
 		;
 	loop_free(&loop);
 	CHECK_INT(R.timed_out, 0);
+}
+
+static void
+drive(const struct smtp_client_params *p, const struct smtp_client_msg *m1,
+      const struct smtp_client_msg *m2)
+{
+	drive_msgs(p, m1, m2, -1);
+}
+
+static void
+drive_idle(const struct smtp_client_params *p, int idle_ms)
+{
+	drive_msgs(p, NULL, NULL, idle_ms);
 }
 
 /* A message in a temporary file: its fd, with the CRC32C of body. */
@@ -1041,7 +1082,7 @@ test_chunking_and_big(void)
 }
 
 static void
-test_tls_auth(void)
+test_tls_auth(const char *logpath)
 {
 	struct peer pe;
 	struct sockaddr_in sa;
@@ -1103,6 +1144,27 @@ test_tls_auth(void)
 	CHECK_INT(R.opened, 0);
 	CHECK_INT(R.open_res.cond, COND_DELIVERY_TLS_REQUIRED);
 	CHECK_INT(R.open_res.next_host, 1);
+	peer_free(&pe);
+
+	TEST_CASE("tls = may and a failed handshake: once more in clear");
+	const char *const s2b[] = {
+		"S:220 mx.example.test\r\n", "E:EHLO",
+		"S:250-mx.example.test\r\n250 STARTTLS\r\n", "E:STARTTLS\r\n",
+		"S:220 go\r\n", "S:this is no TLS\r\n", "A",
+		"S:220 mx.example.test\r\n", "E:EHLO",
+		"S:250-mx.example.test\r\n250 STARTTLS\r\n", "E:QUIT", "Q", NULL,
+	};
+	peer_start(&pe, s2b, &sa);
+	p = params(&sa);
+	p.tls = SMTP_CLIENT_TLS_MAY;
+	p.tls_ctx = cctx_any;
+	drive(&p, NULL, NULL);
+	peer_join(&pe);
+	CHECK(pe.ok);
+	CHECK_INT(R.opened, 1);
+	CHECK_INT(R.open_res.cond, COND__COUNT);
+	CHECK_INT(R.open_res.tls, 0);
+	CHECK(has_event(logpath, "event=DELIVERY-TLS-FAILED"));
 
 	peer_free(&pe);
 	TEST_CASE("AUTH PLAIN over TLS");
@@ -1222,6 +1284,36 @@ test_bounds(const char *logpath)
 	peer_free(&pe);
 }
 
+static void
+test_idle(void)
+{
+	struct peer pe;
+	struct sockaddr_in sa;
+	struct smtp_client_params p;
+
+	TEST_CASE("idle: the peer closes; the owner hears of it");
+	const char *const s1[] = { "S:220 mx.example.test\r\n", "E:EHLO",
+				   "S:250 mx.example.test\r\n", "C", NULL };
+	peer_start(&pe, s1, &sa);
+	p = params(&sa);
+	drive_idle(&p, 0);
+	peer_join(&pe);
+	CHECK(pe.ok);
+	CHECK_INT(R.opened, 1);
+	CHECK_INT(R.idle_closed, 1);
+	peer_free(&pe);
+
+	TEST_CASE("idle: past the idle limit, QUIT and the owner hears of it");
+	const char *const s2[] = { "S:220 mx.example.test\r\n", "E:EHLO",
+				   "S:250 mx.example.test\r\n", "E:QUIT", "Q", NULL };
+	peer_start(&pe, s2, &sa);
+	drive_idle(&p, 200);
+	peer_join(&pe);
+	CHECK(pe.ok);
+	CHECK_INT(R.idle_closed, 1);
+	peer_free(&pe);
+}
+
 /* Postfix's smtp-sink as the peer: the message it dumps is the one sent. */
 static void
 test_smtp_sink(void)
@@ -1326,7 +1418,8 @@ main(void)
 	test_helo_and_refusals();
 	test_limits_and_loops();
 	test_chunking_and_big();
-	test_tls_auth();
+	test_tls_auth(logpath);
+	test_idle();
 	test_bounds(logpath);
 	test_smtp_sink();
 
