@@ -361,6 +361,9 @@ conn_failover(struct ob_conn *cn, const struct smtp_client_result *res)
 	if (res->reply.code == 0 && res->reply.text[0] == '\0' && res->err != 0)
 		snprintf(text, sizeof(text), "%s at %s: %s", smtp_client_stage_name(res->stage),
 			 cn->relay, strerror(res->err));
+	else if (res->reply.code == 0 && res->reply.text[0] == '\0' && res->cond != COND__COUNT)
+		snprintf(text, sizeof(text), "%s at %s: %s", smtp_client_stage_name(res->stage),
+			 cn->relay, catalog_get(res->cond)->logtext);
 	else
 		reply_text(&res->reply, text, sizeof(text));
 	if (res->loop) {
