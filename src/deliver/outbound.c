@@ -307,11 +307,21 @@ conn_open(struct ob_conn *cn, struct outbound_job *job)
 	relay_format(t, cn->relay, sizeof(cn->relay));
 	p.sa = (const struct sockaddr *)&t->sa;
 	p.salen = t->salen;
-	if (bind_s != NULL && *bind_s != '\0' &&
-	    sockaddr_parse_hostport(bind_s, &bind, 0) == 0) {
-		p.bind = (const struct sockaddr *)&bind;
-		p.bindlen = bind.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-						      : sizeof(struct sockaddr_in);
+	memset(&bind, 0, sizeof(bind));
+	if (bind_s != NULL && *bind_s != '\0') {
+		struct sockaddr_in *in = (struct sockaddr_in *)&bind;
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&bind;
+
+		/* checked at load: an address of the family, no port */
+		if (t->sa.ss_family == AF_INET6 && inet_pton(AF_INET6, bind_s, &in6->sin6_addr) == 1) {
+			in6->sin6_family = AF_INET6;
+			p.bind = (const struct sockaddr *)&bind;
+			p.bindlen = sizeof(*in6);
+		} else if (t->sa.ss_family == AF_INET && inet_pton(AF_INET, bind_s, &in->sin_addr) == 1) {
+			in->sin_family = AF_INET;
+			p.bind = (const struct sockaddr *)&bind;
+			p.bindlen = sizeof(*in);
+		}
 	}
 	p.host = t->host;
 	p.helo = cfg->outbound_helo_name != NULL && *cfg->outbound_helo_name != '\0'

@@ -182,6 +182,7 @@ class ScriptPeer:
         self.all_transactions = []
         self.reads = []             # (connection no, bytes) per recv
         self.commands = []          # (connection no, line)
+        self.clients = []           # the address each connection came from
         self.sock = None
         self.threads = []
         self.stopping = False
@@ -216,13 +217,14 @@ class ScriptPeer:
     def _accept(self):
         while not self.stopping:
             try:
-                c, _ = self.sock.accept()
+                c, addr = self.sock.accept()
             except socket.timeout:
                 continue
             except OSError:
                 return
             with self.lock:
                 self.connections += 1
+                self.clients.append(addr[0])
                 n = self.connections
             t = threading.Thread(target=self._serve, args=(c, n), daemon=True)
             t.start()
