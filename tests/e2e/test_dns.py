@@ -196,3 +196,28 @@ def test_invalid_name_is_permanent_without_a_query(failing):
     rc, lines, _ = lookup(failing.servers, "a", "bad..name")
     assert (rc, lines) == (2, ["status=nxdomain ttl=0"])
     assert len(failing.queries()) == before
+
+
+def test_daemon_reload_changes_and_checks_dns_servers(make_server, dns):
+    """One resolver per loop: the daemon starts with dns.*, a SIGHUP that
+    changes them reaches every loop (and it still serves), a reload with
+    a bad server is refused with the file's line."""
+    import signal
+    conf = {"server": {"loops": "3"}, "dns": {"servers": dns.servers, "timeout": "2"}}
+    srv = make_server(conf=conf)
+    mark = srv.mark()
+    conf["dns"] = {"servers": f"{dns.servers}, [::1]:{dns.port}", "attempts": "3"}
+    srv.write_config(conf)
+    srv.signal(signal.SIGHUP)
+    srv.wait_event("CONFIG-RELOADED", after=mark)
+    srv.assert_serves()
+    mark = srv.mark()
+    conf["dns"] = {"servers": "ns.example.test"}
+    srv.write_config(conf)
+    srv.signal(signal.SIGHUP)
+    ev = srv.wait_event("CONFIG-RELOAD-FAILED", after=mark)[0]
+    assert ev["errors"] == "1"
+    assert any('dns.servers: \\"ns.example.test\\" is not an IP address' in line
+               or 'dns.servers: "ns.example.test" is not an IP address' in line
+               for line in srv.log_lines()), srv.log_text()
+    srv.assert_serves()
