@@ -99,7 +99,7 @@ struct dns_resolver *dns_resolver_new(struct loop *loop, const struct config *cf
  * lookups in flight are sent again on it. 0, or -1 (the old settings
  * stay). */
 int dns_resolver_set_config(struct dns_resolver *r, const struct config *cfg);
-/* Queries still open get no callback. */
+/* Queries still open get no callback. Not from inside a callback. */
 void dns_resolver_free(struct dns_resolver **rp);
 
 /* The answer arrives later, on the loop thread, never inside dns_query

@@ -30,8 +30,11 @@ ZONES = {
         txt("long", LONG_TXT, ttl=90),
         cname("www", "mx1.example.test", ttl=30),
         mx("nullmx", 0, "."),
+        txt("big", "b" * 4000, ttl=70),
+        *[a("many", f"127.0.1.{i}") for i in range(1, 101)],
     ],
     "127.in-addr.arpa": [ptr("127.0.0.1", "mx1.example.test", ttl=500)],
+    "ip6.arpa": [ptr("::1", "Six.Example.Test", ttl=400)],
 }
 
 
@@ -95,6 +98,27 @@ def test_ptr_from_an_address_and_a_name(dns):
     assert (rc, lines) == (0, ["status=ok ttl=500", "ptr mx1.example.test ttl=500"])
     rc, lines2, _ = lookup(dns.servers, "ptr", "1.0.0.127.in-addr.arpa")
     assert (rc, lines2) == (0, lines)
+
+
+def test_ptr_of_an_ipv6_address(dns):
+    rc, lines, _ = lookup(dns.servers, "ptr", "::1")
+    assert (rc, lines) == (0, ["status=ok ttl=400", "ptr six.example.test ttl=400"])
+
+
+def test_answer_too_big_for_udp_comes_over_tcp(dns):
+    """4000 bytes of TXT do not fit the EDNS UDP size: the server sets TC
+    and c-ares asks again over TCP, on the same loop."""
+    rc, lines, _ = lookup(dns.servers, "txt", "big.example.test")
+    assert (rc, lines) == (0, ["status=ok ttl=70", 'txt "%s" ttl=70' % ("b" * 4000)])
+
+
+def test_many_records(dns):
+    """100 A records (over TCP): the first 64 are kept."""
+    rc, lines, _ = lookup(dns.servers, "a", "many.example.test")
+    assert rc == 0
+    assert lines[0] == "status=ok ttl=60 truncated=1"
+    assert len(lines) == 1 + 64
+    assert all(l.startswith("a 127.0.1.") for l in lines[1:])
 
 
 def test_cname_followed(dns):
