@@ -245,3 +245,21 @@ def test_daemon_reload_changes_and_checks_dns_servers(make_server, dns):
                or 'dns.servers: "ns.example.test" is not an IP address' in line
                for line in srv.log_lines()), srv.log_text()
     srv.assert_serves()
+
+
+def test_failing_server_mixes_records_and_failures(tmp_path):
+    """The module's mixed mode, as outbound tests use it: the MX answers,
+    its host's AAAA times out, its A answers."""
+    with FailingDnsServer(tmp_path, {"mx.mixed.test:AAAA": "drop"},
+                          records=[mx("mixed.test.", 5, "mx.mixed.test", ttl=40),
+                                   a("mx.mixed.test.", "127.0.0.3", ttl=30)]) as d:
+        rc, lines, _ = lookup(d.servers, "mx", "mixed.test")
+        assert (rc, lines) == (0, ["status=ok ttl=40", "mx 5 mx.mixed.test ttl=40"])
+        rc, lines, _ = lookup(d.servers, "a", "mx.mixed.test")
+        assert (rc, lines) == (0, ["status=ok ttl=30", "a 127.0.0.3 ttl=30"])
+        rc, lines, _ = lookup(d.servers, "aaaa", "mx.mixed.test", "dns.timeout=1",
+                              "dns.attempts=1")
+        assert (rc, lines) == (75, ['status=tempfail ttl=0 err="timeout"'])
+        rc, lines, _ = lookup(d.servers, "txt", "mixed.test")
+        assert (rc, lines) == (2, ["status=nodata ttl=0"])
+        assert d.queries("mx.mixed.test") == 2
