@@ -53,6 +53,7 @@ struct dns_resolver {
 	ares_channel ch;
 	struct dns_settings set;
 	struct ares_addr_port_node *sys_servers;	/* resolv.conf's, read at start */
+	int sys_read;			/* sys_servers known (may be NULL) */
 	int fds[DNS_MAX_FDS];
 	size_t nfds;
 	struct loop_timer timer;	/* c-ares' next timeout */
@@ -232,9 +233,10 @@ servers_list(const struct dns_settings *set, struct ares_addr_port_node *nodes)
 	return set->nservers > 0 ? nodes : NULL;
 }
 
-/* A channel for set. The first one (sys_servers not read yet) with no
- * servers configured reads /etc/resolv.conf; every other one is given
- * all that c-ares would look up there, so it reads no file. */
+/* A channel for set. Until the system's servers are known (sys_read),
+ * c-ares reads /etc/resolv.conf (at start, off the loop thread); every
+ * later channel is given all that c-ares would look up there, so it
+ * reads no file. */
 static int
 channel_new(struct dns_resolver *r, const struct dns_settings *set, ares_channel *out)
 {
@@ -242,7 +244,7 @@ channel_new(struct dns_resolver *r, const struct dns_settings *set, ares_channel
 	struct in_addr any = { htonl(INADDR_LOOPBACK) };
 	char lookups[] = "b";
 	int mask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
-	int full = set->nservers > 0 || r->sys_servers != NULL;
+	int full = r->sys_read;
 
 	memset(&o, 0, sizeof(o));
 	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_EDNS;
@@ -263,15 +265,15 @@ channel_new(struct dns_resolver *r, const struct dns_settings *set, ares_channel
 	}
 	if (ares_init_options(out, &o, mask) != ARES_SUCCESS)
 		return -1;
+	if (!r->sys_read) {
+		if (ares_get_servers_ports(*out, &r->sys_servers) != ARES_SUCCESS)
+			r->sys_servers = NULL;
+		r->sys_read = 1;
+	}
 	struct ares_addr_port_node nodes[DNS_MAX_SERVERS];
 	struct ares_addr_port_node *list = set->nservers > 0 ? servers_list(set, nodes)
 							     : r->sys_servers;
-	if (list == NULL) {
-		if (ares_get_servers_ports(*out, &r->sys_servers) != ARES_SUCCESS)
-			r->sys_servers = NULL;
-		return 0;
-	}
-	if (ares_set_servers_ports(*out, list) != ARES_SUCCESS) {
+	if (list != NULL && ares_set_servers_ports(*out, list) != ARES_SUCCESS) {
 		ares_destroy(*out);
 		*out = NULL;
 		return -1;
