@@ -9,6 +9,7 @@
  *   config-doc                                docs/configuration.md
  *   make-cert -c FILE [-o ...]                 self-signed TLS pair where missing
  *   passwd [--scheme yescrypt|bcrypt|sha512-crypt]  hash a password read from stdin
+ *   dns [-c FILE] [-o ...] TYPE NAME           one DNS lookup (server_cmd_dns.c)
  *   version
  */
 #include <errno.h>
@@ -42,6 +43,7 @@ usage(FILE *out)
 		"       postern config-doc\n"
 		"       postern make-cert -c FILE [-o section.key=value ...]\n"
 		"       postern passwd [--scheme yescrypt|bcrypt|sha512-crypt]\n"
+		"       postern dns [-c FILE] [-o section.key=value ...] a|aaaa|mx|txt|ptr NAME\n"
 		"       postern version\n");
 }
 
@@ -282,6 +284,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "passwd") == 0)
 		return cmd_passwd(argc, argv);
+	if (strcmp(cmd, "dns") == 0)
+		return server_cmd_dns(argc, argv);
 	if (strcmp(cmd, "version") == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

@@ -43,6 +43,7 @@
 #include "deliver.h"
 #include "deliver_quota.h"
 #include "deliver_space.h"
+#include "dns.h"
 #include "net_conn.h"
 #include "net_tls.h"
 #include "net_tls_ticket.h"
@@ -80,6 +81,7 @@ struct server_loop {
 	struct loop *loop;
 	struct smtp_env env;
 	struct pop3_env penv;		/* POP3 sessions of this loop */
+	struct dns_resolver *dns;	/* this loop's resolver (net/dns.h) */
 	struct listen_sock *socks;	/* one per listener */
 	size_t nsocks;
 	pthread_t thread;
@@ -97,6 +99,10 @@ struct server {
 	size_t noverrides;
 	struct server_loop *loops;
 	size_t nloops;
+	/* DNS: one cache for all, one resolver per loop thread;
+	 * resolvers[i] is loops[i].dns (to hand to outbound delivery). */
+	struct dns_cache *dns_cache;
+	struct dns_resolver **resolvers;
 	struct spool *spool;
 	struct deliver *deliver;
 	struct workpool *pool;		/* every blocking job: one pool */
@@ -526,6 +532,20 @@ log_diags(const struct diag *d, const char *config_path)
 	}
 }
 
+/* On each loop's thread: the resolver takes the new dns.* options. */
+static void
+loop_dns_reload(struct loop *loop, void *arg)
+{
+	struct server_loop *sl = arg;
+	struct config *cfg = server_config_get(sl->srv);
+
+	(void)loop;
+	if (dns_resolver_set_config(sl->dns, cfg) < 0) {
+		/* the old servers stay; the options were checked at load */
+	}
+	config_unref(&cfg);
+}
+
 static void
 server_reload(struct server *srv)
 {
@@ -563,6 +583,9 @@ server_reload(struct server *srv)
 	if (log_sev_parse(next->log_level, &sev) == 0)
 		log_set_min(sev);
 	deliver_set_config(srv->deliver, next);
+	for (size_t i = 0; i < srv->nloops; i++)
+		if (srv->loops[i].dns != NULL)
+			loop_post(srv->loops[i].loop, loop_dns_reload, &srv->loops[i]);
 	struct kv kv[] = { KV("path", srv->path), KVU("generation", next->generation) };
 	catalog_log(COND_CONFIG_RELOADED, NULL, kv, ARRAY_LEN(kv));
 	/* Sessions hold their own references; listeners point into boot_cfg. */
@@ -759,6 +782,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
 	}
 
+	srv->dns_cache = dns_cache_new(srv->cfg->dns_cache_size);
+	srv->resolvers = xcalloc(srv->nloops, sizeof(*srv->resolvers));
 	for (size_t i = 0; i < srv->nloops; i++) {
 		struct server_loop *sl = &srv->loops[i];
 		sl->srv = srv;
@@ -766,6 +791,12 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->loop = loop_new();
 		if (sl->loop == NULL) {
 			server_init_failed("loop", "-", errno);
+			goto stop;
+		}
+		/* before the thread: with no dns.servers it reads resolv.conf */
+		sl->dns = srv->resolvers[i] = dns_resolver_new(sl->loop, srv->cfg, srv->dns_cache);
+		if (sl->dns == NULL) {
+			server_init_failed("dns", "-", EAGAIN);
 			goto stop;
 		}
 		sl->env.loop = sl->loop;
@@ -846,9 +877,12 @@ out:
 			if (srv->loops[i].socks[j].fd >= 0)
 				close(srv->loops[i].socks[j].fd);
 		free(srv->loops[i].socks);
+		dns_resolver_free(&srv->loops[i].dns);
 		loop_free(&srv->loops[i].loop);
 	}
 	free(srv->loops);
+	free(srv->resolvers);
+	dns_cache_free(&srv->dns_cache);
 	server_pidfile_remove(&srv->pidfile);
 	struct kv skv[] = { KVU("uptime_s", (uint64_t)(time(NULL) - srv->started)) };
 	catalog_log(COND_SHUTDOWN_COMPLETE, NULL, skv, 1);
