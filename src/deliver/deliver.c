@@ -29,7 +29,8 @@
  * (deliver_space.c; under it, retried every DELIVER_RETRY_SPACE_S at most),
  * then the account's quota is reserved (deliver_quota.c; over it,
  * DELIVERY-LOCAL-QUOTA and back-off). No outcome drops a recipient: a
- * message leaves the spool only when every recipient is in its Maildir.
+ * message leaves the spool only when every recipient is in its Maildir
+ * or failed for good with its DSN sent (item_report, deliver_report.c).
  * A reload makes every waiting message due at once.
  */
 #include "deliver.h"
