@@ -51,17 +51,12 @@ deliver_report_fail(const struct config *cfg, struct spool_msg *msg, size_t idx,
 	struct log_ctx ctx = { .qid = msg->qid };
 	struct buf reply;
 
-	(void)cfg;
 	r->failed = 1;
 	keep_last(r, &d);
 	(void)spool_state_failed(recs, idx, &d);	/* past 16 MiB: retried, then failed again */
 	buf_init(&reply, 1024);
-	if (diag == NULL && cond < COND__COUNT && catalog_get(cond)->code != 0) {
-		struct kv kv[] = { KV("rcpt", r->addr) };
-
-		if (catalog_reply(&reply, cond, cfg->hostname, kv, ARRAY_LEN(kv), 0) < 0)
-			buf_reset(&reply);
-	}
+	if (diag == NULL)
+		(void)dsn_render(&reply, cfg, msg, idx, cond);
 	struct kv kvs[] = {
 		KVA("rcpt", r->addr, strlen(r->addr)),
 		KV("status", d.status != NULL ? d.status : "5.0.0"),
@@ -139,12 +134,9 @@ render_last(struct report_set *s, struct dsn_report *x, const struct config *cfg
 	    const struct spool_msg *msg, enum cond_id last)
 {
 	struct buf b;
-	struct kv kv[] = { KV("rcpt", msg->rcpts[x->idx].addr) };
 
-	if (last >= COND__COUNT || catalog_get(last)->code == 0)
-		return NULL;
 	buf_init(&b, 2048);
-	if (catalog_reply(&b, last, cfg->hostname, kv, ARRAY_LEN(kv), 0) < 0) {
+	if (dsn_render(&b, cfg, msg, x->idx, last) < 0) {
 		buf_fini(&b);
 		return NULL;
 	}
@@ -197,12 +189,8 @@ expire(const struct config *cfg, struct spool_msg *msg, size_t i, int64_t age,
 	 * the peer's last reply, else the last cause's own reply */
 	struct buf reply;
 	buf_init(&reply, 2048);
-	if (d.diag == NULL && lc < COND__COUNT && catalog_get(lc)->code != 0) {
-		struct kv kv[] = { KV("rcpt", r->addr) };
-
-		if (catalog_reply(&reply, lc, cfg->hostname, kv, ARRAY_LEN(kv), 0) < 0)
-			buf_reset(&reply);
-	}
+	if (d.diag == NULL)
+		(void)dsn_render(&reply, cfg, msg, i, lc);
 	const char *diag = d.diag != NULL ? d.diag : reply.len > 0 ? buf_cstr(&reply) : NULL;
 	deliver_report_fail(cfg, msg, i, COND_DELIVERY_EXPIRED, d.status, d.mta, diag, recs);
 	buf_fini(&reply);

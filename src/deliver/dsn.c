@@ -109,22 +109,33 @@ static void
 dsn_diag(struct buf *out, const struct config *cfg, const struct spool_msg *msg,
 	 const struct dsn_report *r)
 {
-	const char *addr = msg->rcpts[r->idx].addr;
-
 	buf_reset(out);
 	if (r->diagnostic != NULL && r->diagnostic[0] != '\0') {
 		for (const char *p = r->diagnostic; *p != '\0' && out->len < DSN_LINE_MAX; p++)
 			if (buf_append_byte(out, (unsigned char)*p < ' ' ? ' ' : (uint8_t)*p) < 0)
 				break;
-	} else if (r->cond < COND__COUNT && catalog_get(r->cond)->code != 0) {
-		char age[24];
-		int64_t a = (int64_t)time(NULL) - msg->received_at;
-		struct kv kvs[] = { KV("rcpt", addr), KV("age_s", age) };
-
-		snprintf(age, sizeof(age), "%lld", (long long)(a > 0 ? a : 0));
-		if (catalog_reply(out, r->cond, dsn_host(cfg), kvs, ARRAY_LEN(kvs), 0) < 0)
-			buf_reset(out);
+	} else {
+		(void)dsn_render(out, cfg, msg, r->idx, r->cond);
 	}
+}
+
+int
+dsn_render(struct buf *out, const struct config *cfg, const struct spool_msg *msg, size_t idx,
+	   enum cond_id cond)
+{
+	char age[24];
+	int64_t a = (int64_t)time(NULL) - msg->received_at;
+	struct kv kvs[] = { KV("rcpt", msg->rcpts[idx].addr), KV("age_s", age) };
+
+	buf_reset(out);
+	if (cond >= COND__COUNT || catalog_get(cond)->code == 0)
+		return -1;
+	snprintf(age, sizeof(age), "%lld", (long long)(a > 0 ? a : 0));
+	if (catalog_reply(out, cond, dsn_host(cfg), kvs, ARRAY_LEN(kvs), 0) < 0) {
+		buf_reset(out);
+		return -1;
+	}
+	return 0;
 }
 
 /* "rfc822; a@b", or "utf-8; ..." for a mailbox with UTF-8 (RFC 6533). */
