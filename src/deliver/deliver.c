@@ -529,12 +529,14 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		int rc = 0;
 
 		if (r->done && !(p->rf[i] & RF_RECORDED)) {
-			rc = spool_state_done(&p->recs, i);
+			rc = r->last != NULL ? spool_state_done_detail(&p->recs, i, r->last)
+					     : spool_state_done(&p->recs, i);
 		} else if (!r->done && !r->failed) {
 			r->attempts++;
 			r->next_try = next;
 			rc = deliver_report_defer(msg, i, r->attempts, next,
-						  outcome_cond(kind[i]), NULL, NULL, &p->recs);
+						  outcome_cond(kind[i]), NULL, NULL, NULL,
+						  &p->recs);
 		}
 		if (rc < 0)
 			break;	/* past 16 MiB of records: the rest next time */

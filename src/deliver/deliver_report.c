@@ -69,17 +69,32 @@ deliver_report_fail(const struct config *cfg, struct spool_msg *msg, size_t idx,
 
 int
 deliver_report_defer(struct spool_msg *msg, size_t idx, unsigned attempts, int64_t next,
-		     enum cond_id cond, const char *mta, const char *diag, struct buf *recs)
+		     enum cond_id cond, const char *status, const char *mta, const char *diag,
+		     struct buf *recs)
 {
 	struct spool_rcpt *r = &msg->rcpts[idx];
 	struct spool_detail d = {
-		.status = row_status(cond),
+		.status = status != NULL ? status : row_status(cond),
 		.cond = cond < COND__COUNT ? catalog_get(cond)->id : NULL,
 		.mta = mta, .diag = diag,
 	};
 
 	keep_last(r, &d);
 	return spool_state_deferred(recs, idx, attempts, next, r->last != NULL ? r->last : "");
+}
+
+void
+deliver_report_relayed(struct spool_msg *msg, size_t idx, const char *mta, const char *reply,
+		       int peer_offers_dsn, struct buf *recs)
+{
+	struct spool_rcpt *r = &msg->rcpts[idx];
+	struct spool_detail d = { .status = "2.0.0", .cond = NULL, .mta = mta, .diag = reply };
+
+	keep_last(r, &d);
+	if (peer_offers_dsn) {
+		r->dsn_sent |= SPOOL_DSN_DELIVERED | SPOOL_DSN_RELAYED;
+		(void)spool_state_dsn(recs, idx, SPOOL_DSN_DELIVERED | SPOOL_DSN_RELAYED);
+	}
 }
 
 /* ---- after a pass ----------------------------------------------------- */
@@ -102,11 +117,17 @@ set_fini(struct report_set *s)
 	s->n = 0;
 }
 
-/* Adds a report for recipient i from its last detail. */
+/* Adds a report for recipient i from its last detail (room for every
+ * recipient, made at the first). */
 static struct dsn_report *
 set_add(struct report_set *s, const struct spool_msg *msg, size_t i, enum dsn_action a,
 	struct spool_detail *d)
 {
+	if (s->r == NULL) {
+		s->r = xcalloc(msg->nrcpts, sizeof(*s->r));
+		s->scratch = xcalloc(msg->nrcpts, sizeof(char *));
+		s->diag = xcalloc(msg->nrcpts, sizeof(char *));
+	}
 	struct dsn_report *x = &s->r[s->n];
 	const char *last = msg->rcpts[i].last != NULL ? msg->rcpts[i].last : "";
 	size_t len = strlen(last) + 1;
@@ -251,11 +272,6 @@ deliver_report(struct spool *sp, const struct config *cfg, struct spool_msg *msg
 			waiting++;
 	}
 	struct report_set *sets[] = { &fail, &delay, &ok };
-	for (size_t k = 0; k < ARRAY_LEN(sets); k++) {
-		sets[k]->r = xcalloc(n, sizeof(*sets[k]->r));
-		sets[k]->scratch = xcalloc(n, sizeof(char *));
-		sets[k]->diag = xcalloc(n, sizeof(char *));
-	}
 	/* 2. the DSNs due: failures, delay warnings, successes */
 	for (size_t i = 0; i < n; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
@@ -274,14 +290,19 @@ deliver_report(struct spool *sp, const struct config *cfg, struct spool_msg *msg
 			if (x->diagnostic == NULL)
 				x->diagnostic = render_last(&delay, x, cfg, msg, lc);
 			x->retry_until = msg->received_at + life;
-		} else if (r->done && (r->notify & SMTP_NOTIFY_SUCCESS) &&
-			   !(r->notify & SMTP_NOTIFY_NEVER) &&
-			   !(r->dsn_sent & SPOOL_DSN_DELIVERED)) {
+		} else if (r->done && dsn_notify_wants(r->notify, DSN_DELIVERED) &&
+			   !(r->dsn_sent & (SPOOL_DSN_DELIVERED | SPOOL_DSN_RELAYED))) {
+			/* into a Maildir: delivered; to a peer without DSN:
+			 * relayed, with its name and reply */
 			struct dsn_report *x = set_add(&ok, msg, i, DSN_DELIVERED, &d);
 
-			x->cond = COND_DELIVERY_SUCCESS;
 			x->status = "2.0.0";
-			x->diagnostic = NULL;
+			if (d.mta != NULL) {
+				x->action = DSN_RELAYED;
+			} else {
+				x->cond = COND_DELIVERY_SUCCESS;
+				x->diagnostic = NULL;
+			}
 		}
 	}
 	if (set_send(&fail, sp, cfg, msg, recs, dsn_qid) < 0)

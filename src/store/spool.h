@@ -205,6 +205,10 @@ int spool_append_state(const struct spool_msg *msg, const struct buf *recs, int 
 /* Encodes one state record for recipient idx into out: done, deferred
  * (attempts so far, next try in unix seconds, the last reply) or failed. */
 int spool_state_done(struct buf *out, size_t idx);
+/* done, with the detail of how (a peer's name and reply): read back
+ * into the recipient's last, so a success DSN after a restart still
+ * knows it was relayed. */
+int spool_state_done_detail(struct buf *out, size_t idx, const char *detail);
 int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
 			 const char *reply);
 
