@@ -37,17 +37,26 @@ keep_last(struct spool_rcpt *r, const struct spool_detail *d)
 	buf_fini(&t);
 }
 
+/* The detail of a failure or deferral: status, else cond's row's. */
+static struct spool_detail
+detail_of(enum cond_id cond, const char *status, const char *mta, const char *diag)
+{
+	struct spool_detail d = {
+		.status = status != NULL ? status : row_status(cond),
+		.cond = cond < COND__COUNT ? catalog_get(cond)->id : NULL,
+		.mta = mta, .diag = diag,
+	};
+
+	return d;
+}
+
 void
 deliver_report_fail(const struct config *cfg, struct spool_msg *msg, size_t idx,
 		    enum cond_id cond, const char *status, const char *mta, const char *diag,
 		    struct buf *recs)
 {
 	struct spool_rcpt *r = &msg->rcpts[idx];
-	struct spool_detail d = {
-		.status = status != NULL ? status : row_status(cond),
-		.cond = cond < COND__COUNT ? catalog_get(cond)->id : NULL,
-		.mta = mta, .diag = diag,
-	};
+	struct spool_detail d = detail_of(cond, status, mta, diag);
 	struct log_ctx ctx = { .qid = msg->qid };
 	struct buf reply;
 
@@ -73,11 +82,7 @@ deliver_report_defer(struct spool_msg *msg, size_t idx, unsigned attempts, int64
 		     struct buf *recs)
 {
 	struct spool_rcpt *r = &msg->rcpts[idx];
-	struct spool_detail d = {
-		.status = status != NULL ? status : row_status(cond),
-		.cond = cond < COND__COUNT ? catalog_get(cond)->id : NULL,
-		.mta = mta, .diag = diag,
-	};
+	struct spool_detail d = detail_of(cond, status, mta, diag);
 
 	keep_last(r, &d);
 	return spool_state_deferred(recs, idx, attempts, next, r->last != NULL ? r->last : "");
