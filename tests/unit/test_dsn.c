@@ -154,6 +154,19 @@ test_reports(struct spool *sp, struct config *cfg)
 		spool_msg_free(&m);
 	}
 
+	TEST_CASE("an original that cannot be read: the DSN goes, with a note");
+	m = remote_msg(5, 0);
+	m->file = xasprintf("%s/no-such-file", tmpdir);
+	m->body_len = 100;
+	buf_reset(&recs);
+	deliver_report_fail(cfg, m, 0, COND__COUNT, "5.0.0", NULL, "550 no", &recs);
+	CHECK_INT(deliver_report(sp, cfg, m, &recs, &retry, &reported), 1);
+	CHECK_INT(ngot, 4);
+	d = last_dsn();
+	HAS(d, "[the original message could not be read from the queue: No such file");
+	free(d);
+	spool_msg_free(&m);
+
 	TEST_CASE("notify wants");
 	CHECK_INT(dsn_notify_wants(0, DSN_FAILED), 1);
 	CHECK_INT(dsn_notify_wants(0, DSN_DELAYED), 1);
