@@ -29,7 +29,8 @@
  * (deliver_space.c; under it, retried every DELIVER_RETRY_SPACE_S at most),
  * then the account's quota is reserved (deliver_quota.c; over it,
  * DELIVERY-LOCAL-QUOTA and back-off). No outcome drops a recipient: a
- * message leaves the spool only when every recipient is in its Maildir.
+ * message leaves the spool only when every recipient is in its Maildir
+ * or failed for good with its DSN sent (item_report, deliver_report.c).
  * A reload makes every waiting message due at once.
  */
 #include "deliver.h"
@@ -50,6 +51,7 @@
 #include "deliver_maildir.h"
 #include "deliver_quota.h"
 #include "deliver_space.h"
+#include "deliver_report.h"
 #include "flush.h"
 
 #define DELIVER_RETRY_MIN_S 1u
@@ -94,6 +96,7 @@ struct deliver_pass {
 	struct sync_set *ss;		/* what to flush */
 	struct buf recs;		/* state records to append after the flush */
 	int newly_done;			/* recipients done in this pass */
+	int reported;			/* failed or dsn records to flush */
 	int corrupt;			/* the data failed its checksum */
 	int unread;			/* the spool file could not be read now */
 	unsigned flags;			/* IF_* learnt, merged at the end */
@@ -205,27 +208,54 @@ enum outcome {
 	OUT_FAILED,		/* write failed: retry with back-off */
 	OUT_QUOTA,		/* over quota: retry with back-off */
 	OUT_SPACE,		/* under the free-space floor: retry soon */
-	OUT_PERMANENT,		/* no retry can help: kept, retried rarely */
+	OUT_PERMANENT,		/* no retry can help: fails, bounces */
 	OUT_NO_ROUTE,		/* not local: no transport yet */
 	OUT_CORRUPT,		/* the spool file's data failed its checksum */
+	OUT_GONE,		/* the local account no longer exists: bounces */
 };
-_Static_assert(OUT_CORRUPT < 8, "an outcome fits the top bits of a recipient's flags");
+_Static_assert(OUT_GONE < 8, "an outcome fits the top bits of a recipient's flags");
+
+static enum cond_id
+outcome_cond(enum outcome o)
+{
+	switch (o) {
+	case OUT_FAILED:
+		return COND_DELIVERY_LOCAL_WRITE_FAILED;
+	case OUT_QUOTA:
+		return COND_DELIVERY_LOCAL_QUOTA;
+	case OUT_SPACE:
+		return COND_QUEUE_DISK_FULL;
+	case OUT_PERMANENT:
+		return COND_DELIVERY_LOCAL_PERMANENT;
+	case OUT_GONE:
+		return COND_DELIVERY_LOCAL_GONE;
+	default:
+		return COND_DELIVERY_DEFERRED;
+	}
+}
 
 static const char *
 outcome_cause(enum outcome o)
 {
-	switch (o) {
-	case OUT_FAILED:
-		return "DELIVERY-LOCAL-WRITE-FAILED";
-	case OUT_QUOTA:
-		return "DELIVERY-LOCAL-QUOTA";
-	case OUT_SPACE:
-		return "QUEUE-DISK-FULL";
-	case OUT_PERMANENT:
-		return "DELIVERY-LOCAL-PERMANENT";
-	default:
-		return "DELIVERY-DEFERRED";
-	}
+	return catalog_get(outcome_cond(o))->id;
+}
+
+/* 1 if local@domain was an account when accepted and is no longer one
+ * (removed from local.accounts since): the postmaster mailbox, which
+ * needs no account, never is; without an accounts file, nobody is. */
+static int
+local_account_gone(const struct config *cfg, const struct spool_msg *msg, size_t i,
+		   const char *local, size_t local_len, const char *domain, size_t domain_len)
+{
+	if (cfg->accounts == NULL || cfg->local_accounts == NULL || cfg->local_accounts[0] == '\0' ||
+	    directory_find(cfg->accounts, local, local_len, domain, domain_len) != NULL ||
+	    (local_len == 10 && strncasecmp(local, "postmaster", 10) == 0))
+		return 0;
+	struct log_ctx ctx = { .qid = msg->qid };
+	struct kv kvs[] = { KVA("rcpt", msg->rcpts[i].addr, strlen(msg->rcpts[i].addr)) };
+
+	catalog_log(COND_DELIVERY_LOCAL_GONE, &ctx, kvs, ARRAY_LEN(kvs));
+	return 1;
 }
 
 static void
@@ -304,6 +334,11 @@ deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
 		}
 		free(dir);
 		return OUT_PERMANENT;
+	}
+
+	if (local_account_gone(cfg, msg, i, local, local_len, domain, domain_len)) {
+		free(dir);
+		return OUT_GONE;
 	}
 
 	/* 1. Already there (a repeat after a crash, or after a failure that
@@ -433,7 +468,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		const char *at;
 		enum outcome o;
 
-		if (r->done)
+		if (r->done || r->failed)
 			continue;
 		at = strrchr(r->addr, '@');
 		if (at != NULL && cfg != NULL &&
@@ -451,6 +486,11 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 			r->done = 1;
 			p->rf[i] |= RF_PASS_DONE;
 			p->newly_done++;
+			continue;
+		}
+		if (o == OUT_PERMANENT || o == OUT_GONE) {	/* bounced after the pass */
+			deliver_report_fail(cfg, msg, i, outcome_cond(o), NULL, NULL, NULL,
+					    &p->recs);
 			continue;
 		}
 		kind[i] = (unsigned char)o;
@@ -489,12 +529,14 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		int rc = 0;
 
 		if (r->done && !(p->rf[i] & RF_RECORDED)) {
-			rc = spool_state_done(&p->recs, i);
-		} else if (!r->done) {
+			rc = r->last != NULL ? spool_state_done_detail(&p->recs, i, r->last)
+					     : spool_state_done(&p->recs, i);
+		} else if (!r->done && !r->failed) {
 			r->attempts++;
 			r->next_try = next;
-			rc = spool_state_deferred(&p->recs, i, r->attempts, next,
-						  outcome_cause(kind[i]));
+			rc = deliver_report_defer(msg, i, r->attempts, next,
+						  outcome_cond(kind[i]), NULL, NULL, NULL,
+						  &p->recs);
 		}
 		if (rc < 0)
 			break;	/* past 16 MiB of records: the rest next time */
@@ -514,7 +556,7 @@ item_log_deferred(struct deliver_item *it)
 	const unsigned char *rf = it->pass->rf;
 
 	for (size_t i = 0; i < msg->nrcpts; i++) {
-		if (msg->rcpts[i].done)
+		if (msg->rcpts[i].done || msg->rcpts[i].failed)
 			continue;
 		if (RF_KIND(rf[i]) != OUT_NO_ROUTE) {
 			log_deferred(msg, i, it->retry_s, outcome_cause(RF_KIND(rf[i])));
@@ -582,6 +624,25 @@ item_unload(struct deliver_item *it)
 	spool_msg_free(&it->msg);
 }
 
+/* After a flushed pass: failures, expiry, delay warnings and success
+ * DSNs (deliver_report.c); whether the message may leave the spool. */
+static void
+item_report(struct deliver_item *it)
+{
+	struct config *cfg = deliver_config(it->d);
+	unsigned retry = it->retry_s;
+
+	if (cfg == NULL)
+		return;
+	if (deliver_report(it->d->sp, cfg, it->msg, &it->pass->recs, &retry,
+			   &it->pass->reported))
+		it->flags |= IF_FINISHED;
+	else
+		it->flags &= (uint8_t)~IF_FINISHED;
+	it->retry_s = (uint16_t)retry;
+	config_unref(&cfg);
+}
+
 /* One pass over the items from first to end (at most DELIVER_PASS_MAX):
  * each is read back and delivered, the Maildir copies written unflushed;
  * one syncfs per filesystem makes them all durable; only then are
@@ -626,12 +687,13 @@ item_pass(struct deliver_item *first, struct deliver_item *end, struct deliver_p
 			spool_quarantine(it->d->sp, it->qid, "data checksum mismatch");
 			continue;
 		}
+		item_report(it);
 		if (it->flags & IF_FINISHED) {
 			(void)spool_remove(it->d->sp, it->qid);
 			continue;
 		}
-		if (spool_append_state(it->msg, &p->recs, 0) == 0 && p->newly_done > 0 &&
-		    it->msg->file != NULL) {
+		if (spool_append_state(it->msg, &p->recs, 0) == 0 &&
+		    (p->newly_done > 0 || p->reported) && it->msg->file != NULL) {
 			sync_add(&ss2, it->msg->file);
 			for (size_t i = 0; i < it->msg->nrcpts; i++)
 				if (p->rf[i] & RF_PASS_DONE)

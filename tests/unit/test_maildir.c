@@ -375,6 +375,7 @@ test_queue(struct config *cfg)
 						     "bob@example.test" };
 		struct spool_msg *msg = make_msg("0000000000000000", "s@example.org",
 						 rcpts, 2);
+		msg->received_at = (int64_t)time(NULL);	/* within the queue lifetime */
 
 		spool_new_qid(sp, msg->qid);
 		spool_commit(sp, msg, loop, on_done, NULL);
@@ -401,6 +402,7 @@ test_queue(struct config *cfg)
 	{
 		static const char *const rcpts[] = { "dave@example.test" };
 		struct spool_msg *msg = make_msg("0000000000000D00", "", rcpts, 1);
+		msg->received_at = (int64_t)time(NULL);	/* within the queue lifetime */
 
 		write_spool_file(msg);
 		CHECK_INT(spool_recover(sp), 1);
@@ -437,6 +439,7 @@ test_queue(struct config *cfg)
 	{
 		static const char *const rcpts[] = { "carol@example.test" };
 		struct spool_msg *msg = make_msg("0000000000000C00", "", rcpts, 1);
+		msg->received_at = (int64_t)time(NULL);	/* within the queue lifetime */
 		char *carol_new = xasprintf("%s/new", carol);
 		int fd;
 
@@ -467,6 +470,7 @@ test_queue(struct config *cfg)
 		static const char *const rcpts[] = { "x@remote.example",
 						     "erin@example.test" };
 		struct spool_msg *msg = make_msg("0000000000000E00", "", rcpts, 2);
+		msg->received_at = (int64_t)time(NULL);	/* within the queue lifetime */
 		char *erin_new = xasprintf("%s/example.test/erin/new", mailroot);
 
 		write_spool_file(msg);
@@ -546,13 +550,6 @@ main(void)
 	config_unref(&cfg);
 	free(ov_root);
 	log_close();
-	if (testing_failed == 0 && getenv("KEEP") == NULL) {
-		char cmd[600];
-
-		if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir) < (int)sizeof(cmd))
-			(void)!system(cmd);
-	} else {
-		fprintf(stderr, "files kept in %s\n", tmpdir);
-	}
+	testing_remove_dir(tmpdir);
 	return TEST_DONE();
 }
