@@ -29,7 +29,8 @@
  * (deliver_space.c; under it, retried every DELIVER_RETRY_SPACE_S at most),
  * then the account's quota is reserved (deliver_quota.c; over it,
  * DELIVERY-LOCAL-QUOTA and back-off). No outcome drops a recipient: a
- * message leaves the spool only when every recipient is in its Maildir.
+ * message leaves the spool only when every recipient is in its Maildir
+ * or failed for good with its DSN sent (item_report, deliver_report.c).
  * A reload makes every waiting message due at once.
  */
 #include "deliver.h"
@@ -491,6 +492,10 @@ remote_results(struct deliver_item *it, struct config *cfg, unsigned char *kind,
 				r->done = 1;
 				p->rf[i] |= RF_PASS_DONE;
 				p->newly_done++;
+				/* "relayed" for NOTIFY=SUCCESS, unless the peer
+				 * took the DSN duty over (it offered DSN) */
+				deliver_report_relayed(msg, i, res->relay, res->reply, res->dsn_offered,
+						       &p->recs);
 			} else if (res->kind == OUTBOUND_FAILED) {
 				deliver_report_fail(cfg, msg, i, res->cond, res->status, res->relay,
 						    res->reply, &p->recs);
@@ -499,7 +504,8 @@ remote_results(struct deliver_item *it, struct config *cfg, unsigned char *kind,
 				retry = cfg != NULL ? remote_retry_delay(cfg, r->attempts) : 300;
 				r->next_try = now + (int64_t)retry;
 				(void)deliver_report_defer(msg, i, r->attempts, r->next_try, res->cond,
-							   res->relay, res->reply, &p->recs);
+							   res->status, res->relay, res->reply,
+							   &p->recs);
 				kind[i] = OUT_REMOTE;
 			}
 			remote_log(job, k, retry, now);
@@ -692,12 +698,14 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		int rc = 0;
 
 		if (r->done && !(p->rf[i] & RF_RECORDED)) {
-			rc = spool_state_done(&p->recs, i);
+			rc = r->last != NULL ? spool_state_done_detail(&p->recs, i, r->last)
+					     : spool_state_done(&p->recs, i);
 		} else if (!r->done && !r->failed && kind[i] != OUT_REMOTE) {
 			r->attempts++;
 			r->next_try = next;
 			rc = deliver_report_defer(msg, i, r->attempts, next,
-						  outcome_cond(kind[i]), NULL, NULL, &p->recs);
+						  outcome_cond(kind[i]), NULL, NULL, NULL,
+						  &p->recs);
 		}
 		if (rc < 0)
 			break;	/* past 16 MiB of records: the rest next time */

@@ -9,8 +9,10 @@
  * the message queued and retries it with back-off (DELIVERY-DEFERRED), as
  * do a mailbox over quota (DELIVERY-LOCAL-QUOTA, deliver_quota.h) and a
  * mail filesystem under limits.min_free_space (QUEUE-DISK-FULL,
- * deliver_space.h); a permanent failure stays queued too and is logged
- * (DELIVERY-LOCAL-PERMANENT) until bounces exist.
+ * deliver_space.h); a permanent failure (DELIVERY-LOCAL-GONE,
+ * DELIVERY-LOCAL-PERMANENT) fails the recipient and bounces, as does a
+ * recipient still deferred past outbound.max_queue_lifetime
+ * (deliver_report.h, dsn.h).
  *
  * A waiting message is a small index entry in memory; its envelope and
  * state are read back from its spool file when its attempt comes due.

@@ -37,31 +37,35 @@ keep_last(struct spool_rcpt *r, const struct spool_detail *d)
 	buf_fini(&t);
 }
 
+/* The detail of a failure or deferral: status, else cond's row's. */
+static struct spool_detail
+detail_of(enum cond_id cond, const char *status, const char *mta, const char *diag)
+{
+	struct spool_detail d = {
+		.status = status != NULL ? status : row_status(cond),
+		.cond = cond < COND__COUNT ? catalog_get(cond)->id : NULL,
+		.mta = mta, .diag = diag,
+	};
+
+	return d;
+}
+
 void
 deliver_report_fail(const struct config *cfg, struct spool_msg *msg, size_t idx,
 		    enum cond_id cond, const char *status, const char *mta, const char *diag,
 		    struct buf *recs)
 {
 	struct spool_rcpt *r = &msg->rcpts[idx];
-	struct spool_detail d = {
-		.status = status != NULL ? status : row_status(cond),
-		.cond = cond < COND__COUNT ? catalog_get(cond)->id : NULL,
-		.mta = mta, .diag = diag,
-	};
+	struct spool_detail d = detail_of(cond, status, mta, diag);
 	struct log_ctx ctx = { .qid = msg->qid };
 	struct buf reply;
 
-	(void)cfg;
 	r->failed = 1;
 	keep_last(r, &d);
 	(void)spool_state_failed(recs, idx, &d);	/* past 16 MiB: retried, then failed again */
 	buf_init(&reply, 1024);
-	if (diag == NULL && cond < COND__COUNT && catalog_get(cond)->code != 0) {
-		struct kv kv[] = { KV("rcpt", r->addr) };
-
-		if (catalog_reply(&reply, cond, cfg->hostname, kv, ARRAY_LEN(kv), 0) < 0)
-			buf_reset(&reply);
-	}
+	if (diag == NULL)
+		(void)dsn_render(&reply, cfg, msg, idx, cond);
 	struct kv kvs[] = {
 		KVA("rcpt", r->addr, strlen(r->addr)),
 		KV("status", d.status != NULL ? d.status : "5.0.0"),
@@ -74,17 +78,28 @@ deliver_report_fail(const struct config *cfg, struct spool_msg *msg, size_t idx,
 
 int
 deliver_report_defer(struct spool_msg *msg, size_t idx, unsigned attempts, int64_t next,
-		     enum cond_id cond, const char *mta, const char *diag, struct buf *recs)
+		     enum cond_id cond, const char *status, const char *mta, const char *diag,
+		     struct buf *recs)
 {
 	struct spool_rcpt *r = &msg->rcpts[idx];
-	struct spool_detail d = {
-		.status = row_status(cond),
-		.cond = cond < COND__COUNT ? catalog_get(cond)->id : NULL,
-		.mta = mta, .diag = diag,
-	};
+	struct spool_detail d = detail_of(cond, status, mta, diag);
 
 	keep_last(r, &d);
 	return spool_state_deferred(recs, idx, attempts, next, r->last != NULL ? r->last : "");
+}
+
+void
+deliver_report_relayed(struct spool_msg *msg, size_t idx, const char *mta, const char *reply,
+		       int peer_offers_dsn, struct buf *recs)
+{
+	struct spool_rcpt *r = &msg->rcpts[idx];
+	struct spool_detail d = { .status = "2.0.0", .cond = NULL, .mta = mta, .diag = reply };
+
+	keep_last(r, &d);
+	if (peer_offers_dsn) {
+		r->dsn_sent |= SPOOL_DSN_DELIVERED | SPOOL_DSN_RELAYED;
+		(void)spool_state_dsn(recs, idx, SPOOL_DSN_DELIVERED | SPOOL_DSN_RELAYED);
+	}
 }
 
 /* ---- after a pass ----------------------------------------------------- */
@@ -107,11 +122,17 @@ set_fini(struct report_set *s)
 	s->n = 0;
 }
 
-/* Adds a report for recipient i from its last detail. */
+/* Adds a report for recipient i from its last detail (room for every
+ * recipient, made at the first). */
 static struct dsn_report *
 set_add(struct report_set *s, const struct spool_msg *msg, size_t i, enum dsn_action a,
 	struct spool_detail *d)
 {
+	if (s->r == NULL) {
+		s->r = xcalloc(msg->nrcpts, sizeof(*s->r));
+		s->scratch = xcalloc(msg->nrcpts, sizeof(char *));
+		s->diag = xcalloc(msg->nrcpts, sizeof(char *));
+	}
 	struct dsn_report *x = &s->r[s->n];
 	const char *last = msg->rcpts[i].last != NULL ? msg->rcpts[i].last : "";
 	size_t len = strlen(last) + 1;
@@ -139,12 +160,9 @@ render_last(struct report_set *s, struct dsn_report *x, const struct config *cfg
 	    const struct spool_msg *msg, enum cond_id last)
 {
 	struct buf b;
-	struct kv kv[] = { KV("rcpt", msg->rcpts[x->idx].addr) };
 
-	if (last >= COND__COUNT || catalog_get(last)->code == 0)
-		return NULL;
 	buf_init(&b, 2048);
-	if (catalog_reply(&b, last, cfg->hostname, kv, ARRAY_LEN(kv), 0) < 0) {
+	if (dsn_render(&b, cfg, msg, x->idx, last) < 0) {
 		buf_fini(&b);
 		return NULL;
 	}
@@ -197,12 +215,8 @@ expire(const struct config *cfg, struct spool_msg *msg, size_t i, int64_t age,
 	 * the peer's last reply, else the last cause's own reply */
 	struct buf reply;
 	buf_init(&reply, 2048);
-	if (d.diag == NULL && lc < COND__COUNT && catalog_get(lc)->code != 0) {
-		struct kv kv[] = { KV("rcpt", r->addr) };
-
-		if (catalog_reply(&reply, lc, cfg->hostname, kv, ARRAY_LEN(kv), 0) < 0)
-			buf_reset(&reply);
-	}
+	if (d.diag == NULL)
+		(void)dsn_render(&reply, cfg, msg, i, lc);
 	const char *diag = d.diag != NULL ? d.diag : reply.len > 0 ? buf_cstr(&reply) : NULL;
 	deliver_report_fail(cfg, msg, i, COND_DELIVERY_EXPIRED, d.status, d.mta, diag, recs);
 	buf_fini(&reply);
@@ -263,11 +277,6 @@ deliver_report(struct spool *sp, const struct config *cfg, struct spool_msg *msg
 			waiting++;
 	}
 	struct report_set *sets[] = { &fail, &delay, &ok };
-	for (size_t k = 0; k < ARRAY_LEN(sets); k++) {
-		sets[k]->r = xcalloc(n, sizeof(*sets[k]->r));
-		sets[k]->scratch = xcalloc(n, sizeof(char *));
-		sets[k]->diag = xcalloc(n, sizeof(char *));
-	}
 	/* 2. the DSNs due: failures, delay warnings, successes */
 	for (size_t i = 0; i < n; i++) {
 		struct spool_rcpt *r = &msg->rcpts[i];
@@ -286,14 +295,19 @@ deliver_report(struct spool *sp, const struct config *cfg, struct spool_msg *msg
 			if (x->diagnostic == NULL)
 				x->diagnostic = render_last(&delay, x, cfg, msg, lc);
 			x->retry_until = msg->received_at + life;
-		} else if (r->done && (r->notify & SMTP_NOTIFY_SUCCESS) &&
-			   !(r->notify & SMTP_NOTIFY_NEVER) &&
-			   !(r->dsn_sent & SPOOL_DSN_DELIVERED)) {
+		} else if (r->done && dsn_notify_wants(r->notify, DSN_DELIVERED) &&
+			   !(r->dsn_sent & (SPOOL_DSN_DELIVERED | SPOOL_DSN_RELAYED))) {
+			/* into a Maildir: delivered; to a peer without DSN:
+			 * relayed, with its name and reply */
 			struct dsn_report *x = set_add(&ok, msg, i, DSN_DELIVERED, &d);
 
-			x->cond = COND_DELIVERY_SUCCESS;
 			x->status = "2.0.0";
-			x->diagnostic = NULL;
+			if (d.mta != NULL) {
+				x->action = DSN_RELAYED;
+			} else {
+				x->cond = COND_DELIVERY_SUCCESS;
+				x->diagnostic = NULL;
+			}
 		}
 	}
 	if (set_send(&fail, sp, cfg, msg, recs, dsn_qid) < 0)

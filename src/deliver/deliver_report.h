@@ -29,11 +29,20 @@ void deliver_report_fail(const struct config *cfg, struct spool_msg *msg, size_t
 			 const char *diag, struct buf *recs);
 
 /* Recipient idx waits: appends its deferred record (attempts, next try,
- * and the detail: cond's status, cond, mta, diag) to recs and keeps the
- * detail for a later DSN. -1 if recs is full. */
+ * and the detail: status, or cond's row's when NULL; cond; mta; diag) to
+ * recs and keeps the detail for a delay warning or the expiry's DSN. -1
+ * if recs is full. */
 int deliver_report_defer(struct spool_msg *msg, size_t idx, unsigned attempts, int64_t next,
-			 enum cond_id cond, const char *mta, const char *diag,
-			 struct buf *recs);
+			 enum cond_id cond, const char *status, const char *mta,
+			 const char *diag, struct buf *recs);
+
+/* Recipient idx was taken by a peer (its 250): mta and its reply are kept
+ * (the caller sets done and its done record carries them, deliver.c).
+ * When the peer offered DSN (NOTIFY and ORCPT went on with the message)
+ * any success DSN is the peer's duty: a dsn record says none is owed;
+ * else a NOTIFY=SUCCESS sender gets "relayed" after the pass. */
+void deliver_report_relayed(struct spool_msg *msg, size_t idx, const char *mta,
+			    const char *reply, int peer_offers_dsn, struct buf *recs);
 
 /* After a pass (its copies flushed): expires recipients deferred past the
  * queue lifetime, sends the DSNs due (failed, delayed, delivered) and

@@ -9,6 +9,7 @@
  */
 #include "dsn.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,22 +110,33 @@ static void
 dsn_diag(struct buf *out, const struct config *cfg, const struct spool_msg *msg,
 	 const struct dsn_report *r)
 {
-	const char *addr = msg->rcpts[r->idx].addr;
-
 	buf_reset(out);
 	if (r->diagnostic != NULL && r->diagnostic[0] != '\0') {
 		for (const char *p = r->diagnostic; *p != '\0' && out->len < DSN_LINE_MAX; p++)
 			if (buf_append_byte(out, (unsigned char)*p < ' ' ? ' ' : (uint8_t)*p) < 0)
 				break;
-	} else if (r->cond < COND__COUNT && catalog_get(r->cond)->code != 0) {
-		char age[24];
-		int64_t a = (int64_t)time(NULL) - msg->received_at;
-		struct kv kvs[] = { KV("rcpt", addr), KV("age_s", age) };
-
-		snprintf(age, sizeof(age), "%lld", (long long)(a > 0 ? a : 0));
-		if (catalog_reply(out, r->cond, dsn_host(cfg), kvs, ARRAY_LEN(kvs), 0) < 0)
-			buf_reset(out);
+	} else {
+		(void)dsn_render(out, cfg, msg, r->idx, r->cond);
 	}
+}
+
+int
+dsn_render(struct buf *out, const struct config *cfg, const struct spool_msg *msg, size_t idx,
+	   enum cond_id cond)
+{
+	char age[24];
+	int64_t a = (int64_t)time(NULL) - msg->received_at;
+	struct kv kvs[] = { KV("rcpt", msg->rcpts[idx].addr), KV("age_s", age) };
+
+	buf_reset(out);
+	if (cond >= COND__COUNT || catalog_get(cond)->code == 0)
+		return -1;
+	snprintf(age, sizeof(age), "%lld", (long long)(a > 0 ? a : 0));
+	if (catalog_reply(out, cond, dsn_host(cfg), kvs, ARRAY_LEN(kvs), 0) < 0) {
+		buf_reset(out);
+		return -1;
+	}
+	return 0;
 }
 
 /* "rfc822; a@b", or "utf-8; ..." for a mailbox with UTF-8 (RFC 6533). */
@@ -188,7 +200,8 @@ dsn_add_rcpt(struct spool_msg *m, const struct config *cfg, const char *to)
 struct dsn_out {
 	struct spool_compose *c;
 	struct buf b;		/* pending text, written out past DSN_CHUNK */
-	int err;
+	int err;		/* a write failed: the commit fails (and logs) */
+	int bad;		/* text was lost before any write: abort */
 };
 
 static void
@@ -211,7 +224,7 @@ outf(struct dsn_out *o, const char *fmt, ...)
 	n = vsnprintf(stack, sizeof(stack), fmt, ap);
 	va_end(ap);
 	if (n < 0) {
-		o->err = 1;
+		o->bad = 1;
 		return;
 	}
 	if ((size_t)n >= sizeof(stack)) {
@@ -221,10 +234,12 @@ outf(struct dsn_out *o, const char *fmt, ...)
 		va_end(ap);
 	}
 	for (const char *p = s; *p != '\0'; p++) {
+		if (o->b.len + 2 > o->b.max)
+			out_flush(o);	/* so the appends below have room */
 		if (*p == '\n' && buf_append_byte(&o->b, '\r') < 0)
-			o->err = 1;
+			o->bad = 1;
 		if (buf_append_byte(&o->b, (uint8_t)*p) < 0)
-			o->err = 1;
+			o->bad = 1;
 	}
 	if (s != stack)
 		free(s);
@@ -443,9 +458,16 @@ dsn_compose(struct spool *sp, const struct config *cfg, const struct spool_msg *
 			 "Content-Type: text/rfc822-headers\n"
 			 "Content-Transfer-Encoding: 8bit\n\n");
 	out_flush(&o);
-	/* the original, streamed from its spool file by the spool */
-	if (!o.err && spool_compose_copy(o.c, msg, !full) < 0)
-		o.err = 1;
+	/* the original, streamed from its spool file by the spool; one that
+	 * cannot be read (damaged since) leaves a note, not an endless retry */
+	if (!o.err) {
+		rc = spool_compose_copy(o.c, msg, !full);
+		if (rc == -2)
+			outf(&o, "\n[the original message could not be read from the queue: %s]\n",
+			     strerror(errno));
+		else if (rc < 0)
+			o.err = 1;
+	}
 	outf(&o, "\n--%s/%s--\n", dsn_qid, dsn_host(cfg));
 	out_flush(&o);
 	buf_fini(&diag);
@@ -453,10 +475,13 @@ dsn_compose(struct spool *sp, const struct config *cfg, const struct spool_msg *
 	/* the mark that keeps a DSN from bouncing but to the postmaster */
 	buf_init(&state, 4096);
 	rc = spool_state_origin(&state, double_bounce ? SPOOL_ORIGIN_DOUBLE : SPOOL_ORIGIN_DSN);
-	if (rc == 0)
+	/* a write that failed (o.err) fails the commit, which logs it */
+	if (rc == 0 && !o.bad) {
 		rc = spool_compose_commit(&o.c, &state);
-	else
-		spool_compose_abort(&o.c);
+	} else {
+		rc = -1;
+		spool_compose_abort(&o.c);	/* nothing half-written goes out */
+	}
 	buf_fini(&state);
 	return rc;
 }

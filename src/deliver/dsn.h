@@ -53,6 +53,12 @@ unsigned dsn_action_bit(enum dsn_action a);
 /* 1 if NOTIFY bits (0: not given) ask for a DSN of action a. */
 int dsn_notify_wants(unsigned notify, enum dsn_action a);
 
+/* Renders cond's reply for recipient idx into out ({rcpt}, {age_s}: the
+ * time since arrival): the Diagnostic-Code when no peer spoke. 0, or -1
+ * (the row has no reply; out empty). */
+int dsn_render(struct buf *out, const struct config *cfg, const struct spool_msg *msg,
+	       size_t idx, enum cond_id cond);
+
 /* One DSN for msg covering those of the n reports that NOTIFY asks for
  * (the others, and a message from <>, are logged as
  * DELIVERY-BOUNCE-SKIPPED; a DSN is logged as DELIVERY-BOUNCE-SENT).

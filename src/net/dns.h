@@ -99,13 +99,15 @@ struct dns_resolver *dns_resolver_new(struct loop *loop, const struct config *cf
  * lookups in flight are sent again on it. 0, or -1 (the old settings
  * stay). */
 int dns_resolver_set_config(struct dns_resolver *r, const struct config *cfg);
-/* Queries still open get no callback. */
+/* Queries still open get no callback. Not from inside a callback. */
 void dns_resolver_free(struct dns_resolver **rp);
 
 /* The answer arrives later, on the loop thread, never inside dns_query
  * itself (a cache hit is handed over on the next loop round); ans is
  * valid only during the callback. name may end in a dot; a name that is
- * not a valid domain name answers NXDOMAIN. Never NULL. */
+ * not a valid domain name answers NXDOMAIN. Never NULL; the handle is
+ * freed once the callback has run (or at dns_cancel). The callback may
+ * start and cancel queries, not free the resolver. */
 typedef void (*dns_fn)(void *arg, const struct dns_answer *ans);
 struct dns_query *dns_query(struct dns_resolver *r, const char *name, enum dns_type type,
 			    dns_fn fn, void *arg);

@@ -19,6 +19,7 @@
 #include <sys/time.h>
 
 #include "buf.h"
+#include "cidr.h"
 #include "config.h"
 #include "dns.h"
 #include "dns_answer.h"
@@ -52,6 +53,7 @@ struct dns_resolver {
 	ares_channel ch;
 	struct dns_settings set;
 	struct ares_addr_port_node *sys_servers;	/* resolv.conf's, read at start */
+	int sys_read;			/* sys_servers known (may be NULL) */
 	int fds[DNS_MAX_FDS];
 	size_t nfds;
 	struct loop_timer timer;	/* c-ares' next timeout */
@@ -72,58 +74,46 @@ ares_lib_init(void)
 
 /* ---- dns.servers ------------------------------------------------------ */
 
-static int
-port_parse(const char *s, uint16_t *port)
-{
-	unsigned long v = 0;
-
-	if (*s == '\0' || strlen(s) > 5)
-		return -1;
-	for (const char *p = s; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		v = v * 10 + (unsigned long)(*p - '0');
-	}
-	if (v == 0 || v > 65535)
-		return -1;
-	*port = (uint16_t)v;
-	return 0;
-}
-
 int
 dns_server_parse(const char *s, struct dns_server *out)
 {
-	char host[64];
-	const char *colon;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char host[INET6_ADDRSTRLEN + 1];
+	size_t n = strlen(s);
 
 	memset(out, 0, sizeof(*out));
 	out->port = 53;
-	if (s[0] == '[') {
-		const char *close = strchr(s, ']');
-
-		if (close == NULL || (size_t)(close - s - 1) >= sizeof(host))
-			return -1;
-		memcpy(host, s + 1, (size_t)(close - s - 1));
-		host[close - s - 1] = '\0';
-		if (close[1] != '\0' && (close[1] != ':' || port_parse(close + 2, &out->port) < 0))
-			return -1;
+	if (inet_pton(AF_INET, s, out->addr) == 1) {
+		out->family = AF_INET;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, out->addr) == 1) {
+		out->family = AF_INET6;
+		return 0;
+	}
+	if (n > 2 && s[0] == '[' && s[n - 1] == ']' && n - 2 < sizeof(host)) {
+		memcpy(host, s + 1, n - 2);
+		host[n - 2] = '\0';
 		out->family = AF_INET6;
 		return inet_pton(AF_INET6, host, out->addr) == 1 ? 0 : -1;
 	}
-	colon = strchr(s, ':');
-	if (colon != NULL && strchr(colon + 1, ':') != NULL) {
-		out->family = AF_INET6;	/* a bare IPv6 address */
-		return inet_pton(AF_INET6, s, out->addr) == 1 ? 0 : -1;
+	/* IP:port, [IPv6]:port (not the listeners' "*:port") */
+	if (s[0] == '*' || sockaddr_parse_hostport(s, &ss, &sl) < 0)
+		return -1;
+	out->family = ss.ss_family;
+	if (ss.ss_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)&ss;
+
+		memcpy(out->addr, &sin->sin_addr, 4);
+		out->port = ntohs(sin->sin_port);
+	} else {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)&ss;
+
+		memcpy(out->addr, &sin6->sin6_addr, 16);
+		out->port = ntohs(sin6->sin6_port);
 	}
-	size_t hl = colon != NULL ? (size_t)(colon - s) : strlen(s);
-	if (hl >= sizeof(host))
-		return -1;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	if (colon != NULL && port_parse(colon + 1, &out->port) < 0)
-		return -1;
-	out->family = AF_INET;
-	return inet_pton(AF_INET, host, out->addr) == 1 ? 0 : -1;
+	return 0;
 }
 
 static int
@@ -243,9 +233,10 @@ servers_list(const struct dns_settings *set, struct ares_addr_port_node *nodes)
 	return set->nservers > 0 ? nodes : NULL;
 }
 
-/* A channel for set. The first one (sys_servers not read yet) with no
- * servers configured reads /etc/resolv.conf; every other one is given
- * all that c-ares would look up there, so it reads no file. */
+/* A channel for set. Until the system's servers are known (sys_read),
+ * c-ares reads /etc/resolv.conf (at start, off the loop thread); every
+ * later channel is given all that c-ares would look up there, so it
+ * reads no file. */
 static int
 channel_new(struct dns_resolver *r, const struct dns_settings *set, ares_channel *out)
 {
@@ -253,7 +244,7 @@ channel_new(struct dns_resolver *r, const struct dns_settings *set, ares_channel
 	struct in_addr any = { htonl(INADDR_LOOPBACK) };
 	char lookups[] = "b";
 	int mask = ARES_OPT_FLAGS | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB;
-	int full = set->nservers > 0 || r->sys_servers != NULL;
+	int full = r->sys_read;
 
 	memset(&o, 0, sizeof(o));
 	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_EDNS;
@@ -274,15 +265,15 @@ channel_new(struct dns_resolver *r, const struct dns_settings *set, ares_channel
 	}
 	if (ares_init_options(out, &o, mask) != ARES_SUCCESS)
 		return -1;
+	if (!r->sys_read) {
+		if (ares_get_servers_ports(*out, &r->sys_servers) != ARES_SUCCESS)
+			r->sys_servers = NULL;
+		r->sys_read = 1;
+	}
 	struct ares_addr_port_node nodes[DNS_MAX_SERVERS];
 	struct ares_addr_port_node *list = set->nservers > 0 ? servers_list(set, nodes)
 							     : r->sys_servers;
-	if (list == NULL) {
-		if (ares_get_servers_ports(*out, &r->sys_servers) != ARES_SUCCESS)
-			r->sys_servers = NULL;
-		return 0;
-	}
-	if (ares_set_servers_ports(*out, list) != ARES_SUCCESS) {
+	if (list != NULL && ares_set_servers_ports(*out, list) != ARES_SUCCESS) {
 		ares_destroy(*out);
 		*out = NULL;
 		return -1;

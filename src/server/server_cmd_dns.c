@@ -4,12 +4,14 @@
  * printed one line per record. For operators, and for the tests of the
  * resolver against a real DNS server.
  *
- * Output: `status=ok ttl=300` (and ` err="..."` for tempfail), then one
- * line per record: `a 127.0.0.1 ttl=300`, `aaaa ::1 ttl=300`,
- * `mx 10 mx.example.test ttl=300`, `txt "..." ttl=300` (quotes and
- * backslashes escaped, other bytes outside printable ASCII as \DDD),
- * `ptr host.example.test ttl=300` (a null MX shows as `mx 0 .`). Exit 0 ok, 2 nxdomain or nodata, 75
- * tempfail, 64 usage, 78 configuration error.
+ * Output: `status=ok ttl=300` (then ` err="..."` for tempfail, ` ad=1` if
+ * the AD bit was set, ` truncated=1` if records past the bounds were
+ * dropped), then one line per record: `a 127.0.0.1 ttl=300`,
+ * `aaaa ::1 ttl=300`, `mx 10 mx.example.test ttl=300` (a null MX is
+ * `mx 0 .`), `txt "..." ttl=300` (quotes and backslashes escaped, other
+ * bytes outside printable ASCII as \DDD), `ptr host.example.test ttl=300`.
+ * Exit 0 ok, 2 nxdomain or nodata, 75 tempfail, 64 usage, 78
+ * configuration error.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -61,6 +63,8 @@ on_answer(void *arg, const struct dns_answer *ans)
 		printf(" err=\"%s\"", ans->err);
 	if (ans->ad)
 		printf(" ad=1");
+	if (ans->truncated)
+		printf(" truncated=1");
 	putchar('\n');
 	for (size_t i = 0; i < ans->n; i++) {
 		const struct dns_rr *rr = &ans->rr[i];

@@ -205,6 +205,10 @@ int spool_append_state(const struct spool_msg *msg, const struct buf *recs, int 
 /* Encodes one state record for recipient idx into out: done, deferred
  * (attempts so far, next try in unix seconds, the last reply) or failed. */
 int spool_state_done(struct buf *out, size_t idx);
+/* done, with the detail of how (a peer's name and reply): read back
+ * into the recipient's last, so a success DSN after a restart still
+ * knows it was relayed. */
+int spool_state_done_detail(struct buf *out, size_t idx, const char *detail);
 int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
 			 const char *reply);
 
@@ -228,10 +232,12 @@ void spool_detail_parse(const char *s, char *scratch, size_t size, struct spool_
  * its spool file: whole, or only its header section up to the empty
  * line); commit writes the tail and the state records in state (or
  * NULL), renames the file into queue/, flushes (store/flush.h) and hands
- * msg to the spool's sink. Each returns 0, or -1 with the failure logged
- * (QUEUE-WRITE-FAILED, ...): a failed write or copy makes the commit
- * fail; a failed begin or commit leaves nothing behind and frees msg;
- * abort drops an unfinished one. */
+ * msg to the spool's sink. Each returns 0, or -1 (a failed write: the
+ * commit will fail; begin and commit log it, QUEUE-WRITE-FAILED, ...);
+ * copy returns -2 when the original could not be read (errno: EBADMSG,
+ * its data fails its checksum, or the read's error), part of it maybe
+ * copied, the composition still usable. A failed begin or commit leaves
+ * nothing behind and frees msg; abort drops an unfinished one. */
 struct spool_compose;
 struct spool_compose *spool_compose_begin(struct spool *sp, struct spool_msg *msg);
 int spool_compose_write(struct spool_compose *c, const void *p, size_t n);

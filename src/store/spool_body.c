@@ -351,6 +351,12 @@ spool_state_done(struct buf *out, size_t idx)
 }
 
 int
+spool_state_done_detail(struct buf *out, size_t idx, const char *detail)
+{
+	return spool_enc_state(out, "done", idx, 0, 0, detail);
+}
+
+int
 spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
 		     const char *reply)
 {

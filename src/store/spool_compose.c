@@ -140,11 +140,8 @@ spool_compose_copy(struct spool_compose *c, const struct spool_msg *orig, int he
 		return -1;
 	rc = headers_only ? spool_msg_stream(orig, copy_headers, &h, &op)
 			  : spool_msg_stream(orig, copy_all, c, &op);
-	if (rc < 0 && c->werr == 0) {
-		/* the original could not be read: its own condition */
-		c->werr = errno != 0 ? errno : EIO;
-		c->wop = op;
-	}
+	if (rc < 0 && c->werr == 0)
+		return -2;	/* the original could not be read; ours is fine */
 	return rc;
 }
 

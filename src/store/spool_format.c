@@ -47,8 +47,9 @@
  * where <crc> is 8 lower-case hex digits, the CRC32C of the rest of the
  * value, and <rcpt> the recipient's index (0-based, in file order):
  *
- *     done R                          delivered (a Maildir copy in new/,
- *                                     later a remote 250); never retried
+ *     done R [DETAIL]                 delivered (a Maildir copy in new/,
+ *                                     or a peer's 250: DETAIL names it);
+ *                                     never retried
  *     deferred R ATTEMPTS NEXT REPLY  ATTEMPTS made, the next one due at
  *                                     NEXT (unix seconds), the last reply
  *     failed R REPLY                  failed for good, the reply

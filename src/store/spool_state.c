@@ -61,6 +61,8 @@ spool_state_apply(struct spool_msg *msg, const uint8_t *v, size_t n)
 	struct spool_rcpt *r = &msg->rcpts[idx];
 	if (klen == 4 && memcmp(v, "done", 4) == 0) {
 		r->done = 1;
+		if (q < end)	/* how: spool_state_done_detail */
+			state_keep_last(r, q, end);
 	} else if (klen == 8 && memcmp(v, "deferred", 8) == 0) {
 		if (state_num(&q, end, UINT32_MAX, &attempts) < 0 ||
 		    state_num(&q, end, (uint64_t)INT64_MAX, &next) < 0)

@@ -36,8 +36,15 @@ until they answer (bounded: START_TIMEOUT), and stopped by PID:
 
   A rule applies to a name and every name under it: "drop" never
   answers (the client times out), "refused" answers REFUSED, "servfail"
-  SERVFAIL, "nxdomain" NXDOMAIN; names without a rule get NXDOMAIN. It
-  counts the queries it saw: bad.queries() (from its log file).
+  SERVFAIL, "nxdomain" NXDOMAIN; a key "name:TYPE" (e.g.
+  "mx.example.test:AAAA") applies to that type only. It can also serve
+  records, for a test where some lookups work and others fail on the
+  same server: records=[a("mx.example.test.", "127.0.0.1", ttl=60),
+  mx("example.test.", 10, "mx.example.test")] (absolute names, with a
+  ttl, else 0); a name with records but none of the type asked answers
+  NOERROR without records (NODATA). A "name:TYPE" rule wins over
+  records, records over other rules; anything else is NXDOMAIN. It counts the queries it saw: bad.queries() (from
+  its log file).
 
 Both raise RuntimeError (with the server's output) if it does not
 answer within START_TIMEOUT.
@@ -300,12 +307,17 @@ class DnsServer(_Child):
 class FailingDnsServer(_Child):
     """A dnslib server that drops, refuses or fails (see the docstring)."""
 
-    def __init__(self, root, rules, port=None):
+    def __init__(self, root, rules, records=(), port=None):
         super().__init__(root, "faildns")
         self.port = port or _free_port()
         self.probe_name = "probe.invalid"
         spec = self.dir / "rules.json"
-        spec.write_text(json.dumps({k.rstrip(".").lower(): v for k, v in rules.items()}))
+        spec.write_text(json.dumps({
+            "rules": {k.rstrip(".").lower() if ":" not in k else
+                      k.split(":")[0].rstrip(".").lower() + ":" + k.split(":")[1].upper(): v
+                      for k, v in rules.items()},
+            "records": "\n".join(records),
+        }))
         self._start([SYSTEM_PYTHON, os.path.abspath(__file__), "--serve-failing",
                      str(self.port), str(spec), str(self.dir / "queries.log")])
 
@@ -320,9 +332,11 @@ class FailingDnsServer(_Child):
 
 
 def _serve_failing(port, spec, log):
-    from dnslib import DNSRecord, RCODE  # Debian's python3-dnslib
+    from dnslib import DNSRecord, QTYPE, RCODE, RR  # Debian's python3-dnslib
 
-    rules = json.loads(Path(spec).read_text())
+    conf = json.loads(Path(spec).read_text())
+    rules = conf["rules"]
+    records = RR.fromZone(conf["records"]) if conf["records"].strip() else []
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", port))
     logf = open(log, "a", buffering=1)
@@ -337,17 +351,24 @@ def _serve_failing(port, spec, log):
         except Exception:  # garbage: no answer
             continue
         qname = str(req.q.qname).rstrip(".").lower()
+        qtype = QTYPE.get(req.q.qtype)
         logf.write(qname + "\n")
-        action = "nxdomain"
+        reply = req.reply()
         labels = qname.split(".")
-        for i in range(len(labels)):
-            suffix = ".".join(labels[i:])
-            if suffix in rules:
-                action = rules[suffix]
-                break
+        suffixes = [".".join(labels[i:]) for i in range(len(labels))]
+        action = next((rules[f"{x}:{qtype}"] for x in suffixes if f"{x}:{qtype}" in rules),
+                      None)
+        owned = [rr for rr in records if str(rr.rname).rstrip(".").lower() == qname]
+        if action is None and owned:
+            for rr in owned:
+                if rr.rtype == req.q.qtype:
+                    reply.add_answer(rr)
+            sock.sendto(reply.pack(), peer)
+            continue
+        if action is None:
+            action = next((rules[x] for x in suffixes if x in rules), "nxdomain")
         if action == "drop":
             continue
-        reply = req.reply()
         reply.header.rcode = {"refused": RCODE.REFUSED, "servfail": RCODE.SERVFAIL,
                               "nxdomain": RCODE.NXDOMAIN}.get(action, RCODE.NXDOMAIN)
         sock.sendto(reply.pack(), peer)

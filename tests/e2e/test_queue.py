@@ -36,7 +36,10 @@ def rec(key, value):
     return b"%s %d:%s\n" % (key, len(value), value)
 
 
-def envelope(qid, sender, rcpts, received=1700000000):
+def envelope(qid, sender, rcpts, received=None):
+    # arrived now: an older arrival is past outbound.max_queue_lifetime and
+    # bounces (issue 8)
+    received = int(time.time()) if received is None else received
     out = rec(b"qid", qid) + rec(b"from", sender) + rec(b"rcpts", b"%d" % len(rcpts))
     for r in rcpts:
         out += rec(b"rcpt", r) + rec(b"notify", b"0")

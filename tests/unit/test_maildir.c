@@ -550,13 +550,6 @@ main(void)
 	config_unref(&cfg);
 	free(ov_root);
 	log_close();
-	if (testing_failed == 0 && getenv("KEEP") == NULL) {
-		char cmd[600];
-
-		if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir) < (int)sizeof(cmd))
-			(void)!system(cmd);
-	} else {
-		fprintf(stderr, "files kept in %s\n", tmpdir);
-	}
+	testing_remove_dir(tmpdir);
 	return TEST_DONE();
 }
