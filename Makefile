@@ -10,6 +10,8 @@ DEBS = gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev libcrypt-dev \
 DEBS += dovecot-core dovecot-pop3d
 # strace: test_commit_path.py checks the order of the flush and the 250
 DEBS += strace
+# tests/unit/test_smtp_client.c runs a real peer: Postfix's smtp-sink
+DEBS += postfix
 
 .PHONY: all deps build build-asan build-fuzz run test unit e2e docs docs-check fuzz clean
 
