@@ -557,9 +557,10 @@ sc_idle_end(struct smtp_client *c, int quit)
 	void (*fn)(void *, struct smtp_client *) = c->idle_fn;
 
 	sc_close(c, quit);
+	if (fn == NULL)
+		return;		/* the owner finds it ended: send fails, quit frees */
 	c->dead = 1;
-	if (fn != NULL)
-		fn(c->idle_arg, c);
+	fn(c->idle_arg, c);
 }
 
 static void

@@ -162,14 +162,16 @@ struct smtp_client *smtp_client_open(struct net_table *t, struct loop *loop,
  * without the end of data (DELIVERY-SPOOL-CORRUPT). done runs once,
  * never before smtp_client_send returns; with res.reusable the
  * connection is idle again, otherwise it is closed and freed after done
- * returns (c must not be used then). -1 when c is not idle (nothing
- * runs). */
+ * returns (c must not be used then). -1 when c is not idle, or (EINVAL)
+ * an envelope string is longer than 4096 octets (nothing runs). */
 int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m,
 		     smtp_client_fn done, void *arg) WARN_UNUSED;
 
 /* While idle (cached): the peer closed, sent something, or idle_ms
  * passed (0: no limit): the connection is closed (QUIT first after the
- * idle limit), closed(arg, c) runs, then c is freed. */
+ * idle limit), closed(arg, c) runs, then c is freed. Without this call
+ * the connection is closed the same way but c stays the owner's: send
+ * fails on it, quit or abort frees it. */
 void smtp_client_on_idle(struct smtp_client *c, unsigned idle_ms,
 			 void (*closed)(void *arg, struct smtp_client *c), void *arg);
 
