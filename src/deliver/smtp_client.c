@@ -76,6 +76,8 @@ sc_close(struct smtp_client *c, int quit)
 	if (c->ended || cn == NULL)
 		return;
 	c->ended = 1;
+	if (c->stage == SMTP_CLIENT_BODY)
+		quit = 0;	/* inside the data a QUIT would be data */
 	if (quit && cn->ns.phase == NET_PHASE_OPEN) {
 		buf_reset(&cn->out);
 		if (buf_append_str(&cn->out, "QUIT\r\n") < 0)

@@ -408,7 +408,8 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m, smtp_cl
 				   KVU("size", m->size), KVU("limit", c->ext.size) };
 		buf_init(&line, SMTP_CLIENT_TEXT_MAX);
 		smtp_client_rparse_init(&rp, 0);
-		if (catalog_reply(&line, refuse, c->host, kv, ARRAY_LEN(kv), 0) < 0 ||
+		size_t nkv = refuse == COND_DELIVERY_MESSAGE_TOO_BIG ? ARRAY_LEN(kv) : 2;
+		if (catalog_reply(&line, refuse, c->host, kv, nkv, 0) < 0 ||
 		    smtp_client_rparse_line(&rp, line.data, line.len) != SMTP_CLIENT_RP_DONE) {
 			rp.r.code = catalog_get(refuse)->code;
 			(void)snprintf(rp.r.enh, sizeof(rp.r.enh), "%s", catalog_get(refuse)->esc);
