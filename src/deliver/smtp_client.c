@@ -126,6 +126,10 @@ sc_end(struct smtp_client *c, int quit)
 	c->res.stage = c->stage;
 	c->res.reusable = 0;
 	c->res.rcpt = c->rr;
+	if (opening)
+		c->res.connect_ms = loop_now_ms(c->loop) - c->t0;
+	else
+		c->res.transfer_ms = loop_now_ms(c->loop) - c->t0;
 	if (c->cn != NULL) {
 		sc_tls_note(c);
 		(void)snprintf(c->res.local_text, sizeof(c->res.local_text), "%s",
