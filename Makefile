@@ -7,11 +7,11 @@
 DEBS = gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev libcrypt-dev \
        clang libclang-rt-14-dev python3-pytest swaks libnet-ssleay-perl openssl procps \
        fetchmail
+# tests/unit/test_smtp_client.c runs a real peer: Postfix's smtp-sink
+DEBS += postfix
 DEBS += dovecot-core dovecot-pop3d
 # strace: test_commit_path.py checks the order of the flush and the 250
 DEBS += strace
-# tests/unit/test_smtp_client.c runs a real peer: Postfix's smtp-sink
-DEBS += postfix
 
 .PHONY: all deps build build-asan build-fuzz run test unit e2e docs docs-check fuzz clean
 
