@@ -76,6 +76,8 @@ sc_close(struct smtp_client *c, int quit)
 	if (c->ended || cn == NULL)
 		return;
 	c->ended = 1;
+	if (c->stage == SMTP_CLIENT_BODY)
+		quit = 0;	/* inside the data a QUIT would be data */
 	if (quit && cn->ns.phase == NET_PHASE_OPEN) {
 		buf_reset(&cn->out);
 		if (buf_append_str(&cn->out, "QUIT\r\n") < 0)
@@ -124,6 +126,10 @@ sc_end(struct smtp_client *c, int quit)
 	c->res.stage = c->stage;
 	c->res.reusable = 0;
 	c->res.rcpt = c->rr;
+	if (opening)
+		c->res.connect_ms = loop_now_ms(c->loop) - c->t0;
+	else
+		c->res.transfer_ms = loop_now_ms(c->loop) - c->t0;
 	if (c->cn != NULL) {
 		sc_tls_note(c);
 		(void)snprintf(c->res.local_text, sizeof(c->res.local_text), "%s",
@@ -557,9 +563,10 @@ sc_idle_end(struct smtp_client *c, int quit)
 	void (*fn)(void *, struct smtp_client *) = c->idle_fn;
 
 	sc_close(c, quit);
+	if (fn == NULL)
+		return;		/* the owner finds it ended: send fails, quit frees */
 	c->dead = 1;
-	if (fn != NULL)
-		fn(c->idle_arg, c);
+	fn(c->idle_arg, c);
 }
 
 static void

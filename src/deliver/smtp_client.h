@@ -38,7 +38,8 @@ struct smtp_client;
  * address (Postfix's "may"). ENCRYPT: STARTTLS required, not checked.
  * VERIFY: required, and the chain and host name are checked (tls_ctx
  * from tls_client_new). For MAY and ENCRYPT give a context from
- * tls_client_new_noverify. */
+ * tls_client_new_noverify. A NULL tls_ctx makes MAY mean NONE, and
+ * ENCRYPT/VERIFY fail with DELIVERY-TLS-FAILED. */
 enum smtp_client_tls { SMTP_CLIENT_TLS_NONE, SMTP_CLIENT_TLS_MAY, SMTP_CLIENT_TLS_ENCRYPT,
 		       SMTP_CLIENT_TLS_VERIFY };
 
@@ -159,17 +160,21 @@ struct smtp_client *smtp_client_open(struct net_table *t, struct loop *loop,
  * every recipient with a 5xx of its own row, no byte sent, the
  * connection stays reusable. The end of data goes out with the last
  * block of the data. A CRC mismatch of the data ends the connection
- * without the end of data (DELIVERY-SPOOL-CORRUPT). done runs once,
+ * without the last block and the end of data (res.cond
+ * QUEUE-SPOOL-CORRUPT; a spool read error: QUEUE-SPOOL-READ-FAILED with
+ * res.err; nothing logged: the owner knows the file). done runs once,
  * never before smtp_client_send returns; with res.reusable the
  * connection is idle again, otherwise it is closed and freed after done
- * returns (c must not be used then). -1 when c is not idle (nothing
- * runs). */
+ * returns (c must not be used then). -1 when c is not idle, or (EINVAL)
+ * an envelope string is longer than 4096 octets (nothing runs). */
 int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m,
 		     smtp_client_fn done, void *arg) WARN_UNUSED;
 
 /* While idle (cached): the peer closed, sent something, or idle_ms
  * passed (0: no limit): the connection is closed (QUIT first after the
- * idle limit), closed(arg, c) runs, then c is freed. */
+ * idle limit), closed(arg, c) runs, then c is freed. Without this call
+ * the connection is closed the same way but c stays the owner's: send
+ * fails on it, quit or abort frees it. */
 void smtp_client_on_idle(struct smtp_client *c, unsigned idle_ms,
 			 void (*closed)(void *arg, struct smtp_client *c), void *arg);
 

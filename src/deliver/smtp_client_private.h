@@ -11,6 +11,7 @@
 #define SC_OUT_MAX (1024 * 1024)	/* commands of a pipelined transaction, or a
 					 * transformed chunk (at most twice its size) */
 #define SC_IN_MAX (2 * SMTP_CLIENT_LINE_MAX)
+#define SC_FIELD_MAX 4096		/* an envelope string (SPOOL_MAX_FIELD) */
 
 /* The part the session core owns and frees (deferred) once released. */
 struct sc_conn {

@@ -351,6 +351,14 @@ sc_body_continue(struct smtp_client *c)
 	sc_flush(c);
 }
 
+static void sc_send_cmds(struct smtp_client *c, const struct smtp_client_msg *m, int dsn);
+
+static int
+too_long(const char *s)
+{
+	return s != NULL && strlen(s) > SC_FIELD_MAX;
+}
+
 int
 smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m, smtp_client_fn done,
 		 void *arg)
@@ -358,6 +366,14 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m, smtp_cl
 	if (c->busy || c->ended || c->dead || c->stage != SMTP_CLIENT_IDLE || m->n == 0 ||
 	    m->rcpts == NULL)
 		return -1;
+	int bad = too_long(m->from) || too_long(m->envid);
+	for (size_t i = 0; i < m->n && !bad; i++)
+		bad = m->rcpts[i].addr == NULL || too_long(m->rcpts[i].addr) ||
+		      too_long(m->rcpts[i].orcpt);
+	if (bad) {
+		errno = EINVAL;
+		return -1;
+	}
 	c->busy = 1;
 	c->m = *m;
 	c->cb = done;
@@ -373,6 +389,12 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m, smtp_cl
 		       c->cn->conn.peer_text, c->cn->conn.peer_port);
 	c->t0 = loop_now_ms(c->loop);
 	c->pipelined = (c->ext.flags & SMTP_EXT_PIPELINING) != 0;
+	size_t batch = 0;	/* a pipelined batch that could not fit goes one by one */
+	for (size_t i = 0; i < m->n; i++)
+		batch += strlen(m->rcpts[i].addr) +
+			 (m->rcpts[i].orcpt != NULL ? strlen(m->rcpts[i].orcpt) : 0) + 64;
+	if (batch > SC_OUT_MAX / 2)
+		c->pipelined = 0;
 
 	enum cond_id refuse = COND__COUNT;
 	if (m->smtputf8 && !(c->ext.flags & SMTP_EXT_SMTPUTF8))
@@ -386,7 +408,8 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m, smtp_cl
 				   KVU("size", m->size), KVU("limit", c->ext.size) };
 		buf_init(&line, SMTP_CLIENT_TEXT_MAX);
 		smtp_client_rparse_init(&rp, 0);
-		if (catalog_reply(&line, refuse, c->host, kv, ARRAY_LEN(kv), 0) < 0 ||
+		size_t nkv = refuse == COND_DELIVERY_MESSAGE_TOO_BIG ? ARRAY_LEN(kv) : 2;
+		if (catalog_reply(&line, refuse, c->host, kv, nkv, 0) < 0 ||
 		    smtp_client_rparse_line(&rp, line.data, line.len) != SMTP_CLIENT_RP_DONE) {
 			rp.r.code = catalog_get(refuse)->code;
 			(void)snprintf(rp.r.enh, sizeof(rp.r.enh), "%s", catalog_get(refuse)->esc);
@@ -401,24 +424,35 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m, smtp_cl
 	}
 
 	int dsn = (c->ext.flags & SMTP_EXT_DSN) != 0;
+	sc_hold(c);
+	sc_send_cmds(c, m, dsn);
+	sc_unhold(c);
+	return 0;
+}
+
+/* MAIL, and with PIPELINING every RCPT and DATA. A command that cannot
+ * fit ends the connection (only with envelope strings past their bounds). */
+static void
+sc_send_cmds(struct smtp_client *c, const struct smtp_client_msg *m, int dsn)
+{
 	sc_expect(c, 0);
 	sc_stage(c, SMTP_CLIENT_MAIL);
 	if (sc_cmd(c, "MAIL FROM:<%s>", m->from != NULL ? m->from : "") < 0)
-		return 0;
+		return;
 	if ((c->ext.flags & SMTP_EXT_SIZE) && sc_cmd(c, " SIZE=%llu",
 						     (unsigned long long)m->size) < 0)
-		return 0;
+		return;
 	if (m->body_8bit && (c->ext.flags & SMTP_EXT_8BITMIME) && sc_cmd(c, " BODY=8BITMIME") < 0)
-		return 0;
+		return;
 	if (m->smtputf8 && sc_cmd(c, " SMTPUTF8") < 0)
-		return 0;
+		return;
 	if (dsn && m->ret != SMTP_CLIENT_RET_NONE &&
 	    sc_cmd(c, " RET=%s", m->ret == SMTP_CLIENT_RET_HDRS ? "HDRS" : "FULL") < 0)
-		return 0;
+		return;
 	if (dsn && m->envid != NULL && sc_cmd(c, " ENVID=%s", m->envid) < 0)
-		return 0;
+		return;
 	if (sc_cmd(c, "\r\n") < 0)
-		return 0;
+		return;
 	if (c->pipelined) {
 		/* RFC 2920: MAIL, every RCPT and DATA in one write. */
 		for (size_t i = 0; i < m->n && !c->ended; i++)
@@ -430,5 +464,4 @@ smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *m, smtp_cl
 	}
 	if (!c->ended)
 		sc_flush(c);
-	return 0;
 }

@@ -372,6 +372,7 @@ static struct {
 	struct smtp_client_reply rr[2][MAXR];
 	int timed_out;
 	int idle_ms, idle_mode, idle_closed;
+	int refused_long;
 } R;
 static struct loop_timer guard;
 
@@ -418,6 +419,13 @@ on_ready(void *arg, struct smtp_client *c, const struct smtp_client_result *res)
 	R.ready_called++;
 	R.open_res = *res;
 	R.opened = c != NULL;
+	if (c != NULL && R.nmsgs > 0) {	/* an envelope string past its bound: refused */
+		static char huge[5000];
+		memset(huge, 'a', sizeof(huge) - 1);
+		struct smtp_client_msg bad = *R.msgs[0];
+		bad.from = huge;
+		R.refused_long = smtp_client_send(c, &bad, on_done, NULL) == -1 && errno == EINVAL;
+	}
 	if (c == NULL) {
 		loop_stop(loop);
 		return;
@@ -677,6 +685,7 @@ test_pipelined(const char *logpath)
 	peer_join(&pe);
 	CHECK(pe.ok);
 	CHECK_INT(R.opened, 1);
+	CHECK_INT(R.refused_long, 1);
 	CHECK_INT(R.open_res.ext.flags & SMTP_EXT_PIPELINING, SMTP_EXT_PIPELINING);
 	CHECK_INT(R.open_res.ext.size, 1000000);
 	CHECK_INT(R.nsend, 2);
@@ -1010,6 +1019,22 @@ test_chunking_and_big(void)
 	CHECK(pe.bdat_chunks >= 4);
 	CHECK_INT(R.rr[0][0].code, 250);
 	CHECK_STR(R.rr[0][0].text, "queued as B");
+	close(m.fd);
+	peer_free(&pe);
+
+	TEST_CASE("CHUNKING without PIPELINING: one chunk's reply at a time");
+	const char *const s1b[] = {
+		"S:220 mx.example.test\r\n", "E:EHLO",
+		"S:250-mx.example.test\r\n250 CHUNKING\r\n", "E:MAIL", "S:250 ok\r\n",
+		"E:RCPT", "S:250 ok\r\n", "B", "E:QUIT", "Q", NULL,
+	};
+	peer_start(&pe, s1b, &sa);
+	m = message(body, 200000, rc, 1);
+	drive(&p, &m, NULL);
+	peer_join(&pe);
+	CHECK(pe.ok);
+	CHECK(pe.datalen == 200000 && memcmp(pe.data, body, 200000) == 0);
+	CHECK_INT(R.rr[0][0].code, 250);
 	close(m.fd);
 	peer_free(&pe);
 
