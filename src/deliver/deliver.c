@@ -117,6 +117,7 @@ struct deliver_item {
 	uint16_t passes;		/* attempts in this run (saturating) */
 	uint8_t flags;			/* IF_* */
 	uint16_t inflight;		/* outbound jobs not back yet (d->mu) */
+	unsigned wake_gen;		/* d->wake_gen at its last pass */
 	struct outbound_job *jobs;	/* planned by the pass, sent by item_done */
 	struct outbound_job *results;	/* back from the engine (d->mu) */
 };
@@ -130,6 +131,7 @@ struct deliver {
 	atomic_ulong pending;		/* queued + waiting + in progress */
 	pthread_mutex_t mu;		/* guards ob and items' inflight, results */
 	struct outbound *ob;		/* NULL: no outbound delivery (yet) */
+	atomic_uint wake_gen;		/* +1 per reload: every deferral due */
 };
 
 static void
@@ -581,7 +583,10 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 	unsigned char *want = NULL;	/* recipients for outbound jobs */
 	int backoff = 0, space = 0, left = 0, nwant = 0;
 	int64_t now = (int64_t)time(NULL), remote_next = 0;
-	unsigned retry;
+	unsigned retry, gen = atomic_load(&d->wake_gen);
+	/* after a reload, outbound deferrals are due too (a route may have
+	 * changed); otherwise each waits for its own next attempt */
+	int force = it->wake_gen != gen;
 
 	/* done in the file already: recorded */
 	p->rf = xcalloc(n, 1);
@@ -612,7 +617,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 		} else {
 			/* Non-local: a job, unless its deferral is not due. */
 			o = OUT_REMOTE;
-			if (r->attempts == 0 || r->next_try <= now) {
+			if (r->attempts == 0 || r->next_try <= now || force) {
 				if (want == NULL)
 					want = xcalloc(n, 1);
 				want[i] = 1;
@@ -649,6 +654,7 @@ deliver_item_run(struct deliver *d, struct deliver_item *it)
 			space = 1;
 		left++;
 	}
+	it->wake_gen = gen;
 	if (nwant > 0 && !p->corrupt) {
 		const char *why = NULL;
 
@@ -990,8 +996,10 @@ deliver_set_config(struct deliver *d, struct config *cfg)
 	pthread_mutex_unlock(&d->cfg_mu);
 	if (old != NULL)
 		config_unref(&old);
-	/* A reload may have made room (a lower space floor, a larger quota)
-	 * or made a domain local: every waiting message is due now. */
+	/* A reload may have made room (a lower space floor, a larger quota),
+	 * made a domain local or changed a route: every waiting message is
+	 * due now, outbound deferrals included. */
+	atomic_fetch_add(&d->wake_gen, 1);
 	workpool_class_wake(d->wp, d->cls);
 }
 
@@ -1032,6 +1040,7 @@ deliver_enqueue(struct spool_msg *msg, void *arg)
 
 	workpool_job_init(&it->wj, item_run, item_done, item_cancel);
 	it->d = d;
+	it->wake_gen = atomic_load(&d->wake_gen);
 	memcpy(it->qid, msg->qid, sizeof(it->qid));
 	it->qid[sizeof(it->qid) - 1] = '\0';
 	uint64_t delay_ms = 0;

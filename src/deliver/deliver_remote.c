@@ -186,7 +186,7 @@ remote_log(const struct outbound_job *job, size_t k, unsigned retry_s, int64_t n
 	char delays[96];
 	enum cond_id row = res->kind == OUTBOUND_DONE	  ? COND_DELIVERY_REMOTE_SENT
 			   : res->kind == OUTBOUND_FAILED ? COND_DELIVERY_REMOTE_REJECTED
-							  : COND_DELIVERY_REMOTE_DEFERRED;
+							  : COND_DELIVERY_DEFERRED;
 	uint64_t spent_ms = job->connect_ms + job->transfer_ms;
 	uint64_t queued_s = age > spent_ms / 1000u ? age - spent_ms / 1000u : 0;
 
@@ -197,9 +197,9 @@ remote_log(const struct outbound_job *job, size_t k, unsigned retry_s, int64_t n
 		 (unsigned long long)(job->connect_ms % 1000u / 10u),
 		 (unsigned long long)(job->transfer_ms / 1000u),
 		 (unsigned long long)(job->transfer_ms % 1000u / 10u));
-	if (row == COND_DELIVERY_REMOTE_DEFERRED) {
+	if (row == COND_DELIVERY_DEFERRED) {
 		struct kv kvs[] = {
-			KV("rcpt", rcpt), KV("relay", res->relay), KVU("delay", age),
+			KVA("rcpt", rcpt, strlen(rcpt)), KV("relay", res->relay), KVU("delay", age),
 			KV("delays", delays), KV("dsn", res->status), KV("status", kind_name(res->kind)),
 			KV("reply", res->reply), KV("cause", catalog_get(res->cond)->id),
 			KVU("retry_s", retry_s),
@@ -208,7 +208,7 @@ remote_log(const struct outbound_job *job, size_t k, unsigned retry_s, int64_t n
 		catalog_log(row, &ctx, kvs, ARRAY_LEN(kvs));
 	} else {
 		struct kv kvs[] = {
-			KV("rcpt", rcpt), KV("relay", res->relay), KVU("delay", age),
+			KVA("rcpt", rcpt, strlen(rcpt)), KV("relay", res->relay), KVU("delay", age),
 			KV("delays", delays), KV("dsn", res->status), KV("status", kind_name(res->kind)),
 			KV("reply", res->reply),
 		};

@@ -556,7 +556,7 @@ conn_sent(void *arg, struct smtp_client *c, const struct smtp_client_result *res
 			else
 				result_set(out, OUTBOUND_DEFERRED,
 					   res->cond != COND__COUNT ? res->cond
-								   : COND_DELIVERY_REMOTE_DEFERRED,
+								   : COND_DELIVERY_REMOTE_TEMPFAIL,
 					   tr->code >= 400 ? reply_status(tr, status, sizeof(status))
 							   : "4.4.2",
 					   ttext, cn->relay);
@@ -565,14 +565,14 @@ conn_sent(void *arg, struct smtp_client *c, const struct smtp_client_result *res
 				   res->cond != COND__COUNT ? res->cond : COND_DELIVERY_REMOTE_REJECTED,
 				   reply_status(rr, status, sizeof(status)), text, cn->relay);
 		} else if (rr->code >= 400) {
-			result_set(out, OUTBOUND_DEFERRED, COND_DELIVERY_REMOTE_DEFERRED,
+			result_set(out, OUTBOUND_DEFERRED, COND_DELIVERY_REMOTE_TEMPFAIL,
 				   reply_status(rr, status, sizeof(status)), text, cn->relay);
 		} else {
 			/* no answer to this RCPT: the transaction ended before */
 			result_set(out, tr->code >= 500 ? OUTBOUND_FAILED : OUTBOUND_DEFERRED,
 				   tr->code >= 500 ? COND_DELIVERY_REMOTE_REJECTED
 						   : (res->cond != COND__COUNT ? res->cond
-									      : COND_DELIVERY_REMOTE_DEFERRED),
+									      : COND_DELIVERY_REMOTE_TEMPFAIL),
 				   tr->code >= 400 ? reply_status(tr, status, sizeof(status)) : "4.4.2",
 				   ttext, cn->relay);
 		}
@@ -594,7 +594,7 @@ conn_sent(void *arg, struct smtp_client *c, const struct smtp_client_result *res
 		cn->c = NULL;	/* the client frees it after this callback */
 	for (size_t i = 0; i < job->n; i++)
 		if (job->res[i].cond == COND__COUNT)
-			result_set(&job->res[i], OUTBOUND_DEFERRED, COND_DELIVERY_REMOTE_DEFERRED,
+			result_set(&job->res[i], OUTBOUND_DEFERRED, COND_DELIVERY_REMOTE_TEMPFAIL,
 				   "4.5.3", "too many recipients; the rest next time", cn->relay);
 	if (txn_ok)
 		d->sent++;

@@ -95,7 +95,7 @@ def test_tls_verify_fails_on_an_unknown_certificate(tmp_path, make_server):
         a_srv.send_mail(rcpts=("bob@remote.test",))
         ev = a_srv.wait_event("DELIVERY-TLS-FAILED", timeout=20)[0]
         assert ev["host"] == PEER_HOST
-        d = a_srv.wait_event("DELIVERY-REMOTE-DEFERRED", timeout=20)[0]
+        d = a_srv.wait_event("DELIVERY-DEFERRED", timeout=20)[0]
         assert d["status"] == "deferred"
         assert not b.maildir("bob", domain="remote.test")
 
@@ -104,7 +104,7 @@ def test_encrypt_without_starttls_offered_defers(tmp_path, make_server):
     with ScriptPeer() as peer, DnsServer(tmp_path, zones=remote_zone()) as dns:
         a_srv = make_server(conf=sender_conf(dns, peer.port, tls="encrypt"))
         a_srv.send_mail(rcpts=("bob@remote.test",))
-        d = a_srv.wait_event("DELIVERY-REMOTE-DEFERRED", timeout=20)[0]
+        d = a_srv.wait_event("DELIVERY-DEFERRED", timeout=20)[0]
         assert d["cause"] == "DELIVERY-TLS-REQUIRED"
         assert not peer.all_transactions
 
@@ -140,7 +140,7 @@ def test_auth_is_never_sent_in_clear(tmp_path, make_server):
             "route.smarthost": {"domains": "*", "via": "[127.0.0.1]:%d" % peer.port,
                                 "tls": "may", "auth_file": str(auth)}})
         a_srv.send_mail(rcpts=("bob@remote.test",))
-        d = a_srv.wait_event("DELIVERY-REMOTE-DEFERRED", timeout=20)[0]
+        d = a_srv.wait_event("DELIVERY-DEFERRED", timeout=20)[0]
         assert d["status"] == "deferred" and d["cause"] == "DELIVERY-AUTH-NO-TLS"
         assert not any(l.upper().startswith("AUTH") for n, l in peer.commands)
 
@@ -159,7 +159,7 @@ def test_full_path_submission_to_smtp_sink_through_mx(tmp_path, make_server):
             s.ehlo("client.example.org")
             s.login("alice@example.test", "alice-pw")
             s.sendmail("alice@example.test", ["carol@far.test"], body)
-        a_srv.wait_event("DELIVERY-REMOTE-SENT", rcpt="carol@far.test", timeout=20)
+        a_srv.wait_event("DELIVERY-REMOTE-SENT", rcpt="<carol@far.test>", timeout=20)
         a_srv.wait_queue_empty()
         (env, got), = sink.wait_count(1)
         assert "alice@example.test" in env["mail"]
@@ -168,3 +168,19 @@ def test_full_path_submission_to_smtp_sink_through_mx(tmp_path, make_server):
         assert got.startswith(b"Received: from ")
         assert b" with ESMTPSA " in got.split(sent)[0]
         assert got.endswith(sent)
+
+
+def test_auth_refused_by_the_smart_host_defers(tmp_path, make_server):
+    b = peer_server(make_server)
+    auth = tmp_path / "smarthost.auth"
+    write_auth_file(auth, "alice@remote.test", "not-the-password")
+    a_srv = make_server(conf={
+        "route.smarthost": {"domains": "*", "via": "[127.0.0.1]:%d" % b.sub_port,
+                            "tls": "encrypt", "auth_file": str(auth)},
+        "outbound": {"connection_cache_time": "1"}})
+    a_srv.send_mail(frm="alice@remote.test", rcpts=("bob@remote.test",))
+    d = a_srv.wait_event("DELIVERY-DEFERRED", timeout=20)[0]
+    assert d["cause"] == "DELIVERY-AUTH-FAILED", d
+    assert d["dsn"].startswith("5.7") or d["dsn"].startswith("4."), d
+    b.wait_event("AUTH-FAILED", timeout=10)
+    assert not b.maildir("bob", domain="remote.test")
