@@ -20,20 +20,21 @@
  * its envelope until its first pass. A batch is delivered in passes of
  * at most DELIVER_PASS_MAX messages, so no more are in memory at once.
  * Back-off doubles from 1 s to 5 min.
- * Non-local recipients have no transport yet (outbound delivery is a later
- * issue): they stay queued, retried at the maximum interval, and
- * DELIVERY-DEFERRED is logged once per recipient.
+ * Non-local recipients go to the outbound engine as jobs, one per next hop
+ * (deliver_remote.c, outbound.h); the item then waits off the heap until
+ * every job is back, and the next pass records their results. Outbound
+ * deferrals wait for their own next attempt (outbound.retry_schedule),
+ * across restarts too.
  *
- * Before each local write: an earlier copy is looked for (after a crash or
- * a failed attempt), then the mail filesystem's free-space floor
- * (deliver_space.c; under it, retried every DELIVER_RETRY_SPACE_S at most),
- * then the account's quota is reserved (deliver_quota.c; over it,
- * DELIVERY-LOCAL-QUOTA and back-off). No outcome drops a recipient: a
- * message leaves the spool only when every recipient is in its Maildir
+ * Local recipients are deliver_local.c's: an earlier copy looked for, the
+ * free-space floor (retried every DELIVER_RETRY_SPACE_S at most), the
+ * quota (DELIVERY-LOCAL-QUOTA and back-off), the copy. No outcome drops a
+ * recipient: a message leaves the spool only when every recipient is done
  * or failed for good with its DSN sent (item_report, deliver_report.c).
- * A reload makes every waiting message due at once.
+ * A reload makes every waiting message due at once, outbound deferrals
+ * included.
  */
-#include "deliver.h"
+#include "deliver_private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -56,85 +57,8 @@
 #include "flush.h"
 #include "outbound.h"
 
-#define DELIVER_RETRY_MIN_S 1u
-#define DELIVER_RETRY_MAX_S 300u
-#define DELIVER_RETRY_SPACE_S 15u	/* under the space floor */
-/* A delivery batch waits this long for a commit round's flush to cover its
- * copies before it flushes on its own (store_flush_lazy). */
-#define DELIVER_FLUSH_WAIT_MS 50u
-/* Messages read back and delivered together: the bound on envelopes in
- * memory per worker (one syncfs per pass). */
-#define DELIVER_PASS_MAX 256u
 
-/* The filesystems a batch of deliveries wrote to: one syncfs each makes
- * the whole batch durable (Maildir copies, links, state records). */
-#define SYNC_SET_MAX 8
-struct sync_set {
-	dev_t dev[SYNC_SET_MAX];
-	char *path[SYNC_SET_MAX];	/* owned: a folder on that filesystem */
-	size_t n;
-	int failed;			/* a syncfs (or a stat) failed */
-	int err;
-	char *fail_path;		/* borrowed from path[] */
-};
-
-/* Per message, kept while it waits (struct deliver_item.flags). */
-#define IF_RECOVERED 0x01u	/* read back at start: look for earlier copies */
-#define IF_TRIED 0x02u		/* a write was tried in an earlier pass */
-#define IF_PERM 0x08u		/* permanent failures logged */
-#define IF_SPACE 0x10u		/* QUEUE-DISK-FULL logged */
-#define IF_FINISHED 0x20u	/* after a pass: it leaves the queue */
-
-/* Per recipient, during a pass only. */
-#define RF_RECORDED 0x01u	/* done is in the state log */
-#define RF_PASS_DONE 0x02u	/* done in this pass */
-#define RF_KIND_SHIFT 4		/* enum outcome of this pass (< 16) */
-#define RF_KIND(f) ((f) >> RF_KIND_SHIFT)
-
-/* What a pass needs besides the message; gone after it. */
-struct deliver_pass {
-	unsigned char *rf;		/* per recipient: RF_* flags */
-	struct sync_set *ss;		/* what to flush */
-	struct buf recs;		/* state records to append after the flush */
-	int newly_done;			/* recipients done in this pass */
-	int reported;			/* failed or dsn records to flush */
-	int corrupt;			/* the data failed its checksum */
-	int unread;			/* the spool file could not be read now */
-	unsigned flags;			/* IF_* learnt, merged at the end */
-};
-
-/* The queue's index entry: all a waiting message holds in memory. Its
- * next attempt is the key of wj's place in the pool's heap. */
-struct deliver_item {
-	struct workpool_job wj;		/* first: the pool hands it back */
-	struct deliver *d;
-	struct spool_msg *msg;		/* owned: during a pass (and from a
-					 * commit to its first pass), else NULL */
-	struct deliver_pass *pass;	/* during a pass, else NULL */
-	char qid[SPOOL_QID_SIZE];
-	uint16_t backoff_s;		/* last interval, 0 before the first */
-	uint16_t retry_s;		/* after a deferral: the delay */
-	uint16_t passes;		/* attempts in this run (saturating) */
-	uint8_t flags;			/* IF_* */
-	uint16_t inflight;		/* outbound jobs not back yet (d->mu) */
-	unsigned wake_gen;		/* d->wake_gen at its last pass */
-	struct outbound_job *jobs;	/* planned by the pass, sent by item_done */
-	struct outbound_job *results;	/* back from the engine (d->mu) */
-};
-
-struct deliver {
-	struct spool *sp;		/* borrowed */
-	pthread_mutex_t cfg_mu;		/* guards cfg */
-	struct config *cfg;		/* a reference */
-	struct workpool *wp;		/* borrowed */
-	int cls;			/* the "deliver" class */
-	atomic_ulong pending;		/* queued + waiting + in progress */
-	pthread_mutex_t mu;		/* guards ob and items' inflight, results */
-	struct outbound *ob;		/* NULL: no outbound delivery (yet) */
-	atomic_uint wake_gen;		/* +1 per reload: every deferral due */
-};
-
-static void
+void
 item_free(struct deliver_item **ip)
 {
 	struct deliver_item *it = *ip;
@@ -148,7 +72,7 @@ item_free(struct deliver_item **ip)
 	*ip = NULL;
 }
 
-static struct config *
+struct config *
 deliver_config(struct deliver *d)
 {
 	struct config *cfg;
@@ -161,7 +85,7 @@ deliver_config(struct deliver *d)
 
 /* ---- flushing a batch ------------------------------------------------- */
 
-static void
+void
 sync_add(struct sync_set *ss, const char *path)
 {
 	struct stat st;
@@ -213,220 +137,6 @@ sync_fini(struct sync_set *ss)
 
 /* ---- one message ------------------------------------------------------ */
 
-enum outcome {
-	OUT_DONE,		/* in the Maildir */
-	OUT_FAILED,		/* write failed: retry with back-off */
-	OUT_QUOTA,		/* over quota: retry with back-off */
-	OUT_SPACE,		/* under the free-space floor: retry soon */
-	OUT_PERMANENT,		/* no retry can help: fails, bounces */
-	OUT_CORRUPT,		/* the spool file's data failed its checksum */
-	OUT_GONE,		/* the local account no longer exists: bounces */
-	OUT_REMOTE,		/* outbound: sent in a job, or recorded from one */
-};
-_Static_assert(OUT_REMOTE < 16, "an outcome fits the top bits of a recipient's flags");
-
-static enum cond_id
-outcome_cond(enum outcome o)
-{
-	switch (o) {
-	case OUT_FAILED:
-		return COND_DELIVERY_LOCAL_WRITE_FAILED;
-	case OUT_QUOTA:
-		return COND_DELIVERY_LOCAL_QUOTA;
-	case OUT_SPACE:
-		return COND_QUEUE_DISK_FULL;
-	case OUT_PERMANENT:
-		return COND_DELIVERY_LOCAL_PERMANENT;
-	case OUT_GONE:
-		return COND_DELIVERY_LOCAL_GONE;
-	default:
-		return COND_DELIVERY_DEFERRED;
-	}
-}
-
-static const char *
-outcome_cause(enum outcome o)
-{
-	return catalog_get(outcome_cond(o))->id;
-}
-
-/* 1 if local@domain was an account when accepted and is no longer one
- * (removed from local.accounts since): the postmaster mailbox, which
- * needs no account, never is; without an accounts file, nobody is. */
-static int
-local_account_gone(const struct config *cfg, const struct spool_msg *msg, size_t i,
-		   const char *local, size_t local_len, const char *domain, size_t domain_len)
-{
-	if (cfg->accounts == NULL || cfg->local_accounts == NULL || cfg->local_accounts[0] == '\0' ||
-	    directory_find(cfg->accounts, local, local_len, domain, domain_len) != NULL ||
-	    (local_len == 10 && strncasecmp(local, "postmaster", 10) == 0))
-		return 0;
-	struct log_ctx ctx = { .qid = msg->qid };
-	struct kv kvs[] = { KVA("rcpt", msg->rcpts[i].addr, strlen(msg->rcpts[i].addr)) };
-
-	catalog_log(COND_DELIVERY_LOCAL_GONE, &ctx, kvs, ARRAY_LEN(kvs));
-	return 1;
-}
-
-static void
-log_delivered(const struct spool_msg *msg, size_t i,
-	      const struct deliver_maildir_result *res)
-{
-	struct log_ctx ctx = { .qid = msg->qid };
-	const char *addr = msg->rcpts[i].addr;
-	struct kv kvs[] = {
-		KVA("rcpt", addr, strlen(addr)),
-		KV("path", res->path), KVU("size", res->size),
-	};
-
-	catalog_log(COND_DELIVERY_SUCCESS, &ctx, kvs, ARRAY_LEN(kvs));
-}
-
-static void
-log_write_failed(const struct spool_msg *msg, size_t i,
-		 const struct deliver_maildir_result *res)
-{
-	struct log_ctx ctx = { .qid = msg->qid };
-	const char *addr = msg->rcpts[i].addr;
-	struct kv kvs[] = {
-		KVA("rcpt", addr, strlen(addr)),
-		KV("path", res->path), KV("op", res->op),
-		KV("errno", log_errno_name(res->err)),
-		KV("err", strerror(res->err)),
-	};
-
-	catalog_log(COND_DELIVERY_LOCAL_WRITE_FAILED, &ctx, kvs, ARRAY_LEN(kvs));
-}
-
-/* Tries recipient i locally (msg->recovered says a crash or an earlier
- * attempt may have left the copy in place). Logs what happened. */
-static enum outcome
-deliver_local(const struct config *cfg, struct deliver_item *it, size_t i,
-	      const char *local, size_t local_len, const char *domain,
-	      size_t domain_len)
-{
-	struct spool_msg *msg = it->msg;
-	const struct spool_rcpt *r = &msg->rcpts[i];
-	struct log_ctx ctx = { .qid = msg->qid };
-	struct deliver_maildir_result res;
-	struct quota_report qr;
-	struct space_report sr;
-	const struct account *acct;
-	char hostbuf[256];
-	const char *host = cfg->hostname;
-	uint64_t size;
-	char *dir;
-	int rc, recovered;
-
-	if (host == NULL || *host == '\0') {
-		if (gethostname(hostbuf, sizeof(hostbuf)) < 0)
-			hostbuf[0] = '\0';
-		hostbuf[sizeof(hostbuf) - 1] = '\0';
-		host = hostbuf[0] != '\0' ? hostbuf : "localhost";
-	}
-	dir = deliver_maildir_dir(cfg->server_mail_root, local, local_len,
-				  domain, domain_len);
-	size = deliver_maildir_size(msg, i);
-	if (dir == NULL || size == 0) {
-		if (!(it->flags & IF_PERM)) {
-			struct kv kvs[] = {
-				KVA("rcpt", r->addr, strlen(r->addr)),
-				KV("path", cfg->server_mail_root),
-				KV("op", dir == NULL ? "path" : "header"),
-				KV("err", dir == NULL
-					  ? "the address cannot name a Maildir folder"
-					  : "CR or LF in an envelope address"),
-			};
-
-			it->pass->flags |= IF_PERM;
-			catalog_log(COND_DELIVERY_LOCAL_PERMANENT, &ctx, kvs,
-				    ARRAY_LEN(kvs));
-		}
-		free(dir);
-		return OUT_PERMANENT;
-	}
-
-	if (local_account_gone(cfg, msg, i, local, local_len, domain, domain_len)) {
-		free(dir);
-		return OUT_GONE;
-	}
-
-	/* 1. Already there (a repeat after a crash, or after a failure that
-	 * came after the link): done, and counted by the quota scan. */
-	if (msg->recovered) {	/* set by item_load: recovered or tried */
-		rc = deliver_maildir_find(dir, host, msg, i, &res);
-		if (rc == 1) {
-			sync_add(it->pass->ss, dir);	/* found after a crash: maybe unflushed */
-			log_delivered(msg, i, &res);
-			deliver_maildir_result_fini(&res);
-			free(dir);
-			return OUT_DONE;
-		}
-		if (rc < 0) {
-			log_write_failed(msg, i, &res);
-			deliver_maildir_result_fini(&res);
-			free(dir);
-			return OUT_FAILED;
-		}
-		deliver_maildir_result_fini(&res);
-	}
-
-	/* 2. The free-space floor of the mail filesystem. */
-	if (space_check(NULL, cfg->server_mail_root, cfg->limits_min_free_space,
-			size, &sr) != COND__COUNT) {
-		if (!(it->flags & IF_SPACE)) {
-			struct kv kvs[] = {
-				KV("fs", sr.fs), KVU("free_bytes", sr.free_bytes),
-				KVU("free_inodes", sr.free_inodes),
-				KVU("floor", sr.floor), KVU("need", sr.need),
-			};
-
-			it->flags |= IF_SPACE;
-			catalog_log(COND_QUEUE_DISK_FULL, &ctx, kvs,
-				    ARRAY_LEN(kvs));
-		}
-		free(dir);
-		return OUT_SPACE;
-	}
-
-	/* 3. The account's quota: reserve, write, then settle. */
-	acct = cfg->accounts != NULL
-		       ? directory_find(cfg->accounts, local, local_len, domain,
-					domain_len)
-		       : NULL;
-	if (quota_reserve(cfg->server_mail_root, acct, r->addr, size, &qr) !=
-	    COND__COUNT) {
-		struct kv kvs[] = {
-			KVA("rcpt", r->addr, strlen(r->addr)),
-			KV("kind", qr.kind), KVU("used", qr.used),
-			KVU("quota", qr.quota), KVU("size", qr.size),
-		};
-
-		catalog_log(COND_DELIVERY_LOCAL_QUOTA, &ctx, kvs, ARRAY_LEN(kvs));
-		free(dir);
-		return OUT_QUOTA;
-	}
-	/* Step 1 looked already: spare the Maildir writer a second cur/ scan. */
-	recovered = msg->recovered;
-	msg->recovered = 0;
-	it->pass->flags |= IF_TRIED;
-	rc = deliver_maildir_write(dir, host, msg, i, &res);
-	msg->recovered = recovered;
-	quota_finish(cfg->server_mail_root, r->addr, size, rc == 0 && !res.existed);
-	if (rc == 0)
-		sync_add(it->pass->ss, dir);
-	if (rc == 0)
-		log_delivered(msg, i, &res);
-	else
-		log_write_failed(msg, i, &res);
-	int res_err = res.err;
-	deliver_maildir_result_fini(&res);
-	free(dir);
-	if (rc < 0 && res_err == EBADMSG)
-		return OUT_CORRUPT;	/* no copy was linked: the check comes first */
-	return rc == 0 ? OUT_DONE : OUT_FAILED;
-}
-
 static void
 log_deferred(const struct spool_msg *msg, size_t i, unsigned retry_s,
 	     const char *cause)
@@ -442,7 +152,7 @@ log_deferred(const struct spool_msg *msg, size_t i, unsigned retry_s,
 }
 
 /* The next back-off interval: from 1 s, doubling to 5 min. */
-static unsigned
+unsigned
 item_backoff(struct deliver_item *it)
 {
 	unsigned retry = it->backoff_s == 0 ? DELIVER_RETRY_MIN_S : it->backoff_s * 2u;
@@ -451,122 +161,6 @@ item_backoff(struct deliver_item *it)
 		retry = DELIVER_RETRY_MAX_S;
 	it->backoff_s = (uint16_t)retry;
 	return retry;
-}
-
-/* ---- outbound ------------------------------------------------------------ */
-
-static int
-remote_enabled(struct deliver *d)
-{
-	int on;
-
-	pthread_mutex_lock(&d->mu);
-	on = d->ob != NULL;
-	pthread_mutex_unlock(&d->mu);
-	return on;
-}
-
-/* The results of the item's outbound jobs, recorded in this pass: done
- * (flushed with the pass's other done records), failed, or deferred
- * until the retry schedule's next interval. */
-static void
-remote_results(struct deliver_item *it, struct config *cfg, unsigned char *kind, int64_t now)
-{
-	struct spool_msg *msg = it->msg;
-	struct deliver_pass *p = it->pass;
-
-	for (struct outbound_job *job = it->results; job != NULL; job = job->next) {
-		if (job->corrupt)
-			p->corrupt = 1;
-		remote_log_job(job);
-		for (size_t k = 0; k < job->n; k++) {
-			const struct outbound_result *res = &job->res[k];
-			size_t i = job->idx[k];
-			struct spool_rcpt *r;
-			unsigned retry = 0;
-
-			if (i >= msg->nrcpts)
-				continue;
-			r = &msg->rcpts[i];
-			if (r->done || r->failed)
-				continue;	/* recorded already */
-			if (res->kind == OUTBOUND_DONE) {
-				r->done = 1;
-				p->rf[i] |= RF_PASS_DONE;
-				p->newly_done++;
-				/* "relayed" for NOTIFY=SUCCESS, unless the peer
-				 * took the DSN duty over (it offered DSN) */
-				deliver_report_relayed(msg, i, res->relay, res->reply, res->dsn_offered,
-						       &p->recs);
-			} else if (res->kind == OUTBOUND_FAILED) {
-				deliver_report_fail(cfg, msg, i, res->cond, res->status, res->relay,
-						    res->reply, &p->recs);
-			} else {
-				r->attempts++;
-				retry = cfg != NULL ? remote_retry_delay(cfg, r->attempts) : 300;
-				r->next_try = now + (int64_t)retry;
-				(void)deliver_report_defer(msg, i, r->attempts, r->next_try, res->cond,
-							   res->status, res->relay, res->reply,
-							   &p->recs);
-				kind[i] = OUT_REMOTE;
-			}
-			remote_log(job, k, retry, now);
-		}
-	}
-}
-
-/* On the engine's loop: a job is back. The last one sends the item to
- * the pool again, where a pass records the results. */
-static void
-remote_job_done(struct outbound_job *job)
-{
-	struct deliver_item *it = job->owner;
-	struct deliver *d = it->d;
-	int last, on;
-
-	pthread_mutex_lock(&d->mu);
-	job->next = it->results;
-	it->results = job;
-	last = --it->inflight == 0;
-	on = d->ob != NULL;
-	pthread_mutex_unlock(&d->mu);
-	if (!last)
-		return;
-	/* Stopping: nothing is recorded; the spool keeps the message. */
-	if (!on || workpool_submit_after(d->wp, d->cls, &it->wj, NULL, 0) < 0) {
-		item_free(&it);
-		d->pending--;
-	}
-}
-
-/* After a pass planned jobs: they go to the engine; the item waits for
- * them (remote_job_done), off the pool's heap. */
-static int
-remote_send(struct deliver *d, struct deliver_item *it)
-{
-	struct outbound_job *jobs = it->jobs, *job;
-	struct outbound *ob;
-	unsigned n = 0;
-
-	pthread_mutex_lock(&d->mu);
-	ob = d->ob;
-	for (job = jobs; job != NULL; job = job->next)
-		n++;
-	if (ob != NULL)
-		it->inflight = (uint16_t)n;
-	pthread_mutex_unlock(&d->mu);
-	if (ob == NULL)
-		return -1;
-	it->jobs = NULL;
-	while (jobs != NULL) {
-		job = jobs;
-		jobs = job->next;
-		job->next = NULL;
-		job->owner = it;
-		job->done = remote_job_done;
-		outbound_submit(ob, job);
-	}
-	return 0;
 }
 
 /* Delivers what it can. 1 when every recipient is done; else 0 with the

@@ -7,6 +7,7 @@
  * lines and the retry times their results mean. Worker threads.
  */
 #include "deliver_remote.h"
+#include "deliver_private.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "deliver_report.h"
 #include "smtp_client.h"
 
 unsigned
@@ -243,4 +245,120 @@ remote_log_job(const struct outbound_job *job)
 	default:
 		break;
 	}
+}
+
+/* ---- a pass's outbound side (deliver_private.h) --------------------------- */
+
+int
+remote_enabled(struct deliver *d)
+{
+	int on;
+
+	pthread_mutex_lock(&d->mu);
+	on = d->ob != NULL;
+	pthread_mutex_unlock(&d->mu);
+	return on;
+}
+
+/* The results of the item's outbound jobs, recorded in this pass: done
+ * (flushed with the pass's other done records), failed, or deferred
+ * until the retry schedule's next interval. */
+void
+remote_results(struct deliver_item *it, struct config *cfg, unsigned char *kind, int64_t now)
+{
+	struct spool_msg *msg = it->msg;
+	struct deliver_pass *p = it->pass;
+
+	for (struct outbound_job *job = it->results; job != NULL; job = job->next) {
+		if (job->corrupt)
+			p->corrupt = 1;
+		remote_log_job(job);
+		for (size_t k = 0; k < job->n; k++) {
+			const struct outbound_result *res = &job->res[k];
+			size_t i = job->idx[k];
+			struct spool_rcpt *r;
+			unsigned retry = 0;
+
+			if (i >= msg->nrcpts)
+				continue;
+			r = &msg->rcpts[i];
+			if (r->done || r->failed)
+				continue;	/* recorded already */
+			if (res->kind == OUTBOUND_DONE) {
+				r->done = 1;
+				p->rf[i] |= RF_PASS_DONE;
+				p->newly_done++;
+				/* "relayed" for NOTIFY=SUCCESS, unless the peer
+				 * took the DSN duty over (it offered DSN) */
+				deliver_report_relayed(msg, i, res->relay, res->reply, res->dsn_offered,
+						       &p->recs);
+			} else if (res->kind == OUTBOUND_FAILED) {
+				deliver_report_fail(cfg, msg, i, res->cond, res->status, res->relay,
+						    res->reply, &p->recs);
+			} else {
+				r->attempts++;
+				retry = cfg != NULL ? remote_retry_delay(cfg, r->attempts) : 300;
+				r->next_try = now + (int64_t)retry;
+				(void)deliver_report_defer(msg, i, r->attempts, r->next_try, res->cond,
+							   res->status, res->relay, res->reply,
+							   &p->recs);
+				kind[i] = OUT_REMOTE;
+			}
+			remote_log(job, k, retry, now);
+		}
+	}
+}
+
+/* On the engine's loop: a job is back. The last one sends the item to
+ * the pool again, where a pass records the results. */
+static void
+remote_job_done(struct outbound_job *job)
+{
+	struct deliver_item *it = job->owner;
+	struct deliver *d = it->d;
+	int last, on;
+
+	pthread_mutex_lock(&d->mu);
+	job->next = it->results;
+	it->results = job;
+	last = --it->inflight == 0;
+	on = d->ob != NULL;
+	pthread_mutex_unlock(&d->mu);
+	if (!last)
+		return;
+	/* Stopping: nothing is recorded; the spool keeps the message. */
+	if (!on || workpool_submit_after(d->wp, d->cls, &it->wj, NULL, 0) < 0) {
+		item_free(&it);
+		d->pending--;
+	}
+}
+
+/* After a pass planned jobs: they go to the engine; the item waits for
+ * them (remote_job_done), off the pool's heap. */
+int
+remote_send(struct deliver *d, struct deliver_item *it)
+{
+	struct outbound_job *jobs = it->jobs, *job;
+	struct outbound *ob;
+	unsigned n = 0;
+
+	pthread_mutex_lock(&d->mu);
+	ob = d->ob;
+	for (job = jobs; job != NULL; job = job->next)
+		n++;
+	if (ob != NULL)
+		it->inflight = (uint16_t)n;
+	pthread_mutex_unlock(&d->mu);
+	if (ob == NULL)
+		return -1;
+	it->jobs = NULL;
+	while (jobs != NULL) {
+		job = jobs;
+		jobs = job->next;
+		job->next = NULL;
+		job->owner = it;
+		job->done = remote_job_done;
+		outbound_submit(ob, job);
+	}
+	return 0;
 }
