@@ -36,6 +36,23 @@ def out_conf(dns, port, **extra):
     return conf
 
 
+def raw_send(srv, mail, rcpt, data, chunk=None):
+    """One message over a raw session, with the MAIL and RCPT lines as
+    given (parameters and all); data is sent in pieces of chunk octets."""
+    with srv.raw(timeout=60) as c:
+        c.cmd("EHLO client.example.org")
+        assert c.cmd(mail).code == 250
+        assert c.cmd(rcpt).code == 250
+        assert c.cmd("DATA").code == 354
+        step = chunk or len(data) or 1
+        for off in range(0, len(data), step):
+            c.send(data[off:off + step])
+        c.send(b".\r\n")
+        r = c.reply(timeout=60)
+        assert r.code == 250, r
+        c.cmd("QUIT")
+
+
 def zone_remote(*recs):
     return {REMOTE: list(recs) or [mx("@", 10, "mx1.remote.test"), a("mx1", "127.0.0.1")]}
 
@@ -337,16 +354,8 @@ def test_50mib_message_to_a_remote_domain_streams_with_bounded_memory(tmp_path, 
         srv.wait_queue_empty()
         base = proc_status_kib(srv.pid, "VmRSS")
         data = make_message("big-out", body=body_of(50 * MIB))
-        with srv.raw(timeout=60) as c:
-            c.cmd("EHLO client.example.org")
-            assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
-            assert c.cmd("RCPT TO:<big@remote.test>").code == 250
-            assert c.cmd("DATA").code == 354
-            for off in range(0, len(data), MIB):
-                c.send(data[off:off + MIB])
-            c.send(b".\r\n")
-            assert c.reply(timeout=60).code == 250
-            c.cmd("QUIT")
+        raw_send(srv, "MAIL FROM:<sender@example.org>", "RCPT TO:<big@remote.test>", data,
+                 chunk=MIB)
         srv.wait_event("DELIVERY-REMOTE-SENT", rcpt="<big@remote.test>", timeout=120)
         srv.wait_queue_empty(timeout=60)
         rise = proc_status_kib(srv.pid, "VmHWM") - base
@@ -452,14 +461,8 @@ def test_endless_greeting_is_cut_at_its_bound_and_the_queue_goes_on(tmp_path, ma
 def test_smtputf8_message_to_a_peer_without_it_bounces_5_6_7(tmp_path, make_server):
     with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
         srv = make_server(conf=out_conf(dns, peer.port))
-        with srv.raw() as c:
-            c.cmd("EHLO client.example.org")
-            assert c.cmd("MAIL FROM:<j\u00f6rg@example.org> SMTPUTF8").code == 250
-            assert c.cmd("RCPT TO:<x@remote.test>").code == 250
-            assert c.cmd("DATA").code == 354
-            c.send(make_message("utf8") + b".\r\n")
-            assert c.reply().code == 250
-            c.cmd("QUIT")
+        raw_send(srv, "MAIL FROM:<j\u00f6rg@example.org> SMTPUTF8", "RCPT TO:<x@remote.test>",
+                 make_message("utf8"))
         rej = srv.wait_event("DELIVERY-REMOTE-REJECTED", timeout=20)[0]
         assert rej["dsn"] == "5.6.7"
         assert not peer.all_transactions
@@ -479,15 +482,9 @@ def test_dsn_parameters_go_to_a_peer_that_offers_dsn(tmp_path, make_server):
     with ScriptPeer(ext=("PIPELINING", "DSN", "8BITMIME", "ENHANCEDSTATUSCODES")) as peer, \
             DnsServer(tmp_path, zones=zone_remote()) as dns:
         srv = make_server(conf=out_conf(dns, peer.port))
-        with srv.raw() as c:
-            c.cmd("EHLO client.example.org")
-            assert c.cmd("MAIL FROM:<s@example.org> RET=HDRS ENVID=env+2B42").code == 250
-            assert c.cmd("RCPT TO:<x@remote.test> NOTIFY=SUCCESS,FAILURE "
-                         "ORCPT=rfc822;orig@remote.test").code == 250
-            assert c.cmd("DATA").code == 354
-            c.send(make_message("dsn") + b".\r\n")
-            assert c.reply().code == 250
-            c.cmd("QUIT")
+        raw_send(srv, "MAIL FROM:<s@example.org> RET=HDRS ENVID=env+2B42",
+                 "RCPT TO:<x@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig@remote.test",
+                 make_message("dsn"))
         (t,) = peer.wait_transactions(1)
         assert "RET=HDRS" in t.mail_params and "ENVID=env+2B42" in t.mail_params
         assert "NOTIFY=SUCCESS,FAILURE" in t.rcpt_params[0]
@@ -498,14 +495,8 @@ def test_dsn_parameters_go_to_a_peer_that_offers_dsn(tmp_path, make_server):
 def test_dsn_parameters_withheld_from_a_peer_without_dsn(tmp_path, make_server):
     with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
         srv = make_server(conf=out_conf(dns, peer.port))
-        with srv.raw() as c:
-            c.cmd("EHLO client.example.org")
-            assert c.cmd("MAIL FROM:<s@example.org> RET=HDRS ENVID=e1").code == 250
-            assert c.cmd("RCPT TO:<x@remote.test> NOTIFY=FAILURE").code == 250
-            assert c.cmd("DATA").code == 354
-            c.send(make_message("nodsn") + b".\r\n")
-            assert c.reply().code == 250
-            c.cmd("QUIT")
+        raw_send(srv, "MAIL FROM:<s@example.org> RET=HDRS ENVID=e1",
+                 "RCPT TO:<x@remote.test> NOTIFY=FAILURE", make_message("nodsn"))
         (t,) = peer.wait_transactions(1)
         assert "RET=" not in t.mail_params and "NOTIFY" not in t.rcpt_params[0]
 

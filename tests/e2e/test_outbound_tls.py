@@ -114,14 +114,21 @@ def write_auth_file(path, user, pw):
     path.chmod(0o600)
 
 
-def test_auth_to_a_smart_host_over_starttls(tmp_path, make_server):
+def smart_host_pair(tmp_path, make_server, password):
+    """B (peer_server) as the smart host of A for every domain, on its
+    submission listener, tls = encrypt, AUTH as alice@remote.test."""
     b = peer_server(make_server)
     auth = tmp_path / "smarthost.auth"
-    write_auth_file(auth, "alice@remote.test", "alice-pw")
+    write_auth_file(auth, "alice@remote.test", password)
     a_srv = make_server(conf={
         "route.smarthost": {"domains": "*", "via": "[127.0.0.1]:%d" % b.sub_port,
                             "tls": "encrypt", "auth_file": str(auth)},
         "outbound": {"connection_cache_time": "1"}})
+    return b, a_srv
+
+
+def test_auth_to_a_smart_host_over_starttls(tmp_path, make_server):
+    b, a_srv = smart_host_pair(tmp_path, make_server, "alice-pw")
     # B takes it from an authenticated client sending as itself
     a_srv.send_mail(frm="alice@remote.test", rcpts=("bob@remote.test",))
     a_srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)
@@ -171,13 +178,7 @@ def test_full_path_submission_to_smtp_sink_through_mx(tmp_path, make_server):
 
 
 def test_auth_refused_by_the_smart_host_defers(tmp_path, make_server):
-    b = peer_server(make_server)
-    auth = tmp_path / "smarthost.auth"
-    write_auth_file(auth, "alice@remote.test", "not-the-password")
-    a_srv = make_server(conf={
-        "route.smarthost": {"domains": "*", "via": "[127.0.0.1]:%d" % b.sub_port,
-                            "tls": "encrypt", "auth_file": str(auth)},
-        "outbound": {"connection_cache_time": "1"}})
+    b, a_srv = smart_host_pair(tmp_path, make_server, "not-the-password")
     a_srv.send_mail(frm="alice@remote.test", rcpts=("bob@remote.test",))
     d = a_srv.wait_event("DELIVERY-DEFERRED", timeout=20)[0]
     assert d["cause"] == "DELIVERY-AUTH-FAILED", d
