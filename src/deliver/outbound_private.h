@@ -80,7 +80,7 @@ struct ob_resolve {
 	int null_mx;
 	int own_addr;			/* an address of ours was found */
 	unsigned own_addr_pref;
-	char why[256];			/* the last DNS trouble, for the reply */
+	char why[512];			/* the last DNS trouble, for the reply */
 };
 
 /* outbound_mx.c */
