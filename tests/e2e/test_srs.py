@@ -88,15 +88,8 @@ def write_secret(srv, text):
 
 
 def send(srv, frm, rcpts, source=UNTRUSTED, token="srs"):
-    with srv.smtp(source) as s:
-        s.ehlo("client.example.org")
-        code, msg = s.mail(frm)
-        assert code == 250, (code, msg)
-        for r in rcpts:
-            code, msg = s.rcpt(r)
-            assert code == 250, (r, code, msg)
-        code, msg = s.data(make_message(token=token))
-        assert code == 250, (code, msg)
+    code, msg = srv.send_mail(frm=frm, rcpts=rcpts, data=make_message(token=token), source=source)
+    assert code == 250, (code, msg)
 
 
 def rcpt_reply(srv, rcpt, frm="", source=UNTRUSTED):
