@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "directory_private.h"
+#include "domain.h"
 #include "log.h"
 
 void
@@ -80,6 +81,10 @@ directory_srs_attach(struct config *cfg, struct config_load *ld)
 
 	if (!cfg->srs_enabled || cfg->accounts == NULL)
 		return;
+	if (cfg->srs_domain[0] != '\0' &&
+	    !domain_name_valid(cfg->srs_domain, strlen(cfg->srs_domain)))
+		config_option_diag(ld, "srs.domain", "srs.domain: \"%s\" is not a domain name",
+				   cfg->srs_domain);
 	if (srs_keys_read(cfg, &srs, err, sizeof(err)) < 0) {
 		config_option_diag(ld, "srs.secret_file", "srs.secret_file: %s", err);
 		return;

@@ -251,6 +251,10 @@ def test_own_srs_domain_and_unusable_secret_file(tmp_path, make_server):
         os.chmod(srv.dir / "state" / "srs.secret", 0o644)
         r = run_cli("check", "-c", str(srv.config))
         assert r.returncode == 78 and "srs.secret_file" in r.stderr and "open to other users" in r.stderr, r
+        os.chmod(srv.dir / "state" / "srs.secret", 0o600)
+        r = run_cli("check", "-c", str(srv.config), "-o", "srs.domain=fwd..example.test")
+        assert r.returncode == 78 and 'srs.domain: "fwd..example.test" is not a domain name' in r.stderr, r
+        assert run_cli("check", "-c", str(srv.config)).returncode == 0
     # a secret file that cannot be made: no start
     bad = make_server(conf={"srs": {"secret_file": "nowhere/srs.secret"}}, start=False)
     with pytest.raises(ServerStartError):
