@@ -1,8 +1,11 @@
 /*
  * test_srs.c - unit tests for srs.c: known vectors computed apart with
  * Python's hmac module (HMAC-SHA1, base64, base32 day stamps as libsrs2
- * makes them), SRS0 and SRS1 forward and reverse, rotation, expiry and its
- * wrap-around, malformed and forged addresses, the secret file.
+ * makes them) and the vectors of postsrsd's own test suite
+ * (run_postsrsd_tests.bats: secret "tops3cr3t", 2020-01-01 00:01 UTC,
+ * domain example.com), SRS0 and SRS1 forward and reverse, rotation,
+ * expiry and its wrap-around, malformed and forged addresses, the secret
+ * file.
  */
 #include "srs.h"
 
@@ -82,6 +85,52 @@ test_vectors(void)
 	CHECK_STR(out, "untouched");
 	TEST_CASE("too small a buffer");
 	CHECK_INT(srs_forward(&srs, "joe@orig.example", NOW, out, 20), -1);
+	srs_fini(&srs);
+}
+
+/* postsrsd's run_postsrsd_tests.bats, to the letter. */
+static void
+test_postsrsd(void)
+{
+	static const struct {
+		const char *local, *want;
+		enum srs_status st;
+	} rev[] = {
+		{ "SRS0=XjO9=2V=otherdomain.com=test", "test@otherdomain.com", SRS_VALID },
+		{ "SRS1=JIBX=thirddomain.com==opaque+string", "SRS0=opaque+string@thirddomain.com",
+		  SRS_VALID },
+		{ "SRS0=te87=T7=otherdomain.com=test", NULL, SRS_EXPIRED },	/* 6 months old */
+		{ "SRS0=VcIb=7N=otherdomain.com=test", NULL, SRS_EXPIRED },	/* 6 months ahead */
+		{ "SRS0=FAKE=2V=otherdomain.com=test", NULL, SRS_BAD_HASH },
+		{ "srs0=xjo9=2v=otherdomain.com=test", "test@otherdomain.com", SRS_VALID },
+		{ "SRS0=XJO9=2V=OTHERDOMAIN.COM=TEST", "TEST@OTHERDOMAIN.COM", SRS_VALID },
+		{ "SRS0=", NULL, SRS_MALFORMED },
+		{ "SRS0=XjO9", NULL, SRS_MALFORMED },
+		{ "SRS0=XjO9=2V", NULL, SRS_MALFORMED },
+		{ "SRS0=XjO9=2V=otherdomain.com", NULL, SRS_MALFORMED },
+	};
+	const int64_t now = 1577836860;
+	struct srs srs;
+	char out[SRS_ADDR_MAX];
+
+	keys(&srs, "tops3cr3t\n");
+	free(srs.domain);
+	srs.domain = xstrdup("example.com");
+	TEST_CASE("postsrsd: forward");
+	CHECK_INT(srs_forward(&srs, "test@otherdomain.com", now, out, sizeof(out)), 1);
+	CHECK_STR(out, "SRS0=vmyz=2W=otherdomain.com=test@example.com");
+	CHECK_INT(srs_forward(&srs, "test@example.com", now, out, sizeof(out)), 0);
+	CHECK_INT(srs_forward(&srs, "SRS1=X=thirddomain.com==opaque+string@otherdomain.com", now,
+			      out, sizeof(out)),
+		  1);
+	CHECK_STR(out, "SRS1=JIBX=thirddomain.com==opaque+string@example.com");
+	for (size_t i = 0; i < sizeof(rev) / sizeof(rev[0]); i++) {
+		TEST_CASE(rev[i].local);
+		CHECK_INT(srs_reverse(&srs, rev[i].local, strlen(rev[i].local), now, out, sizeof(out)),
+			  rev[i].st);
+		if (rev[i].want != NULL)
+			CHECK_STR(out, rev[i].want);
+	}
 	srs_fini(&srs);
 }
 
@@ -216,6 +265,7 @@ int
 main(void)
 {
 	test_vectors();
+	test_postsrsd();
 	test_checks();
 	test_files();
 	return TEST_DONE();
