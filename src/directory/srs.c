@@ -328,7 +328,9 @@ srs_forward(const struct srs *srs, const char *sender, int64_t now, char *out, s
 	if (at == NULL || at == sender || at[1] == '\0')
 		return 0;
 	domain = at + 1;
-	if (srs_is_domain(srs, domain, strlen(domain)))
+	/* a '=' in the domain (only an address literal could hold one)
+	 * would read back at another place: such senders stay as they are */
+	if (srs_is_domain(srs, domain, strlen(domain)) || strchr(domain, '=') != NULL)
 		return 0;
 	llen = (size_t)(at - sender);
 	if (llen >= sizeof(local))

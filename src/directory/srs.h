@@ -76,8 +76,8 @@ int srs_is_domain(const struct srs *srs, const char *domain, size_t len);
 /* The SRS address for sender ("local@domain") at time now, in out: SRS0,
  * or SRS1 when sender is already an SRS0/SRS1 address of another
  * forwarder. 1 rewritten; 0 not to rewrite (sender's domain is
- * srs->domain, or has no '@'), out untouched; -1 out too small or the
- * sender malformed. */
+ * srs->domain or holds a '=', or no '@'), out untouched; -1 out too small
+ * or the sender malformed. */
 int srs_forward(const struct srs *srs, const char *sender, int64_t now, char *out,
 		size_t outsize) WARN_UNUSED;
 

@@ -82,6 +82,7 @@ test_vectors(void)
 	strcpy(out, "untouched");
 	CHECK_INT(srs_forward(&srs, "SRS0=x=y=z=w@FWD.example.net", NOW, out, sizeof(out)), 0);
 	CHECK_INT(srs_forward(&srs, "noat", NOW, out, sizeof(out)), 0);
+	CHECK_INT(srs_forward(&srs, "joe@[tag:a=b]", NOW, out, sizeof(out)), 0);
 	CHECK_STR(out, "untouched");
 	TEST_CASE("too small a buffer");
 	CHECK_INT(srs_forward(&srs, "joe@orig.example", NOW, out, 20), -1);
