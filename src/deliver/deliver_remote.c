@@ -9,14 +9,17 @@
 #include "deliver_remote.h"
 #include "deliver_private.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "directory_srs.h"
 #include "log.h"
 #include "deliver_report.h"
 #include "smtp_client.h"
@@ -44,6 +47,47 @@ rcpt_domain(const struct spool_rcpt *r)
 	return at != NULL && at[1] != '\0' ? at + 1 : NULL;
 }
 
+/* 1 if the client address text of a message is in server.trusted_networks;
+ * a message with no client address (made here) counts as trusted. */
+static int
+client_trusted(const struct config *cfg, const char *client)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (client == NULL || client[0] == '\0')
+		return 1;
+	if (inet_pton(AF_INET, client, &sin->sin_addr) == 1)
+		sin->sin_family = AF_INET;
+	else if (inet_pton(AF_INET6, client, &sin6->sin6_addr) == 1)
+		sin6->sin6_family = AF_INET6;
+	else
+		return 1;
+	return cidr_list_match(&cfg->server_trusted_networks, (struct sockaddr *)&ss);
+}
+
+/* The envelope sender the message leaves with: its own, or with SRS
+ * (srs.enabled) when it can only be leaving because a forward, alias or
+ * catch-all of ours sent it on: not <>, not local, not from a trusted
+ * client (docs/design.md, "SRS"). Owned by the caller. */
+static char *
+remote_sender(const struct config *cfg, const struct spool_msg *msg)
+{
+	const char *from = msg->from != NULL ? msg->from : "";
+	const char *at = strrchr(from, '@');
+	const struct srs *srs = directory_srs(cfg);
+	char out[SRS_ADDR_MAX];
+
+	if (srs == NULL || at == NULL || config_is_local_domain(cfg, at + 1, strlen(at + 1)) ||
+	    client_trusted(cfg, msg->client))
+		return xstrdup(from);
+	if (srs_forward(srs, from, time(NULL), out, sizeof(out)) != 1)
+		return xstrdup(from);	/* ours already, or too long to wrap */
+	return xstrdup(out);
+}
+
 static struct outbound_job *
 job_new(struct config *cfg, const struct spool_msg *msg, const struct config_route *rt,
 	const char *domain, size_t cap)
@@ -54,7 +98,7 @@ job_new(struct config *cfg, const struct spool_msg *msg, const struct config_rou
 	job->domain = xstrdup(domain);
 	job->cfg = config_ref(cfg);
 	job->route = rt;
-	job->from = xstrdup(msg->from != NULL ? msg->from : "");
+	job->from = remote_sender(cfg, msg);
 	job->envid = msg->envid != NULL ? xstrdup(msg->envid) : NULL;
 	job->ret = msg->ret;
 	job->body_8bit = msg->body_8bit;

@@ -43,6 +43,7 @@
 #include "deliver.h"
 #include "deliver_quota.h"
 #include "deliver_space.h"
+#include "directory_srs.h"
 #include "dns.h"
 #include "outbound.h"
 #include "regdomain.h"
@@ -564,6 +565,12 @@ server_reload(struct server *srv)
 		return;
 	}
 	diag_fini(&d);
+	if (directory_srs_prepare(next) < 0) {
+		struct kv kv[] = { KV("path", srv->path), KVU("errors", 1) };
+		catalog_log(COND_CONFIG_RELOAD_FAILED, NULL, kv, ARRAY_LEN(kv));
+		config_unref(&next);
+		return;
+	}
 	/* Certificates are read again on every reload (renewals need no
 	 * restart); a broken new pair keeps the old context. */
 	tls_ticket_set_rotation(next->tls_ticket_key_rotation);	/* keys outlive contexts */
@@ -751,6 +758,11 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	if (open_listeners(srv) < 0)
 		goto out;
 	if (server_drop_privileges(srv->cfg, &srv->pidfile) < 0) {
+		rc = EX_CONFIG;
+		goto out;
+	}
+	/* After the drop: the secret file belongs to the server's user. */
+	if (directory_srs_prepare(srv->cfg) < 0) {
 		rc = EX_CONFIG;
 		goto out;
 	}
