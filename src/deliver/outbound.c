@@ -376,6 +376,17 @@ conn_failover(struct ob_conn *cn, const struct smtp_client_result *res)
 			 cn->relay, catalog_get(res->cond)->logtext);
 	else
 		reply_text(&res->reply, text, sizeof(text));
+	if (res->cond == COND_DELIVERY_CONNECT_FAILED) {
+		struct log_ctx ctx = { .qid = job->qid };
+		struct kv kvs[] = {
+			KV("host", job->targets[job->ti].host), KV("peer", cn->relay),
+			KV("local", res->local_text[0] != '\0' ? res->local_text : "-"),
+			KV("stage", smtp_client_stage_name(res->stage)),
+			KV("errno", log_errno_name(res->err)), KV("err", text),
+		};
+
+		catalog_log(COND_DELIVERY_CONNECT_FAILED, &ctx, kvs, ARRAY_LEN(kvs));
+	}
 	if (res->loop) {
 		cn->job = NULL;
 		conn_free(cn);

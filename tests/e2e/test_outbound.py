@@ -144,6 +144,8 @@ def test_mx_preference_and_failover_to_next_host(tmp_path, make_server):
         ev = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
         # mx1 (127.0.0.2) refuses the connection; mx2 takes it
         assert ev["relay"] == "mx2.remote.test[127.0.0.3]:%d" % port
+        cf = srv.wait_event("DELIVERY-CONNECT-FAILED")[0]
+        assert cf["host"] == "mx1.remote.test" and cf["errno"] == "ECONNREFUSED", cf
         peer.wait_transactions(1)
 
 

@@ -117,7 +117,7 @@ def test_forward_leaves_with_srs0_and_the_secret_file_is_made(tmp_path, make_ser
         assert t.mail == want, (t.mail, want)
         assert t.mail.startswith("SRS0=") and t.mail.endswith("=Sender.Test=Frank.Sender@" + HOSTNAME)
         assert t.rcpts == ["x@remote.test"]
-        ev = srv.wait_event("DELIVERY-REMOTE-SENT", rcpt="x@remote.test", timeout=20)[0]
+        ev = srv.wait_event("DELIVERY-REMOTE-SENT", rcpt="<x@remote.test>", timeout=20)[0]
         assert ev["status"] == "sent"
         srv.wait_queue_empty()
 
@@ -164,7 +164,7 @@ def test_bounce_to_srs_address_goes_home(tmp_path, make_server):
         send(srv, "", [addr.lower()], token="bounce")
         (t,) = peer.wait_transactions(1)
         assert t.mail == "" and t.rcpts == ["frank@sender.test"], (t.mail, t.rcpts)
-        srv.wait_event("DELIVERY-REMOTE-SENT", rcpt="frank@sender.test", timeout=20)
+        srv.wait_event("DELIVERY-REMOTE-SENT", rcpt="<frank@sender.test>", timeout=20)
         # SRS1: goes back to the first forwarder, as its own SRS0 address
         opaque = "=AbCd=%s=orig.example=joe" % stamp()
         srs1 = "SRS1=%s=first.example=%s@%s" % (srs_hash(SECRET, "first.example", opaque),
