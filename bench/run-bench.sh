@@ -7,7 +7,7 @@
 #
 #   bench/run-bench.sh            # everything: install, build, both servers, report
 #
-# What it does, in order (about 5 minutes here; CI does not run it):
+# What it does, in order (about 10 minutes here with both paths; CI does not run it):
 #  1. Installs what it needs: python3, strace, and Postfix (for smtp-source, the
 #     load generator, and as the anchor) through ../shared/bench/setup-postfix.sh
 #     install (apt, "Local only", Postfix on 127.0.0.1:2525).  Builds Postern as
@@ -46,8 +46,9 @@
 #     messages sent; it also records the peak RSS of the run (VmHWM, reset
 #     before each run).
 #  5. strace -f -c counts of fsync-type calls per message, for both servers on
-#     each path of PATHS (200 messages over 1 and over 10 sessions, after the
-#     timed runs: strace slows the servers down, these are counts, not speeds).
+#     each path of PATHS (200 messages over each of SYNC_SESSIONS, 1 and 10
+#     sessions by default, after the timed runs: strace slows the servers
+#     down, these are counts, not speeds).
 #     SYSCALL_PROFILE=1 adds strace -f -c of every system call Postern makes
 #     on the relay path, 1 and 50 sessions (syscalls-relay.txt): where its
 #     time goes.
@@ -69,7 +70,7 @@
 #   SKIP_POSTERN=1       Postfix only (e.g. while Postern does not run yet)
 #   POSTERN_LOG_LEVEL=notice   (info logs one summary line per message and session,
 #                        as Postfix does; notice keeps logging out of the figure)
-#   FSYNC_COUNT=0 skip step 5;  POSTFIX_DISCARD=0 skip step 6
+#   FSYNC_COUNT=0 skip step 5;  SYNC_SESSIONS="1 10"  session counts of step 5;  POSTFIX_DISCARD=0 skip step 6
 #   RESULTS=dir          default bench/results/<date-time>
 #
 # Only 127.0.0.1 is used.  Every load run is bounded (--run-timeout 120 s,
@@ -412,9 +413,9 @@ sync_count() {
     grep -E '^ *[0-9]' "$out" 2>/dev/null | grep -v total
 }
 if [ "$FSYNC_COUNT" = 1 ]; then
-    log "=== fsync-type calls per message (strace, 200 msgs, 1 and 10 sessions) ==="
+    log "=== fsync-type calls per message (strace, 200 msgs, ${SYNC_SESSIONS:-1 10} sessions) ==="
     : >"$RESULTS/fsync-count.txt"
-    for s in 1 10; do
+    for s in ${SYNC_SESSIONS:-1 10}; do
         if has_path maildir; then
             sync_count "$PF_LABEL-maildir" "$PF_PORT" "$SHARED/setup-postfix.sh pids" \
                 "$(maildir_count "$PF_MAIL")" 200 "$s" >>"$RESULTS/fsync-count.txt"
