@@ -411,8 +411,6 @@ conn_failover(struct ob_conn *cn, const struct smtp_client_result *res)
 		conn_open(cn, job);	/* the same slot, the next address */
 		return;
 	}
-	cn->job = NULL;
-	conn_free(cn);
 	d->deferred++;
 	for (size_t i = 0; i < job->n; i++)
 		if (job->res[i].cond == COND__COUNT)
@@ -421,6 +419,8 @@ conn_failover(struct ob_conn *cn, const struct smtp_client_result *res)
 				   res->reply.code >= 400 ? reply_status(&res->reply, status, sizeof(status))
 							 : "4.4.1",
 				   text, cn->relay);
+	cn->job = NULL;
+	conn_free(cn);
 	job_finish(job);
 	dest_pump(d);
 }
