@@ -48,6 +48,11 @@ void deliver_free(struct deliver **dp);
 void deliver_set_config(struct deliver *d, struct config *cfg);
 /* The spool sink: takes ownership of msg. Thread-safe. */
 void deliver_enqueue(struct spool_msg *msg, void *deliver);
+struct outbound;
+/* The outbound engine non-local recipients go to (outbound.h), or NULL:
+ * they wait (at shutdown, before outbound_free: jobs that come back then
+ * are dropped unrecorded, their messages stay in the spool). */
+void deliver_set_outbound(struct deliver *d, struct outbound *ob);
 /* Messages waiting or in progress (for tests and the SESSION logs). */
 unsigned long deliver_pending(struct deliver *d);
 

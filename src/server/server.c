@@ -43,7 +43,10 @@
 #include "deliver.h"
 #include "deliver_quota.h"
 #include "deliver_space.h"
+#include "directory_srs.h"
 #include "dns.h"
+#include "outbound.h"
+#include "regdomain.h"
 #include "net_conn.h"
 #include "net_tls.h"
 #include "net_tls_ticket.h"
@@ -103,6 +106,7 @@ struct server {
 	 * resolvers[i] is loops[i].dns (to hand to outbound delivery). */
 	struct dns_cache *dns_cache;
 	struct dns_resolver **resolvers;
+	struct outbound *outbound;	/* on loops[0] (deliver/outbound.h) */
 	struct spool *spool;
 	struct deliver *deliver;
 	struct workpool *pool;		/* every blocking job: one pool */
@@ -561,6 +565,12 @@ server_reload(struct server *srv)
 		return;
 	}
 	diag_fini(&d);
+	if (directory_srs_prepare(next) < 0) {
+		struct kv kv[] = { KV("path", srv->path), KVU("errors", 1) };
+		catalog_log(COND_CONFIG_RELOAD_FAILED, NULL, kv, ARRAY_LEN(kv));
+		config_unref(&next);
+		return;
+	}
 	/* Certificates are read again on every reload (renewals need no
 	 * restart); a broken new pair keeps the old context. */
 	tls_ticket_set_rotation(next->tls_ticket_key_rotation);	/* keys outlive contexts */
@@ -583,6 +593,8 @@ server_reload(struct server *srv)
 	if (log_sev_parse(next->log_level, &sev) == 0)
 		log_set_min(sev);
 	deliver_set_config(srv->deliver, next);
+	if (srv->outbound != NULL)
+		outbound_set_config(srv->outbound, next);
 	for (size_t i = 0; i < srv->nloops; i++)
 		if (srv->loops[i].dns != NULL)
 			loop_post(srv->loops[i].loop, loop_dns_reload, &srv->loops[i]);
@@ -749,6 +761,11 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		rc = EX_CONFIG;
 		goto out;
 	}
+	/* After the drop: the secret file belongs to the server's user. */
+	if (directory_srs_prepare(srv->cfg) < 0) {
+		rc = EX_CONFIG;
+		goto out;
+	}
 	/* One worker pool; each user adds its class with its own cap
 	 * (server.workers each for commits, deliveries, POP3 and AUTH, one
 	 * quota scan and one statvfs refresh at a time), so no class ever
@@ -782,6 +799,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
 	}
 
+	(void)regdomain_init();	/* the public suffix list, read once here */
 	srv->dns_cache = dns_cache_new(srv->cfg->dns_cache_size);
 	srv->resolvers = xcalloc(srv->nloops, sizeof(*srv->resolvers));
 	for (size_t i = 0; i < srv->nloops; i++) {
@@ -827,6 +845,14 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		}
 		sl->started = 1;
 	}
+	/* Outbound delivery runs on the first loop (docs/design.md); what
+	 * waited for it (recovered messages) is due now. */
+	srv->outbound = outbound_new(srv->loops[0].loop, srv->loops[0].dns, srv->pool, srv->cfg);
+	if (srv->outbound == NULL) {
+		server_init_failed("outbound", "-", EAGAIN);
+		goto stop;
+	}
+	deliver_set_outbound(srv->deliver, srv->outbound);
 	struct kv rkv[] = { KVU("listeners", srv->cfg->nlisteners), KVU("loops", srv->nloops),
 			    KVU("pid", getpid()) };
 	catalog_log(COND_STARTUP_READY, NULL, rkv, ARRAY_LEN(rkv));
@@ -856,6 +882,11 @@ out:
 	/* Order matters: delivery calls back into the spool. */
 	if (srv->spool != NULL)
 		spool_set_sink(srv->spool, NULL, NULL);
+	/* The loops have stopped: outbound jobs come back unrecorded (their
+	 * messages stay in the spool) before delivery stops. */
+	if (srv->deliver != NULL)
+		deliver_set_outbound(srv->deliver, NULL);
+	outbound_free(&srv->outbound);
 	deliver_free(&srv->deliver);
 	spool_close(&srv->spool);
 	/* The loops have stopped: sessions left are dropped (POP3: no

@@ -107,6 +107,8 @@ def test_recorded_recipient_not_delivered_again_after_sigkill(make_server):
     mark = srv.mark()
     srv.start()
     assert srv.wait_event("QUEUE-RECOVERED", after=mark)[0]["count"] == "1"
+    # issue 8: outbound retry times survive a restart; a reload makes them due
+    srv.signal(signal.SIGHUP)
     # the recovered message had its pass: only bob was tried
     ev = srv.wait_event("DELIVERY-DEFERRED", after=mark, rcpt="<bob@remote.example>")[0]
     assert ev["qid"] == qid, ev
@@ -130,6 +132,8 @@ def test_torn_state_record_is_cut_at_recovery(make_server):
     mark = srv.mark()
     srv.start()
     assert srv.wait_event("QUEUE-RECOVERED", after=mark)[0]["count"] == "1"
+    # issue 8: outbound retry times survive a restart; a reload makes them due
+    srv.signal(signal.SIGHUP)
     srv.wait_event("DELIVERY-DEFERRED", after=mark, rcpt="<bob@remote.example>")
     data = p.read_bytes()
     assert data.startswith(good) and b"0badc0de" not in data
