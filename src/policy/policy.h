@@ -27,6 +27,9 @@
 #include "loop.h"
 #include "directory.h"
 
+struct dns_resolver;
+struct sockaddr_storage;
+
 enum policy_stage {
 	POLICY_STAGE_CONNECT,	/* before the greeting */
 	POLICY_STAGE_HELO,
@@ -130,6 +133,9 @@ struct policy_txn {
 	const struct config *cfg;	/* the generation the transaction began with */
 	const struct config_listener *lst;	/* NULL: none (tests) */
 	const char *client;		/* the client's address as text */
+	const struct sockaddr_storage *peer;	/* the client's address, or NULL */
+	struct dns_resolver *dns;	/* the session's loop's resolver (net/dns.h),
+					 * for checks that ask the DNS; NULL: none */
 	int trusted;			/* in server.trusted_networks */
 	int tls;			/* TLS is on */
 	const char *auth_user;		/* authenticated identity, "" if none */

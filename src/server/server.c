@@ -818,6 +818,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 			goto stop;
 		}
 		sl->env.loop = sl->loop;
+		sl->env.dns = sl->dns;
 		sl->env.spool = srv->spool;
 		sl->env.config_get = server_config_get;
 		sl->env.tls_get = server_tls_get;

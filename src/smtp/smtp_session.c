@@ -629,6 +629,8 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->ptxn.cfg = s->cfg;
 	s->ptxn.lst = lst;
 	s->ptxn.client = s->conn.peer_text;
+	s->ptxn.peer = &s->conn.peer;
+	s->ptxn.dns = env->dns;
 	policy_run_init(&s->run);
 	if (s->trusted)
 		smtp_session_flag(s, "trusted");

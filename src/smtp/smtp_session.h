@@ -24,6 +24,8 @@ struct body_sink;
 struct spool_msg;
 
 /* One per event loop; owned by the server layer. */
+struct dns_resolver;
+
 struct smtp_env {
 	struct loop *loop;
 	struct spool *spool;
@@ -44,6 +46,8 @@ struct smtp_env {
 	 * sink (spool_body_sink). */
 	const struct policy_chain *chain;
 	struct body_sink *(*sink_new)(struct smtp_env *env, struct spool_msg *m);
+	/* This loop's resolver, for the policy checks (policy_txn.dns). */
+	struct dns_resolver *dns;
 };
 
 /* Starts a session on an accepted, non-blocking fd: sends the greeting.
