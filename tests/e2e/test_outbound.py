@@ -619,3 +619,27 @@ def test_ehlo_refused_falls_back_to_helo(tmp_path, make_server):
         verbs = [l.split(" ", 1)[0].upper() for n, l in peer.commands]
         assert verbs[:2] == ["EHLO", "HELO"], verbs
         srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)
+
+
+def test_notify_success_to_a_peer_without_dsn_gets_a_relayed_notice(tmp_path, make_server):
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        raw_send(srv, "MAIL FROM:<alice@example.test> ENVID=relay-1",
+                 "RCPT TO:<x@remote.test> NOTIFY=SUCCESS", make_message("relayed"))
+        peer.wait_transactions(1)
+        blob = srv.wait_mail("alice")[0].read_bytes()
+        assert b"Action: relayed" in blob, blob[:2000]
+        assert b"Original-Envelope-Id: relay-1" in blob
+
+
+def test_route_host_without_brackets_takes_its_mx(tmp_path, make_server):
+    zones = {"relay.test": [mx("@", 10, "in.relay.test"), a("in", "127.0.0.1")]}
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zones) as dns:
+        conf = out_conf(dns, peer.port, outbound__helo_name="out.example.test")
+        conf["route.hub"] = {"domains": "*", "via": "relay.test"}
+        srv = make_server(conf=conf)
+        srv.send_mail(rcpts=("x@anywhere.test",))
+        ev = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
+        assert ev["relay"] == "in.relay.test[127.0.0.1]:%d" % peer.port
+        peer.wait_transactions(1)
+        assert peer.commands[0][1] == "EHLO out.example.test"
