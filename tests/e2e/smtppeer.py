@@ -393,6 +393,10 @@ class ScriptPeer:
 
     def _command(self, line, verb, txn):
         if verb in ("EHLO", "HELO"):
+            if verb == "EHLO" and self.endless == "ehlo":
+                # a multi-line reply that never ends (bounded here: 10,000
+                # lines, far past any client's limit)
+                return "\r\n".join("250-line %d" % i for i in range(10000))
             if verb == "EHLO" and self.ehlo_code != 250:
                 return "%d 5.5.1 EHLO not here" % self.ehlo_code
             if "EHLO" in self.replies and verb == "EHLO":

@@ -587,3 +587,59 @@ def test_retry_schedule_survives_a_restart(tmp_path, make_server):
         srv.wait_event("DELIVERY-REMOTE-SENT", rcpt="<second@remote.test>", timeout=20)
         assert seen.count("first@remote.test") == 1
         assert srv.spool_files("queue")
+
+
+def test_endless_multiline_ehlo_reply_is_cut_at_its_line_bound(tmp_path, make_server):
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        peer.endless = "ehlo"
+        srv = make_server(conf=out_conf(dns, peer.port))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-PROTOCOL-ERROR", timeout=20)[0]
+        assert ev["stage"] == "ehlo", ev
+        srv.wait_event("DELIVERY-DEFERRED", rcpt="<x@remote.test>", timeout=20)
+        srv.assert_serves()
+
+
+def test_trickling_greeting_ends_at_the_greeting_timeout(tmp_path, make_server):
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        peer.trickle = "greeting"
+        srv = make_server(conf=out_conf(dns, peer.port, outbound__greeting_timeout="2"))
+        srv.send_mail(rcpts=("x@remote.test",))
+        ev = srv.wait_event("DELIVERY-TIMEOUT", timeout=20)[0]
+        assert ev["stage"] == "greeting", ev
+        d = srv.wait_event("DELIVERY-DEFERRED", rcpt="<x@remote.test>", timeout=20)[0]
+        assert d["status"] == "deferred"
+
+
+def test_ehlo_refused_falls_back_to_helo(tmp_path, make_server):
+    with ScriptPeer(ehlo_code=502) as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        srv.send_mail(rcpts=("x@remote.test",))
+        peer.wait_transactions(1)
+        verbs = [l.split(" ", 1)[0].upper() for n, l in peer.commands]
+        assert verbs[:2] == ["EHLO", "HELO"], verbs
+        srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)
+
+
+def test_notify_success_to_a_peer_without_dsn_gets_a_relayed_notice(tmp_path, make_server):
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zone_remote()) as dns:
+        srv = make_server(conf=out_conf(dns, peer.port))
+        raw_send(srv, "MAIL FROM:<alice@example.test> ENVID=relay-1",
+                 "RCPT TO:<x@remote.test> NOTIFY=SUCCESS", make_message("relayed"))
+        peer.wait_transactions(1)
+        blob = srv.wait_mail("alice")[0].read_bytes()
+        assert b"Action: relayed" in blob, blob[:2000]
+        assert b"Original-Envelope-Id: relay-1" in blob
+
+
+def test_route_host_without_brackets_takes_its_mx(tmp_path, make_server):
+    zones = {"relay.test": [mx("@", 10, "in.relay.test"), a("in", "127.0.0.1")]}
+    with ScriptPeer() as peer, DnsServer(tmp_path, zones=zones) as dns:
+        conf = out_conf(dns, peer.port, outbound__helo_name="out.example.test")
+        conf["route.hub"] = {"domains": "*", "via": "relay.test"}
+        srv = make_server(conf=conf)
+        srv.send_mail(rcpts=("x@anywhere.test",))
+        ev = srv.wait_event("DELIVERY-REMOTE-SENT", timeout=20)[0]
+        assert ev["relay"] == "in.relay.test[127.0.0.1]:%d" % peer.port
+        peer.wait_transactions(1)
+        assert peer.commands[0][1] == "EHLO out.example.test"
