@@ -8,6 +8,7 @@
  *   config-doc                                docs/configuration.md
  *   make-cert -c FILE [-o ...]                 self-signed TLS pair where missing
  *   passwd [--scheme yescrypt|bcrypt|sha512-crypt]  hash a password read from stdin
+ *   queue [-c FILE] COMMAND [--json]          the queue (server/queue_cmd.c)
  *   version
  */
 #include <errno.h>
@@ -25,6 +26,7 @@
 #include "directory.h"
 #include "net_tls.h"
 #include "server.h"
+#include "queue_cmd.h"
 
 #define EX_USAGE 64
 #define EX_CONFIG 78
@@ -41,6 +43,7 @@ usage(FILE *out)
 		"       postern config-doc\n"
 		"       postern make-cert -c FILE [-o section.key=value ...]\n"
 		"       postern passwd [--scheme yescrypt|bcrypt|sha512-crypt]\n"
+		"       postern queue [-c FILE] list|show ID|flush [ID] [--domain D]|hold ID|release ID|delete ID|bounce ID|status [--json]\n"
 		"       postern version\n");
 }
 
@@ -272,6 +275,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "passwd") == 0)
 		return cmd_passwd(argc, argv);
+	if (strcmp(cmd, "queue") == 0)
+		return queue_cmd_main(argc, argv);
 	if (strcmp(cmd, "version") == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

@@ -51,6 +51,7 @@
 #include "smtp_session.h"
 #include "authfail.h"
 #include "spool.h"
+#include "server_control.h"
 #include "server_runtime.h"
 
 #define EX_CONFIG 78
@@ -101,6 +102,8 @@ struct server {
 	struct deliver *deliver;
 	struct workpool *pool;		/* every blocking job: one pool */
 	struct kv_store *state;		/* failed logins, SMTP and POP3 */
+	int qlock;			/* spool/queue.lock, held while serving */
+	struct server_control *control;	/* state/control: postern queue */
 	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
 	unsigned long sessions;		/* atomic */
 	pthread_mutex_t ip_lock;
@@ -622,6 +625,13 @@ server_shutdown(struct server *srv, int signo)
 
 /* ---- main ------------------------------------------------------------- */
 
+/* The control socket's status: messages in the delivery queue. */
+static unsigned long
+server_pending(void *arg)
+{
+	return deliver_pending(arg);
+}
+
 static unsigned
 loop_count(const struct config *cfg)
 {
@@ -658,6 +668,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	srv->noverrides = noverrides;
 	srv->started = time(NULL);
 	srv->pidfile.fd = -1;
+	srv->qlock = -1;
 	pthread_mutex_init(&srv->cfg_lock, NULL);
 	pthread_mutex_init(&srv->ip_lock, NULL);
 
@@ -701,6 +712,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		}
 	}
 	if (server_pidfile_open(&srv->pidfile, srv->cfg->server_pid_file) < 0)
+		goto out;
+	if ((srv->qlock = server_queue_lock(srv->cfg->server_spool)) < 0)
 		goto out;
 	/* Before the privilege drop: the key may be readable by root only.
 	 * A listener that needs TLS does not start without it. */
@@ -750,6 +763,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		server_init_failed("spool", srv->cfg->server_spool, EAGAIN);
 		goto out;
 	}
+	struct control_ops cops = { .arg = srv->deliver, .pending = server_pending };
+	srv->control = server_control_start(srv->cfg->server_state, &cops);
 	/* After the privilege drop, before the loops: the failed-login store
 	 * (one for SMTP AUTH and POP3; one that cannot open is logged and
 	 * kept in memory), POP3 and AUTH. */
@@ -823,6 +838,7 @@ stop:
 	server_shutdown(srv, stop_signal == SIGINT ? SIGINT : SIGTERM);
 out:
 	/* Order matters: delivery calls back into the spool. */
+	server_control_stop(&srv->control);
 	if (srv->spool != NULL)
 		spool_set_sink(srv->spool, NULL, NULL);
 	deliver_free(&srv->deliver);
@@ -850,6 +866,8 @@ out:
 	}
 	free(srv->loops);
 	server_pidfile_remove(&srv->pidfile);
+	if (srv->qlock >= 0)
+		close(srv->qlock);
 	struct kv skv[] = { KVU("uptime_s", (uint64_t)(time(NULL) - srv->started)) };
 	catalog_log(COND_SHUTDOWN_COMPLETE, NULL, skv, 1);
 	config_unref(&srv->cfg);

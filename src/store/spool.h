@@ -81,6 +81,8 @@ struct spool_msg {
 					 * where its last good record ends */
 	int log_torn;		/* bytes after log_end are no record */
 	int recovered;		/* read back from the spool at start */
+	int held;		/* an operator's hold (state log "hold"):
+				 * never handed to delivery until released */
 };
 
 struct spool;
@@ -164,6 +166,8 @@ int spool_append_state(const struct spool_msg *msg, const struct buf *recs, int 
 int spool_state_done(struct buf *out, size_t idx);
 int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
 			 const char *reply);
+/* An operator's hold (on 1) or release (on 0) of the whole message. */
+int spool_state_hold(struct buf *out, int on);
 
 /* Moves queue/<qid> to corrupt/ (QUEUE-SPOOL-CORRUPT with reason): its
  * data failed its checksum while delivery streamed it. Thread-safe. */
