@@ -591,10 +591,18 @@ queue_cmd_main(int argc, char **argv)
 		return EX_CONFIG;
 	}
 	diag_fini(&d);
+	/* The edits' events go where the daemon's go (postsuper logs to the
+	 * mail log too); stderr when that cannot be opened. */
+	enum log_sev sev = LOG_SEV_INFO;
+	if (log_sev_parse(cfg->log_level, &sev) < 0 || sev < LOG_SEV_INFO)
+		sev = LOG_SEV_INFO;
+	if (log_open(cfg->log_target, sev) < 0)
+		(void)log_open("stderr", sev);
 	sp = spool_admin_open(cfg->server_spool);
 	if (sp == NULL) {
 		fprintf(stderr, "postern: %s/queue: %s\n", cfg->server_spool, strerror(errno));
 		config_unref(&cfg);
+		log_close();
 		return 1;
 	}
 	if (strcmp(a.cmd, "list") == 0)
@@ -607,5 +615,6 @@ queue_cmd_main(int argc, char **argv)
 		rc = 1;
 	spool_admin_close(&sp);
 	config_unref(&cfg);
+	log_close();
 	return rc;
 }

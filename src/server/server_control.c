@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -244,6 +245,12 @@ control_thread(void *arg)
 		int cfd = accept4(sc->fd, NULL, NULL, SOCK_CLOEXEC);
 		if (cfd < 0)
 			continue;	/* gone meanwhile, or out of fds: next one */
+		/* a client that does not read its answer is given up on */
+		struct timeval tv = { .tv_sec = CONTROL_TIMEOUT_MS / 1000 };
+		if (setsockopt(cfd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0) {
+			close(cfd);
+			continue;
+		}
 		serve_one(sc, cfd);
 		close(cfd);
 	}
@@ -278,7 +285,7 @@ server_control_start(const char *state_dir, const struct control_ops *ops)
 		goto fail;
 	memcpy(sa.sun_path, sc->path, strlen(sc->path) + 1);
 	op = "socket";
-	sc->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	sc->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (sc->fd < 0)
 		goto fail_errno;
 	op = "unlink";
