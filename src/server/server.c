@@ -629,7 +629,9 @@ server_shutdown(struct server *srv, int signo)
 static unsigned long
 server_pending(void *arg)
 {
-	return deliver_pending(arg);
+	struct server *srv = arg;
+
+	return deliver_pending(srv->deliver);
 }
 
 static unsigned
@@ -763,7 +765,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		server_init_failed("spool", srv->cfg->server_spool, EAGAIN);
 		goto out;
 	}
-	struct control_ops cops = { .arg = srv->deliver, .pending = server_pending };
+	struct control_ops cops = { .status_arg = srv, .pending = server_pending };
 	srv->control = server_control_start(srv->cfg->server_state, &cops);
 	/* After the privilege drop, before the loops: the failed-login store
 	 * (one for SMTP AUTH and POP3; one that cannot open is logged and

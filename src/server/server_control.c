@@ -71,7 +71,7 @@ answer_status(const struct control_ops *ops, struct buf *out)
 
 	buf_init(&dest, 1 << 20);
 	if (ops->destinations != NULL)
-		ops->destinations(ops->arg, &dest);
+		ops->destinations(ops->status_arg, &dest);
 	jw_init(&w, out);
 	jw_open(&w, '{');
 	jw_kstr(&w, "schema", QUEUE_JSON_SCHEMA);
@@ -79,7 +79,7 @@ answer_status(const struct control_ops *ops, struct buf *out)
 	jw_kbool(&w, "ok", 1);
 	jw_kstr(&w, "via", "control");
 	jw_kint(&w, "pid", (int64_t)getpid());
-	jw_kint(&w, "pending", ops->pending != NULL ? (int64_t)ops->pending(ops->arg) : 0);
+	jw_kint(&w, "pending", ops->pending != NULL ? (int64_t)ops->pending(ops->status_arg) : 0);
 	jw_key(&w, "destinations");
 	jw_strn(&w, dest.data, dest.len);
 	jw_close(&w, '}');

@@ -37,11 +37,12 @@ struct control_ops {
 	enum cond_id (*hold)(void *arg, const char *qid, int on, long *count);
 	enum cond_id (*remove)(void *arg, const char *qid, long *count);
 	enum cond_id (*bounce)(void *arg, const char *qid, long *count);
-	/* status: messages the delivery queue holds */
-	unsigned long (*pending)(void *arg);
+	/* status, with status_arg: messages the delivery queue holds */
+	void *status_arg;
+	unsigned long (*pending)(void *status_arg);
 	/* status: a text description of the outbound destinations (the
 	 * outbound engine's), appended to out; NULL: none */
-	void (*destinations)(void *arg, struct buf *out);
+	void (*destinations)(void *status_arg, struct buf *out);
 };
 
 struct server_control;
