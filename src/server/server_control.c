@@ -365,3 +365,68 @@ server_queue_lock(const char *spool_dir)
 	}
 	return fd;
 }
+
+/* A request run on a loop for the control thread; whoever is last of the
+ * two (the loop's callback, or a waiter that gave up) frees it. */
+struct on_loop_req {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int done, refs;
+	void (*fn)(void *arg, struct buf *out);
+	void *arg;
+	struct buf out;
+};
+
+static void
+on_loop_unref(struct on_loop_req *r)
+{
+	pthread_mutex_lock(&r->mu);
+	int last = --r->refs == 0;
+	pthread_mutex_unlock(&r->mu);
+	if (!last)
+		return;
+	buf_fini(&r->out);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r);
+}
+
+static void
+on_loop_run(struct loop *loop, void *arg)
+{
+	struct on_loop_req *r = arg;
+
+	(void)loop;
+	r->fn(r->arg, &r->out);
+	pthread_mutex_lock(&r->mu);
+	r->done = 1;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	on_loop_unref(r);
+}
+
+void
+server_control_on_loop(struct loop *loop, void (*fn)(void *arg, struct buf *out), void *arg,
+		       struct buf *out)
+{
+	struct on_loop_req *r = xcalloc(1, sizeof(*r));
+	struct timespec until;
+
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->refs = 2;
+	r->fn = fn;
+	r->arg = arg;
+	buf_init(&r->out, out->max);
+	loop_post(loop, on_loop_run, r);
+	(void)clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += CONTROL_TIMEOUT_MS / 1000;
+	pthread_mutex_lock(&r->mu);
+	while (!r->done && pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
+		;
+	if (r->done && buf_append(out, r->out.data, r->out.len) < 0) {
+		/* past out's bound: left out */
+	}
+	pthread_mutex_unlock(&r->mu);
+	on_loop_unref(r);
+}

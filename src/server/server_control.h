@@ -59,6 +59,14 @@ void server_control_stop(struct server_control **scp);
  * until exit, or -1 (STARTUP-INIT-FAILED logged). */
 int server_queue_lock(const char *spool_dir);
 
+struct loop;
+/* Runs fn(arg, out) on loop's thread and waits for it (at most
+ * CONTROL_TIMEOUT_MS; then out stays as it was): for a status hook whose
+ * state belongs to a loop (the outbound engine's destinations). Control
+ * thread; the loop must be running. */
+void server_control_on_loop(struct loop *loop, void (*fn)(void *arg, struct buf *out), void *arg,
+			    struct buf *out);
+
 /* One request line (without its LF) to its JSON answer: the protocol,
  * exposed for the unit test and the command's offline path. */
 void server_control_answer(const struct control_ops *ops, const char *line, struct buf *out);

@@ -5,9 +5,11 @@
 #include "queue_json.h"
 #include "server_control.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "loop.h"
 #include "testing.h"
 
 static char seen_qid[32], seen_domain[64];
@@ -46,6 +48,21 @@ t_dest(void *arg, struct buf *out)
 	(void)arg;
 	if (buf_append_str(out, "example.net: 2 active\n") < 0)
 		return;
+}
+
+static void
+t_describe(void *arg, struct buf *out)
+{
+	*(pthread_t *)arg = pthread_self();
+	if (buf_append_str(out, "on the loop\n") < 0)
+		return;
+}
+
+static void *
+t_loop_main(void *arg)
+{
+	(void)loop_run(arg);
+	return NULL;
 }
 
 static const char *
@@ -135,6 +152,23 @@ main(void)
 	CHECK(strstr(answer(&ops, "averyveryverylongcommandword", &out),
 		     "\"error\":\"QUEUE-CONTROL-BAD-REQUEST\"") != NULL);
 	CHECK_INT(flush_calls, 3);
+
+	TEST_CASE("control: a hook run on a loop's thread");
+	{
+		struct loop *loop = loop_new();
+		pthread_t lt, ran = pthread_self();
+
+		CHECK(loop != NULL);
+		if (loop != NULL && pthread_create(&lt, NULL, t_loop_main, loop) == 0) {
+			buf_reset(&out);
+			server_control_on_loop(loop, t_describe, &ran, &out);
+			CHECK_STR(buf_cstr(&out), "on the loop\n");
+			CHECK(pthread_equal(ran, lt));
+			loop_stop(loop);
+			pthread_join(lt, NULL);
+		}
+		loop_free(&loop);
+	}
 	buf_fini(&out);
 	return TEST_DONE();
 }
