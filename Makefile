@@ -7,9 +7,16 @@
 DEBS = gcc meson ninja-build pkg-config libssl-dev libsqlite3-dev libcrypt-dev \
        clang libclang-rt-14-dev python3-pytest swaks libnet-ssleay-perl openssl procps \
        fetchmail
+# tests/unit/test_smtp_client.c runs a real peer: Postfix's smtp-sink
+DEBS += postfix
 DEBS += dovecot-core dovecot-pop3d
+# the DNS resolver links c-ares; test_dns.py (and outbound tests) serve zones
+# with NSD and failures with python3-dnslib (tests/e2e/dnszone.py)
+DEBS += libc-ares-dev nsd python3-dnslib
 # strace: test_commit_path.py checks the order of the flush and the 250
 DEBS += strace
+# libpsl, publicsuffix: core/regdomain.c groups MX hosts by registered domain (test_regdomain)
+DEBS += libpsl-dev publicsuffix
 
 .PHONY: all deps build build-asan build-fuzz run test unit e2e docs docs-check fuzz clean
 

@@ -12,7 +12,9 @@ targets.json is a list of objects:
     {"label": "postern", "path": "maildir", "port": 2530,
      "count_cmd": "prints messages delivered so far",
      "pids_cmd": "prints the root PID(s) of the server",
-     "clean_cmd": "optional: run between runs, e.g. empties the Maildir"}
+     "clean_cmd": "optional: run between runs, e.g. empties the Maildir",
+     "rcpt": "optional: the recipient for this target (default --to)",
+     "queue_cmd": "optional: prints how many messages are still queued"}
 
 For every (size, sessions, repetition) it runs each target once, in turn
 (the order flips every repetition, so neither server always goes first),
@@ -32,6 +34,15 @@ a process covers all its threads). Divided by the messages delivered, that
 is "server CPU ms per message"; user (utime) and kernel (stime) time are
 kept apart in the CSV. One row per run goes to <out-dir>/bench.csv,
 and <out-dir>/summary.md gets the Markdown table.
+
+Checked, not assumed, after each run: count_cmd is read before the run and
+again once queue_cmd prints 0 (waited for up to --drain-timeout), and the
+difference must equal the messages sent (count_ok; a duplicate delivery
+fails it as a loss does); the queue must be empty (queue_left = 0). Peak
+RSS: /proc/PID/clear_refs is set to 5 (resets VmHWM) for every process of
+the tree before the run, and the VmHWM of the tree's processes is summed
+after it (one process for Postern: its peak during the run; for Postfix a
+sum over processes that counts shared pages once per process).
 
 Everything goes to loopback (smtp-load.py refuses anything else) and every
 run is bounded by --run-timeout and --drain-timeout.
@@ -99,6 +110,12 @@ def read_stat(pid):
 def tree_ticks(roots):
     """(user, system) CPU ticks of the roots and all their live descendants,
     and how many processes that was."""
+    t, pids = tree_ticks_pids(roots)
+    return t, len(pids)
+
+
+def tree_ticks_pids(roots):
+    """(user, system) CPU ticks of the tree, and its PIDs."""
     kids = parent_map()
     seen, todo, user, system = set(), list(roots), 0, 0
     while todo:
@@ -112,7 +129,45 @@ def tree_ticks(roots):
         user += st[2]
         system += st[3]
         todo.extend(kids.get(p, []))
-    return (user, system), len(seen)
+    return (user, system), seen
+
+
+def reset_peak_rss(pids):
+    """Resets VmHWM of every process (clear_refs 5, Linux >= 4.0)."""
+    for p in pids:
+        try:
+            with open(f'/proc/{p}/clear_refs', 'w') as f:
+                f.write('5')
+        except OSError:
+            pass
+
+
+def peak_rss_kib(pids):
+    """Sum of VmHWM (KiB) of the processes still alive, or None."""
+    total, seen = 0, 0
+    for p in pids:
+        try:
+            with open(f'/proc/{p}/status') as f:
+                for line in f:
+                    if line.startswith('VmHWM:'):
+                        total += int(line.split()[1])
+                        seen += 1
+        except (OSError, ValueError, IndexError):
+            pass
+    return total if seen else None
+
+
+def wait_queue_empty(t, limit):
+    """Waits (bounded) until the target's queue_cmd prints 0; returns what
+    it printed last (None without queue_cmd or when unreadable)."""
+    if not t.get('queue_cmd'):
+        return None
+    deadline = time.monotonic() + limit
+    while True:
+        left = count(t['queue_cmd'])
+        if left == 0 or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)
 
 
 def machine_busy_ticks():
@@ -143,13 +198,14 @@ def warmup(t, n, sessions, a):
         return
     before = count(t['count_cmd'])
     cmd = [SMTP_SOURCE, '-s', str(sessions), '-m', str(n), '-l', '5120',
-           '-f', a.sender, '-t', a.rcpt, f"127.0.0.1:{t['port']}"]
+           '-f', a.sender, '-t', t.get('rcpt', a.rcpt), f"127.0.0.1:{t['port']}"]
     try:
         p = subprocess.run(cmd, capture_output=True, timeout=a.run_timeout)
         rc = p.returncode
     except subprocess.TimeoutExpired:
         rc = 124
     wait_drain(t, before, n, a.drain_timeout)
+    wait_queue_empty(t, a.drain_timeout)
     print(f"warm-up {t['label']}/{t['path']}: {n} msgs, {sessions} sessions, rc={rc}", flush=True)
     sh(t.get('clean_cmd', ''))
 
@@ -175,13 +231,16 @@ def one_run(t, size, sess, m, a, load_csv):
     if not roots:
         print(f"  {t['label']}: no server PID, skipped", file=sys.stderr)
         return None
-    c0, n0 = tree_ticks(roots)
+    c0, pids0 = tree_ticks_pids(roots)
+    n0 = len(pids0)
+    reset_peak_rss(pids0)
+    k0 = count(t['count_cmd'])
     b0 = machine_busy_ticks()
     w0 = time.monotonic()
     cmd = [sys.executable, a.load, '--server', t['label'], '--path', t['path'],
            '--port', str(t['port']), '--sizes', str(size), '--sessions', str(sess),
            '--reps', '1', '--msgs', str(m), '--warmup', '0', '--settle', '0',
-           '--count-cmd', t['count_cmd'], '--from', a.sender, '--to', a.rcpt,
+           '--count-cmd', t['count_cmd'], '--from', a.sender, '--to', t.get('rcpt', a.rcpt),
            '--run-timeout', str(a.run_timeout), '--drain-timeout', str(a.drain_timeout),
            '--out', load_csv]
     if a.note:
@@ -194,7 +253,15 @@ def one_run(t, size, sess, m, a, load_csv):
         return None
     wall = time.monotonic() - w0
     b1 = machine_busy_ticks()
-    c1, n1 = tree_ticks(roots)
+    c1, pids1 = tree_ticks_pids(roots)
+    n1 = len(pids1)
+    rss = peak_rss_kib(pids1)
+    # checked, not assumed: the queue drains and the count grew by exactly m
+    left = wait_queue_empty(t, a.drain_timeout)
+    if t.get('queue_cmd'):
+        time.sleep(0.5)     # a last delivery's count line (smtp-sink: at ".")
+    k1 = count(t['count_cmd'])
+    counted = k1 - k0 if k0 is not None and k1 is not None else None
     r = last_row(load_csv)
     if r is None or r['server'] != t['label'] or int(r['size']) != size \
             or int(r['sessions']) != sess:
@@ -205,7 +272,8 @@ def one_run(t, size, sess, m, a, load_csv):
     sys_s = (c1[1] - c0[1]) / CLK_TCK
     cpu_s = user_s + sys_s
     per = 1000.0 * cpu_s / delivered if delivered > 0 else ''
-    ok = r['rc'] == '0' and done == m and delivered >= m
+    ok = r['rc'] == '0' and done == m and delivered >= m and counted == m \
+        and left in (None, 0)
     row = dict(server=t['label'], path=t['path'], size=size, sessions=sess, msgs=m,
                rc=r['rc'], data_done=done, delivered=delivered,
                accept_rate=r['accept_rate'], e2e_rate=r['e2e_rate'],
@@ -216,8 +284,13 @@ def one_run(t, size, sess, m, a, load_csv):
                rest_cores=f'{((b1 - b0) / CLK_TCK - cpu_s) / wall:.2f}' if wall > 0 else '',
                machine_cpu_busy_pct=r['cpu_busy_pct'], iowait_pct=r['iowait_pct'],
                client_cpu_s=r['client_cpu_s'], listen_overflows=r['listen_overflows'],
-               procs_before=n0, procs_after=n1, ok=int(ok), started=r['started'])
+               procs_before=n0, procs_after=n1,
+               counted=counted if counted is not None else '',
+               queue_left=left if left is not None else '',
+               peak_rss_mib=f'{rss / 1024:.1f}' if rss is not None else '',
+               ok=int(ok), started=r['started'])
     print(f"    -> {t['label']}: server CPU {cpu_s:.2f} s = {row['cpu_ms_per_msg']} ms/msg, "
+          f"counted {counted} of {m}, queue left {left}, peak RSS {row['peak_rss_mib']} MiB, "
           f"{'ok' if ok else 'NOT OK'}", flush=True)
     return row
 
@@ -237,8 +310,8 @@ def summary(rows):
     order = sorted(groups, key=lambda k: (k[2], k[3], k[0], k[1]))
     out = ['| server | path | msg size | sessions | msgs/run | accepted msgs/s | '
            'end-to-end msgs/s | server CPU ms/msg | of which kernel % | server cores busy | '
-           'rest of machine, cores | runs ok |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|']
+           'rest of machine, cores | peak RSS MiB | count = sent | queue empty | runs ok |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
     for k in order:
         g = groups[k]
         acc = [float(r['accept_rate']) for r in g if r['accept_rate']]
@@ -248,11 +321,18 @@ def summary(rows):
         rest = [float(r['rest_cores']) for r in g if r.get('rest_cores')]
         kern = [100.0 * float(r['server_sys_s']) / float(r['server_cpu_s']) for r in g
                 if r.get('server_sys_s') and float(r['server_cpu_s']) > 0]
+        rss = [float(r['peak_rss_mib']) for r in g if r.get('peak_rss_mib')]
+        cnt = [r for r in g if r.get('counted', '') != '']
+        cnt_ok = sum(1 for r in cnt if int(r['counted']) == int(r['msgs']))
+        q = [r for r in g if r.get('queue_left', '') != '']
+        q_ok = sum(1 for r in q if int(r['queue_left']) == 0)
         ok = sum(int(r['ok']) for r in g)
         size = k[2]
         sz = f'{size // 1024} KiB' if size % 1024 == 0 else f'{size} B'
         out.append(f"| {k[0]} | {k[1]} | {sz} | {k[3]} | {g[0]['msgs']} | {fmt(acc)} | "
-                   f"{fmt(e2e)} | {fmt(cpu, 2)} | {fmt(kern)} | {fmt(cores, 2)} | {fmt(rest, 2)} | {ok}/{len(g)} |")
+                   f"{fmt(e2e)} | {fmt(cpu, 2)} | {fmt(kern)} | {fmt(cores, 2)} | {fmt(rest, 2)} | {fmt(rss, 1)} | "
+                   f"{f'{cnt_ok}/{len(cnt)}' if cnt else '-'} | {f'{q_ok}/{len(q)}' if q else '-'} | "
+                   f"{ok}/{len(g)} |")
     return '\n'.join(out) + '\n'
 
 
@@ -285,7 +365,8 @@ def main():
               'cpu_ms_per_msg', 'server_cores',
               'rest_cores',
               'machine_cpu_busy_pct', 'iowait_pct', 'client_cpu_s', 'listen_overflows',
-              'procs_before', 'procs_after', 'ok', 'started']
+              'procs_before', 'procs_after', 'counted', 'queue_left', 'peak_rss_mib',
+              'ok', 'started']
 
     if not a.summary_only:
         with open(a.targets) as f:

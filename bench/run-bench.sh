@@ -1,10 +1,13 @@
 #!/bin/bash
 # bench/run-bench.sh - durable messages per second and server CPU per message,
-# Postern beside Postfix, in the same run, through ../shared/bench.
+# Postern beside Postfix, in the same run, through ../shared/bench, on two
+# paths: "maildir" (receive, queue, local delivery into a Maildir) and "relay"
+# (the full outbound path: receive, queue, deliver over SMTP to Postfix's
+# smtp-sink on 127.0.0.1:2626).
 #
 #   bench/run-bench.sh            # everything: install, build, both servers, report
 #
-# What it does, in order (about 5 minutes here; CI does not run it):
+# What it does, in order (about 10 minutes here with both paths; CI does not run it):
 #  1. Installs what it needs: python3, strace, and Postfix (for smtp-source, the
 #     load generator, and as the anchor) through ../shared/bench/setup-postfix.sh
 #     install (apt, "Local only", Postfix on 127.0.0.1:2525).  Builds Postern as
@@ -21,6 +24,14 @@
 #     example.test at Postfix's virtual(8) Maildir delivery in the same work
 #     folder: receive -> fsync'd queue file -> qmgr -> virtual -> Maildir/new,
 #     the same path Postern runs (the anchors in RESULTS-anchors.md used discard).
+#     Relay path (PATHS has relay): smtp-sink is started first (lib.sh
+#     sink_start, 127.0.0.1:2626, in our work folder); Postern gets a route
+#     `[route.sink] domains = sink.test, via = [127.0.0.1]:2626, tls = none` and
+#     Postfix `sink.test=smtp:[127.0.0.1]:2626` in transport_maps (the shared
+#     relay mode's line, for sink.test; Postfix's smtp client does no TLS by
+#     default either); smtp-source sends to b@sink.test and the count is the
+#     sink's (lib.sh sink_count).  One sink serves both servers; runs are one
+#     after the other and each counts its own difference.
 #  4. Runs bench/drive.py: for each message size x session count x repetition it
 #     runs ../shared/bench/smtp-load.py once against each server, alternately
 #     (interleaved, so both see the same machine), with --count-cmd counting the
@@ -29,10 +40,18 @@
 #     every message is in the Maildir).  Around each run it samples
 #     utime+stime(+reaped children) of the server's process tree from /proc and
 #     divides by the messages: server CPU ms per message.  Maildirs are emptied
-#     between runs.
-#  5. strace -f -c counts of fsync-type calls per message, for both servers on the
-#     Maildir path (200 messages over 1 and over 10 sessions, after the timed
-#     runs: strace slows the servers down, these are counts, not speeds).
+#     between runs.  After each run drive.py waits (bounded) for the server's
+#     queue to be empty (Postern: files in spool/queue; Postfix:
+#     setup-postfix.sh queue) and checks that the count grew by exactly the
+#     messages sent; it also records the peak RSS of the run (VmHWM, reset
+#     before each run).
+#  5. strace -f -c counts of fsync-type calls per message, for both servers on
+#     each path of PATHS (200 messages over each of SYNC_SESSIONS, 1 and 10
+#     sessions by default, after the timed runs: strace slows the servers
+#     down, these are counts, not speeds).
+#     SYSCALL_PROFILE=1 adds strace -f -c of every system call Postern makes
+#     on the relay path, 1 and 50 sessions (syscalls-relay.txt): where its
+#     time goes.
 #  6. Then Postfix alone on its discard path, the anchors' own configuration,
 #     so this run can be set against RESULTS-anchors.md (the VM's speed drifts).
 #  7. Writes bench/results/<date-time>/ (load.csv = smtp-load.py rows, bench.csv
@@ -44,13 +63,14 @@
 #
 # Environment (all optional):
 #   REPS=3  SIZES=5120,102400  SESSIONS=1,10,50  WARMUP=300  PORT=2530
+#   PATHS=maildir,relay  which paths to measure (one or both)
 #   MSGS_TABLE="5120x1=1000,..."   messages per run for each SIZExSESSIONS
 #   POSTERN_BIN=path     use this binary, build nothing
 #   BUILD_DIR=/var/tmp/postern-bench-build  BUILDTYPE=debugoptimized (or release)
 #   SKIP_POSTERN=1       Postfix only (e.g. while Postern does not run yet)
 #   POSTERN_LOG_LEVEL=notice   (info logs one summary line per message and session,
 #                        as Postfix does; notice keeps logging out of the figure)
-#   FSYNC_COUNT=0 skip step 5;  POSTFIX_DISCARD=0 skip step 6
+#   FSYNC_COUNT=0 skip step 5;  SYNC_SESSIONS="1 10"  session counts of step 5;  POSTFIX_DISCARD=0 skip step 6
 #   RESULTS=dir          default bench/results/<date-time>
 #
 # Only 127.0.0.1 is used.  Every load run is bounded (--run-timeout 120 s,
@@ -74,6 +94,10 @@ STAMP="$(date +%Y%m%d-%H%M%S)"
 RESULTS="${RESULTS:-$HERE/results/$STAMP}"
 POSTFIX_DISCARD="${POSTFIX_DISCARD:-1}"
 FSYNC_COUNT="${FSYNC_COUNT:-1}"
+SYSCALL_PROFILE="${SYSCALL_PROFILE:-0}"
+PATHS="${PATHS:-maildir,relay}"
+has_path() { case ",$PATHS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+has_path maildir || has_path relay || { echo "run-bench.sh: PATHS must name maildir and/or relay" >&2; exit 1; }
 SKIP_POSTERN="${SKIP_POSTERN:-0}"
 POSTERN_LOG_LEVEL="${POSTERN_LOG_LEVEL:-notice}"
 # Our own build folder (not the repository's build/, which the developers use:
@@ -100,6 +124,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 POSTERN_PID=""
 POSTERN_STATUS="not run"
+SINK_STARTED=0    # 1: smtp-sink runs (lib.sh keeps its pid in $STATE_DIR)
 PF_STARTED=0      # 1: this script started Postfix, so it stops it
 PF_TOUCHED=0      # 1: main.cf has our Maildir settings, restore PF_SAVED
 PF_SAVED=""       # postconf -n lines of PF_CHANGED before we changed them
@@ -130,6 +155,10 @@ restore_postfix() {
 
 cleanup() {
     stop_postern
+    if [ "$SINK_STARTED" = 1 ]; then
+        (source "$SHARED/lib.sh"; sink_stop) || log "smtp-sink stop failed"
+        SINK_STARTED=0
+    fi
     if [ "$PF_STARTED" = 1 ]; then
         "$SHARED/setup-postfix.sh" stop >/dev/null 2>&1 || log "postfix stop failed"
         PF_STARTED=0
@@ -144,6 +173,8 @@ trap 'exit 130' INT TERM
 [ "$(id -u)" = 0 ] || die "needs root (apt-get, Postfix)"
 [ "$PORT" != "$PF_PORT" ] || die "PORT must not be $PF_PORT (Postfix is there)"
 if port_open "$PORT"; then die "127.0.0.1:$PORT is already in use"; fi
+SINK_PORT=2626      # lib.sh's
+if has_path relay && port_open "$SINK_PORT"; then die "127.0.0.1:$SINK_PORT is already in use"; fi
 
 # ---- 1. install and build ----------------------------------------------------
 log "=== install ==="
@@ -182,7 +213,14 @@ if [ "$SKIP_POSTERN" != 1 ] && [ ! -x "$BIN" ]; then
     SKIP_POSTERN=1
 fi
 
-# ---- 2. Postern ----------------------------------------------------------------
+# ---- 2. smtp-sink, Postern ---------------------------------------------------
+if has_path relay; then
+    log "=== start smtp-sink on 127.0.0.1:$SINK_PORT ==="
+    (source "$SHARED/lib.sh"; sink_start) || die "smtp-sink did not start"
+    SINK_STARTED=1
+fi
+SINK_COUNT="bash -c 'source $SHARED/lib.sh; sink_count'"
+POSTERN_QUEUE="find $WORK/postern/spool/queue -type f | wc -l"
 hash_pw() {
     /usr/bin/python3 -W ignore -c \
         'import crypt; print(crypt.crypt("bench", crypt.mksalt(crypt.METHOD_SHA512)))'
@@ -219,6 +257,12 @@ connections_per_ip = 0
 
 [log]
 level = $POSTERN_LOG_LEVEL
+
+# Relay path: mail for sink.test goes to smtp-sink, without DNS or TLS.
+[route.sink]
+domains = sink.test
+via = [127.0.0.1]:$SINK_PORT
+tls = none
 EOF
     cp "$WORK/postern/bench.conf" "$RESULTS/postern-bench.conf"
     "$BIN" check -c "$WORK/postern/bench.conf" >"$WORK/check.out" 2>&1 ||
@@ -251,6 +295,22 @@ EOF
             POSTERN_STATUS="started, but delivered nothing"
             stop_postern; SKIP_POSTERN=1
         fi
+    fi
+    if [ "$SKIP_POSTERN" != 1 ] && has_path relay; then
+        # and one message out to the sink
+        c0="$(bash -c "$SINK_COUNT")"
+        timeout 30 smtp-source -m 1 -f a@example.test -t b@sink.test "127.0.0.1:$PORT" ||
+            log "postern: a single relay test message failed"
+        for _ in $(seq 50); do
+            [ "$(bash -c "$SINK_COUNT")" -gt "$c0" ] && break
+            sleep 0.2
+        done
+        if [ "$(bash -c "$SINK_COUNT")" -le "$c0" ]; then
+            log "postern: the relay test message did not reach smtp-sink: skipping Postern"
+            tail -20 "$WORK/postern.log" >&2
+            POSTERN_STATUS="started, but relayed nothing"
+            stop_postern; SKIP_POSTERN=1
+        fi
     else
         log "postern did not become ready within 30 s; its log:"
         tail -20 "$WORK/postern.log" >&2
@@ -272,7 +332,7 @@ PF_MAIL="$WORK/postfix/mail"
 mkdir -p "$PF_MAIL" && chmod 755 "$WORK/postfix" && chown 65534:65534 "$PF_MAIL"
 "$SHARED/setup-postfix.sh" start discard || die "postfix start"
 PF_TOUCHED=1
-postconf -e "transport_maps = inline:{ example.test=virtual: }" \
+postconf -e "transport_maps = inline:{ example.test=virtual:, sink.test=smtp:[127.0.0.1]:$SINK_PORT }" \
     "virtual_mailbox_base = $PF_MAIL" \
     "virtual_mailbox_maps = inline:{ a@example.test=example.test/a/, b@example.test=example.test/b/ }" \
     "virtual_uid_maps = static:65534" "virtual_gid_maps = static:65534" || die "postconf"
@@ -285,14 +345,24 @@ PF_PIDS="tr -d ' ' </var/spool/postfix/pid/master.pid"
 
 /usr/bin/python3 - "$WORK/targets.json" "$SKIP_POSTERN" "$PORT" "$PF_LABEL" \
     "$(maildir_count "$POSTERN_MAIL")" "$(maildir_clean "$POSTERN_MAIL")" "cat $WORK/postern.pid" \
-    "$(maildir_count "$PF_MAIL")" "$(maildir_clean "$PF_MAIL")" "$PF_PIDS" <<'EOF'
+    "$(maildir_count "$PF_MAIL")" "$(maildir_clean "$PF_MAIL")" "$PF_PIDS" \
+    "$PATHS" "$SINK_COUNT" "$POSTERN_QUEUE" "$SHARED/setup-postfix.sh queue" <<'EOF'
 import json, sys
-out, skip, port, pflabel, pc, pcl, pp, fc, fcl, fp = sys.argv[1:]
-t = [dict(label=pflabel, path='maildir (virtual)', port=2525, count_cmd=fc, clean_cmd=fcl,
-          pids_cmd=fp)]
-if skip != '1':
-    t.append(dict(label='postern', path='maildir', port=int(port), count_cmd=pc,
-                  clean_cmd=pcl, pids_cmd=pp))
+out, skip, port, pflabel, pc, pcl, pp, fc, fcl, fp, paths, sc, pq, fq = sys.argv[1:]
+paths = paths.split(',')
+t = []
+if 'maildir' in paths:
+    t.append(dict(label=pflabel, path='maildir (virtual)', port=2525, count_cmd=fc,
+                  clean_cmd=fcl, pids_cmd=fp, queue_cmd=fq))
+    if skip != '1':
+        t.append(dict(label='postern', path='maildir', port=int(port), count_cmd=pc,
+                      clean_cmd=pcl, pids_cmd=pp, queue_cmd=pq))
+if 'relay' in paths:
+    t.append(dict(label=pflabel, path='relay (smtp-sink)', port=2525, count_cmd=sc,
+                  pids_cmd=fp, queue_cmd=fq, rcpt='b@sink.test'))
+    if skip != '1':
+        t.append(dict(label='postern', path='relay (smtp-sink)', port=int(port), count_cmd=sc,
+                      pids_cmd=pp, queue_cmd=pq, rcpt='b@sink.test'))
 json.dump(t, open(out, 'w'), indent=1)
 EOF
 
@@ -307,26 +377,29 @@ DRIVE=(/usr/bin/python3 "$HERE/drive.py" --load "$SHARED/smtp-load.py" --out-dir
     cat "$WORK/targets.json"
 } >"$RESULTS/commands.txt"
 
-log "=== 4. timed runs: ${PF_LABEL} Maildir$([ "$SKIP_POSTERN" != 1 ] && echo ' and Postern, interleaved') ==="
+log "=== 4. timed runs ($PATHS): ${PF_LABEL}$([ "$SKIP_POSTERN" != 1 ] && echo ' and Postern, interleaved') ==="
 timeout 2700 "${DRIVE[@]}" --targets "$WORK/targets.json" >"$RESULTS/drive.log" 2>&1
 rc=$?
 tail -n +1 "$RESULTS/drive.log" | grep -E 'warm-up|->|rc=' | tail -5 >&2
 [ "$rc" = 0 ] || log "drive.py exited $rc (see $RESULTS/drive.log)"
 
-# ---- 5. fsync counts (Maildir path) -------------------------------------------
-# sync_count LABEL PORT PIDS-CMD COUNT-CMD MSGS SESSIONS: strace -f -c on the
-# server's processes/threads while smtp-source sends MSGS 5 KiB messages over
-# SESSIONS sessions and they are delivered; prints the sync-type calls per message.
+# ---- 5. fsync counts (each path) ----------------------------------------------
+# sync_count LABEL PORT PIDS-CMD COUNT-CMD MSGS SESSIONS [RCPT [TRACE]]: strace -f
+# -c on the server's processes/threads while smtp-source sends MSGS 5 KiB
+# messages to RCPT (b@example.test) over SESSIONS sessions and they are
+# delivered; prints the sync-type calls per message.  TRACE "all" counts every
+# system call instead (then the "per message" figure is all calls).
 sync_count() {
     local label="$1" port="$2" pidscmd="$3" cnt="$4" n="$5" s="$6" args=() p sp c0 calls
+    local rcpt="${7:-b@example.test}" trace=(-e trace=fsync,fdatasync,sync_file_range,syncfs,sync,msync)
+    [ "${8:-}" = all ] && trace=()
     for p in $(bash -c "$pidscmd"); do args+=(-p "$p"); done
     local out="$WORK/strace-$label-s$s.txt"
     c0="$(bash -c "$cnt")"
-    timeout 120 strace -f -c -o "$out" \
-        -e trace=fsync,fdatasync,sync_file_range,syncfs,sync,msync "${args[@]}" 2>/dev/null &
+    timeout 120 strace -f -c -o "$out" "${trace[@]}" "${args[@]}" 2>/dev/null &
     sp=$!
     sleep 2
-    timeout 100 smtp-source -s "$s" -m "$n" -l 5120 -f a@example.test -t b@example.test \
+    timeout 100 smtp-source -s "$s" -m "$n" -l 5120 -f a@example.test -t "$rcpt" \
         "127.0.0.1:$port" >/dev/null 2>&1 || echo "($label: smtp-source failed)"
     for _ in $(seq 300); do
         [ "$(( $(bash -c "$cnt") - c0 ))" -ge "$n" ] && break; sleep 0.1
@@ -334,23 +407,42 @@ sync_count() {
     sleep 1
     kill -INT "$sp" 2>/dev/null; wait "$sp" 2>/dev/null
     calls="$(awk '$NF == "total" {print $4}' "$out" 2>/dev/null)"
-    echo "== $label: $n messages of 5 KiB over $s session(s): ${calls:-0} sync-type calls" \
+    echo "== $label: $n messages of 5 KiB over $s session(s), delivered $(( $(bash -c "$cnt") - c0 )):" \
+         "${calls:-0} $([ "${8:-}" = all ] && echo 'system calls' || echo 'sync-type calls')" \
          "= $(awk -v c="${calls:-0}" -v n="$n" 'BEGIN {printf "%.2f", c / n}') per message =="
     grep -E '^ *[0-9]' "$out" 2>/dev/null | grep -v total
 }
 if [ "$FSYNC_COUNT" = 1 ]; then
-    log "=== fsync-type calls per message (strace, 200 msgs, 1 and 10 sessions) ==="
+    log "=== fsync-type calls per message (strace, 200 msgs, ${SYNC_SESSIONS:-1 10} sessions) ==="
     : >"$RESULTS/fsync-count.txt"
-    for s in 1 10; do
-        sync_count "$PF_LABEL-maildir" "$PF_PORT" "$SHARED/setup-postfix.sh pids" \
-            "$(maildir_count "$PF_MAIL")" 200 "$s" >>"$RESULTS/fsync-count.txt"
-        if [ "$SKIP_POSTERN" != 1 ] && [ -n "$POSTERN_PID" ]; then
-            # every thread of the one process (strace -f also follows new ones)
-            sync_count postern "$PORT" "ls /proc/$POSTERN_PID/task" \
-                "$(maildir_count "$POSTERN_MAIL")" 200 "$s" >>"$RESULTS/fsync-count.txt"
+    for s in ${SYNC_SESSIONS:-1 10}; do
+        if has_path maildir; then
+            sync_count "$PF_LABEL-maildir" "$PF_PORT" "$SHARED/setup-postfix.sh pids" \
+                "$(maildir_count "$PF_MAIL")" 200 "$s" >>"$RESULTS/fsync-count.txt"
+            if [ "$SKIP_POSTERN" != 1 ] && [ -n "$POSTERN_PID" ]; then
+                # every thread of the one process (strace -f also follows new ones)
+                sync_count postern-maildir "$PORT" "ls /proc/$POSTERN_PID/task" \
+                    "$(maildir_count "$POSTERN_MAIL")" 200 "$s" >>"$RESULTS/fsync-count.txt"
+            fi
+        fi
+        if has_path relay; then
+            sync_count "$PF_LABEL-relay" "$PF_PORT" "$SHARED/setup-postfix.sh pids" \
+                "$SINK_COUNT" 200 "$s" b@sink.test >>"$RESULTS/fsync-count.txt"
+            if [ "$SKIP_POSTERN" != 1 ] && [ -n "$POSTERN_PID" ]; then
+                sync_count postern-relay "$PORT" "ls /proc/$POSTERN_PID/task" \
+                    "$SINK_COUNT" 200 "$s" b@sink.test >>"$RESULTS/fsync-count.txt"
+            fi
         fi
     done
     cat "$RESULTS/fsync-count.txt" >&2
+fi
+if [ "$SYSCALL_PROFILE" = 1 ] && has_path relay && [ "$SKIP_POSTERN" != 1 ] && [ -n "$POSTERN_PID" ]; then
+    log "=== every system call Postern makes on the relay path (strace -c, 500 msgs) ==="
+    : >"$RESULTS/syscalls-relay.txt"
+    for s in 1 50; do
+        sync_count postern-relay-all "$PORT" "ls /proc/$POSTERN_PID/task" \
+            "$SINK_COUNT" 500 "$s" b@sink.test all >>"$RESULTS/syscalls-relay.txt"
+    done
 fi
 
 # ---- 6. Postfix discard path (the anchors' configuration) ---------------------

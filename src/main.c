@@ -2,12 +2,14 @@
  * main.c - the `postern` command: subcommand dispatch.
  *
  *   serve -c FILE [-o section.key=value ...]   run the daemon (foreground)
- *   check -c FILE [-o ...]                    validate; FILE:LINE errors, exit 78
+ *   check -c FILE [-o ...] [--route DOMAIN]   validate; FILE:LINE errors, exit 78;
+ *                                             --route: the route mail to DOMAIN takes
  *   explain ID                                one catalog entry
  *   catalog [--ids]                           the whole catalog (docs/events.md)
  *   config-doc                                docs/configuration.md
  *   make-cert -c FILE [-o ...]                 self-signed TLS pair where missing
  *   passwd [--scheme yescrypt|bcrypt|sha512-crypt]  hash a password read from stdin
+ *   dns [-c FILE] [-o ...] TYPE NAME           one DNS lookup (server_cmd_dns.c)
  *   queue [-c FILE] COMMAND [--json]          the queue (server/queue_cmd.c)
  *   version
  */
@@ -37,26 +39,30 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: postern serve -c FILE [-o section.key=value ...]\n"
-		"       postern check -c FILE [-o section.key=value ...]\n"
+		"       postern check -c FILE [-o section.key=value ...] [--route DOMAIN]\n"
 		"       postern explain ID\n"
 		"       postern catalog [--ids]\n"
 		"       postern config-doc\n"
 		"       postern make-cert -c FILE [-o section.key=value ...]\n"
 		"       postern passwd [--scheme yescrypt|bcrypt|sha512-crypt]\n"
+		"       postern dns [-c FILE] [-o section.key=value ...] a|aaaa|mx|txt|ptr NAME\n"
 		"       postern queue [-c FILE] list|show ID|flush [ID] [--domain D]|hold ID|release ID|delete ID|bounce ID|status [--json]\n"
 		"       postern version\n");
 }
 
-/* Parses -c FILE and -o k=v for serve and check. */
+/* Parses -c FILE and -o k=v for serve and check (and --route DOMAIN for
+ * check, when route is not NULL). */
 static int
 parse_config_args(int argc, char **argv, const char **path, const char **overrides,
-		  size_t *noverrides)
+		  size_t *noverrides, const char **route)
 {
 	*path = NULL;
 	*noverrides = 0;
 	for (int i = 2; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
 			*path = argv[++i];
+		} else if (route != NULL && strcmp(argv[i], "--route") == 0 && i + 1 < argc) {
+			*route = argv[++i];
 		} else if (strcmp(argv[i], "-o") == 0 && i + 1 < argc) {
 			if (*noverrides >= MAX_OVERRIDES) {
 				fprintf(stderr, "postern: too many -o options (at most %d)\n",
@@ -77,7 +83,7 @@ parse_config_args(int argc, char **argv, const char **path, const char **overrid
 }
 
 static int
-cmd_check(const char *path, const char *const *overrides, size_t n)
+cmd_check(const char *path, const char *const *overrides, size_t n, const char *route)
 {
 	struct diag d;
 	struct config *cfg;
@@ -96,6 +102,10 @@ cmd_check(const char *path, const char *const *overrides, size_t n)
 		fprintf(stderr, "%s: listeners needing TLS (%s) have no usable certificate: %s"
 			" [STARTUP-LISTENER-NEEDS-TLS]\n", path, names, why);
 		rc = EX_CONFIG;
+	}
+	if (route != NULL && config_route_describe(cfg, route, stdout) < 0) {
+		fprintf(stderr, "postern: --route %s: not a domain name\n", route);
+		rc = EX_USAGE;
 	}
 	config_unref(&cfg);
 	return rc;
@@ -249,7 +259,7 @@ int
 main(int argc, char **argv)
 {
 	const char *overrides[MAX_OVERRIDES];
-	const char *path;
+	const char *path, *route = NULL;
 	size_t n;
 
 	if (argc < 2) {
@@ -259,11 +269,13 @@ main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "serve") == 0 || strcmp(cmd, "check") == 0 ||
 	    strcmp(cmd, "make-cert") == 0) {
-		if (parse_config_args(argc, argv, &path, overrides, &n) < 0)
+		if (parse_config_args(argc, argv, &path, overrides, &n,
+				      strcmp(cmd, "check") == 0 ? &route : NULL) < 0)
 			return EX_USAGE;
 		if (cmd[0] == 'm')
 			return cmd_make_cert(path, overrides, n);
-		return cmd[0] == 's' ? server_run(path, overrides, n) : cmd_check(path, overrides, n);
+		return cmd[0] == 's' ? server_run(path, overrides, n)
+				     : cmd_check(path, overrides, n, route);
 	}
 	if (strcmp(cmd, "explain") == 0)
 		return cmd_explain(argc, argv);
@@ -275,6 +287,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "passwd") == 0)
 		return cmd_passwd(argc, argv);
+	if (strcmp(cmd, "dns") == 0)
+		return server_cmd_dns(argc, argv);
 	if (strcmp(cmd, "queue") == 0)
 		return queue_cmd_main(argc, argv);
 	if (strcmp(cmd, "version") == 0) {

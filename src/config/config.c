@@ -3,7 +3,7 @@
  *
  * Owns struct config snapshots: built from options.def defaults, then the
  * file, then -o overrides, then the cross-field checks of config_check()
- * and the accounts file. Every error becomes one "FILE:LINE: message" in
+ * (routes: config_route.c) and the accounts file. Every error becomes one "FILE:LINE: message" in
  * the caller's diag list, and parsing goes on so that all of them are
  * reported at once. A snapshot is immutable once config_load() returns;
  * only its reference count changes (atomically), so any thread may hold one.
@@ -38,7 +38,7 @@ const struct opt_desc config_opts[CONFIG_NOPTS] = {
 const char *const config_type_names[] = {
 	[OT_STR] = "string", [OT_PATH] = "path", [OT_UINT] = "number",
 	[OT_SIZE] = "size", [OT_DURATION] = "duration", [OT_BOOL] = "boolean",
-	[OT_CIDRS] = "networks", [OT_LIST] = "list",
+	[OT_CIDRS] = "networks", [OT_LIST] = "list", [OT_DURATIONS] = "durations",
 };
 
 /* ---- value parsing ---------------------------------------------------- */
@@ -66,6 +66,8 @@ check_str(const struct opt_desc *o, const char *v)
 	} else if (strcmp(o->name, "local.plus_separator") == 0) {
 		if (strlen(v) != 1 || strchr("+-_=.", v[0]) == NULL)
 			return "is not one of + - _ = .";
+	} else if (strncmp(o->name, "outbound.", 9) == 0) {
+		return config_check_outbound(o->key, v);
 	}
 	return NULL;
 }
@@ -88,6 +90,9 @@ opt_free(struct config *cfg, const struct opt_desc *o)
 		break;
 	case OT_LIST:
 		config_list_fini(FIELD(cfg, o, struct config_list));
+		break;
+	case OT_DURATIONS:
+		config_durations_fini(FIELD(cfg, o, struct config_durations));
 		break;
 	default:
 		break;
@@ -144,9 +149,7 @@ opt_set(struct config_load *ld, const struct opt_desc *o, const char *v, struct 
 		break;
 	}
 	case OT_DURATION: {
-		static const uint64_t mult[] = { 1, 60, 3600 };
-
-		if (config_parse_scaled(v, "smh", mult, &x) < 0) {
+		if (config_parse_duration(v, &x) < 0) {
 			diag_add(ld->diags, src.file, src.line,
 				 "%s: \"%.*s\" is not a duration (seconds, or a number with suffix s, m or h)",
 				 o->name, SHOW(v));
@@ -194,6 +197,18 @@ opt_set(struct config_load *ld, const struct opt_desc *o, const char *v, struct 
 		}
 		opt_free(cfg, o);
 		*FIELD(cfg, o, struct config_list) = l;
+		return 0;
+	}
+	case OT_DURATIONS: {
+		struct config_durations d;
+		char err[160];
+
+		if (config_parse_durations(v, o->min, o->max, &d, err, sizeof(err)) < 0) {
+			diag_add(ld->diags, src.file, src.line, "%s: %s", o->name, err);
+			return -1;
+		}
+		opt_free(cfg, o);
+		*FIELD(cfg, o, struct config_durations) = d;
 		return 0;
 	}
 	}
@@ -252,6 +267,11 @@ apply(struct config_load *ld, const char *sec, size_t slen, const char *key, siz
 
 		if (idx >= 0)
 			config_listener_set(ld, (size_t)idx, key, klen, v, src, from_file);
+	} else if (slen > 6 && memcmp(sec, "route.", 6) == 0) {
+		long idx = config_route_get(ld, sec + 6, slen - 6, !from_file, src);
+
+		if (idx >= 0)
+			config_route_set(ld, (size_t)idx, key, klen, v, src, from_file);
 	} else {
 		const struct opt_desc *o = opt_find(sec, slen, key, klen);
 
@@ -344,10 +364,22 @@ parse_file(struct config_load *ld, const char *path)
 				}
 				if (config_listener_get(ld, name + 7, nn - 7, 1, src) < 0)
 					continue;
+			} else if (nn > 6 && memcmp(name, "route.", 6) == 0) {
+				if (!config_listener_name_valid(name + 6, nn - 6)) {
+					diag_add(ld->diags, path, lineno,
+						 "bad route name \"%.*s\" (letters, digits, '_' and '-', at most %d)",
+						 (int)(nn - 6 > 100 ? 100 : nn - 6), name + 6, CONFIG_NAME_MAX);
+					continue;
+				}
+				if (config_route_get(ld, name + 6, nn - 6, 1, src) < 0)
+					continue;
 			} else if (!section_known(name, nn)) {
 				if (nn == 6 && memcmp(name, "listen", 6) == 0)
 					diag_add(ld->diags, path, lineno,
 						 "unknown section [listen] (listeners are [listen.NAME])");
+				else if (nn == 5 && memcmp(name, "route", 5) == 0)
+					diag_add(ld->diags, path, lineno,
+						 "unknown section [route] (routes are [route.NAME])");
 				else
 					diag_add(ld->diags, path, lineno, "unknown section [%.*s]",
 						 (int)(nn > 100 ? 100 : nn), name);
@@ -436,6 +468,13 @@ parse_override(struct config_load *ld, const char *ov, unsigned idx)
 				diag_add(ld->diags, src.file, src.line,
 					 "bad listener name \"%.*s\" (letters, digits, '_' and '-', at most %d)",
 					 (int)(slen - 7 > 100 ? 100 : slen - 7), sec + 7, CONFIG_NAME_MAX);
+				return;
+			}
+		} else if (slen > 6 && memcmp(sec, "route.", 6) == 0) {
+			if (!config_listener_name_valid(sec + 6, slen - 6)) {
+				diag_add(ld->diags, src.file, src.line,
+					 "bad route name \"%.*s\" (letters, digits, '_' and '-', at most %d)",
+					 (int)(slen - 6 > 100 ? 100 : slen - 6), sec + 6, CONFIG_NAME_MAX);
 				return;
 			}
 		} else if (!section_known(sec, slen)) {
@@ -528,6 +567,8 @@ config_check(struct config_load *ld, int need_listener)
 	}
 
 	config_check_domains(ld);
+	config_route_check(ld);
+	config_listeners_local_addrs(cfg);
 }
 
 /* ---- snapshots -------------------------------------------------------- */
@@ -544,6 +585,8 @@ config_free(struct config *cfg)
 			config_list_fini(&cfg->listeners[i].policy[st]);
 	}
 	free(cfg->listeners);
+	config_routes_free(cfg);
+	free(cfg->local_addrs);
 	if (cfg->policy_free != NULL)
 		cfg->policy_free(&cfg->policy);
 	if (cfg->accounts_free != NULL)
@@ -621,6 +664,7 @@ config_load_with(const char *path, const char *const *overrides, size_t noverrid
 	if (attach != NULL)
 		attach(cfg, &ld, diags);
 	free(ld.lsrc);
+	free(ld.rsrc);
 	if (diags->n > n0) {
 		config_free(cfg);
 		cfg = NULL;
@@ -719,6 +763,12 @@ opt_equal(const struct config *a, const struct config *b, const struct opt_desc 
 			if (strcmp(x->v[i], y->v[i]) != 0)
 				return 0;
 		return 1;
+	}
+	case OT_DURATIONS: {
+		const struct config_durations *x = CFIELD(a, o, struct config_durations);
+		const struct config_durations *y = CFIELD(b, o, struct config_durations);
+
+		return x->n == y->n && memcmp(x->v, y->v, x->n * sizeof(*x->v)) == 0;
 	}
 	}
 	return 0;

@@ -6,7 +6,7 @@
  * (SIGHUP swaps it). File format: INI sections, "key = value", '#' and ';'
  * comments. Options come from options.def; listener sections are
  * [listen.NAME] with keys address (host:port), role, require_tls and
- * plaintext_on_loopback.
+ * plaintext_on_loopback; route sections are [route.NAME] (see below).
  */
 #ifndef POSTERN_CONFIG_H
 #define POSTERN_CONFIG_H
@@ -21,9 +21,20 @@
 #include "diag.h"
 
 struct directory;
+struct config;
+struct config_route_key;
+struct in6_addr;
 
 struct config_list {
 	char **v;	/* owned, lower-cased for local.domains */
+	size_t n;
+};
+
+/* A list of durations in seconds (outbound.retry_schedule), at most
+ * CONFIG_DURATIONS_MAX entries, at least one. */
+#define CONFIG_DURATIONS_MAX 64
+struct config_durations {
+	unsigned *v;	/* owned */
 	size_t n;
 };
 
@@ -64,6 +75,94 @@ struct config_listener {
  * use without TLS (submissions, pop3s, require_tls = yes). */
 int config_listener_needs_tls(const struct config_listener *l);
 
+/* ---- routes: [route.NAME] (config_route.c) ----------------------------
+ *
+ * Where mail for a remote domain goes. The outbound engine asks
+ * config_route_for() for the recipient's domain, after checking
+ * config_is_local_domain() itself: local domains never go out, and no
+ * route may name one. */
+
+enum route_via {
+	ROUTE_VIA_MX,		/* via = mx: the MX hosts of the recipient's domain */
+	ROUTE_VIA_HOSTS,	/* via = host, [host]:port, ...: these, in order */
+	ROUTE_VIA_REFUSE,	/* via = refuse: recipients fail (bounce) */
+};
+
+enum route_tls {
+	ROUTE_TLS_NONE,		/* never STARTTLS */
+	ROUTE_TLS_MAY,		/* STARTTLS when offered, no certificate check */
+	ROUTE_TLS_ENCRYPT,	/* STARTTLS required, no certificate check */
+	ROUTE_TLS_VERIFY,	/* STARTTLS required, chain and host name checked */
+};
+
+#define CONFIG_ROUTE_HOSTS_MAX 32	/* hosts in one via list */
+#define CONFIG_ROUTES_MAX 1024		/* [route.NAME] sections */
+
+/* One host of a via list, as Postfix writes a relayhost:
+ *   host, host:port     mx_lookup = 1: the MX hosts of "host" (A/AAAA when
+ *                       it has no MX), at port (0: outbound.port)
+ *   [host], [host]:port mx_lookup = 0: host's own A/AAAA records
+ *   [192.0.2.1]:25, [IPv6:2001:db8::1]:25 (also [2001:db8::1]:25)
+ *                       is_literal_ip = 1: that address, no DNS at all */
+struct config_route_host {
+	char *name;		/* lower-case host name, or the address as text */
+	uint16_t port;		/* 0 = outbound.port */
+	int mx_lookup;
+	int is_literal_ip;
+	struct sockaddr_storage addr;	/* is_literal_ip: the address, port 0 */
+	socklen_t addrlen;
+};
+
+struct config_route {
+	char *name;			/* "smarthost" from [route.smarthost] */
+	struct config_list domains;	/* as written, lower-case: "example.org",
+					 * ".example.org" (subdomains), "*" */
+	enum route_via via;
+	struct config_route_host *hosts;	/* ROUTE_VIA_HOSTS: 1..CONFIG_ROUTE_HOSTS_MAX */
+	size_t nhosts;
+	enum route_tls tls;		/* default ROUTE_TLS_MAY */
+	char *tls_ca_file;		/* "" = the system's CA store (verify only) */
+	char *auth_file;		/* "" = no AUTH */
+	char *auth_user;		/* read from auth_file at load; NULL = no AUTH */
+	char *auth_pass;		/* owned, wiped on free; never logged */
+	unsigned rate_per_min;		/* messages per minute per destination, 0 = no limit */
+};
+
+/* The route for mail to domain (ASCII, any case, one trailing dot
+ * allowed): the route with the most specific entry matching it. An
+ * exact entry ("example.org") beats any subdomain entry; among these
+ * (".example.org" matches a.example.org and b.a.example.org, not
+ * example.org itself) the longer suffix wins; "*" comes last. Never NULL:
+ * with no match and no "*" route, the built-in default (named
+ * "(default)": via mx, tls may, no AUTH, no rate). Does not allocate;
+ * any thread. */
+const struct config_route *config_route_for(const struct config *cfg, const char *domain);
+/* The same, and in *entry the domains entry that matched ("*" for the
+ * default route, "" for the built-in one). */
+const struct config_route *config_route_match(const struct config *cfg, const char *domain,
+					      const char **entry);
+/* Parses a via value into r's via, hosts and nhosts (freeing r's old
+ * hosts on success). On error -1 with the reason in err. */
+int config_route_parse_via(struct config_route *r, const char *v, char *err, size_t errlen);
+/* Frees what r owns (the secret wiped first); r itself is the caller's. */
+void config_route_fini(struct config_route *r);
+/* "mx", "hosts", "refuse"; "none", "may", "encrypt", "verify". */
+const char *config_route_via_name(enum route_via via);
+const char *config_route_tls_name(enum route_tls tls);
+/* Writes, for `postern check --route DOMAIN`, what mail to domain would
+ * take: local delivery, or its route, the entry that matched, via and
+ * hosts, tls, AUTH user (never the password) and rate. -1 (nothing
+ * written) if domain is not a domain name. */
+int config_route_describe(const struct config *cfg, const char *domain, FILE *out);
+
+/* 1 if sa (AF_INET/AF_INET6, its port included) is one of our own
+ * listeners, for loop detection: the listener's address and port, or for
+ * a wildcard listener (0.0.0.0, ::) with the same port, any loopback
+ * address or address of this host's interfaces (read with getifaddrs when
+ * the configuration was loaded, never per call). "::" listeners are
+ * IPv6-only (net_listen sets IPV6_V6ONLY). IPv4-mapped IPv6 counts as
+ * IPv4. */
+int config_is_own_listener(const struct config *cfg, const struct sockaddr *sa, socklen_t len);
 
 #define CONFIG_T_STR char *
 #define CONFIG_T_PATH char *
@@ -73,6 +172,7 @@ int config_listener_needs_tls(const struct config_listener *l);
 #define CONFIG_T_BOOL int
 #define CONFIG_T_CIDRS struct cidr_list
 #define CONFIG_T_LIST struct config_list
+#define CONFIG_T_DURATIONS struct config_durations
 
 struct config {
 	int refs;			/* atomic */
@@ -95,6 +195,17 @@ struct config {
 	void *policy;
 	void (*policy_free)(void **policyp);
 	char *hostname;			/* server.hostname, or gethostname() */
+	/* [route.NAME] sections, in file order, and their domain entries
+	 * sorted for config_route_for(). */
+	struct config_route *routes;	/* owned */
+	size_t nroutes;
+	struct config_route_key *route_keys;	/* owned */
+	size_t nroute_keys;
+	struct config_route route_default;	/* the built-in one */
+	/* This host's interface addresses (IPv4 as IPv4-mapped IPv6), read at
+	 * load when a listener is a wildcard. */
+	struct in6_addr *local_addrs;	/* owned */
+	size_t nlocal_addrs;
 };
 
 /* Reads path (NULL: built-in defaults only), applies overrides

@@ -2,10 +2,12 @@
  * config_listener.c - [listen.NAME] sections: their keys (address, role,
  * require_tls, plaintext_on_loopback), the questions sessions ask of a
  * listener (does it need TLS, may a password travel in clear), and the
- * comparison that tells a reload listeners changed.
+ * comparison that tells a reload listeners changed, and whether an
+ * address and port are one of our own listeners (loop detection).
  */
 #include "config_private.h"
 
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -292,4 +294,104 @@ config_listeners_equal(const struct config *a, const struct config *b)
 			return 0;
 	}
 	return 1;
+}
+
+/* ---- our own addresses, for loop detection ----------------------------- */
+
+#define LOCAL_ADDRS_MAX 1024
+
+/* sa's address as IPv6 (IPv4 mapped) and its port; -1 if not IP. */
+static int
+addr_as6(const struct sockaddr *sa, socklen_t len, struct in6_addr *a, uint16_t *port)
+{
+	if (sa->sa_family == AF_INET && len >= (socklen_t)sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
+
+		memset(a, 0, sizeof(*a));
+		a->s6_addr[10] = a->s6_addr[11] = 0xff;
+		memcpy(&a->s6_addr[12], &sin->sin_addr, 4);
+		*port = ntohs(sin->sin_port);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+
+		*a = sin6->sin6_addr;
+		*port = ntohs(sin6->sin6_port);
+		return 0;
+	}
+	return -1;
+}
+
+static int
+listener_is_wildcard(const struct config_listener *l)
+{
+	struct in6_addr a;
+	uint16_t port;
+
+	if (addr_as6((const struct sockaddr *)&l->addr, l->addrlen, &a, &port) < 0)
+		return 0;
+	return IN6_IS_ADDR_UNSPECIFIED(&a) ||
+	       (IN6_IS_ADDR_V4MAPPED(&a) && memcmp(&a.s6_addr[12], "\0\0\0\0", 4) == 0);
+}
+
+void
+config_listeners_local_addrs(struct config *cfg)
+{
+	struct ifaddrs *ifa, *i;
+	size_t wild = 0;
+
+	for (size_t k = 0; k < cfg->nlisteners; k++)
+		wild += (size_t)listener_is_wildcard(&cfg->listeners[k]);
+	if (wild == 0 || getifaddrs(&ifa) < 0)
+		return;	/* without the list, loopback addresses still match */
+	cfg->local_addrs = xcalloc(LOCAL_ADDRS_MAX, sizeof(*cfg->local_addrs));
+	for (i = ifa; i != NULL && cfg->nlocal_addrs < LOCAL_ADDRS_MAX; i = i->ifa_next) {
+		uint16_t port;
+
+		if (i->ifa_addr == NULL)
+			continue;
+		if (addr_as6(i->ifa_addr, i->ifa_addr->sa_family == AF_INET
+				 ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6),
+			     &cfg->local_addrs[cfg->nlocal_addrs], &port) == 0)
+			cfg->nlocal_addrs++;
+	}
+	freeifaddrs(ifa);
+}
+
+int
+config_is_own_listener(const struct config *cfg, const struct sockaddr *sa, socklen_t len)
+{
+	struct in6_addr a;
+	uint16_t port;
+	int v4, local = -1;	/* -1: not yet known */
+
+	if (addr_as6(sa, len, &a, &port) < 0)
+		return 0;
+	v4 = IN6_IS_ADDR_V4MAPPED(&a);
+	for (size_t k = 0; k < cfg->nlisteners; k++) {
+		const struct config_listener *l = &cfg->listeners[k];
+		struct in6_addr la;
+		uint16_t lport;
+
+		if (addr_as6((const struct sockaddr *)&l->addr, l->addrlen, &la, &lport) < 0 ||
+		    lport != port)
+			continue;
+		if (!listener_is_wildcard(l)) {
+			if (memcmp(&la, &a, sizeof(a)) == 0)
+				return 1;
+			continue;
+		}
+		/* 0.0.0.0 serves IPv4 only, :: IPv6 only (IPV6_V6ONLY) */
+		if (IN6_IS_ADDR_V4MAPPED(&la) != v4)
+			continue;
+		if (local < 0) {
+			local = v4 ? a.s6_addr[12] == 127 : IN6_IS_ADDR_LOOPBACK(&a);
+			for (size_t j = 0; !local && j < cfg->nlocal_addrs; j++)
+				local = memcmp(&cfg->local_addrs[j], &a, sizeof(a)) == 0;
+		}
+		if (local)
+			return 1;
+	}
+	return 0;
 }

@@ -32,7 +32,9 @@ enum config_opt_index {
 	CONFIG_NOPTS
 };
 
-enum opt_type { OT_STR, OT_PATH, OT_UINT, OT_SIZE, OT_DURATION, OT_BOOL, OT_CIDRS, OT_LIST };
+enum opt_type {
+	OT_STR, OT_PATH, OT_UINT, OT_SIZE, OT_DURATION, OT_BOOL, OT_CIDRS, OT_LIST, OT_DURATIONS
+};
 
 struct opt_desc {
 	const char *section;
@@ -71,12 +73,26 @@ struct listener_src {
 	int address_ok;		/* given and parsed */
 };
 
+/* Per-route bookkeeping while loading (parallel to cfg->routes). */
+struct route_src {
+	struct src header;	/* [route.NAME] line, or the -o creating it */
+	struct src domains, via, tls, tls_ca_file, auth_file, rate;
+};
+
 struct config_load {
 	struct config *cfg;
 	struct diag *diags;
 	struct src set[CONFIG_NOPTS];		/* line 0 = default */
 	struct listener_src *lsrc;
 	size_t lcap;
+	struct route_src *rsrc;
+	size_t rcap;
+};
+
+/* A domains entry of a route, sorted by entry for config_route_for(). */
+struct config_route_key {
+	const char *entry;	/* the route's own string */
+	size_t route;		/* index in cfg->routes */
 };
 
 extern const struct opt_desc config_opts[CONFIG_NOPTS];
@@ -102,6 +118,16 @@ int config_parse_scaled(const char *v, const char *suffixes, const uint64_t *mul
 int config_parse_bool(const char *v, int *out);
 int config_parse_list(const char *v, int domains, struct config_list *out, const char **bad,
 		      size_t *badlen);
+/* The next word of *p, words separated by commas and/or blanks: its
+ * start (*n octets), *p moved past it; NULL at the end. */
+const char *config_next_word(const char **p, size_t *n);
+/* Seconds, or a number with suffix s, m or h. 0 or -1. */
+int config_parse_duration(const char *v, uint64_t *out);
+/* Durations separated by commas and/or spaces, each within min..max, 1 to
+ * CONFIG_DURATIONS_MAX of them. On error -1 with the reason in err. */
+int config_parse_durations(const char *v, uint64_t min, uint64_t max,
+			   struct config_durations *out, char *err, size_t errlen);
+void config_durations_fini(struct config_durations *d);
 
 /* ---- listener sections (config_listener.c) ---------------------------- */
 
@@ -120,5 +146,26 @@ int config_sockaddr_same(const struct config_listener *a, const struct config_li
 /* 1 if both configurations have the same listeners (a restart is needed
  * otherwise). */
 int config_listeners_equal(const struct config *a, const struct config *b);
+/* Reads this host's interface addresses into cfg when a listener is a
+ * wildcard (for config_is_own_listener). */
+void config_listeners_local_addrs(struct config *cfg);
+
+/* ---- route sections and [outbound] (config_route.c) ------------------- */
+
+/* Index of route name (created when create is set); -1 with the error in
+ * ld->diags. */
+long config_route_get(struct config_load *ld, const char *name, size_t n, int create,
+		      struct src header);
+/* Sets route.NAME.key of route idx (dup_check as for listeners). */
+void config_route_set(struct config_load *ld, size_t idx, const char *key, size_t klen,
+		      const char *v, struct src src, int dup_check);
+/* The checks no single line can make (domains given and distinct, not
+ * local; AUTH needs hosts and TLS), the credentials read from each
+ * auth_file, and the sorted entries for config_route_for(). */
+void config_route_check(struct config_load *ld);
+/* Frees the routes of cfg. */
+void config_routes_free(struct config *cfg);
+/* The check of a string option outbound.KEY, NULL or a message. */
+const char *config_check_outbound(const char *key, const char *v);
 
 #endif

@@ -1,13 +1,14 @@
 /*
  * config_value.c - parsing of option values and paths for the
  * configuration loader (see config_private.h): unquoting, sizes and
- * durations with suffixes, booleans, comma lists (domains checked and
- * sorted), and paths made absolute relative to the file's folder.
+ * durations with suffixes, lists of durations, booleans, comma lists
+ * (domains checked and sorted), and paths made absolute relative to the file's folder.
  */
 #include "config_private.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <unistd.h>
@@ -282,4 +283,89 @@ config_parse_list(const char *v, int domains, struct config_list *out, const cha
 	}
 	*out = l;
 	return 0;
+}
+
+/* ---- durations -------------------------------------------------------- */
+
+const char *
+config_next_word(const char **p, size_t *n)
+{
+	const char *s = *p, *w;
+
+	while (*s == ',' || config_is_space(*s))
+		s++;
+	if (*s == '\0') {
+		*p = s;
+		return NULL;
+	}
+	w = s;
+	while (*s != '\0' && *s != ',' && !config_is_space(*s))
+		s++;
+	*n = (size_t)(s - w);
+	*p = s;
+	return w;
+}
+
+int
+config_parse_duration(const char *v, uint64_t *out)
+{
+	static const uint64_t mult[] = { 1, 60, 3600 };
+
+	return config_parse_scaled(v, "smh", mult, out);
+}
+
+void
+config_durations_fini(struct config_durations *d)
+{
+	free(d->v);
+	d->v = NULL;
+	d->n = 0;
+}
+
+int
+config_parse_durations(const char *v, uint64_t min, uint64_t max, struct config_durations *out,
+		       char *err, size_t errlen)
+{
+	struct config_durations d = { NULL, 0 };
+	const char *p = v;
+
+	d.v = xcalloc(CONFIG_DURATIONS_MAX, sizeof(*d.v));
+	for (;;) {
+		const char *w;
+		char word[32];
+		uint64_t x;
+		size_t n;
+
+		w = config_next_word(&p, &n);
+		if (w == NULL)
+			break;
+		if (n < sizeof(word)) {
+			memcpy(word, w, n);
+			word[n] = '\0';
+		}
+		if (n >= sizeof(word) || config_parse_duration(word, &x) < 0) {
+			snprintf(err, errlen, "\"%.*s\" is not a duration (seconds, or a number with suffix s, m or h)",
+				 (int)(n > 40 ? 40 : n), w);
+			goto fail;
+		}
+		if (x < min || x > max) {
+			snprintf(err, errlen, "%.*s is out of range (%llu..%llu seconds)", (int)n, w,
+				 (unsigned long long)min, (unsigned long long)max);
+			goto fail;
+		}
+		if (d.n == CONFIG_DURATIONS_MAX) {
+			snprintf(err, errlen, "more than %d durations", CONFIG_DURATIONS_MAX);
+			goto fail;
+		}
+		d.v[d.n++] = (unsigned)x;
+	}
+	if (d.n == 0) {
+		snprintf(err, errlen, "no duration given");
+		goto fail;
+	}
+	*out = d;
+	return 0;
+fail:
+	config_durations_fini(&d);
+	return -1;
 }

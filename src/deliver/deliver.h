@@ -9,8 +9,10 @@
  * the message queued and retries it with back-off (DELIVERY-DEFERRED), as
  * do a mailbox over quota (DELIVERY-LOCAL-QUOTA, deliver_quota.h) and a
  * mail filesystem under limits.min_free_space (QUEUE-DISK-FULL,
- * deliver_space.h); a permanent failure stays queued too and is logged
- * (DELIVERY-LOCAL-PERMANENT) until bounces exist.
+ * deliver_space.h); a permanent failure (DELIVERY-LOCAL-GONE,
+ * DELIVERY-LOCAL-PERMANENT) fails the recipient and bounces, as does a
+ * recipient still deferred past outbound.max_queue_lifetime
+ * (deliver_report.h, dsn.h).
  *
  * A waiting message is a small index entry in memory; its envelope and
  * state are read back from its spool file when its attempt comes due.
@@ -46,6 +48,11 @@ void deliver_free(struct deliver **dp);
 void deliver_set_config(struct deliver *d, struct config *cfg);
 /* The spool sink: takes ownership of msg. Thread-safe. */
 void deliver_enqueue(struct spool_msg *msg, void *deliver);
+struct outbound;
+/* The outbound engine non-local recipients go to (outbound.h), or NULL:
+ * they wait (at shutdown, before outbound_free: jobs that come back then
+ * are dropped unrecorded, their messages stay in the spool). */
+void deliver_set_outbound(struct deliver *d, struct outbound *ob);
 /* Messages waiting or in progress (for tests and the SESSION logs). */
 unsigned long deliver_pending(struct deliver *d);
 

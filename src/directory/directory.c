@@ -129,6 +129,7 @@ directory_free(struct directory **dirp)
 	dir_domains_free(dir);
 	free(dir->lines);
 	hash_fini(&dir->index);
+	directory_srs_free(dir);
 	free(dir);
 	*dirp = NULL;
 }

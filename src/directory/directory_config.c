@@ -4,6 +4,7 @@
  * at start, on SIGHUP (the server's reload thread) and in `postern check`.
  */
 #include "directory_config.h"
+#include "directory_srs.h"
 
 static void
 accounts_free(struct directory **dirp)
@@ -14,7 +15,6 @@ accounts_free(struct directory **dirp)
 void
 directory_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
 {
-	(void)ld;
 	if (cfg->local_accounts[0] == '\0')
 		cfg->accounts = directory_empty();
 	else
@@ -33,6 +33,7 @@ directory_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
 	    directory_load_lists(cfg->accounts, cfg->local_lists, diags) < 0) {
 		/* reported in diags */
 	}
+	directory_srs_attach(cfg, ld);
 }
 
 struct config *

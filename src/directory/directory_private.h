@@ -53,9 +53,13 @@ struct directory {
 	size_t nlocal;
 	char **disabled_domains;	/* owned, lower-cased, sorted */
 	size_t ndisabled;
+
+	struct srs *srs;	/* owned: SRS keys (directory_srs.c); NULL = off */
 };
 
 unsigned char dir_lower(unsigned char c);
+/* Frees dir->srs (directory_srs.c). */
+void directory_srs_free(struct directory *dir);
 /* The hash of the lower-cased key local '@' domain (core/hash.h). */
 uint64_t dir_key_hash(const char *local, size_t llen, const char *domain, size_t dlen);
 /* A key looked up in dir->index or dir->eindex. */

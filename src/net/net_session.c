@@ -213,11 +213,20 @@ int
 net_session_connect(struct net_session *ns, struct net_table *t, struct loop *loop,
 		    const struct sockaddr *sa, socklen_t len, unsigned timeout_ms)
 {
+	return net_session_connect_from(ns, t, loop, sa, len, NULL, 0, timeout_ms);
+}
+
+int
+net_session_connect_from(struct net_session *ns, struct net_table *t, struct loop *loop,
+			 const struct sockaddr *sa, socklen_t len, const struct sockaddr *from,
+			 socklen_t fromlen, unsigned timeout_ms)
+{
 	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0)
 		return -1;
-	if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
+	if ((from != NULL && bind(fd, from, fromlen) < 0) ||
+	    (connect(fd, sa, len) < 0 && errno != EINPROGRESS)) {
 		int e = errno;
 		close(fd);
 		errno = e;

@@ -151,6 +151,12 @@ int net_session_accept(struct net_session *ns, struct net_table *t, struct loop 
 int net_session_connect(struct net_session *ns, struct net_table *t, struct loop *loop,
 			const struct sockaddr *sa, socklen_t len, unsigned timeout_ms) WARN_UNUSED;
 
+/* The same from a source address (bound before the connect), or from
+ * the system's choice when from is NULL. */
+int net_session_connect_from(struct net_session *ns, struct net_table *t, struct loop *loop,
+			     const struct sockaddr *sa, socklen_t len, const struct sockaddr *from,
+			     socklen_t fromlen, unsigned timeout_ms) WARN_UNUSED;
+
 /* Puts the connection on TLS as the server (implicit TLS, STARTTLS,
  * STLS) with a reference to ctx; the handshake runs within timeout_ms
  * from the next event. A failure is logged (TLS-HANDSHAKE-FAILED) and

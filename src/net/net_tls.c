@@ -329,8 +329,23 @@ tls_conn_pending(const struct conn *c)
 
 /* ---- client side --------------------------------------------------------- */
 
+static struct tls_client *client_new(const char *ca_file, int verify, char *err,
+				      size_t err_size);
+
 struct tls_client *
 tls_client_new(const char *ca_file, char *err, size_t err_size)
+{
+	return client_new(ca_file, 1, err, err_size);
+}
+
+struct tls_client *
+tls_client_new_noverify(char *err, size_t err_size)
+{
+	return client_new(NULL, 0, err, err_size);
+}
+
+static struct tls_client *
+client_new(const char *ca_file, int verify, char *err, size_t err_size)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
@@ -346,7 +361,10 @@ tls_client_new(const char *ca_file, char *err, size_t err_size)
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 			      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	/* Without verify the chain is still checked against the system
+	 * store, only the result does not fail the handshake
+	 * (tls_conn_verified tells). */
+	SSL_CTX_set_verify(ctx, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
 	int ok = ca_file != NULL && ca_file[0]
 		 ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
 		 : SSL_CTX_set_default_verify_paths(ctx);
@@ -380,6 +398,15 @@ tls_client_unref(struct tls_client **tp)
 		return;
 	SSL_CTX_free(t->ctx);
 	free(t);
+}
+
+int
+tls_conn_verified(const struct conn *c)
+{
+	const struct tls_conn *tc = c->ops == &tls_ops ? c->transport : NULL;
+
+	return tc != NULL && tc->client != NULL && tc->done &&
+	       SSL_get_verify_result(tc->ssl) == X509_V_OK;
 }
 
 int

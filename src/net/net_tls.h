@@ -57,6 +57,9 @@ size_t tls_conn_pending(const struct conn *c);
  * server's certificate against ca_file, or the system store when ca_file
  * is NULL or "". NULL with a reason in err. Refcounted like the server's. */
 struct tls_client *tls_client_new(const char *ca_file, char *err, size_t err_size);
+/* The same without enforcing verification (opportunistic TLS: any
+ * certificate is taken; tls_conn_verified says whether it checked out). */
+struct tls_client *tls_client_new_noverify(char *err, size_t err_size);
 struct tls_client *tls_client_ref(struct tls_client *t);
 void tls_client_unref(struct tls_client **tp);
 /* Puts c on TLS as the client side for host: SNI is host, and the
@@ -64,6 +67,10 @@ void tls_client_unref(struct tls_client **tp);
  * names host. tls_conn_handshake() drives it; a verification failure
  * says why in its err. -1 (and c unchanged) on failure. */
 int tls_conn_start_client(struct conn *c, struct tls_client *t, const char *host) WARN_UNUSED;
+
+/* 1 when c is a client connection whose peer certificate chained to the
+ * context's CAs and named the host. */
+int tls_conn_verified(const struct conn *c);
 
 /* Writes a self-signed certificate and key for host (RSA 2048, 10
  * years) into the two files; used by `make run` when the default

@@ -129,8 +129,8 @@ print_human(const struct spool_view *v, int64_t now, int show)
 
 		fmt_time(!r->done && !r->failed ? r->next_try : 0, when, sizeof(when));
 		printf("    %-7s <%s> attempts=%u next=%s%s%s\n", queue_rcpt_state(v, i), r->addr,
-		       r->attempts, when, v->last[i] != NULL ? " last=" : "",
-		       v->last[i] != NULL ? v->last[i] : "");
+		       r->attempts, when, r->last != NULL ? " last=" : "",
+		       r->last != NULL ? r->last : "");
 	}
 	if (!show)
 		return;

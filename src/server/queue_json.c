@@ -251,7 +251,7 @@ queue_json_message(struct jw *w, const struct spool_view *v, int64_t now, int sh
 		jw_kstr(w, "address", r->addr);
 		jw_kstr(w, "state", queue_rcpt_state(v, i));
 		jw_kint(w, "attempts", r->attempts);
-		jw_kstr(w, "last_reply", v->last[i]);
+		jw_kstr(w, "last_reply", r->last);
 		jw_key(w, "next_attempt");
 		if (!r->done && !r->failed && r->next_try > 0)
 			jw_int(w, r->next_try);

@@ -43,6 +43,10 @@
 #include "deliver.h"
 #include "deliver_quota.h"
 #include "deliver_space.h"
+#include "directory_srs.h"
+#include "dns.h"
+#include "outbound.h"
+#include "regdomain.h"
 #include "net_conn.h"
 #include "net_tls.h"
 #include "net_tls_ticket.h"
@@ -81,6 +85,7 @@ struct server_loop {
 	struct loop *loop;
 	struct smtp_env env;
 	struct pop3_env penv;		/* POP3 sessions of this loop */
+	struct dns_resolver *dns;	/* this loop's resolver (net/dns.h) */
 	struct listen_sock *socks;	/* one per listener */
 	size_t nsocks;
 	pthread_t thread;
@@ -98,6 +103,11 @@ struct server {
 	size_t noverrides;
 	struct server_loop *loops;
 	size_t nloops;
+	/* DNS: one cache for all, one resolver per loop thread;
+	 * resolvers[i] is loops[i].dns (to hand to outbound delivery). */
+	struct dns_cache *dns_cache;
+	struct dns_resolver **resolvers;
+	struct outbound *outbound;	/* on loops[0] (deliver/outbound.h) */
 	struct spool *spool;
 	struct deliver *deliver;
 	struct workpool *pool;		/* every blocking job: one pool */
@@ -529,6 +539,20 @@ log_diags(const struct diag *d, const char *config_path)
 	}
 }
 
+/* On each loop's thread: the resolver takes the new dns.* options. */
+static void
+loop_dns_reload(struct loop *loop, void *arg)
+{
+	struct server_loop *sl = arg;
+	struct config *cfg = server_config_get(sl->srv);
+
+	(void)loop;
+	if (dns_resolver_set_config(sl->dns, cfg) < 0) {
+		/* the old servers stay; the options were checked at load */
+	}
+	config_unref(&cfg);
+}
+
 static void
 server_reload(struct server *srv)
 {
@@ -544,6 +568,12 @@ server_reload(struct server *srv)
 		return;
 	}
 	diag_fini(&d);
+	if (directory_srs_prepare(next) < 0) {
+		struct kv kv[] = { KV("path", srv->path), KVU("errors", 1) };
+		catalog_log(COND_CONFIG_RELOAD_FAILED, NULL, kv, ARRAY_LEN(kv));
+		config_unref(&next);
+		return;
+	}
 	/* Certificates are read again on every reload (renewals need no
 	 * restart); a broken new pair keeps the old context. */
 	tls_ticket_set_rotation(next->tls_ticket_key_rotation);	/* keys outlive contexts */
@@ -566,6 +596,11 @@ server_reload(struct server *srv)
 	if (log_sev_parse(next->log_level, &sev) == 0)
 		log_set_min(sev);
 	deliver_set_config(srv->deliver, next);
+	if (srv->outbound != NULL)
+		outbound_set_config(srv->outbound, next);
+	for (size_t i = 0; i < srv->nloops; i++)
+		if (srv->loops[i].dns != NULL)
+			loop_post(srv->loops[i].loop, loop_dns_reload, &srv->loops[i]);
 	struct kv kv[] = { KV("path", srv->path), KVU("generation", next->generation) };
 	catalog_log(COND_CONFIG_RELOADED, NULL, kv, ARRAY_LEN(kv));
 	/* Sessions hold their own references; listeners point into boot_cfg. */
@@ -741,6 +776,11 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		rc = EX_CONFIG;
 		goto out;
 	}
+	/* After the drop: the secret file belongs to the server's user. */
+	if (directory_srs_prepare(srv->cfg) < 0) {
+		rc = EX_CONFIG;
+		goto out;
+	}
 	/* One worker pool; each user adds its class with its own cap
 	 * (server.workers each for commits, deliveries, POP3 and AUTH, one
 	 * quota scan and one statvfs refresh at a time), so no class ever
@@ -776,6 +816,9 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
 	}
 
+	(void)regdomain_init();	/* the public suffix list, read once here */
+	srv->dns_cache = dns_cache_new(srv->cfg->dns_cache_size);
+	srv->resolvers = xcalloc(srv->nloops, sizeof(*srv->resolvers));
 	for (size_t i = 0; i < srv->nloops; i++) {
 		struct server_loop *sl = &srv->loops[i];
 		sl->srv = srv;
@@ -783,6 +826,12 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->loop = loop_new();
 		if (sl->loop == NULL) {
 			server_init_failed("loop", "-", errno);
+			goto stop;
+		}
+		/* before the thread: with no dns.servers it reads resolv.conf */
+		sl->dns = srv->resolvers[i] = dns_resolver_new(sl->loop, srv->cfg, srv->dns_cache);
+		if (sl->dns == NULL) {
+			server_init_failed("dns", "-", EAGAIN);
 			goto stop;
 		}
 		sl->env.loop = sl->loop;
@@ -813,6 +862,14 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		}
 		sl->started = 1;
 	}
+	/* Outbound delivery runs on the first loop (docs/design.md); what
+	 * waited for it (recovered messages) is due now. */
+	srv->outbound = outbound_new(srv->loops[0].loop, srv->loops[0].dns, srv->pool, srv->cfg);
+	if (srv->outbound == NULL) {
+		server_init_failed("outbound", "-", EAGAIN);
+		goto stop;
+	}
+	deliver_set_outbound(srv->deliver, srv->outbound);
 	struct kv rkv[] = { KVU("listeners", srv->cfg->nlisteners), KVU("loops", srv->nloops),
 			    KVU("pid", getpid()) };
 	catalog_log(COND_STARTUP_READY, NULL, rkv, ARRAY_LEN(rkv));
@@ -843,6 +900,11 @@ out:
 	server_control_stop(&srv->control);
 	if (srv->spool != NULL)
 		spool_set_sink(srv->spool, NULL, NULL);
+	/* The loops have stopped: outbound jobs come back unrecorded (their
+	 * messages stay in the spool) before delivery stops. */
+	if (srv->deliver != NULL)
+		deliver_set_outbound(srv->deliver, NULL);
+	outbound_free(&srv->outbound);
 	deliver_free(&srv->deliver);
 	spool_close(&srv->spool);
 	/* The loops have stopped: sessions left are dropped (POP3: no
@@ -864,9 +926,12 @@ out:
 			if (srv->loops[i].socks[j].fd >= 0)
 				close(srv->loops[i].socks[j].fd);
 		free(srv->loops[i].socks);
+		dns_resolver_free(&srv->loops[i].dns);
 		loop_free(&srv->loops[i].loop);
 	}
 	free(srv->loops);
+	free(srv->resolvers);
+	dns_cache_free(&srv->dns_cache);
 	server_pidfile_remove(&srv->pidfile);
 	if (srv->qlock >= 0)
 		close(srv->qlock);

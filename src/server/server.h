@@ -24,4 +24,9 @@ struct config;
 int server_tls_check(const struct config *cfg, char *names, size_t names_size, char *why,
 		     size_t why_size);
 
+/* `postern dns [-c FILE] [-o ...] TYPE NAME` (server_cmd_dns.c): one
+ * lookup through the resolver; exit 0 ok, 2 nxdomain/nodata, 75
+ * tempfail. */
+int server_cmd_dns(int argc, char **argv);
+
 #endif

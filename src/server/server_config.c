@@ -5,6 +5,7 @@
 #include "server_config.h"
 
 #include "directory_config.h"
+#include "dns.h"
 #include "policy.h"
 
 static void
@@ -12,6 +13,7 @@ server_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
 {
 	directory_attach(cfg, ld, diags);
 	policy_attach(cfg, ld, diags);
+	dns_config_check(cfg, ld, diags);
 }
 
 struct config *

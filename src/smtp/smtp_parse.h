@@ -46,6 +46,7 @@
 
 #include "catalog.h"
 #include "buf.h"
+#include "spool.h"	/* enum smtp_ret, SMTP_NOTIFY_* */
 
 enum smtp_verb {
 	SMTP_VERB_UNKNOWN,
@@ -67,12 +68,7 @@ enum smtp_verb {
 #define SMTP_EXT_AUTH      0x20u	/* MAIL AUTH= (RFC 4954 5) */
 
 enum smtp_body { SMTP_BODY_NONE, SMTP_BODY_7BIT, SMTP_BODY_8BITMIME };
-enum smtp_ret { SMTP_RET_NONE, SMTP_RET_FULL, SMTP_RET_HDRS };
-
-#define SMTP_NOTIFY_NEVER   0x1u
-#define SMTP_NOTIFY_SUCCESS 0x2u
-#define SMTP_NOTIFY_FAILURE 0x4u
-#define SMTP_NOTIFY_DELAY   0x8u
+/* enum smtp_ret and SMTP_NOTIFY_*: store/spool.h, which keeps them. */
 
 /* A reverse-path or forward-path, after any source route is dropped. */
 struct smtp_path {

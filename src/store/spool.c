@@ -58,6 +58,7 @@ spool_msg_free(struct spool_msg **msgp)
 	for (size_t i = 0; i < msg->nrcpts; i++) {
 		free(msg->rcpts[i].addr);
 		free(msg->rcpts[i].orcpt);
+		free(msg->rcpts[i].last);
 	}
 	free(msg->rcpts);
 	free(msg->from);
@@ -93,6 +94,8 @@ spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
 	r->failed = 0;
 	r->attempts = 0;
 	r->next_try = 0;
+	r->dsn_sent = 0;
+	r->last = NULL;
 	msg->nrcpts = n + 1;
 }
 
@@ -279,7 +282,7 @@ fail:
 }
 
 /* rename(2) that refuses to replace an existing queue/ entry. */
-static int
+int
 spool_rename(int infd, int qfd, const char *qid)
 {
 	if (renameat2(infd, qid, qfd, qid, RENAME_NOREPLACE) == 0)

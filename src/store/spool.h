@@ -43,6 +43,30 @@
 #define SPOOL_MAX_DATA (SPOOL_MAX_MESSAGE + SPOOL_MAX_TRACE)
 #define SPOOL_MAX_TAGS ((size_t)1 << 20)	/* the checks' header fields */
 
+/* DSN parameters (RFC 3461) as MAIL and RCPT give them; the spool stores
+ * them and delivery honours them (deliver/dsn.h). One definition: the
+ * SMTP parser includes this header. */
+enum smtp_ret { SMTP_RET_NONE, SMTP_RET_FULL, SMTP_RET_HDRS };
+
+#define SMTP_NOTIFY_NEVER   0x1u
+#define SMTP_NOTIFY_SUCCESS 0x2u
+#define SMTP_NOTIFY_FAILURE 0x4u
+#define SMTP_NOTIFY_DELAY   0x8u
+
+/* The DSNs already sent for a recipient (state log "dsn" records). */
+#define SPOOL_DSN_FAILED    0x1u
+#define SPOOL_DSN_DELAYED   0x2u
+#define SPOOL_DSN_DELIVERED 0x4u
+#define SPOOL_DSN_RELAYED   0x8u
+#define SPOOL_DSN_EXPANDED  0x10u
+
+/* What a message is, for bounces (state log "origin" record, written by
+ * spool_compose_commit): a DSN of ours may only bounce to the postmaster,
+ * and a DSN to the postmaster never bounces at all. */
+#define SPOOL_ORIGIN_MAIL 0		/* received */
+#define SPOOL_ORIGIN_DSN 1		/* a DSN we composed */
+#define SPOOL_ORIGIN_DOUBLE 2		/* a failed DSN, sent to the postmaster */
+
 struct spool_rcpt {
 	char *addr;		/* owned: mailbox as accepted, "local@domain" */
 	char *orcpt;		/* owned: ORCPT= as sent, or NULL */
@@ -52,6 +76,18 @@ struct spool_rcpt {
 	int failed;		/* failed permanently (state log) */
 	unsigned attempts;	/* delivery attempts recorded */
 	int64_t next_try;	/* the next attempt recorded, unix seconds */
+	unsigned dsn_sent;	/* SPOOL_DSN_* (state log) */
+	char *last;		/* owned or NULL: the detail of the last
+				 * deferred or failed record (spool_detail) */
+};
+
+/* Why a recipient failed or waits, as the state log keeps it for a DSN:
+ * "STATUS COND MTA DIAG", each of the first three one word or "-". */
+struct spool_detail {
+	const char *status;	/* enhanced status "5.1.1", or NULL */
+	const char *cond;	/* catalog ID "DELIVERY-LOCAL-QUOTA", or NULL */
+	const char *mta;	/* the remote MTA's name, or NULL */
+	const char *diag;	/* the peer's reply or our text, or NULL */
 };
 
 /* One message: envelope and data. Owned by whoever holds it: the session
@@ -80,6 +116,7 @@ struct spool_msg {
 	uint64_t log_off, log_end;	/* the state log: where it starts and
 					 * where its last good record ends */
 	int log_torn;		/* bytes after log_end are no record */
+	int origin;		/* SPOOL_ORIGIN_* (state log) */
 	int recovered;		/* read back from the spool at start */
 	int held;		/* an operator's hold (state log "hold"):
 				 * never handed to delivery until released */
@@ -106,6 +143,12 @@ uint64_t spool_msg_size(const struct spool_msg *msg);
  * errno (EBADMSG: the data does not match its checksum) and *op ("open",
  * "read" or "write"). Any thread. */
 int spool_msg_copy(const struct spool_msg *msg, int fd, const char **op) WARN_UNUSED;
+/* The same, to fn in chunks of at most 64 KiB: fn returns 0 to go on, 1
+ * to stop early (the rest, and the checksum, are not looked at), -1 to
+ * fail (errno kept). */
+typedef int (*spool_emit_fn)(void *arg, const void *p, size_t n);
+int spool_msg_stream(const struct spool_msg *msg, spool_emit_fn fn, void *arg,
+		     const char **op) WARN_UNUSED;
 void spool_msg_free(struct spool_msg **msgp);
 /* Adds a recipient (copies addr and orcpt). */
 void spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
@@ -164,10 +207,48 @@ int spool_append_state(const struct spool_msg *msg, const struct buf *recs, int 
 /* Encodes one state record for recipient idx into out: done, deferred
  * (attempts so far, next try in unix seconds, the last reply) or failed. */
 int spool_state_done(struct buf *out, size_t idx);
+/* done, with the detail of how (a peer's name and reply): read back
+ * into the recipient's last, so a success DSN after a restart still
+ * knows it was relayed. */
+int spool_state_done_detail(struct buf *out, size_t idx, const char *detail);
 int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
 			 const char *reply);
 /* An operator's hold (on 1) or release (on 0) of the whole message. */
 int spool_state_hold(struct buf *out, int on);
+
+/* A failed record (with why, for the DSN), a "dsn sent" record (one
+ * SPOOL_DSN_* bit), and the detail text a deferred record's reply may
+ * carry (spool_state_deferred). */
+int spool_state_failed(struct buf *out, size_t idx, const struct spool_detail *d);
+int spool_state_dsn(struct buf *out, size_t idx, unsigned dsn_bit);
+/* The "origin" record: what the message is (SPOOL_ORIGIN_*). */
+int spool_state_origin(struct buf *out, int origin);
+int spool_detail_format(struct buf *out, const struct spool_detail *d) WARN_UNUSED;
+/* Splits a recorded detail (rcpt->last) into d, pointing into a copy in
+ * scratch (its size at least strlen(s) + 1). A text that is not in the
+ * detail form is all diag (or all cond, when it is one catalog-ID word). */
+void spool_detail_parse(const char *s, char *scratch, size_t size, struct spool_detail *d);
+
+/* A message Postern writes itself (a DSN), composed on a worker thread
+ * (never a loop's): begin takes msg (its envelope final; a queue ID is
+ * given if it has none) and writes the envelope to incoming/<qid>;
+ * write and copy add data (copy streams orig's data, as delivered, from
+ * its spool file: whole, or only its header section up to the empty
+ * line); commit writes the tail and the state records in state (or
+ * NULL), renames the file into queue/, flushes (store/flush.h) and hands
+ * msg to the spool's sink. Each returns 0, or -1 (a failed write: the
+ * commit will fail; begin and commit log it, QUEUE-WRITE-FAILED, ...);
+ * copy returns -2 when the original could not be read (errno: EBADMSG,
+ * its data fails its checksum, or the read's error), part of it maybe
+ * copied, the composition still usable. A failed begin or commit leaves
+ * nothing behind and frees msg; abort drops an unfinished one. */
+struct spool_compose;
+struct spool_compose *spool_compose_begin(struct spool *sp, struct spool_msg *msg);
+int spool_compose_write(struct spool_compose *c, const void *p, size_t n);
+int spool_compose_copy(struct spool_compose *c, const struct spool_msg *orig,
+		       int headers_only);
+int spool_compose_commit(struct spool_compose **cp, const struct buf *state);
+void spool_compose_abort(struct spool_compose **cp);
 
 /* Moves queue/<qid> to corrupt/ (QUEUE-SPOOL-CORRUPT with reason): its
  * data failed its checksum while delivery streamed it. Thread-safe. */

@@ -149,24 +149,8 @@ read_upto(int fd, uint8_t *p, size_t n, uint64_t off)
 	return (ssize_t)got;
 }
 
-/* The reply text of a deferred ("ATTEMPTS NEXT REPLY") or failed
- * ("REPLY") record's detail. */
-static const char *
-detail_reply(const char *kind, const char *detail)
-{
-	if (strcmp(kind, "deferred") == 0) {
-		for (int skip = 0; skip < 2 && detail != NULL; skip++) {
-			detail = strchr(detail, ' ');
-			if (detail != NULL)
-				detail++;
-		}
-		return detail != NULL ? detail : "";
-	}
-	return detail;
-}
-
-/* The state log of the file on fd (log_off to log_end): history entries
- * and each recipient's last reply. */
+/* The state log of the file on fd (log_off to log_end) as history
+ * entries (each recipient's last reply is the decoder's: rcpts[].last). */
 static int
 view_history(int fd, struct spool_view *v, unsigned what)
 {
@@ -176,7 +160,7 @@ view_history(int fd, struct spool_view *v, unsigned what)
 	size_t off = 0;
 	ssize_t r;
 
-	if (span == 0)
+	if (span == 0 || !(what & SPOOL_VIEW_HISTORY))
 		return 0;
 	if (span > SPOOL_MAX_LOG)
 		span = SPOOL_MAX_LOG;
@@ -186,44 +170,33 @@ view_history(int fd, struct spool_view *v, unsigned what)
 		free(log);
 		return -1;
 	}
-	while (off < (size_t)r) {
-		const uint8_t *val, *sp1, *sp2;
-		size_t len;
+	/* The last SPOOL_VIEW_HISTORY_MAX records: counted first. */
+	size_t total = 0, skip;
+	const uint8_t *val;
+	size_t len;
 
-		if (spool_state_next(log, (size_t)r, &off, &val, &len) < 0)
-			break;
-		sp1 = memchr(val, ' ', len);
-		if (sp1 == NULL)
+	while (off < (size_t)r && spool_state_next(log, (size_t)r, &off, &val, &len) == 0)
+		total++;
+	skip = total > SPOOL_VIEW_HISTORY_MAX ? total - SPOOL_VIEW_HISTORY_MAX : 0;
+	v->hist_dropped = skip;
+	v->hist = xcalloc(total - skip + 1, sizeof(*v->hist));
+	off = 0;
+	for (size_t k = 0; k < total && spool_state_next(log, (size_t)r, &off, &val, &len) == 0;
+	     k++) {
+		const uint8_t *sp1, *sp2;
+
+		if (k < skip || (sp1 = memchr(val, ' ', len)) == NULL)
 			continue;
 		sp2 = memchr(sp1 + 1, ' ', len - (size_t)(sp1 + 1 - val));
-		char *kind = xstrndup((const char *)val, (size_t)(sp1 - val));
 		char *idx = xstrndup((const char *)sp1 + 1,
 				     (size_t)((sp2 != NULL ? sp2 : val + len) - (sp1 + 1)));
-		char *detail = sp2 != NULL ? xstrndup((const char *)sp2 + 1,
-						      len - (size_t)(sp2 + 1 - val)) : xstrdup("");
-		size_t rcpt = (size_t)strtoul(idx, NULL, 10);
+		struct spool_history *h = &v->hist[v->nhist++];
 
+		h->kind = xstrndup((const char *)val, (size_t)(sp1 - val));
+		h->rcpt = (size_t)strtoul(idx, NULL, 10);
+		h->detail = sp2 != NULL ? xstrndup((const char *)sp2 + 1,
+						   len - (size_t)(sp2 + 1 - val)) : xstrdup("");
 		free(idx);
-		if (rcpt < msg->nrcpts &&
-		    (strcmp(kind, "deferred") == 0 || strcmp(kind, "failed") == 0)) {
-			free(v->last[rcpt]);
-			v->last[rcpt] = xstrdup(detail_reply(kind, detail));
-		}
-		if (!(what & SPOOL_VIEW_HISTORY)) {
-			free(kind);
-			free(detail);
-			continue;
-		}
-		if (v->nhist == SPOOL_VIEW_HISTORY_MAX) {	/* keep the last ones */
-			free(v->hist[0].kind);
-			free(v->hist[0].detail);
-			memmove(v->hist, v->hist + 1, (v->nhist - 1) * sizeof(*v->hist));
-			v->nhist--;
-			v->hist_dropped++;
-		}
-		if (v->hist == NULL)
-			v->hist = xcalloc(SPOOL_VIEW_HISTORY_MAX, sizeof(*v->hist));
-		v->hist[v->nhist++] = (struct spool_history){ kind, rcpt, detail };
 	}
 	free(log);
 	return 0;
@@ -299,7 +272,6 @@ spool_view_read(struct spool *sp, const char *qid, unsigned what, struct spool_v
 		return -1;
 	}
 	v->size = spool_msg_size(v->msg);
-	v->last = xcalloc(v->msg->nrcpts, sizeof(*v->last));
 	fd = openat(sp->qfd, qid, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0) {
 		*reason = errno == ENOENT ? NULL : "cannot be read";
@@ -326,9 +298,6 @@ out:
 void
 spool_view_fini(struct spool_view *v)
 {
-	for (size_t i = 0; v->last != NULL && v->msg != NULL && i < v->msg->nrcpts; i++)
-		free(v->last[i]);
-	free(v->last);
 	for (size_t i = 0; i < v->nhist; i++) {
 		free(v->hist[i].kind);
 		free(v->hist[i].detail);
@@ -394,7 +363,7 @@ spool_admin_flush(struct spool *sp, const char *qid, int *count)
 			continue;
 		*count = 1;
 		if (r->next_try > 0)
-			rc = spool_state_deferred(&recs, i, r->attempts, 0, v.last[i]);
+			rc = spool_state_deferred(&recs, i, r->attempts, 0, r->last);
 	}
 	if (rc == 0)
 		rc = admin_append(sp, v.msg, &recs);

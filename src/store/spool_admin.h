@@ -49,8 +49,6 @@ struct spool_history {
 struct spool_view {
 	struct spool_msg *msg;	/* envelope and per-recipient state */
 	uint64_t size;		/* the message as delivered (tags + data) */
-	char **last;		/* per recipient: its last deferred or
-				 * failed reply, or NULL */
 	struct spool_history *hist;	/* with SPOOL_VIEW_HISTORY */
 	size_t nhist;
 	size_t hist_dropped;	/* older entries left out */

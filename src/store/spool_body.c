@@ -11,8 +11,9 @@
  * the pool. A write error is kept and reported by the commit, after the
  * session read the data to its end.
  *
- * Also owns reading the data back for delivery (spool_msg_copy): through
- * a bounded buffer, checking the data's CRC32C as it goes.
+ * Also owns reading the data back for delivery (spool_msg_stream,
+ * spool_msg_copy): through a bounded buffer, checking the data's CRC32C
+ * as it goes.
  */
 #include "spool_private.h"
 
@@ -271,18 +272,18 @@ spool_msg_size(const struct spool_msg *msg)
 }
 
 int
-spool_msg_copy(const struct spool_msg *msg, int fd, const char **op)
+spool_msg_stream(const struct spool_msg *msg, spool_emit_fn fn, void *arg, const char **op)
 {
 	uint8_t *buf;
 	uint64_t off, left;
 	uint32_t crc = 0;
-	int in, err;
+	int in, err, rc;
 
 	*op = "write";
-	if (spool_write_all(fd, msg->tags.data, msg->tags.len) < 0)
-		return -1;
+	if ((rc = fn(arg, msg->tags.data, msg->tags.len)) != 0)
+		return rc < 0 ? -1 : 0;
 	if (msg->file == NULL)
-		return spool_write_all(fd, msg->data.data, msg->data.len);
+		return fn(arg, msg->data.data, msg->data.len) < 0 ? -1 : 0;
 	*op = "open";
 	in = open(msg->file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (in < 0)
@@ -304,8 +305,11 @@ spool_msg_copy(const struct spool_msg *msg, int fd, const char **op)
 		}
 		crc = crc32c_update(crc, buf, (size_t)r);
 		*op = "write";
-		if (spool_write_all(fd, buf, (size_t)r) < 0)
+		rc = fn(arg, buf, (size_t)r);
+		if (rc < 0)
 			goto fail;
+		if (rc > 0)
+			goto out;	/* the caller has what it wanted */
 		off += (uint64_t)r;
 		left -= (uint64_t)r;
 	}
@@ -314,6 +318,7 @@ spool_msg_copy(const struct spool_msg *msg, int fd, const char **op)
 		errno = EBADMSG;
 		goto fail;
 	}
+out:
 	free(buf);
 	close(in);
 	return 0;
@@ -325,12 +330,30 @@ fail:
 	return -1;
 }
 
+static int
+copy_to_fd(void *arg, const void *p, size_t n)
+{
+	return spool_write_all(*(int *)arg, p, n);
+}
+
+int
+spool_msg_copy(const struct spool_msg *msg, int fd, const char **op)
+{
+	return spool_msg_stream(msg, copy_to_fd, &fd, op);
+}
+
 /* ---- the state log ---------------------------------------------------- */
 
 int
 spool_state_done(struct buf *out, size_t idx)
 {
 	return spool_enc_state(out, "done", idx, 0, 0, NULL);
+}
+
+int
+spool_state_done_detail(struct buf *out, size_t idx, const char *detail)
+{
+	return spool_enc_state(out, "done", idx, 0, 0, detail);
 }
 
 int

@@ -47,17 +47,29 @@
  * where <crc> is 8 lower-case hex digits, the CRC32C of the rest of the
  * value, and <rcpt> the recipient's index (0-based, in file order):
  *
- *     done R                          delivered (a Maildir copy in new/,
- *                                     later a remote 250); never retried
+ *     done R [DETAIL]                 delivered (a Maildir copy in new/,
+ *                                     or a peer's 250: DETAIL names it);
+ *                                     never retried
  *     deferred R ATTEMPTS NEXT REPLY  ATTEMPTS made, the next one due at
  *                                     NEXT (unix seconds), the last reply
  *     failed R REPLY                  failed for good, the reply
+ *     dsn R BIT                       a DSN was sent for R (BIT: one
+ *                                     SPOOL_DSN_* value: failed, delayed,
+ *                                     delivered, relayed, expanded)
+ *     origin 0 O                      the message is a DSN of ours (O 1)
+ *                                     or one sent on to the postmaster
+ *                                     (O 2): written at its composition
  *     hold 0 ON                       an operator's hold (ON 1) or
  *                                     release (ON 0) of the whole
  *                                     message (postern queue hold)
  *
+ * REPLY of failed and deferred records is, since DSNs, the detail
+ * "STATUS COND MTA DIAG" (spool_detail_format: enhanced status, catalog
+ * ID, remote MTA, each one word or "-", then the diagnostic text); an
+ * older free-form reply is read as the diagnostic.
+ *
  * Later records apply over earlier ones. A kind this version does not
- * know is skipped (room for next attempt, DSN sent, hold, tags). A record
+ * know is skipped (room for hold, tags, ...). A record
  * that is torn (a crash in the middle of an append) or fails its CRC ends
  * the log: recovery truncates the file there, so at worst an attempt is
  * made again (at least once).

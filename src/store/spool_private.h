@@ -101,6 +101,8 @@ char *spool_path(const struct spool *sp, const char *sub, const char *name);
 enum cond_id spool_log_fail(const struct spool *sp, const char *qid, const char *sub,
 			    const char *op, int err, int creating);
 int spool_write_all(int fd, const void *p, size_t n);
+/* Moves incoming/<qid> to queue/<qid>, never replacing one. 0 or -1. */
+int spool_rename(int infd, int qfd, const char *qid);
 /* Hands msg to the sink (delivery), or frees it when there is none. */
 void spool_to_sink(struct spool *sp, struct spool_msg *msg);
 /* Queues a streamed file for the group commit: fd is open on

@@ -306,6 +306,10 @@ class Server:
                        "state": "state", "mail_root": "mail"},
             "local": {"domains": DOMAIN, "accounts": "accounts"},
             "log": {"level": "debug"},
+            # No test asks the machine's resolver: mail for other domains
+            # defers (DELIVERY-DNS-TEMPFAIL) unless the test serves DNS
+            # itself (dnszone.py) and sets dns.servers.
+            "dns": {"servers": "127.0.0.1:9"},
         }
         listen = self.listeners or {"mx": "127.0.0.1:%d" % self.port}
         for lname, addr in listen.items():

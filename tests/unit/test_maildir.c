@@ -375,6 +375,7 @@ test_queue(struct config *cfg)
 						     "bob@example.test" };
 		struct spool_msg *msg = make_msg("0000000000000000", "s@example.org",
 						 rcpts, 2);
+		msg->received_at = (int64_t)time(NULL);	/* within the queue lifetime */
 
 		spool_new_qid(sp, msg->qid);
 		spool_commit(sp, msg, loop, on_done, NULL);
@@ -401,6 +402,7 @@ test_queue(struct config *cfg)
 	{
 		static const char *const rcpts[] = { "dave@example.test" };
 		struct spool_msg *msg = make_msg("0000000000000D00", "", rcpts, 1);
+		msg->received_at = (int64_t)time(NULL);	/* within the queue lifetime */
 
 		write_spool_file(msg);
 		CHECK_INT(spool_recover(sp), 1);
@@ -437,6 +439,7 @@ test_queue(struct config *cfg)
 	{
 		static const char *const rcpts[] = { "carol@example.test" };
 		struct spool_msg *msg = make_msg("0000000000000C00", "", rcpts, 1);
+		msg->received_at = (int64_t)time(NULL);	/* within the queue lifetime */
 		char *carol_new = xasprintf("%s/new", carol);
 		int fd;
 
@@ -462,25 +465,25 @@ test_queue(struct config *cfg)
 		spool_msg_free(&msg);
 	}
 
+	/* Without an outbound engine (deliver_set_outbound), a non-local
+	 * recipient waits for one: nothing recorded, nothing dropped (issue
+	 * 8 changed this on purpose: no "no transport" deferral any more). */
 	TEST_CASE("non-local recipient stays queued");
 	{
 		static const char *const rcpts[] = { "x@remote.example",
 						     "erin@example.test" };
 		struct spool_msg *msg = make_msg("0000000000000E00", "", rcpts, 2);
+		msg->received_at = (int64_t)time(NULL);	/* within the queue lifetime */
 		char *erin_new = xasprintf("%s/example.test/erin/new", mailroot);
 
 		write_spool_file(msg);
 		CHECK_INT(spool_recover(sp), 1);
 		for (int i = 0; i < 400 && count_files(erin_new) < 1; i++)
 			sleep_ms(5);
-		for (int i = 0; i < 400 && log_count("cause=DELIVERY-DEFERRED",
-						     NULL) == 0; i++)
-			sleep_ms(5);
 		CHECK_INT(count_files(erin_new), 1);
 		CHECK_INT(deliver_pending(d), 1);
 		CHECK_INT(count_files(queue), 1);
-		CHECK_INT(log_count("event=DELIVERY-DEFERRED",
-				    "cause=DELIVERY-DEFERRED"), 1);
+		CHECK_INT(log_count("event=DELIVERY-FAILED", NULL), 0);
 		free(erin_new);
 		spool_msg_free(&msg);
 	}
@@ -546,13 +549,6 @@ main(void)
 	config_unref(&cfg);
 	free(ov_root);
 	log_close();
-	if (testing_failed == 0 && getenv("KEEP") == NULL) {
-		char cmd[600];
-
-		if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir) < (int)sizeof(cmd))
-			(void)!system(cmd);
-	} else {
-		fprintf(stderr, "files kept in %s\n", tmpdir);
-	}
+	testing_remove_dir(tmpdir);
 	return TEST_DONE();
 }

@@ -911,7 +911,7 @@ test_admin(const char *dir)
 	CHECK_INT(v.headers_cut, 0);
 	CHECK_INT(v.nhist, 0);
 	CHECK_INT(v.size, sizeof(data) - 1 + 10);
-	CHECK(v.last[0] == NULL);
+	CHECK(v.msg->rcpts[0].last == NULL);
 	spool_view_fini(&v);
 	CHECK_INT(spool_view_read(ad, "0000000000000000", 0, &v, &reason), -2);
 	CHECK_INT(spool_view_read(ad, "../queue", 0, &v, &reason), -2);
@@ -933,7 +933,7 @@ test_admin(const char *dir)
 		CHECK_STR(v.hist[0].detail, "2 123 451 4.2.0 later");
 		CHECK_STR(v.hist[1].kind, "done");
 	}
-	CHECK(v.last[1] != NULL && strcmp(v.last[1], "451 4.2.0 later") == 0);
+	CHECK(v.msg->rcpts[1].last != NULL && strcmp(v.msg->rcpts[1].last, "451 4.2.0 later") == 0);
 	CHECK_INT(v.msg->rcpts[1].next_try, 123);
 	CHECK_INT(v.msg->rcpts[0].done, 1);
 	spool_view_fini(&v);
@@ -967,7 +967,7 @@ test_admin(const char *dir)
 	CHECK_INT(spool_view_read(ad, qid, 0, &v, &reason), 0);
 	CHECK_INT(v.msg->rcpts[1].next_try, 0);
 	CHECK_INT(v.msg->rcpts[1].attempts, 2);
-	CHECK(v.last[1] != NULL && strcmp(v.last[1], "451 4.2.0 later") == 0);
+	CHECK(v.msg->rcpts[1].last != NULL && strcmp(v.msg->rcpts[1].last, "451 4.2.0 later") == 0);
 	spool_view_fini(&v);
 
 	TEST_CASE("admin: a torn record is read around, never cut by a view");
@@ -993,6 +993,138 @@ test_admin(const char *dir)
 	CHECK_INT(spool_admin_hold(ad, qid, 1), -2);
 
 	spool_admin_close(&ad);
+	spool_close(&sp);
+}
+
+/* ---- state records for DSNs, and a composed message ------------------ */
+
+static void
+test_state_records(void)
+{
+	struct spool_msg *msg = make_msg(NULL, 100, 3), *back;
+	struct spool_detail d = { .status = "5.1.1", .cond = "DELIVERY-LOCAL-GONE",
+				  .mta = NULL, .diag = "550 5.1.1 gone\r\nx" };
+	struct buf enc;
+	const char *reason = NULL;
+	char scratch[256];
+
+	TEST_CASE("state: failed, dsn, origin and deferred records read back");
+	buf_init(&enc, 1 << 20);
+	CHECK(spool_encode(msg, &enc) == 0);
+	CHECK_INT(spool_state_deferred(&enc, 1, 2, 1700000100, "DELIVERY-LOCAL-QUOTA"), 0);
+	CHECK_INT(spool_state_failed(&enc, 0, &d), 0);
+	CHECK_INT(spool_state_dsn(&enc, 0, SPOOL_DSN_FAILED), 0);
+	CHECK_INT(spool_state_dsn(&enc, 1, SPOOL_DSN_DELAYED), 0);
+	CHECK_INT(spool_state_origin(&enc, SPOOL_ORIGIN_DSN), 0);
+	back = spool_decode(enc.data, enc.len, &reason);
+	CHECK(back != NULL);
+	if (back != NULL) {
+		CHECK_INT(back->rcpts[0].failed, 1);
+		CHECK_INT(back->rcpts[0].dsn_sent, SPOOL_DSN_FAILED);
+		CHECK_STR(back->rcpts[0].last, "5.1.1 DELIVERY-LOCAL-GONE - 550 5.1.1 gone  x");
+		CHECK_INT(back->rcpts[1].failed, 0);
+		CHECK_INT(back->rcpts[1].attempts, 2);
+		CHECK_INT(back->rcpts[1].dsn_sent, SPOOL_DSN_DELAYED);
+		CHECK_STR(back->rcpts[1].last, "DELIVERY-LOCAL-QUOTA");
+		CHECK_INT(back->origin, SPOOL_ORIGIN_DSN);
+		spool_detail_parse(back->rcpts[0].last, scratch, sizeof(scratch), &d);
+		CHECK_STR(d.status, "5.1.1");
+		CHECK_STR(d.cond, "DELIVERY-LOCAL-GONE");
+		CHECK(d.mta == NULL);
+		CHECK_STR(d.diag, "550 5.1.1 gone  x");
+		/* an older reply: one catalog ID, or free text */
+		spool_detail_parse(back->rcpts[1].last, scratch, sizeof(scratch), &d);
+		CHECK(d.status == NULL && d.diag == NULL);
+		CHECK_STR(d.cond, "DELIVERY-LOCAL-QUOTA");
+		spool_detail_parse("421 try later", scratch, sizeof(scratch), &d);
+		CHECK(d.status == NULL && d.cond == NULL);
+		CHECK_STR(d.diag, "421 try later");
+	}
+	spool_msg_free(&back);
+	spool_msg_free(&msg);
+	buf_fini(&enc);
+}
+
+static struct spool_msg *composed;
+
+static void
+compose_sink(struct spool_msg *m, void *arg)
+{
+	(void)arg;
+	spool_msg_free(&composed);
+	composed = m;
+}
+
+static void
+test_compose(const char *dir)
+{
+	struct spool *sp = spool_open(dir, tpool, 1);
+	struct spool_msg *orig = make_msg(NULL, 256, 0), *m, *back;
+	struct spool_compose *c;
+	struct buf st, out;
+	const char *op = NULL, *reason = NULL;
+	int before = count_files(dir, "queue");
+	static const char hdr[] = "Subject: x\r\nX-A: 1\r\n\r\nbody\r\n";
+
+	TEST_CASE("compose: envelope, text, the original's headers, origin mark");
+	CHECK(sp != NULL);
+	if (sp == NULL)
+		return;
+	spool_set_sink(sp, compose_sink, NULL);
+	buf_reset(&orig->data);
+	if (buf_append_str(&orig->data, hdr) < 0)
+		abort();
+	m = make_msg(NULL, 0, 0);
+	m->qid[0] = '\0';	/* compose gives one */
+	c = spool_compose_begin(sp, m);
+	CHECK(c != NULL);
+	CHECK_INT(spool_compose_write(c, "Hello\r\n", 7), 0);
+	CHECK_INT(spool_compose_copy(c, orig, 1), 0);
+	buf_init(&st, 4096);
+	CHECK_INT(spool_state_origin(&st, SPOOL_ORIGIN_DOUBLE), 0);
+	CHECK_INT(spool_compose_commit(&c, &st), 0);
+	CHECK(c == NULL);
+	CHECK_INT(count_files(dir, "queue"), before + 1);
+	CHECK_INT(count_files(dir, "incoming"), 0);
+	CHECK(composed != NULL);
+	if (composed != NULL) {
+		int fd = open(composed->file, O_RDONLY);
+		struct stat sb;
+
+		buf_init(&out, 1 << 20);
+		CHECK_INT(spool_msg_copy(composed, -1, &op), -1);	/* a bad fd: -1 */
+		CHECK(fd >= 0 && fstat(fd, &sb) == 0);
+		if (fd >= 0 && buf_reserve(&out, (size_t)sb.st_size) == 0 &&
+		    read(fd, out.data, (size_t)sb.st_size) == sb.st_size) {
+			out.len = (size_t)sb.st_size;
+			back = spool_decode(out.data, out.len, &reason);
+			CHECK(back != NULL);
+			if (back != NULL) {
+				static const char want[] = "Hello\r\nSubject: x\r\nX-A: 1\r\n\r\n";
+
+				CHECK_INT(back->data.len, sizeof(want) - 1);
+				CHECK(memcmp(back->data.data, want, sizeof(want) - 1) == 0);
+				CHECK_INT(back->origin, SPOOL_ORIGIN_DOUBLE);
+				CHECK_STR(back->qid, composed->qid);
+			}
+			spool_msg_free(&back);
+		}
+		if (fd >= 0)
+			close(fd);
+		buf_fini(&out);
+	}
+	TEST_CASE("compose: abort leaves nothing");
+	m = make_msg(NULL, 0, 0);
+	m->qid[0] = '\0';
+	c = spool_compose_begin(sp, m);
+	CHECK(c != NULL);
+	spool_compose_abort(&c);
+	CHECK_INT(count_files(dir, "incoming"), 0);
+	CHECK_INT(count_files(dir, "queue"), before + 1);
+	spool_set_sink(sp, NULL, NULL);
+	spool_msg_free(&composed);
+	spool_msg_free(&orig);
+	buf_fini(&st);
 	spool_close(&sp);
 }
 
@@ -1030,6 +1162,13 @@ main(void)
 	test_commit(spooldir);
 	test_write_failure(spooldir);
 	test_stream(spooldir);
+	test_state_records();
+	{
+		char cdir[600];
+
+		if (snprintf(cdir, sizeof(cdir), "%s-compose", spooldir) < (int)sizeof(cdir))
+			test_compose(cdir);
+	}
 	test_recover(spooldir);
 	test_admin(spooldir);
 
@@ -1038,13 +1177,6 @@ main(void)
 	workpool_free(&tpool);
 	loop_free(&loop);
 	log_close();
-	if (testing_failed == 0 && getenv("KEEP") == NULL) {
-		char cmd[600];
-
-		if (snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir) < (int)sizeof(cmd))
-			(void)!system(cmd);
-	} else {
-		fprintf(stderr, "files kept in %s\n", tmpdir);
-	}
+	testing_remove_dir(tmpdir);
 	return TEST_DONE();
 }

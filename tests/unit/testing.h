@@ -58,6 +58,19 @@ static const char *testing_case = "";
 				(int)(gotlen), (const char *)(got));         \
 		}                                                            \
 	} while (0)
+/* Removes a test's temporary folder when every check passed (and KEEP is
+ * not set); else says where it is kept. */
+#define testing_remove_dir(dir)                                              \
+	do {                                                                 \
+		char cmd_[600];                                              \
+		if (testing_failed == 0 && getenv("KEEP") == NULL) {         \
+			if (snprintf(cmd_, sizeof(cmd_), "rm -rf '%s'", (dir)) < \
+			    (int)sizeof(cmd_))                               \
+				(void)!system(cmd_);                         \
+		} else {                                                     \
+			fprintf(stderr, "files kept in %s\n", (dir));        \
+		}                                                            \
+	} while (0)
 #define TEST_DONE()                                                          \
 	(printf("%d passed, %d failed\n", testing_passed, testing_failed),   \
 	 testing_failed ? 1 : 0)
