@@ -458,8 +458,19 @@ offline_edit(struct spool *sp, const struct qargs *a, long *count, const char **
 		return e;
 	}
 	if (strcmp(a->cmd, "bounce") == 0) {
-		*text = "bounce needs the DSN writer, which this build does not have";
-		return COND_QUEUE_COMMAND_UNAVAILABLE;
+		size_t n = 0;
+
+		/* failed records now, and released: the next start's pass
+		 * sends the DSN and removes the message */
+		r = spool_admin_bounce(sp, qid, &n);
+		if (r == 0 && spool_admin_hold(sp, qid, 0) == 0) {
+			struct kv kvs[] = { KV("by", "offline"), KVU("rcpts", n) };
+
+			log_qid(COND_QUEUE_BOUNCED_BY_ADMIN, qid, kvs, ARRAY_LEN(kvs));
+			*text = "failed; the DSN goes at the next start";
+			*count = 1;
+		}
+		return r == -2 ? COND_QUEUE_NOT_FOUND : r < 0 ? COND_QUEUE_WRITE_FAILED : COND__COUNT;
 	}
 	if (strcmp(a->cmd, "hold") == 0 || strcmp(a->cmd, "release") == 0) {
 		int on = a->cmd[0] == 'h';

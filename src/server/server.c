@@ -56,6 +56,7 @@
 #include "authfail.h"
 #include "spool.h"
 #include "server_control.h"
+#include "deliver_admin.h"
 #include "server_runtime.h"
 
 #define EX_CONFIG 78
@@ -669,6 +670,23 @@ server_pending(void *arg)
 	return deliver_pending(srv->deliver);
 }
 
+static void
+describe_outbound(void *arg, struct buf *out)
+{
+	outbound_describe(arg, out);
+}
+
+/* The control socket's status: the outbound engine's destinations, read
+ * on its loop. */
+static void
+server_destinations(void *arg, struct buf *out)
+{
+	struct server *srv = arg;
+
+	if (srv->outbound != NULL)
+		server_control_on_loop(srv->loops[0].loop, describe_outbound, srv->outbound, out);
+}
+
 static unsigned
 loop_count(const struct config *cfg)
 {
@@ -805,8 +823,6 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		server_init_failed("spool", srv->cfg->server_spool, EAGAIN);
 		goto out;
 	}
-	struct control_ops cops = { .status_arg = srv, .pending = server_pending };
-	srv->control = server_control_start(srv->cfg->server_state, &cops);
 	/* After the privilege drop, before the loops: the failed-login store
 	 * (one for SMTP AUTH and POP3; one that cannot open is logged and
 	 * kept in memory), POP3 and AUTH. */
@@ -870,6 +886,14 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		goto stop;
 	}
 	deliver_set_outbound(srv->deliver, srv->outbound);
+	/* postern queue on the running daemon (server_control.h) */
+	struct control_ops cops = {
+		.arg = deliver_admin_of(srv->deliver), .flush = deliver_admin_flush,
+		.hold = deliver_admin_hold, .remove = deliver_admin_delete,
+		.bounce = deliver_admin_bounce, .status_arg = srv,
+		.pending = server_pending, .destinations = server_destinations,
+	};
+	srv->control = server_control_start(srv->cfg->server_state, &cops);
 	struct kv rkv[] = { KVU("listeners", srv->cfg->nlisteners), KVU("loops", srv->nloops),
 			    KVU("pid", getpid()) };
 	catalog_log(COND_STARTUP_READY, NULL, rkv, ARRAY_LEN(rkv));
@@ -894,6 +918,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		catalog_log(COND_SIGNAL_UNEXPECTED, NULL, kv, 1);
 	}
 stop:
+	server_control_stop(&srv->control);	/* its hooks need loop 0 */
 	server_shutdown(srv, stop_signal == SIGINT ? SIGINT : SIGTERM);
 out:
 	/* Order matters: delivery calls back into the spool. */

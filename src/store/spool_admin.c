@@ -373,6 +373,37 @@ spool_admin_flush(struct spool *sp, const char *qid, int *count)
 }
 
 int
+spool_admin_bounce(struct spool *sp, const char *qid, size_t *n)
+{
+	struct spool_view v;
+	struct buf recs;
+	const char *reason;
+	const struct spool_detail d = {
+		.status = "5.0.0", .cond = "QUEUE-BOUNCED-BY-ADMIN", .mta = NULL,
+		.diag = "failed by the mail administrator (postern queue bounce)",
+	};
+	int rc = spool_view_read(sp, qid, 0, &v, &reason);
+
+	*n = 0;
+	if (rc < 0)
+		return rc;
+	buf_init(&recs, SPOOL_MAX_LOG);
+	for (size_t i = 0; i < v.msg->nrcpts && rc == 0; i++) {
+		const struct spool_rcpt *r = &v.msg->rcpts[i];
+
+		if (r->done || r->failed)
+			continue;
+		rc = spool_state_failed(&recs, i, &d);
+		(*n)++;
+	}
+	if (rc == 0)
+		rc = admin_append(sp, v.msg, &recs);
+	buf_fini(&recs);
+	spool_view_fini(&v);
+	return rc;
+}
+
+int
 spool_admin_delete(struct spool *sp, const char *qid, size_t *left)
 {
 	struct spool_view v;

@@ -73,6 +73,11 @@ int spool_admin_hold(struct spool *sp, const char *qid, int on);
 /* Clears the next attempt of every waiting recipient (deferred with next
  * 0): *count is 1 when the message had any. Held messages are left. */
 int spool_admin_flush(struct spool *sp, const char *qid, int *count);
+/* Fails every recipient not done nor failed yet with the operator's
+ * reason (a "failed" record, detail 5.0.0 QUEUE-BOUNCED-BY-ADMIN): the
+ * next delivery pass sends the DSN and removes the message. *n: how
+ * many were failed. */
+int spool_admin_bounce(struct spool *sp, const char *qid, size_t *n);
 /* Removes queue/<qid>; *left is how many recipients were not done. */
 int spool_admin_delete(struct spool *sp, const char *qid, size_t *left);
 

@@ -19,6 +19,8 @@ import time
 
 import pytest
 
+import email
+
 from conftest import free_port, make_message, split_delivered
 from queuecmd import SCHEMA, control, queue
 
@@ -184,12 +186,6 @@ def test_offline_hold_keeps_a_message_from_delivery_until_release(make_server):
         time.sleep(0.05)
     assert srv.spool_files("queue") == [qids[0]]
 
-    # a live hold/release is not there yet: it says so and changes nothing
-    rc, res, _ = queue(srv, "release", qids[0], check=1)
-    check_result(res, "release", False, "control")
-    assert res["error"] == "QUEUE-COMMAND-UNAVAILABLE"
-    srv.wait_event("QUEUE-COMMAND-UNAVAILABLE", command="release")
-
     srv.stop()
     rc, res, _ = queue(srv, "release", qids[0], check=0)
     check_result(res, "release", True, "offline")
@@ -232,14 +228,31 @@ def test_offline_delete_and_flush(make_server):
     rc, res, _ = queue(srv, "flush", qids[1], check=0)
     assert res["count"] == 1 and res["target"] == qids[1]
 
-    # bounce needs the DSN writer: refused, nothing changed
-    rc, res, _ = queue(srv, "bounce", qids[1], check=1)
-    assert res["error"] == "QUEUE-COMMAND-UNAVAILABLE"
-    assert srv.spool_files("queue") == [qids[1]]
+    # bounce: every open recipient failed with the operator's reason; the
+    # DSN goes at the next start
+    rc, res, _ = queue(srv, "bounce", qids[1], check=0)
+    check_result(res, "bounce", True, "offline")
+    ev = srv.wait_event("QUEUE-BOUNCED-BY-ADMIN", qid=qids[1])[0]
+    assert ev["by"] == "offline" and ev["rcpts"] == "2", ev
+    rc, out, _ = queue(srv, "list", check=0)
+    for r in out["messages"][0]["recipients"]:
+        assert r["state"] == "failed"
+        assert r["last_reply"].startswith("5.0.0 QUEUE-BOUNCED-BY-ADMIN "), r
 
     rc, res, _ = queue(srv, "status", check=0)
     check_result(res, "status", True, "offline")
     assert res["count"] == 1
+
+    # at the start the failed message is bounced (to a sender elsewhere:
+    # the DSN is queued like any message) and leaves the queue
+    mark = srv.mark()
+    srv.start()
+    ev = srv.wait_event("DELIVERY-BOUNCE-SENT", after=mark, qid=qids[1], timeout=20)[0]
+    assert ev["action"] == "failed", ev
+    deadline = time.monotonic() + 20
+    while qids[1] in srv.spool_files("queue") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert qids[1] not in srv.spool_files("queue")
 
 
 def test_control_socket_status_owner_only_and_bad_requests(make_server):
@@ -313,3 +326,102 @@ def test_serve_waits_for_the_queue_lock_of_an_edit(make_server):
         os.close(fd)
     srv.wait_event("STARTUP-READY", after=mark, timeout=15)
     srv.wait_event("QUEUE-RECOVERED", after=mark)
+
+
+# ------------------------------------------------------------ live actions
+# (issue 8 phase 2: the running daemon acts on its delivery queue)
+
+def live_server(make_server):
+    """A daemon whose mail for remote.test goes to a port where nothing
+    listens: each attempt is deferred (connection refused) and waits for
+    the retry schedule (5 minutes) in the delivery queue."""
+    return make_server(conf={"route.dead": {"domains": "remote.test",
+                                            "via": "[127.0.0.1]:%d" % DEAD_PORT}})
+
+
+def queued_remote(srv, n=1, token="live"):
+    msgs = []
+    for i in range(n):
+        m = make_message("%s%d" % (token, i))
+        code, reply = srv.send_mail(frm="alice@example.test",
+                                    rcpts=("bob@remote.test",), data=m)
+        assert code == 250, reply
+        msgs.append(m)
+    srv.wait_event("DELIVERY-DEFERRED", count=n, timeout=20)
+    return msgs
+
+
+def attempts(srv, qid):
+    rc, out, _ = queue(srv, "show", qid, check=0)
+    return out["message"]["recipients"][0]["attempts"]
+
+
+def test_live_flush_hold_release_delete(make_server):
+    srv = live_server(make_server)
+    queued_remote(srv, 2)
+    qids = srv.spool_files("queue")
+    before = attempts(srv, qids[0])
+
+    # flush ID: an attempt now, not in 5 minutes
+    mark = srv.mark()
+    rc, res, _ = queue(srv, "flush", qids[0], check=0)
+    check_result(res, "flush", True, "control")
+    assert res["count"] == 1
+    srv.wait_event("DELIVERY-DEFERRED", after=mark, qid=qids[0], timeout=20)
+    assert attempts(srv, qids[0]) == before + 1
+    assert not srv.events("DELIVERY-DEFERRED", after=mark, qid=qids[1])
+
+    # hold: the delivery queue lets it go; list says held
+    rc, res, _ = queue(srv, "hold", qids[0], check=0)
+    check_result(res, "hold", True, "control")
+    srv.wait_event("QUEUE-HELD", by="control", qid=qids[0])
+    rc, st, _ = queue(srv, "status", check=0)
+    assert st["pending"] == 1
+    rc, out, _ = queue(srv, "list", check=0)
+    held = {m["qid"]: m["held"] for m in out["messages"]}
+    assert held == {qids[0]: True, qids[1]: False}
+    # a flush does not touch a held message
+    mark = srv.mark()
+    rc, res, _ = queue(srv, "flush", check=0)
+    assert res["count"] == 1
+    srv.wait_event("DELIVERY-DEFERRED", after=mark, qid=qids[1], timeout=20)
+    assert not srv.events("DELIVERY-DEFERRED", after=mark, qid=qids[0])
+
+    # release: back in the delivery queue, tried
+    mark = srv.mark()
+    rc, res, _ = queue(srv, "release", qids[0], check=0)
+    check_result(res, "release", True, "control")
+    srv.wait_event("QUEUE-RELEASED", by="control", qid=qids[0])
+    srv.wait_event("DELIVERY-DEFERRED", after=mark, qid=qids[0], timeout=20)
+    rc, st, _ = queue(srv, "status", check=0)
+    assert st["pending"] == 2
+
+    # delete: gone from the spool and from the delivery queue
+    rc, res, _ = queue(srv, "delete", qids[1], check=0)
+    check_result(res, "delete", True, "control")
+    ev = srv.wait_event("QUEUE-DELETED", by="control", qid=qids[1])[0]
+    assert ev["rcpts_left"] == "1"
+    assert srv.spool_files("queue") == [qids[0]]
+    rc, st, _ = queue(srv, "status", check=0)
+    assert st["pending"] == 1
+    rc, res, _ = queue(srv, "delete", qids[1], check=1)
+    assert res["error"] == "QUEUE-NOT-FOUND"
+
+
+def test_live_bounce_sends_a_dsn(make_server):
+    srv = live_server(make_server)
+    queued_remote(srv, 1, token="bounce")
+    qid = srv.spool_files("queue")[0]
+    rc, res, _ = queue(srv, "bounce", qid, check=0)
+    check_result(res, "bounce", True, "control")
+    srv.wait_event("QUEUE-BOUNCED-BY-ADMIN", by="control", qid=qid)
+    files = srv.wait_mail("alice", timeout=20)
+    dsn = email.message_from_bytes(files[0].read_bytes())
+    assert dsn.get_content_type() == "multipart/report"
+    text = files[0].read_bytes().decode("utf-8", "replace")
+    assert "QUEUE-BOUNCED-BY-ADMIN" in text
+    assert "bob@remote.test" in text
+    deadline = time.monotonic() + 20
+    while qid in srv.spool_files("queue") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert qid not in srv.spool_files("queue")
