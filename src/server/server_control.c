@@ -149,7 +149,8 @@ server_control_answer(const struct control_ops *ops, const char *line, struct bu
 	}
 	if (err != COND__COUNT)
 		text = catalog_get(err)->logtext;
-	(void)queue_json_result(out, cmd, "control", sp != NULL ? arg : "all", count, err, text);
+	(void)queue_json_result(out, cmd, "control",
+				flush_domain ? arg + 1 : sp != NULL ? arg : "all", count, err, text);
 }
 
 /* Reads one LF-ended line within the deadline. 0, or -1 with *why. */

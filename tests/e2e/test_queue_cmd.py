@@ -407,6 +407,19 @@ def test_live_flush_hold_release_delete(make_server):
     rc, res, _ = queue(srv, "delete", qids[1], check=1)
     assert res["error"] == "QUEUE-NOT-FOUND"
 
+    # flush --domain: the messages with a waiting recipient there
+    mark = srv.mark()
+    rc, res, _ = queue(srv, "flush", "--domain", "nowhere.test", check=0)
+    assert res["count"] == 0
+    rc, res, _ = queue(srv, "flush", "--domain", "REMOTE.test", check=0)
+    check_result(res, "flush", True, "control")
+    assert res["count"] == 1 and res["target"] == "REMOTE.test"
+    srv.wait_event("DELIVERY-DEFERRED", after=mark, qid=qids[0], timeout=20)
+
+    # status: the outbound engine's destinations, read on its loop
+    rc, st, _ = queue(srv, "status", check=0)
+    assert "destination=route:dead " in st["destinations"], st
+
 
 def test_live_bounce_sends_a_dsn(make_server):
     srv = live_server(make_server)
