@@ -376,50 +376,43 @@ deliver_admin_hold(void *arg, const char *qid, int on, long *count)
 	return r == -2 ? COND_QUEUE_NOT_FOUND : r < 0 ? COND_QUEUE_WRITE_FAILED : COND__COUNT;
 }
 
-enum cond_id
-deliver_admin_delete(void *arg, const char *qid, long *count)
+/* delete or bounce: through the entry when delivery holds the message;
+ * else on the file (a held message: a bounce also releases and requeues
+ * it, so a pass sends the DSN). */
+static enum cond_id
+act(struct deliver_admin *a, const char *qid, unsigned action, long *count)
 {
-	struct deliver_admin *a = arg;
-	size_t left = 0;
+	size_t n = 0;
 	int done = 0, r;
 
 	*count = 0;
-	if (ask(a, qid, DA_DELETE, &done)) {
+	if (ask(a, qid, action, &done)) {
 		*count = 1;
 		return COND__COUNT;
 	}
-	r = spool_admin_delete(a->sp, qid, &left);
+	r = action == DA_DELETE ? spool_admin_delete(a->sp, qid, &n)
+				: spool_admin_bounce(a->sp, qid, &n);
 	if (r == 0) {
-		struct kv kvs[] = { KV("by", "control"), KVU("rcpts_left", left) };
+		struct kv kvs[] = { KV("by", "control"),
+				    KVU(action == DA_DELETE ? "rcpts_left" : "rcpts", n) };
 
-		log_action(COND_QUEUE_DELETED, qid, kvs, ARRAY_LEN(kvs));
+		log_action(action == DA_DELETE ? COND_QUEUE_DELETED : COND_QUEUE_BOUNCED_BY_ADMIN,
+			   qid, kvs, ARRAY_LEN(kvs));
+		if (action == DA_BOUNCE && spool_admin_hold(a->sp, qid, 0) == 0)
+			requeue(a, qid);
 		*count = 1;
 	}
 	return r == -2 ? COND_QUEUE_NOT_FOUND : r < 0 ? COND_QUEUE_WRITE_FAILED : COND__COUNT;
 }
 
 enum cond_id
+deliver_admin_delete(void *arg, const char *qid, long *count)
+{
+	return act(arg, qid, DA_DELETE, count);
+}
+
+enum cond_id
 deliver_admin_bounce(void *arg, const char *qid, long *count)
 {
-	struct deliver_admin *a = arg;
-	size_t n = 0;
-	int done = 0, r;
-
-	*count = 0;
-	if (ask(a, qid, DA_BOUNCE, &done)) {
-		*count = 1;
-		return COND__COUNT;
-	}
-	/* Not in delivery's hands (held): failed, released, and queued, so
-	 * a pass sends the DSN. */
-	r = spool_admin_bounce(a->sp, qid, &n);
-	if (r == 0) {
-		struct kv kvs[] = { KV("by", "control"), KVU("rcpts", n) };
-
-		log_action(COND_QUEUE_BOUNCED_BY_ADMIN, qid, kvs, ARRAY_LEN(kvs));
-		(void)spool_admin_hold(a->sp, qid, 0);
-		requeue(a, qid);
-		*count = 1;
-	}
-	return r == -2 ? COND_QUEUE_NOT_FOUND : r < 0 ? COND_QUEUE_WRITE_FAILED : COND__COUNT;
+	return act(arg, qid, DA_BOUNCE, count);
 }

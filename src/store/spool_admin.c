@@ -327,73 +327,39 @@ admin_append(struct spool *sp, struct spool_msg *msg, struct buf *recs)
 	return spool_append_state(msg, recs, 1);
 }
 
-int
-spool_admin_hold(struct spool *sp, const char *qid, int on)
+enum admin_edit { EDIT_HOLD, EDIT_RELEASE, EDIT_FLUSH, EDIT_BOUNCE };
+
+/* One edit of queue/<qid> as state records, appended flushed: a hold or
+ * release record, or one record per recipient still open (flush: next
+ * attempt 0, unless held; bounce: failed with the operator's reason).
+ * *n: the recipients (flush: 1 when any) it applied to. */
+static int
+admin_edit(struct spool *sp, const char *qid, enum admin_edit what, size_t *n)
 {
-	struct spool_view v;
-	struct buf recs;
-	const char *reason;
-	int rc = spool_view_read(sp, qid, 0, &v, &reason);
-
-	if (rc < 0)
-		return rc;
-	buf_init(&recs, SPOOL_MAX_STATE_REC + 64);
-	rc = spool_state_hold(&recs, on) < 0 ? -1 : admin_append(sp, v.msg, &recs);
-	buf_fini(&recs);
-	spool_view_fini(&v);
-	return rc;
-}
-
-int
-spool_admin_flush(struct spool *sp, const char *qid, int *count)
-{
-	struct spool_view v;
-	struct buf recs;
-	const char *reason;
-	int rc = spool_view_read(sp, qid, 0, &v, &reason);
-
-	*count = 0;
-	if (rc < 0)
-		return rc;
-	buf_init(&recs, SPOOL_MAX_LOG);
-	for (size_t i = 0; i < v.msg->nrcpts && !v.msg->held && rc == 0; i++) {
-		const struct spool_rcpt *r = &v.msg->rcpts[i];
-
-		if (r->done || r->failed)
-			continue;
-		*count = 1;
-		if (r->next_try > 0)
-			rc = spool_state_deferred(&recs, i, r->attempts, 0, r->last);
-	}
-	if (rc == 0)
-		rc = admin_append(sp, v.msg, &recs);
-	buf_fini(&recs);
-	spool_view_fini(&v);
-	return rc;
-}
-
-int
-spool_admin_bounce(struct spool *sp, const char *qid, size_t *n)
-{
-	struct spool_view v;
-	struct buf recs;
-	const char *reason;
-	const struct spool_detail d = {
+	static const struct spool_detail bounced = {
 		.status = "5.0.0", .cond = "QUEUE-BOUNCED-BY-ADMIN", .mta = NULL,
 		.diag = "failed by the mail administrator (postern queue bounce)",
 	};
+	struct spool_view v;
+	struct buf recs;
+	const char *reason;
 	int rc = spool_view_read(sp, qid, 0, &v, &reason);
 
 	*n = 0;
 	if (rc < 0)
 		return rc;
 	buf_init(&recs, SPOOL_MAX_LOG);
-	for (size_t i = 0; i < v.msg->nrcpts && rc == 0; i++) {
+	if (what == EDIT_HOLD || what == EDIT_RELEASE)
+		rc = spool_state_hold(&recs, what == EDIT_HOLD);
+	for (size_t i = 0; i < v.msg->nrcpts && rc == 0 && what >= EDIT_FLUSH; i++) {
 		const struct spool_rcpt *r = &v.msg->rcpts[i];
 
-		if (r->done || r->failed)
+		if (r->done || r->failed || (what == EDIT_FLUSH && v.msg->held))
 			continue;
-		rc = spool_state_failed(&recs, i, &d);
+		if (what == EDIT_BOUNCE)
+			rc = spool_state_failed(&recs, i, &bounced);
+		else if (r->next_try > 0)
+			rc = spool_state_deferred(&recs, i, r->attempts, 0, r->last);
 		(*n)++;
 	}
 	if (rc == 0)
@@ -401,6 +367,30 @@ spool_admin_bounce(struct spool *sp, const char *qid, size_t *n)
 	buf_fini(&recs);
 	spool_view_fini(&v);
 	return rc;
+}
+
+int
+spool_admin_hold(struct spool *sp, const char *qid, int on)
+{
+	size_t n;
+
+	return admin_edit(sp, qid, on ? EDIT_HOLD : EDIT_RELEASE, &n);
+}
+
+int
+spool_admin_flush(struct spool *sp, const char *qid, int *count)
+{
+	size_t n;
+	int rc = admin_edit(sp, qid, EDIT_FLUSH, &n);
+
+	*count = n > 0;
+	return rc;
+}
+
+int
+spool_admin_bounce(struct spool *sp, const char *qid, size_t *n)
+{
+	return admin_edit(sp, qid, EDIT_BOUNCE, n);
 }
 
 int
