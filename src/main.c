@@ -10,6 +10,7 @@
  *   make-cert -c FILE [-o ...]                 self-signed TLS pair where missing
  *   passwd [--scheme yescrypt|bcrypt|sha512-crypt]  hash a password read from stdin
  *   dns [-c FILE] [-o ...] TYPE NAME           one DNS lookup (server_cmd_dns.c)
+ *   queue [-c FILE] COMMAND [--json]          the queue (server/queue_cmd.c)
  *   version
  */
 #include <errno.h>
@@ -27,6 +28,7 @@
 #include "directory.h"
 #include "net_tls.h"
 #include "server.h"
+#include "queue_cmd.h"
 
 #define EX_USAGE 64
 #define EX_CONFIG 78
@@ -44,6 +46,7 @@ usage(FILE *out)
 		"       postern make-cert -c FILE [-o section.key=value ...]\n"
 		"       postern passwd [--scheme yescrypt|bcrypt|sha512-crypt]\n"
 		"       postern dns [-c FILE] [-o section.key=value ...] a|aaaa|mx|txt|ptr NAME\n"
+		"       postern queue [-c FILE] list|show ID|flush [ID] [--domain D]|hold ID|release ID|delete ID|bounce ID|status [--json]\n"
 		"       postern version\n");
 }
 
@@ -286,6 +289,8 @@ main(int argc, char **argv)
 		return cmd_passwd(argc, argv);
 	if (strcmp(cmd, "dns") == 0)
 		return server_cmd_dns(argc, argv);
+	if (strcmp(cmd, "queue") == 0)
+		return queue_cmd_main(argc, argv);
 	if (strcmp(cmd, "version") == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

@@ -172,3 +172,30 @@ hash_insert(struct hash *t, uint64_t h, const void *ctx, const void *key, uint32
 	t->n++;
 	return 0;
 }
+
+int
+hash_remove(struct hash *t, uint64_t h, const void *ctx, const void *key, uint32_t *val)
+{
+	if (t->n == 0)
+		return 0;
+	size_t mask = t->nslots - 1, i = slot_of(t, (uint32_t)h, ctx, key);
+	if (t->slots[i].val1 == 0)
+		return 0;
+	if (val != NULL)
+		*val = t->slots[i].val1 - 1;
+	/* Backward shift: every later entry of the run whose home slot is
+	 * not between the hole and itself (cyclically) moves into the hole,
+	 * so no probe for it meets an empty slot before reaching it. */
+	for (size_t j = (i + 1) & mask; t->slots[j].val1 != 0; j = (j + 1) & mask) {
+		size_t home = t->slots[j].h & mask;
+
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			t->slots[i] = t->slots[j];
+			i = j;
+		}
+	}
+	t->slots[i].h = 0;
+	t->slots[i].val1 = 0;
+	t->n--;
+	return 1;
+}

@@ -5,8 +5,10 @@
  * The keys live with the caller: the table keeps, per slot, 32 bits of the
  * key's hash and the value, and asks the caller's eq function whether the
  * entry behind a value has the key looked for. So a table costs 8 bytes per
- * slot whatever the keys, and growing it never looks at a key. There is no
- * removal (every user builds a table and drops it whole).
+ * slot whatever the keys, and growing it never looks at a key. hash_remove
+ * takes one entry out by backward-shift deletion (no tombstones), so a
+ * long-lived index (the delivery queue's queue IDs) stays as short to probe
+ * as a fresh one.
  *
  * Hashes come from hash_start/hash_feed/hash_end (or hash_bytes): a
  * per-process random seed, so a client cannot choose keys that collide.
@@ -58,5 +60,9 @@ int hash_find(const struct hash *t, uint64_t h, const void *ctx, const void *key
  * (*existing set if not NULL), -1 the table is full (max). */
 int hash_insert(struct hash *t, uint64_t h, const void *ctx, const void *key, uint32_t val,
 		uint32_t *existing) WARN_UNUSED;
+/* Removes the entry with key (hash h): 1 and *val (if not NULL) when it
+ * was there, else 0. Entries after it in its probe run move back, so
+ * the caller's values stay valid; the table never shrinks. */
+int hash_remove(struct hash *t, uint64_t h, const void *ctx, const void *key, uint32_t *val);
 
 #endif

@@ -348,6 +348,25 @@ workpool_class_wake(struct workpool *wp, int cls)
 	pthread_mutex_unlock(&wp->mu);
 }
 
+int
+workpool_job_wake(struct workpool *wp, int cls, struct workpool_job *job)
+{
+	int woken = 0;
+
+	ASSERT(cls >= 0 && cls < WORKPOOL_CLASSES_MAX);
+	pthread_mutex_lock(&wp->mu);
+	if (job->delay.index != SIZE_MAX && job->cls == (unsigned)cls &&
+	    job->delay.index < wp->delayed.n && wp->delayed.v[job->delay.index] == &job->delay) {
+		heap_remove(&wp->delayed, &job->delay);
+		job->delay.key = 0;
+		heap_push(&wp->delayed, &job->delay);
+		pthread_cond_broadcast(&wp->work);
+		woken = 1;
+	}
+	pthread_mutex_unlock(&wp->mu);
+	return woken;
+}
+
 static void
 cancel_list(struct workpool_job *list)
 {

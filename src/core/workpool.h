@@ -84,6 +84,11 @@ int workpool_submit_after(struct workpool *wp, int cls, struct workpool_job *job
 			  struct loop *loop, uint64_t delay_ms) WARN_UNUSED;
 /* Every delayed job of the class becomes ready now (after a reload). */
 void workpool_class_wake(struct workpool *wp, int cls);
+/* The one delayed job of class cls becomes ready now (an operator's
+ * flush): 1, or 0 when it is not waiting in the delay heap (queued,
+ * running, done: nothing to do). The caller keeps job alive meanwhile
+ * (it owns it until its done). Thread-safe. */
+int workpool_job_wake(struct workpool *wp, int cls, struct workpool_job *job);
 /* See the shutdown rule above. Idempotent. */
 void workpool_class_stop(struct workpool *wp, int cls);
 

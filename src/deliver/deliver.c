@@ -65,6 +65,7 @@ item_free(struct deliver_item **ip)
 
 	if (it == NULL)
 		return;
+	deliver_admin_remove(it->d->admin, &it->adm);
 	spool_msg_free(&it->msg);
 	remote_jobs_free(&it->jobs);
 	remote_jobs_free(&it->results);
@@ -428,8 +429,12 @@ item_pass(struct deliver_item *first, struct deliver_item *end, struct deliver_p
 		it->flags &= (uint8_t)~IF_FINISHED;
 		if (it->passes < UINT16_MAX)
 			it->passes++;
-		rc = item_load(it);
-		if (rc == -2) {
+		/* an operator's action waits: item_done does it */
+		rc = deliver_admin_skip(it->d->admin, &it->adm, it->results != NULL) ? -3
+			: item_load(it);
+		if (rc == -3) {
+			it->pass->unread = 1;
+		} else if (rc == -2) {
 			it->flags |= IF_FINISHED;	/* nothing left to deliver */
 			it->pass->unread = 1;
 		} else if (rc < 0) {
@@ -509,6 +514,16 @@ item_done(struct loop *loop, struct workpool_job *wj)
 		d->pending--;
 		return;
 	}
+	int act = deliver_admin_done(d->admin, &it->adm);	/* hold, delete, bounce */
+	if (act == 1) {
+		item_free(&it);
+		d->pending--;
+		return;
+	}
+	if (act == 2) {
+		remote_jobs_free(&it->jobs);
+		it->retry_s = 0;
+	}
 	/* Outbound jobs: the item waits for them, off the heap. */
 	if (it->jobs != NULL && remote_send(d, it) == 0)
 		return;
@@ -557,6 +572,7 @@ deliver_new(struct spool *sp, struct config *cfg, struct workpool *wp, unsigned 
 		deliver_free(&d);
 		return NULL;
 	}
+	d->admin = deliver_admin_new(d, sp, wp, d->cls);
 	return d;
 }
 
@@ -573,6 +589,7 @@ deliver_free(struct deliver **dp)
 		workpool_class_stop(d->wp, d->cls);
 	if (d->cfg != NULL)
 		config_unref(&d->cfg);
+	deliver_admin_free(&d->admin);
 	pthread_mutex_destroy(&d->cfg_mu);
 	pthread_mutex_destroy(&d->mu);
 	free(d);
@@ -637,6 +654,8 @@ deliver_enqueue(struct spool_msg *msg, void *arg)
 	it->wake_gen = atomic_load(&d->wake_gen);
 	memcpy(it->qid, msg->qid, sizeof(it->qid));
 	it->qid[sizeof(it->qid) - 1] = '\0';
+	it->adm = (struct deliver_admin_ent){ .wj = &it->wj, .qid = it->qid };
+	deliver_admin_add(d->admin, &it->adm);
 	uint64_t delay_ms = 0;
 	if (msg->recovered) {
 		/* Recovery read and checked it: the index entry is enough, the
@@ -668,4 +687,10 @@ unsigned long
 deliver_pending(struct deliver *d)
 {
 	return d->pending;
+}
+
+struct deliver_admin *
+deliver_admin_of(struct deliver *d)
+{
+	return d->admin;
 }

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "deliver.h"
+#include "deliver_admin.h"
 #include "outbound.h"
 #include "workpool.h"
 
@@ -81,6 +82,7 @@ struct deliver_item {
 	unsigned wake_gen;		/* d->wake_gen at its last pass */
 	struct outbound_job *jobs;	/* planned by the pass, sent by item_done */
 	struct outbound_job *results;	/* back from the engine (d->mu) */
+	struct deliver_admin_ent adm;	/* the index by queue ID (deliver_admin.h) */
 };
 
 struct deliver {
@@ -93,6 +95,7 @@ struct deliver {
 	pthread_mutex_t mu;		/* guards ob and items' inflight, results */
 	struct outbound *ob;		/* NULL: no outbound delivery (yet) */
 	atomic_uint wake_gen;		/* +1 per reload: every deferral due */
+	struct deliver_admin *admin;	/* the index, the operator's actions */
 };
 
 

@@ -55,6 +55,8 @@
 #include "smtp_session.h"
 #include "authfail.h"
 #include "spool.h"
+#include "server_control.h"
+#include "deliver_admin.h"
 #include "server_runtime.h"
 
 #define EX_CONFIG 78
@@ -111,6 +113,8 @@ struct server {
 	struct deliver *deliver;
 	struct workpool *pool;		/* every blocking job: one pool */
 	struct kv_store *state;		/* failed logins, SMTP and POP3 */
+	int qlock;			/* spool/queue.lock, held while serving */
+	struct server_control *control;	/* state/control: postern queue */
 	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
 	unsigned long sessions;		/* atomic */
 	pthread_mutex_t ip_lock;
@@ -657,6 +661,32 @@ server_shutdown(struct server *srv, int signo)
 
 /* ---- main ------------------------------------------------------------- */
 
+/* The control socket's status: messages in the delivery queue. */
+static unsigned long
+server_pending(void *arg)
+{
+	struct server *srv = arg;
+
+	return deliver_pending(srv->deliver);
+}
+
+static void
+describe_outbound(void *arg, struct buf *out)
+{
+	outbound_describe(arg, out);
+}
+
+/* The control socket's status: the outbound engine's destinations, read
+ * on its loop. */
+static void
+server_destinations(void *arg, struct buf *out)
+{
+	struct server *srv = arg;
+
+	if (srv->outbound != NULL)
+		server_control_on_loop(srv->loops[0].loop, describe_outbound, srv->outbound, out);
+}
+
 static unsigned
 loop_count(const struct config *cfg)
 {
@@ -693,6 +723,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	srv->noverrides = noverrides;
 	srv->started = time(NULL);
 	srv->pidfile.fd = -1;
+	srv->qlock = -1;
 	pthread_mutex_init(&srv->cfg_lock, NULL);
 	pthread_mutex_init(&srv->ip_lock, NULL);
 
@@ -736,6 +767,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		}
 	}
 	if (server_pidfile_open(&srv->pidfile, srv->cfg->server_pid_file) < 0)
+		goto out;
+	if ((srv->qlock = server_queue_lock(srv->cfg->server_spool)) < 0)
 		goto out;
 	/* Before the privilege drop: the key may be readable by root only.
 	 * A listener that needs TLS does not start without it. */
@@ -854,6 +887,14 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		goto stop;
 	}
 	deliver_set_outbound(srv->deliver, srv->outbound);
+	/* postern queue on the running daemon (server_control.h) */
+	struct control_ops cops = {
+		.arg = deliver_admin_of(srv->deliver), .flush = deliver_admin_flush,
+		.hold = deliver_admin_hold, .remove = deliver_admin_delete,
+		.bounce = deliver_admin_bounce, .status_arg = srv,
+		.pending = server_pending, .destinations = server_destinations,
+	};
+	srv->control = server_control_start(srv->cfg->server_state, &cops);
 	struct kv rkv[] = { KVU("listeners", srv->cfg->nlisteners), KVU("loops", srv->nloops),
 			    KVU("pid", getpid()) };
 	catalog_log(COND_STARTUP_READY, NULL, rkv, ARRAY_LEN(rkv));
@@ -878,9 +919,11 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		catalog_log(COND_SIGNAL_UNEXPECTED, NULL, kv, 1);
 	}
 stop:
+	server_control_stop(&srv->control);	/* its hooks need loop 0 */
 	server_shutdown(srv, stop_signal == SIGINT ? SIGINT : SIGTERM);
 out:
 	/* Order matters: delivery calls back into the spool. */
+	server_control_stop(&srv->control);
 	if (srv->spool != NULL)
 		spool_set_sink(srv->spool, NULL, NULL);
 	/* The loops have stopped: outbound jobs come back unrecorded (their
@@ -916,6 +959,8 @@ out:
 	free(srv->resolvers);
 	dns_cache_free(&srv->dns_cache);
 	server_pidfile_remove(&srv->pidfile);
+	if (srv->qlock >= 0)
+		close(srv->qlock);
 	struct kv skv[] = { KVU("uptime_s", (uint64_t)(time(NULL) - srv->started)) };
 	catalog_log(COND_SHUTDOWN_COMPLETE, NULL, skv, 1);
 	config_unref(&srv->cfg);

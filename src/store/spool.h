@@ -118,6 +118,8 @@ struct spool_msg {
 	int log_torn;		/* bytes after log_end are no record */
 	int origin;		/* SPOOL_ORIGIN_* (state log) */
 	int recovered;		/* read back from the spool at start */
+	int held;		/* an operator's hold (state log "hold"):
+				 * never handed to delivery until released */
 };
 
 struct spool;
@@ -211,6 +213,8 @@ int spool_state_done(struct buf *out, size_t idx);
 int spool_state_done_detail(struct buf *out, size_t idx, const char *detail);
 int spool_state_deferred(struct buf *out, size_t idx, unsigned attempts, int64_t next,
 			 const char *reply);
+/* An operator's hold (on 1) or release (on 0) of the whole message. */
+int spool_state_hold(struct buf *out, int on);
 
 /* A failed record (with why, for the DSN), a "dsn sent" record (one
  * SPOOL_DSN_* bit), and the detail text a deferred record's reply may

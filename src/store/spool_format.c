@@ -59,6 +59,9 @@
  *     origin 0 O                      the message is a DSN of ours (O 1)
  *                                     or one sent on to the postmaster
  *                                     (O 2): written at its composition
+ *     hold 0 ON                       an operator's hold (ON 1) or
+ *                                     release (ON 0) of the whole
+ *                                     message (postern queue hold)
  *
  * REPLY of failed and deferred records is, since DSNs, the detail
  * "STATUS COND MTA DIAG" (spool_detail_format: enhanced status, catalog
@@ -631,32 +634,45 @@ dec_data2(struct dec *d, struct spool_msg *msg)
 static void
 dec_state_log(struct dec *d, struct spool_msg *msg, uint64_t base)
 {
+	size_t off = d->off;
+	const uint8_t *v;
+	size_t len;
+
 	msg->log_off = base + d->off;
 	msg->log_end = msg->log_off;
-	while (d->off < d->n) {
-		const uint8_t *v;
-		uint64_t len;
-		uint32_t want = 0;
-		int bad = 0;
-
-		if (dec_rec(d, "state", SPOOL_MAX_STATE_REC, &v, &len) < 0 || len < 10 ||
-		    v[8] != ' ') {
+	while (off < d->n) {
+		if (spool_state_next(d->p, d->n, &off, &v, &len) < 0 ||
+		    spool_state_apply(msg, v, len) < 0) {
 			msg->log_torn = 1;
 			return;
 		}
-		for (int i = 0; i < 8; i++) {
-			int h = hexval(v[i]);
-
-			bad |= h < 0;
-			want = (want << 4) | (uint32_t)(h & 0xf);
-		}
-		if (bad || crc32c_update(0, v + 9, (size_t)len - 9) != want ||
-		    spool_state_apply(msg, v + 9, (size_t)len - 9) < 0) {
-			msg->log_torn = 1;
-			return;
-		}
-		msg->log_end = base + d->off;
+		msg->log_end = base + off;
 	}
+}
+
+int
+spool_state_next(const uint8_t *p, size_t n, size_t *off, const uint8_t **val, size_t *vlen)
+{
+	struct dec d = { .p = p, .n = n, .off = *off, .reason = NULL, .version = 2 };
+	const uint8_t *v;
+	uint64_t len;
+	uint32_t want = 0;
+	int bad = 0;
+
+	if (dec_rec(&d, "state", SPOOL_MAX_STATE_REC, &v, &len) < 0 || len < 10 || v[8] != ' ')
+		return -1;
+	for (int i = 0; i < 8; i++) {
+		int h = hexval(v[i]);
+
+		bad |= h < 0;
+		want = (want << 4) | (uint32_t)(h & 0xf);
+	}
+	if (bad || crc32c_update(0, v + 9, (size_t)len - 9) != want)
+		return -1;
+	*val = v + 9;
+	*vlen = (size_t)len - 9;
+	*off = d.off;
+	return 0;
 }
 
 int

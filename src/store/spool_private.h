@@ -68,6 +68,10 @@ int spool_decode_head(const uint8_t *p, size_t n, struct spool_msg *msg, const c
  * log_torn). 0 or -1 with *reason. */
 int spool_decode_tail(const uint8_t *head, size_t head_n, const uint8_t *tail, size_t tail_n,
 		      struct spool_msg *msg, const char **reason);
+/* The state record at p[*off..n): 0 with its value (after the CRC,
+ * which is checked) and *off past it; -1 when it is torn or damaged. */
+int spool_state_next(const uint8_t *p, size_t n, size_t *off, const uint8_t **val,
+		     size_t *vlen);
 /* Appends one state record: kind "done", "deferred" (attempts, next try
  * in unix seconds) or "failed", for recipient idx, with the last reply. */
 /* ---- spool_state.c ---- */
@@ -81,6 +85,14 @@ int spool_enc_state(struct buf *out, const char *kind, size_t idx, unsigned atte
  * body_len, body_crc) and its bytes are never touched. */
 struct spool_msg *spool_decode_ex(const uint8_t *p, size_t n, int copy_body,
 				  const char **reason);
+
+/* ---- spool_recover.c ---- */
+/* Reads queue/<name>'s envelope and state log (never the data): the
+ * message (file set, recovered 0), or NULL with *reason (damaged) or
+ * *reason NULL (a read error, logged). repair: a torn last state record
+ * is cut off the file. */
+struct spool_msg *spool_load(struct spool *sp, const char *name, const char **reason,
+			     int repair);
 
 /* ---- spool.c ---- */
 char *spool_path(const struct spool *sp, const char *sub, const char *name);

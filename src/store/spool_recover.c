@@ -147,9 +147,10 @@ out:
 
 /* Reads queue/<name>'s envelope and tail. The message, or NULL with
  * *reason (a damaged file: set it aside) or *reason NULL (a read error,
- * logged). */
-static struct spool_msg *
-spool_load(struct spool *sp, const char *name, const char **reason)
+ * logged). repair: a torn last state record is cut off (never for a
+ * reader beside a running daemon: postern queue list). */
+struct spool_msg *
+spool_load(struct spool *sp, const char *name, const char **reason, int repair)
 {
 	struct stat st;
 	struct spool_msg *msg = NULL;
@@ -230,7 +231,7 @@ spool_load(struct spool *sp, const char *name, const char **reason)
 			*reason = "truncated";
 		goto bad;
 	}
-	if (msg->log_torn) {
+	if (msg->log_torn && repair) {
 		/* A crash in the middle of an append: the torn record goes, so
 		 * the next append follows the last good one. If it cannot go,
 		 * later records are lost at the next start: at worst a
@@ -263,7 +264,7 @@ out:
 static struct spool_msg *
 spool_load_checked(struct spool *sp, const char *name, const char **reason)
 {
-	struct spool_msg *msg = spool_load(sp, name, reason);
+	struct spool_msg *msg = spool_load(sp, name, reason, 1);
 
 	if (msg != NULL && strcmp(msg->qid, name) != 0) {
 		spool_msg_free(&msg);
@@ -285,6 +286,10 @@ spool_reload(struct spool *sp, const char *qid, struct spool_msg **msgp)
 	if (faccessat(sp->qfd, qid, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
 		return -2;	/* removed meanwhile: nothing left to deliver */
 	*msgp = spool_load_checked(sp, qid, &reason);
+	if (*msgp != NULL && (*msgp)->held) {
+		spool_msg_free(msgp);	/* on hold: nothing to deliver now */
+		return -2;
+	}
 	if (*msgp != NULL)
 		return 0;
 	if (reason == NULL)
@@ -334,6 +339,11 @@ spool_recover_below(struct spool *sp, const char *below)
 			msg = spool_load_checked(sp, names[i], &reason);
 		if (msg == NULL && reason != NULL) {
 			spool_set_aside(sp, names[i], reason);
+		} else if (msg != NULL && msg->held) {
+			struct log_ctx ctx = { .qid = msg->qid };
+
+			catalog_log(COND_QUEUE_HELD_SKIPPED, &ctx, NULL, 0);
+			spool_msg_free(&msg);
 		} else if (msg != NULL) {
 			msg->recovered = 1;
 			count++;

@@ -46,6 +46,24 @@ state_keep_last(struct spool_rcpt *r, const uint8_t *q, const uint8_t *end)
 		r->last = xstrndup((const char *)q, (size_t)(end - q));
 }
 
+/* "hold 0 ON": an operator's hold (1) or release (0) of the message. */
+static int
+state_apply_hold(struct spool_msg *msg, const uint8_t *q, const uint8_t *end)
+{
+	uint64_t on;
+
+	if (state_num(&q, end, 1, &on) < 0)
+		return -1;
+	msg->held = (int)on;
+	return 0;
+}
+
+int
+spool_state_hold(struct buf *out, int on)
+{
+	return spool_enc_state(out, "hold", 0, 0, 0, on ? "1" : "0");
+}
+
 /* Applies one state record's value (its CRC checked) to msg. 0, or -1 if
  * it makes no sense (then it and what follows are dropped). */
 int
@@ -58,6 +76,8 @@ spool_state_apply(struct spool_msg *msg, const uint8_t *v, size_t n)
 
 	if (state_num(&q, end, SPOOL_MAX_RCPTS, &idx) < 0 || idx >= msg->nrcpts)
 		return -1;
+	if (klen == 4 && memcmp(v, "hold", 4) == 0)
+		return state_apply_hold(msg, q, end);
 	struct spool_rcpt *r = &msg->rcpts[idx];
 	if (klen == 4 && memcmp(v, "done", 4) == 0) {
 		r->done = 1;

@@ -342,6 +342,56 @@ test_hash(void)
 	CHECK_INT(hash_insert(&t, hash_bytes(ks.k[1], strlen(ks.k[1])), &ks, ks.k[1], 1, &ex), 1);
 	hash_fini(&t);
 
+	TEST_CASE("hash remove (backward shift)");
+	hash_init(&t, 1000, hkeys_eq);
+	for (uint32_t i = 0; i < 300; i++)
+		CHECK_INT(hash_insert(&t, hash_bytes(ks.k[i], strlen(ks.k[i])), &ks, ks.k[i], i, NULL), 0);
+	/* every other key out, then the rest must still be found */
+	int rm_ok = 1;
+	for (uint32_t i = 0; i < 300; i += 2) {
+		v = UINT32_MAX;
+		if (hash_remove(&t, hash_bytes(ks.k[i], strlen(ks.k[i])), &ks, ks.k[i], &v) != 1 ||
+		    v != i)
+			rm_ok = 0;
+	}
+	CHECK(rm_ok);
+	CHECK_INT(t.n, 150);
+	CHECK_INT(hash_remove(&t, hash_bytes(ks.k[0], strlen(ks.k[0])), &ks, ks.k[0], NULL), 0);
+	all = 1;
+	for (uint32_t i = 0; i < 300; i++) {
+		int found = hash_find(&t, hash_bytes(ks.k[i], strlen(ks.k[i])), &ks, ks.k[i], &v);
+		if (found != (int)(i % 2) || (found && v != i))
+			all = 0;
+	}
+	CHECK(all);
+	/* no slot left marked: the count of used slots is n */
+	size_t used = 0;
+	for (size_t k = 0; k < t.nslots; k++)
+		used += t.slots[k].val1 != 0;
+	CHECK_INT(used, 150);
+	/* removed keys go back in */
+	for (uint32_t i = 0; i < 300; i += 2)
+		CHECK_INT(hash_insert(&t, hash_bytes(ks.k[i], strlen(ks.k[i])), &ks, ks.k[i], i, NULL), 0);
+	CHECK_INT(t.n, 300);
+	hash_fini(&t);
+
+	TEST_CASE("hash remove in a wrapped run of colliding keys");
+	/* one hash for all: a run that wraps past the last slot */
+	hash_init(&t, 1000, hkeys_eq);
+	for (uint32_t i = 0; i < 6; i++)
+		CHECK_INT(hash_insert(&t, 15, &ks, ks.k[i], i, NULL), 0);	/* slots 15, 0..4 of 16 */
+	CHECK_INT(hash_insert(&t, 1, &ks, ks.k[6], 6, NULL), 0);	/* home 1, lands in 5 */
+	CHECK_INT(hash_remove(&t, 15, &ks, ks.k[0], NULL), 1);
+	CHECK_INT(hash_remove(&t, 15, &ks, ks.k[3], NULL), 1);
+	all = 1;
+	for (uint32_t i = 1; i < 6; i++)
+		if (i != 3 && (!hash_find(&t, 15, &ks, ks.k[i], &v) || v != i))
+			all = 0;
+	CHECK(all);
+	CHECK(hash_find(&t, 1, &ks, ks.k[6], &v) && v == 6);
+	CHECK_INT(hash_find(&t, 15, &ks, ks.k[3], &v), 0);
+	hash_fini(&t);
+
 	TEST_CASE("hash empty table");
 	hash_init(&t, 10, hkeys_eq);
 	CHECK_INT(hash_find(&t, hash_bytes("x", 1), &ks, "x", &v), 0);

@@ -4,6 +4,7 @@
  * event loop to receive completions.
  */
 #include "spool.h"
+#include "spool_admin.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -861,6 +862,140 @@ test_recover(const char *dir)
 	}
 }
 
+/* postern queue's store side (spool_admin.h): the lock, views (header
+ * section, history, last replies), hold records (kept from delivery at
+ * reload and recovery), flush, delete; a view never repairs a file. */
+static void
+test_admin(const char *dir)
+{
+	struct spool *sp = spool_open(dir, tpool, 1), *ad;
+	struct spool_msg *msg, *back = NULL;
+	struct result res = { 0 };
+	struct spool_view v;
+	struct buf recs;
+	const char *reason = NULL;
+	const char data[] = "Received: by x\r\nSubject: hi\r\n\r\nbody text\r\n";
+	char qid[SPOOL_QID_SIZE], path[600];
+	int fd = -1, fd2 = -1, one = 0;
+	size_t left = 0;
+	struct stat st;
+
+	TEST_CASE("admin: the queue lock");
+	CHECK_INT(spool_lock_take(dir, 0, &fd), 0);
+	CHECK_INT(spool_lock_take(dir, 0, &fd2), 1);
+	CHECK_INT(fd2, -1);
+	spool_lock_release(&fd);
+	CHECK_INT(spool_lock_take(dir, 0, &fd2), 0);
+	spool_lock_release(&fd2);
+
+	if (sp == NULL)
+		return;
+	msg = make_msg(sp, 0, 1);
+	buf_fini(&msg->data);
+	buf_init(&msg->data, 4096);
+	CHECK(buf_append(&msg->data, data, sizeof(data) - 1) == 0);
+	CHECK(buf_append_str(&msg->tags, "X-Tag: 1\r\n") == 0);
+	memcpy(qid, msg->qid, sizeof(qid));
+	spool_commit(sp, msg, loop, on_done, &res);
+	CHECK_INT(wait_done(&res, 1), 1);
+	ad = spool_admin_open(dir);
+	CHECK(ad != NULL);
+	if (ad == NULL) {
+		spool_close(&sp);
+		return;
+	}
+
+	TEST_CASE("admin: a view has the header section, no body");
+	CHECK_INT(spool_view_read(ad, qid, SPOOL_VIEW_HEADERS | SPOOL_VIEW_HISTORY, &v, &reason), 0);
+	CHECK_STR(buf_cstr(&v.headers), "X-Tag: 1\r\nReceived: by x\r\nSubject: hi\r\n");
+	CHECK_INT(v.headers_cut, 0);
+	CHECK_INT(v.nhist, 0);
+	CHECK_INT(v.size, sizeof(data) - 1 + 10);
+	CHECK(v.msg->rcpts[0].last == NULL);
+	spool_view_fini(&v);
+	CHECK_INT(spool_view_read(ad, "0000000000000000", 0, &v, &reason), -2);
+	CHECK_INT(spool_view_read(ad, "../queue", 0, &v, &reason), -2);
+
+	TEST_CASE("admin: history and last replies from the state log");
+	if (spool_reload(sp, qid, &back) == 0) {
+		buf_init(&recs, 1 << 16);
+		CHECK(spool_state_deferred(&recs, 1, 2, 123, "451 4.2.0 later") == 0);
+		CHECK(spool_state_done(&recs, 0) == 0);
+		CHECK(spool_append_state(back, &recs, 1) == 0);
+		buf_fini(&recs);
+	}
+	spool_msg_free(&back);
+	CHECK_INT(spool_view_read(ad, qid, SPOOL_VIEW_HISTORY, &v, &reason), 0);
+	CHECK_INT(v.nhist, 2);
+	if (v.nhist == 2) {
+		CHECK_STR(v.hist[0].kind, "deferred");
+		CHECK_INT(v.hist[0].rcpt, 1);
+		CHECK_STR(v.hist[0].detail, "2 123 451 4.2.0 later");
+		CHECK_STR(v.hist[1].kind, "done");
+	}
+	CHECK(v.msg->rcpts[1].last != NULL && strcmp(v.msg->rcpts[1].last, "451 4.2.0 later") == 0);
+	CHECK_INT(v.msg->rcpts[1].next_try, 123);
+	CHECK_INT(v.msg->rcpts[0].done, 1);
+	spool_view_fini(&v);
+
+	TEST_CASE("admin: a held message is kept from delivery");
+	CHECK_INT(spool_admin_hold(ad, qid, 1), 0);
+	CHECK_INT(spool_view_read(ad, qid, SPOOL_VIEW_HISTORY, &v, &reason), 0);
+	CHECK_INT(v.msg->held, 1);
+	CHECK(v.nhist == 3 && strcmp(v.hist[2].kind, "hold") == 0 &&
+	      strcmp(v.hist[2].detail, "1") == 0);
+	spool_view_fini(&v);
+	CHECK_INT(spool_reload(sp, qid, &back), -2);
+	CHECK(back == NULL);
+	if (snprintf(path, sizeof(path), "%s/queue/%s", dir, qid) >= (int)sizeof(path))
+		abort();
+	CHECK(access(path, F_OK) == 0);		/* held, not set aside */
+	atomic_store(&sunk, 0);
+	spool_set_sink(sp, sink, NULL);
+	long before = count_files(dir, "queue");
+	CHECK_INT(spool_recover(sp), before - 1);
+	CHECK(log_has("event=QUEUE-HELD-SKIPPED"));
+	spool_set_sink(sp, NULL, NULL);
+
+	TEST_CASE("admin: release and flush");
+	CHECK_INT(spool_admin_hold(ad, qid, 0), 0);
+	CHECK_INT(spool_reload(sp, qid, &back), 0);
+	CHECK(back != NULL && back->held == 0);
+	spool_msg_free(&back);
+	CHECK_INT(spool_admin_flush(ad, qid, &one), 0);
+	CHECK_INT(one, 1);
+	CHECK_INT(spool_view_read(ad, qid, 0, &v, &reason), 0);
+	CHECK_INT(v.msg->rcpts[1].next_try, 0);
+	CHECK_INT(v.msg->rcpts[1].attempts, 2);
+	CHECK(v.msg->rcpts[1].last != NULL && strcmp(v.msg->rcpts[1].last, "451 4.2.0 later") == 0);
+	spool_view_fini(&v);
+
+	TEST_CASE("admin: a torn record is read around, never cut by a view");
+	{
+		int wfd = open(path, O_WRONLY | O_APPEND);
+
+		CHECK(wfd >= 0);
+		CHECK(write(wfd, "state 40:0000", 13) == 13);
+		close(wfd);
+	}
+	CHECK(stat(path, &st) == 0);
+	off_t size = st.st_size;
+	CHECK_INT(spool_view_read(ad, qid, SPOOL_VIEW_HISTORY, &v, &reason), 0);
+	CHECK_INT(v.nhist, 5);
+	spool_view_fini(&v);
+	CHECK(stat(path, &st) == 0 && st.st_size == size);
+
+	TEST_CASE("admin: delete");
+	CHECK_INT(spool_admin_delete(ad, qid, &left), 0);
+	CHECK_INT(left, 1);
+	CHECK(access(path, F_OK) < 0);
+	CHECK_INT(spool_admin_delete(ad, qid, &left), -2);
+	CHECK_INT(spool_admin_hold(ad, qid, 1), -2);
+
+	spool_admin_close(&ad);
+	spool_close(&sp);
+}
+
 /* ---- state records for DSNs, and a composed message ------------------ */
 
 static void
@@ -1035,6 +1170,7 @@ main(void)
 			test_compose(cdir);
 	}
 	test_recover(spooldir);
+	test_admin(spooldir);
 
 	loop_stop(loop);
 	pthread_join(loop_thread, NULL);

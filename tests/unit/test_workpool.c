@@ -292,6 +292,34 @@ test_delayed(void)
 }
 
 static void
+test_job_wake(void)
+{
+	struct workpool *wp = workpool_new();
+	struct tjob a, b;
+
+	TEST_CASE("one delayed job woken, the other left");
+	reset();
+	int c = workpool_class_new(wp, "deliver", 1, 0);
+	int other = workpool_class_new(wp, "other", 1, 0);
+	uint64_t t0 = loop_clock_ms();
+	tjob_init(&a, NULL, NULL);
+	tjob_init(&b, NULL, NULL);
+	CHECK_INT(workpool_submit_after(wp, c, &a.job, NULL, 600000), 0);
+	CHECK_INT(workpool_submit_after(wp, c, &b.job, NULL, 600000), 0);
+	CHECK_INT(workpool_job_wake(wp, other, &b.job), 0);	/* not its class */
+	CHECK_INT(workpool_job_wake(wp, c, &b.job), 1);
+	WAIT_FOR(done_count == 1);
+	CHECK_INT(done_count, 1);
+	CHECK(loop_clock_ms() - t0 < 60000);
+	CHECK_INT(workpool_class_load(wp, c), 1);		/* a still waits */
+	CHECK_INT(workpool_job_wake(wp, c, &b.job), 0);	/* ran: no-op */
+	CHECK_INT(workpool_job_wake(wp, c, &a.job), 1);
+	WAIT_FOR(done_count == 2);
+	CHECK_INT(done_count, 2);
+	workpool_free(&wp);
+}
+
+static void
 test_shutdown(void)
 {
 	struct workpool *wp = workpool_new();
@@ -356,6 +384,7 @@ main(void)
 	test_slow_class();
 	test_batch_and_loops();
 	test_delayed();
+	test_job_wake();
 	test_shutdown();
 	return TEST_DONE();
 }
