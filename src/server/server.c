@@ -790,7 +790,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
 	if (open_listeners(srv) < 0)
 		goto out;
-	if (server_drop_privileges(srv->cfg, &srv->pidfile) < 0) {
+	if (server_drop_privileges(srv->cfg, &srv->pidfile, srv->qlock) < 0) {
 		rc = EX_CONFIG;
 		goto out;
 	}

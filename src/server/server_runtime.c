@@ -149,7 +149,7 @@ chown_tree(const char *path, uid_t uid, gid_t gid)
 }
 
 int
-server_drop_privileges(const struct config *cfg, const struct server_pidfile *pf)
+server_drop_privileges(const struct config *cfg, const struct server_pidfile *pf, int lock_fd)
 {
 
 	if (geteuid() != 0)
@@ -178,6 +178,9 @@ server_drop_privileges(const struct config *cfg, const struct server_pidfile *pf
 	}
 	if (pf->fd >= 0 && fchown(pf->fd, pw->pw_uid, pw->pw_gid) < 0) {
 		/* not fatal: the file is removed at exit by path, as root or not */
+	}
+	if (lock_fd >= 0 && fchown(lock_fd, pw->pw_uid, pw->pw_gid) < 0) {
+		/* not fatal: root can still edit the queue offline */
 	}
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0 ||
 	    (pw->pw_uid != 0 && setuid(0) == 0)) {

@@ -33,7 +33,10 @@ void server_init_failed(const char *subsystem, const char *path, int e);
  * (and the pid file) to that user, then switches to it for good. Logs
  * STARTUP-PRIVDROP, or STARTUP-RUNNING-AS-ROOT without a user. -1 on
  * failure (logged). */
-int server_drop_privileges(const struct config *cfg, const struct server_pidfile *pf);
+/* lock_fd (spool/queue.lock, or -1) is given to the user too, so that
+ * `postern queue` run as that user can take the lock. */
+int server_drop_privileges(const struct config *cfg, const struct server_pidfile *pf,
+			   int lock_fd);
 /* Writes and locks the pid file at path ("" = none); -1 after
  * STARTUP-PIDFILE-FAILED (another instance holds it, or an error). */
 int server_pidfile_open(struct server_pidfile *pf, const char *path);
