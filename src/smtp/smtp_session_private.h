@@ -101,6 +101,7 @@ struct smtp_session {
 	size_t in_off;		/* bytes of in already taken (buf_unread) */
 	struct buf out;		/* released by the core while idle */
 	uint64_t started_ms;
+	unsigned long sessions_now;	/* for SESSION-START, logged after the preface */
 	char helo[256];
 	int ehlo;
 	int trusted;
