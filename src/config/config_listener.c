@@ -290,7 +290,8 @@ config_listeners_equal(const struct config *a, const struct config *b)
 			const struct config_listener *y = &b->listeners[j];
 
 			if (strcmp(x->name, y->name) == 0 && x->role == y->role &&
-			    x->require_tls == y->require_tls && config_sockaddr_same(x, y))
+			    x->require_tls == y->require_tls &&
+			    x->proxy_protocol == y->proxy_protocol && config_sockaddr_same(x, y))
 				break;
 		}
 		if (j == b->nlisteners)
