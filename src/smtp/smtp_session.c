@@ -342,6 +342,13 @@ session_process(struct smtp_session *s)
 {
 	if (s->state == SMTP_STATE_TLS)
 		return;	/* the handshake owns the socket */
+	if (s->greet_wait && !smtp_triage_input(s)) {
+		/* smtp.greet_pause runs (its deadline stays): read, so that
+		 * a client talking first is seen. */
+		if (net_session_flush(&s->ns, 0) == CONN_IO_ERROR && !s->dead)
+			smtp_session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+		return;
+	}
 	while (!s->dead && !s->busy && s->state != SMTP_STATE_CLOSING &&
 	       s->state != SMTP_STATE_COMMIT && s->out.len < OUT_HIGH_WATER) {
 		struct slice u = buf_unread(&s->in, s->in_off);
@@ -375,6 +382,8 @@ session_process(struct smtp_session *s)
 		/* Taken before the command runs: a handler may reset the input
 		 * (STARTTLS) or read on from the offset (BDAT). */
 		s->in_off += linelen;
+		if (s->triage && smtp_triage_line(s, u.p, len))
+			continue;	/* refused: closing */
 		if (smtp_auth_expects_line(s)) {
 			/* A SASL response: never traced (it holds the password),
 			 * any length (the exchange answers one too long). */
@@ -473,6 +482,11 @@ session_timeout(void *arg)
 
 	if (s->dead)
 		return;
+	if (s->greet_wait) {
+		smtp_triage_pause_over(s);
+		session_process(s);
+		return;
+	}
 	if (s->state == SMTP_STATE_DATA && s->txn.dec.lf_dot_lf_seen) {
 		struct log_ctx ctx;
 		smtp_session_log_ctx(s, &ctx);
@@ -596,7 +610,7 @@ session_begin(void *arg)
 		smtp_session_reply(s, COND_SIGNAL_STOP_SESSIONS, k2, 2);
 		s->state = SMTP_STATE_CLOSING;
 		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
-	} else {
+	} else if (!smtp_triage_begin(s)) {
 		smtp_greet(s);
 	}
 	session_process(s);
