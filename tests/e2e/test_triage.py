@@ -16,6 +16,41 @@ def ids_in(reply):
     return re.findall(r"\[([A-Z0-9-]+)\]\s*$", reply.last)
 
 
+def assert_refused_and_closed(c, cond):
+    """The next reply is 554 5.5.1 [cond], then the server closes."""
+    r = c.reply()
+    assert r.code == 554 and r.text.startswith("5.5.1"), r
+    assert ids_in(r) == [cond], r
+    assert c.closed()
+    c.close()
+
+
+def greeting_wait(srv, source):
+    """Seconds from connect to the greeting, for a client that waits."""
+    t0 = time.monotonic()
+    with srv.raw(source=source) as c:
+        assert c.greeting.code == 220, c.greeting
+        return time.monotonic() - t0
+
+
+def early_pipelined_session(srv, source):
+    """A client that talks first and pipelines EHLO and MAIL: greeted at
+    once and served; returns its SESSION-END."""
+    mark = srv.mark()
+    c = srv.raw(source=source, read_greeting=False)
+    t0 = time.monotonic()
+    c.send(b"EHLO client.example.org\r\nMAIL FROM:<a@example.org>\r\n")
+    assert c.reply().code == 220
+    assert time.monotonic() - t0 < 0.9
+    assert c.reply().code == 250
+    assert c.reply().code == 250
+    assert c.cmd("QUIT").code == 221
+    c.close()
+    end = srv.wait_event("SESSION-END", after=mark)[0]
+    assert "greet-pause" not in end.get("flags", ""), end
+    return end
+
+
 @pytest.fixture
 def paused(make_server):
     return make_server(conf={"smtp": {"greet_pause": "1"}})
@@ -25,11 +60,7 @@ def test_early_talker_refused(paused):
     mark = paused.mark()
     c = paused.raw(source="127.0.0.2", read_greeting=False)
     c.send(b"EHLO client.example.org\r\n")
-    r = c.reply()
-    assert r.code == 554 and r.text.startswith("5.5.1"), r
-    assert ids_in(r) == ["SMTP-EARLY-TALKER"], r
-    assert c.closed()
-    c.close()
+    assert_refused_and_closed(c, "SMTP-EARLY-TALKER")
     ev = paused.wait_event("SMTP-EARLY-TALKER", after=mark)[0]
     assert ev["client"] == "127.0.0.2" and ev["bytes"] == "25", ev
     assert int(ev["waited_ms"]) < 1000, ev
@@ -44,18 +75,11 @@ def test_pipelining_before_helo_reply_refused(paused, verb):
     c = paused.raw(source="127.0.0.3")
     assert c.greeting.code == 220
     c.send(("%s client.example.org\r\nMAIL FROM:<a@example.org>\r\n" % verb).encode())
-    r = c.reply()
-    assert r.code == 554 and r.text.startswith("5.5.1"), r
-    assert ids_in(r) == ["SMTP-PIPELINING-EARLY"], r
-    assert c.closed()
-    c.close()
+    assert_refused_and_closed(c, "SMTP-PIPELINING-EARLY")
     ev = paused.wait_event("SMTP-PIPELINING-EARLY", after=mark)[0]
     assert ev["client"] == "127.0.0.3" and ev["cmd"] == verb, ev
     # refused clients are not remembered: the next one waits again
-    t0 = time.monotonic()
-    with paused.raw(source="127.0.0.3") as c:
-        assert c.greeting.code == 220
-        assert time.monotonic() - t0 >= 0.9
+    assert greeting_wait(paused, "127.0.0.3") >= 0.9
 
 
 def test_honest_client_pays_the_pause_once(paused):
@@ -75,34 +99,11 @@ def test_honest_client_pays_the_pause_once(paused):
     end = paused.wait_event("SESSION-END", after=mark)[0]
     assert "greet-pause" in end["flags"], end
     # remembered: greeted at once, and may talk early and pipeline
-    mark = paused.mark()
-    c = paused.raw(source="127.0.0.4", read_greeting=False)
-    t0 = time.monotonic()
-    c.send(b"EHLO client.example.org\r\nMAIL FROM:<a@example.org>\r\n")
-    assert c.reply().code == 220
-    assert time.monotonic() - t0 < 0.9
-    assert c.reply().code == 250
-    assert c.reply().code == 250
-    assert c.cmd("QUIT").code == 221
-    c.close()
-    end = paused.wait_event("SESSION-END", after=mark)[0]
-    assert "greet-pause" not in end.get("flags", ""), end
+    early_pipelined_session(paused, "127.0.0.4")
     # another address is not
-    t0 = time.monotonic()
-    with paused.raw(source="127.0.0.5") as c:
-        assert c.greeting.code == 220
-        assert time.monotonic() - t0 >= 0.9
+    assert greeting_wait(paused, "127.0.0.5") >= 0.9
 
 
 def test_trusted_not_paused(paused):
-    mark = paused.mark()
-    c = paused.raw(source="127.0.0.1", read_greeting=False)
-    t0 = time.monotonic()
-    c.send(b"EHLO client.example.org\r\nMAIL FROM:<a@example.org>\r\n")
-    assert c.reply().code == 220
-    assert time.monotonic() - t0 < 0.9
-    assert c.reply().code == 250
-    assert c.reply().code == 250
-    c.close()
-    end = paused.wait_event("SESSION-END", after=mark)[0]
-    assert "greet-pause" not in end.get("flags", "") and "trusted" in end["flags"], end
+    end = early_pipelined_session(paused, "127.0.0.1")
+    assert "trusted" in end["flags"], end
