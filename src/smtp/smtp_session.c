@@ -342,7 +342,7 @@ session_process(struct smtp_session *s)
 {
 	if (s->state == SMTP_STATE_TLS)
 		return;	/* the handshake owns the socket */
-	if (s->greet_wait && !smtp_triage_input(s)) {
+	if (s->greet_wait && s->state != SMTP_STATE_CLOSING && !smtp_triage_input(s)) {
 		/* smtp.greet_pause runs (its deadline stays): read, so that
 		 * a client talking first is seen. */
 		if (net_session_flush(&s->ns, 0) == CONN_IO_ERROR && !s->dead)
@@ -482,7 +482,7 @@ session_timeout(void *arg)
 
 	if (s->dead)
 		return;
-	if (s->greet_wait) {
+	if (s->greet_wait && s->state != SMTP_STATE_CLOSING) {
 		smtp_triage_pause_over(s);
 		session_process(s);
 		return;

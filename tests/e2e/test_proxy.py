@@ -226,3 +226,20 @@ def test_pop3_behind_proxy(make_server):
         s.close()
     ev = srv.wait_event("SESSION-START", after=mark, proto="pop3")[0]
     assert ev["client"] == "2001:db8::5" and ev["proxy"] == "127.0.0.1", ev
+
+
+def test_per_address_limit_not_on_proxy(proxied):
+    """limits.connections_per_ip would count every client behind the
+    proxy as one: it does not apply on a proxy_protocol listener."""
+    srv = proxied(extra={"limits": {"connections_per_ip": "1"}})
+    mark = srv.mark()
+    a = connect(srv, v1("192.0.2.7"))
+    b = connect(srv, v1("192.0.2.8"))
+    try:
+        assert a.reply().code == 220
+        assert b.reply().code == 220
+    finally:
+        a.close()
+        b.close()
+    assert srv.wait_event("SESSION-START", after=mark, count=2)
+    assert not srv.events("POLICY-CONCURRENCY-LIMIT", after=mark)

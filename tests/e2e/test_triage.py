@@ -7,6 +7,7 @@ next time. Clients outside server.trusted_networks bind to 127.0.0.x.
 """
 
 import re
+import signal
 import time
 
 import pytest
@@ -107,3 +108,20 @@ def test_honest_client_pays_the_pause_once(paused):
 def test_trusted_not_paused(paused):
     end = early_pipelined_session(paused, "127.0.0.1")
     assert "trusted" in end["flags"], end
+
+
+def test_stop_during_pause(make_server):
+    """SIGTERM while the greeting waits: 421, never a late 220."""
+    srv = make_server(conf={"smtp": {"greet_pause": "30"},
+                            "server": {"shutdown_grace": "0"}})
+    mark = srv.mark()
+    c = srv.raw(source="127.0.0.6", read_greeting=False)
+    srv.wait_event("SESSION-START", after=mark, client="127.0.0.6")
+    srv.signal(signal.SIGTERM)
+    r = c.reply(timeout=10)
+    assert r.code == 421 and ids_in(r) == ["SIGNAL-STOP-SESSIONS"], r
+    assert c.closed()
+    c.close()
+    assert srv.wait_exit(timeout=15) == 0
+    end = srv.wait_event("SESSION-END", after=mark)[0]
+    assert end["cause"] == "SIGNAL-STOP-SESSIONS", end
