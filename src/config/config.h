@@ -64,6 +64,8 @@ struct config_listener {
 	int require_tls;		/* listen.NAME.require_tls */
 	int plaintext_on_loopback;	/* listen.NAME.plaintext_on_loopback;
 					 * -1: auth.plaintext_on_loopback */
+	int proxy_protocol;		/* listen.NAME.proxy_protocol: a PROXY
+					 * header from proxy.networks first */
 	/* listen.NAME.policy_<stage>: this listener's own check list for a
 	 * stage, in the order of config_policy_stages; policy_given[i] 0:
 	 * the [policy] list applies. */

@@ -1,6 +1,6 @@
 /*
  * config_listener.c - [listen.NAME] sections: their keys (address, role,
- * require_tls, plaintext_on_loopback), the questions sessions ask of a
+ * require_tls, plaintext_on_loopback, proxy_protocol), the questions sessions ask of a
  * listener (does it need TLS, may a password travel in clear), and the
  * comparison that tells a reload listeners changed, and whether an
  * address and port are one of our own listeners (loop detection).
@@ -205,6 +205,9 @@ config_listener_set(struct config_load *ld, size_t idx, const char *key, size_t 
 	} else if (klen == 21 && memcmp(key, "plaintext_on_loopback", 21) == 0) {
 		listener_set_bool(ld, l, "plaintext_on_loopback", &ls->plaintext_on_loopback,
 				  &l->plaintext_on_loopback, v, src, dup_check);
+	} else if (klen == 14 && memcmp(key, "proxy_protocol", 14) == 0) {
+		listener_set_bool(ld, l, "proxy_protocol", &ls->proxy_protocol, &l->proxy_protocol,
+				  v, src, dup_check);
 	} else {
 		diag_add(ld->diags, src.file, src.line, "unknown option listen.%s.%.*s",
 			 l->name, (int)(klen > 100 ? 100 : klen), key);
@@ -287,7 +290,8 @@ config_listeners_equal(const struct config *a, const struct config *b)
 			const struct config_listener *y = &b->listeners[j];
 
 			if (strcmp(x->name, y->name) == 0 && x->role == y->role &&
-			    x->require_tls == y->require_tls && config_sockaddr_same(x, y))
+			    x->require_tls == y->require_tls &&
+			    x->proxy_protocol == y->proxy_protocol && config_sockaddr_same(x, y))
 				break;
 		}
 		if (j == b->nlisteners)

@@ -69,6 +69,7 @@ struct listener_src {
 	struct src role;
 	struct src require_tls;
 	struct src plaintext_on_loopback;
+	struct src proxy_protocol;
 	struct src policy[CONFIG_POLICY_STAGES];
 	int address_ok;		/* given and parsed */
 };

@@ -62,6 +62,26 @@ conn_init(struct conn *c, int fd)
 }
 
 void
+conn_set_client(struct conn *c, const struct sockaddr_storage *src)
+{
+	if (!c->proxied) {
+		c->proxy_peer = c->peer;
+		memcpy(c->proxy_text, c->peer_text, sizeof(c->proxy_text));
+		c->proxied = 1;
+	}
+	c->peer = *src;
+	if (sockaddr_format((const struct sockaddr *)&c->peer, c->peer_text, sizeof(c->peer_text),
+			    0) < 0 &&
+	    slice_copy(SLICE_LIT("unknown"), c->peer_text, sizeof(c->peer_text)) < 0)
+		c->peer_text[0] = '\0';
+	c->peer_port = 0;
+	if (c->peer.ss_family == AF_INET)
+		c->peer_port = ntohs(((const struct sockaddr_in *)&c->peer)->sin_port);
+	else if (c->peer.ss_family == AF_INET6)
+		c->peer_port = ntohs(((const struct sockaddr_in6 *)&c->peer)->sin6_port);
+}
+
+void
 conn_close(struct conn *c)
 {
 	if (c->ops != NULL && c->fd >= 0)

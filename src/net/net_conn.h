@@ -35,11 +35,26 @@ struct conn {
 	char local_text[NET_ADDR_TEXT + 8];	/* "127.0.0.1:2525" */
 	unsigned long long bytes_in;
 	unsigned long long bytes_out;
+	/* Behind a PROXY protocol proxy (conn_set_client): the proxy's
+	 * address; peer is the client's from the header. */
+	int proxied;
+	struct sockaddr_storage proxy_peer;
+	char proxy_text[NET_ADDR_TEXT];
 };
 
 /* Takes fd (non-blocking, connected); fills addresses. */
 void conn_init(struct conn *c, int fd);
 void conn_close(struct conn *c);
+/* The client is src (from a PROXY header), not the socket's peer: the
+ * peer moves to proxy_peer and src takes its place in peer, peer_text
+ * and peer_port. */
+void conn_set_client(struct conn *c, const struct sockaddr_storage *src);
+/* The address the socket was accepted from (the proxy's, if proxied). */
+static inline const struct sockaddr_storage *
+conn_accepted_peer(const struct conn *c)
+{
+	return c->proxied ? &c->proxy_peer : &c->peer;
+}
 
 enum conn_io { CONN_IO_OK, CONN_IO_AGAIN, CONN_IO_EOF, CONN_IO_ERROR, CONN_IO_FULL };
 

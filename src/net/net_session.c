@@ -18,7 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "log.h"
+#include "net_proxy.h"
 
 static void ns_io(struct loop *loop, int fd, unsigned events, void *arg);
 
@@ -112,8 +114,7 @@ net_session_handle(const struct net_session *ns)
 net_preface_fn
 net_preface_of(const struct config_listener *lst)
 {
-	(void)lst;	/* no listener reads a transport header yet */
-	return NULL;
+	return lst != NULL && lst->proxy_protocol ? net_proxy_preface : NULL;
 }
 
 /* ---- set-up ------------------------------------------------------------- */
@@ -138,7 +139,9 @@ ns_timeout(struct loop *loop, void *arg)
 		ns->ops->fail(ns->owner, COND_TLS_HANDSHAKE_FAILED);
 		return;
 	case NET_PHASE_PREFACE:
-		ns->ops->fail(ns->owner, COND_NET_CLIENT_READ_ERROR);
+		ns->preface_cause = COND_NET_CLIENT_READ_ERROR;
+		(void)ns->preface(ns, 1);
+		ns->ops->fail(ns->owner, ns->preface_cause);
 		return;
 	case NET_PHASE_CONNECT:
 		ns->ops->closed(ns->owner, ETIMEDOUT);
@@ -171,11 +174,12 @@ net_session_init(struct net_session *ns, const struct net_session_ops *ops, void
 static void
 preface_step(struct net_session *ns)
 {
-	switch (ns->preface(ns)) {
+	ns->preface_cause = COND_NET_CLIENT_READ_ERROR;
+	switch (ns->preface(ns, 0)) {
 	case NET_PREFACE_MORE:
 		return;
 	case NET_PREFACE_ERROR:
-		ns->ops->fail(ns->owner, COND_NET_CLIENT_READ_ERROR);
+		ns->ops->fail(ns->owner, ns->preface_cause);
 		return;
 	case NET_PREFACE_DONE:
 		break;
@@ -199,6 +203,7 @@ net_session_accept(struct net_session *ns, struct net_table *t, struct loop *loo
 	if (preface != NULL) {
 		ns->preface = preface;
 		ns->preface_timeout_ms = preface_ms;
+		ns->preface_started_ms = loop_clock_ms();
 		ns->phase = NET_PHASE_PREFACE;
 		loop_timer_set(loop, &ns->deadline, preface_ms);
 		preface_step(ns);

@@ -60,12 +60,14 @@ void *net_table_at(const struct net_table *t, size_t i);
  * not read past the header (recv with MSG_PEEK, then exactly the
  * header's octets), so the bytes after it stay in the socket.
  * NET_PREFACE_MORE waits for the socket to be readable again (bounded by
- * the preface deadline). */
+ * the preface deadline); NET_PREFACE_ERROR ends the session with
+ * ns->preface_cause (the hook logged why). timed_out: the deadline
+ * passed; the hook logs that and returns NET_PREFACE_ERROR. */
 enum net_preface { NET_PREFACE_DONE, NET_PREFACE_MORE, NET_PREFACE_ERROR };
-typedef enum net_preface (*net_preface_fn)(struct net_session *ns);
+typedef enum net_preface (*net_preface_fn)(struct net_session *ns, int timed_out);
 
-/* The hook a listener enables: NULL today for every listener (the
- * PROXY protocol sets one when its listener option comes). */
+/* The hook a listener enables: the PROXY protocol's (net_proxy.h) on a
+ * listener with proxy_protocol = yes, else NULL. */
 net_preface_fn net_preface_of(const struct config_listener *lst);
 
 struct net_session_ops {
@@ -126,6 +128,11 @@ struct net_session {
 	char tls_err[256];		/* why the handshake failed */
 	net_preface_fn preface;
 	unsigned preface_timeout_ms;
+	uint64_t preface_started_ms;
+	enum cond_id preface_cause;	/* set by the hook on NET_PREFACE_ERROR */
+	/* proxy.networks of the session's configuration (the owner sets it
+	 * before net_session_accept on a proxy_protocol listener). */
+	const struct cidr_list *proxy_networks;
 	struct loop_timer deadline;
 	struct net_session *grave_next;
 };

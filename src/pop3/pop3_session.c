@@ -597,7 +597,7 @@ pop3_session_end(struct pop3_session *s, enum cond_id cause)
 	catalog_log(COND_SESSION_END, &ctx, kv, ARRAY_LEN(kv));
 	net_session_release(&s->ns);
 	if (env->on_end)
-		env->on_end(env, &s->conn.peer);
+		env->on_end(env, conn_accepted_peer(&s->conn));
 }
 
 /* The lockout check came back: the greeting, or the refusal that takes
@@ -658,7 +658,13 @@ static void
 session_begin(void *arg)
 {
 	struct pop3_session *s = arg;
+	struct log_ctx ctx = { .sid = s->sid };
+	struct kv kv[] = { KV("proto", "pop3"), KV("client", s->conn.peer_text),
+			   KVU("port", s->conn.peer_port), KV("local", s->conn.local_text),
+			   KVU("sessions", s->sessions_now),
+			   KV("proxy", s->conn.proxied ? s->conn.proxy_text : NULL) };
 
+	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
 	if (s->tls_implicit && !s->env->draining) {
 		/* RFC 8314: TLS first, the greeting comes after the handshake. */
 		if (tls_begin(s, "no TLS context") < 0) {
@@ -711,15 +717,13 @@ pop3_session_start(struct pop3_env *env, int fd, const struct config_listener *l
 	buf_init(&s->out, OUT_MAX);
 	loop_timer_init(&s->delay, pop3_delay_fire, s);
 
-	struct log_ctx ctx = { .sid = s->sid };
-	struct kv kv[] = { KV("proto", "pop3"), KV("client", s->conn.peer_text),
-			   KVU("port", s->conn.peer_port), KV("local", s->conn.local_text),
-			   KVU("sessions", sessions_now) };
-	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
+	s->sessions_now = sessions_now;
+	s->ns.proxy_networks = &s->cfg->proxy_networks;
 	/* The greeting (session_begin) comes after the listener's preface
-	 * stage, when it has one. */
+	 * stage, when it has one: a PROXY header sets the client's address
+	 * before SESSION-START. */
 	if (net_session_accept(&s->ns, &env->table, env->loop, net_preface_of(lst),
-			       s->cfg->pop3_idle_timeout * 1000u) < 0)
+			       s->cfg->proxy_timeout * 1000u) < 0)
 		pop3_session_end(s, COND_NET_CLIENT_READ_ERROR);
 }
 

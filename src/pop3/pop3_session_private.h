@@ -70,6 +70,7 @@ struct pop3_session {
 	struct buf out;			/* released by the core while idle */
 	struct loop_timer delay;
 	uint64_t started_ms;
+	unsigned long sessions_now;	/* for SESSION-START, logged after the preface */
 	char user[USER_MAX];		/* USER argument or authcid, as given */
 	int have_user;			/* USER accepted, PASS may follow */
 	const char *mech;		/* "USER" or "PLAIN" */

@@ -373,7 +373,10 @@ accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 		config_unref(&cfg);
 		return;
 	}
-	long before = ip_take(srv, &peer, cfg->limits_connections_per_ip);
+	/* Behind a PROXY protocol proxy every client shares its address:
+	 * counted (released by conn_accepted_peer) but not limited. */
+	long before = ip_take(srv, &peer,
+			      ls->lst->proxy_protocol ? 0 : cfg->limits_connections_per_ip);
 	if (before < 0) {
 		__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
 		struct kv kv[] = { KV("client", client), KVU("current", (unsigned long)(-1 - before)),

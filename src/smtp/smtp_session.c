@@ -342,6 +342,13 @@ session_process(struct smtp_session *s)
 {
 	if (s->state == SMTP_STATE_TLS)
 		return;	/* the handshake owns the socket */
+	if (s->greet_wait && s->state != SMTP_STATE_CLOSING && !smtp_triage_input(s)) {
+		/* smtp.greet_pause runs (its deadline stays): read, so that
+		 * a client talking first is seen. */
+		if (net_session_flush(&s->ns, 0) == CONN_IO_ERROR && !s->dead)
+			smtp_session_end(s, COND_NET_CLIENT_WRITE_ERROR);
+		return;
+	}
 	while (!s->dead && !s->busy && s->state != SMTP_STATE_CLOSING &&
 	       s->state != SMTP_STATE_COMMIT && s->out.len < OUT_HIGH_WATER) {
 		struct slice u = buf_unread(&s->in, s->in_off);
@@ -375,6 +382,8 @@ session_process(struct smtp_session *s)
 		/* Taken before the command runs: a handler may reset the input
 		 * (STARTTLS) or read on from the offset (BDAT). */
 		s->in_off += linelen;
+		if (s->triage && smtp_triage_line(s, u.p, len))
+			continue;	/* refused: closing */
 		if (smtp_auth_expects_line(s)) {
 			/* A SASL response: never traced (it holds the password),
 			 * any length (the exchange answers one too long). */
@@ -473,6 +482,11 @@ session_timeout(void *arg)
 
 	if (s->dead)
 		return;
+	if (s->greet_wait && s->state != SMTP_STATE_CLOSING) {
+		smtp_triage_pause_over(s);
+		session_process(s);
+		return;
+	}
 	if (s->state == SMTP_STATE_DATA && s->txn.dec.lf_dot_lf_seen) {
 		struct log_ctx ctx;
 		smtp_session_log_ctx(s, &ctx);
@@ -555,7 +569,7 @@ smtp_session_end(struct smtp_session *s, enum cond_id cause)
 	catalog_log(COND_SESSION_END, &ctx, kv, ARRAY_LEN(kv));
 	net_session_release(&s->ns);
 	if (env->on_end)
-		env->on_end(env, &s->conn.peer);
+		env->on_end(env, conn_accepted_peer(&s->conn));
 }
 
 /* The connection is the protocol's (after the preface stage, if any). */
@@ -567,6 +581,21 @@ session_begin(void *arg)
 
 	s->slot = s->ns.slot;
 	s->gen = s->ns.gen;
+	s->trusted = cidr_list_match(&s->cfg->server_trusted_networks,
+				     (struct sockaddr *)&s->conn.peer);
+	if (s->trusted)
+		smtp_session_flag(s, "trusted");
+	if (s->conn.peer.ss_family == AF_INET6)
+		smtp_session_flag(s, "ipv6");
+	if (s->conn.proxied)
+		smtp_session_flag(s, "proxied");
+
+	struct log_ctx ctx = { .sid = s->sid };
+	struct kv kv[] = { KV("proto", "smtp"), KV("client", s->conn.peer_text),
+			   KVU("port", s->conn.peer_port), KV("local", s->conn.local_text),
+			   KVU("sessions", s->sessions_now),
+			   KV("proxy", s->conn.proxied ? s->conn.proxy_text : NULL) };
+	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
 	if (s->tls_implicit && !env->draining) {
 		/* RFC 8314: TLS first, the greeting comes after the handshake. */
 		if (tls_begin(s, "no TLS context") < 0) {
@@ -581,7 +610,7 @@ session_begin(void *arg)
 		smtp_session_reply(s, COND_SIGNAL_STOP_SESSIONS, k2, 2);
 		s->state = SMTP_STATE_CLOSING;
 		s->end_cause = COND_SIGNAL_STOP_SESSIONS;
-	} else {
+	} else if (!smtp_triage_begin(s)) {
 		smtp_greet(s);
 	}
 	session_process(s);
@@ -622,8 +651,6 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	buf_init(&s->in, s->cfg->limits_line_buffer);
 	buf_init(&s->out, OUT_MAX);
 	s->ns.out_high = OUT_HIGH_WATER;
-	s->trusted = cidr_list_match(&s->cfg->server_trusted_networks,
-				     (struct sockaddr *)&s->conn.peer);
 	s->chain = env->chain != NULL ? env->chain : policy_chain_of(s->cfg, lst);
 	policy_txn_init(&s->ptxn);
 	s->ptxn.cfg = s->cfg;
@@ -632,20 +659,13 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->ptxn.peer = &s->conn.peer;
 	s->ptxn.dns = env->dns;
 	policy_run_init(&s->run);
-	if (s->trusted)
-		smtp_session_flag(s, "trusted");
-	if (s->conn.peer.ss_family == AF_INET6)
-		smtp_session_flag(s, "ipv6");
-
-	struct log_ctx ctx = { .sid = s->sid };
-	struct kv kv[] = { KV("proto", "smtp"), KV("client", s->conn.peer_text),
-			   KVU("port", s->conn.peer_port), KV("local", s->conn.local_text),
-			   KVU("sessions", sessions_now) };
-	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
+	s->sessions_now = sessions_now;
+	s->ns.proxy_networks = &s->cfg->proxy_networks;
 	/* The greeting (session_begin) comes after the listener's preface
-	 * stage, when it has one. */
+	 * stage, when it has one: a PROXY header sets the client's address
+	 * (s->conn.peer, which ptxn points to) before SESSION-START. */
 	if (net_session_accept(&s->ns, &env->table, env->loop, net_preface_of(lst),
-			       s->cfg->limits_command_timeout * 1000u) < 0)
+			       s->cfg->proxy_timeout * 1000u) < 0)
 		smtp_session_end(s, COND_NET_CLIENT_READ_ERROR);
 }
 

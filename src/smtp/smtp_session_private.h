@@ -101,9 +101,12 @@ struct smtp_session {
 	size_t in_off;		/* bytes of in already taken (buf_unread) */
 	struct buf out;		/* released by the core while idle */
 	uint64_t started_ms;
+	unsigned long sessions_now;	/* for SESSION-START, logged after the preface */
 	char helo[256];
 	int ehlo;
 	int trusted;
+	int greet_wait;		/* smtp.greet_pause runs: the greeting waits */
+	int triage;		/* the pre-greeting checks apply (smtp_triage.c) */
 	unsigned errors;
 	unsigned junk;		/* NOOP, RSET, HELP, VRFY since the last message */
 	uint64_t active_ms;	/* last command that did work: the deadline's start */
@@ -137,6 +140,17 @@ struct smtp_session {
 
 
 /* ---- shared by the files of src/smtp/ --------------------------------- */
+
+/* Pre-greeting triage (smtp_triage.c). begin: 1 when the greeting waits
+ * smtp.greet_pause (the session's deadline is the pause's). input: the
+ * pause runs and input came, so the client is refused (early talker);
+ * 1 then. pause_over: the pause passed quietly; greets. line: before a
+ * command line runs while s->triage: 1 when it was HELO/EHLO with more
+ * input behind it (refused); a clean HELO/EHLO remembers the client. */
+int smtp_triage_begin(struct smtp_session *s);
+int smtp_triage_input(struct smtp_session *s);
+void smtp_triage_pause_over(struct smtp_session *s);
+int smtp_triage_line(struct smtp_session *s, const uint8_t *line, size_t len);
 
 /* Replies (smtp_session.c). A refusal (4xx/5xx) is logged as its own
  * event; smtp_session_refuse also counts it toward limits.errors. */

@@ -209,12 +209,15 @@ peer_init(struct peer *p, struct loop *loop, int server)
 
 /* A transport header "PROXY-TEST\r\n": read exactly, never past it. */
 static enum net_preface
-test_preface(struct net_session *ns)
+test_preface(struct net_session *ns, int timed_out)
 {
 	static const char hdr[] = "PROXY-TEST\r\n";
 	char peek[sizeof(hdr)];
-	ssize_t n = recv(ns->conn->fd, peek, sizeof(hdr) - 1, MSG_PEEK);
+	ssize_t n;
 
+	if (timed_out)
+		return NET_PREFACE_ERROR;
+	n = recv(ns->conn->fd, peek, sizeof(hdr) - 1, MSG_PEEK);
 	if (n < 0)
 		return errno == EAGAIN ? NET_PREFACE_MORE : NET_PREFACE_ERROR;
 	if (n < (ssize_t)sizeof(hdr) - 1)
