@@ -631,6 +631,7 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->ptxn.client = s->conn.peer_text;
 	s->ptxn.peer = &s->conn.peer;
 	s->ptxn.dns = env->dns;
+	s->ptxn.sid = s->sid;
 	policy_run_init(&s->run);
 	if (s->trusted)
 		smtp_session_flag(s, "trusted");
