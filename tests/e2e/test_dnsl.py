@@ -257,3 +257,19 @@ def test_tempfail_action_defers(make_server, dns):
     assert r.code == 451 and r.text.startswith("4.7.1"), r
     assert "listed at the DNS list soft" in r.text and ids_in(r.text) == ["POLICY-DNSBL-TEMPFAIL"], r
     srv.wait_event("POLICY-DNSBL-TEMPFAIL", after=mark, list="soft")
+
+
+def test_client_gone_while_lists_are_asked(make_server, tmp_path):
+    # the pending queries are cancelled with the session (ASan: no leak, no
+    # answer to a freed query); the server goes on serving
+    with FailingDnsServer(tmp_path, rules={"slow.test": "drop"}) as bad:
+        srv = serve(make_server, bad, {"dnsbl.slow": {"zone": "slow.test"},
+                                       "dnsbl.slow2": {"zone": "b.slow.test"}})
+        mark = srv.mark()
+        c = RawClient(srv.port, source="127.0.0.2")
+        c.cmd("EHLO client.example.org")
+        assert c.cmd("MAIL FROM:<someone@example.org>").code == 250
+        c.send("RCPT TO:<alice@example.test>\r\n")
+        c.close()
+        srv.wait_event("SESSION-END", after=mark)
+        srv.assert_serves(source="127.0.0.3")
