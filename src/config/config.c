@@ -254,7 +254,9 @@ static void
 apply(struct config_load *ld, const char *sec, size_t slen, const char *key, size_t klen,
       const char *raw, size_t rlen, struct src src, int from_file)
 {
-	const char *err = NULL;
+	const char *err = NULL, *dname;
+	size_t dlen;
+	int allow;
 	char *v;
 
 	v = config_value_unquote(raw, rlen, &err);
@@ -272,6 +274,11 @@ apply(struct config_load *ld, const char *sec, size_t slen, const char *key, siz
 
 		if (idx >= 0)
 			config_route_set(ld, (size_t)idx, key, klen, v, src, from_file);
+	} else if (config_dnsl_section(sec, slen, &allow, &dname, &dlen)) {
+		long idx = config_dnsl_get(ld, allow, dname, dlen, !from_file, src);
+
+		if (idx >= 0)
+			config_dnsl_set(ld, (size_t)idx, key, klen, v, src, from_file);
 	} else {
 		const struct opt_desc *o = opt_find(sec, slen, key, klen);
 
@@ -315,6 +322,9 @@ parse_file(struct config_load *ld, const char *path)
 	size_t len, pos = 0;
 	unsigned lineno = 0;
 	char *text;
+	const char *dname;
+	size_t dlen;
+	int allow;
 
 	text = diag_read_file(path, NULL, CONFIG_FILE_MAX, &len, ld->diags);
 	if (text == NULL)
@@ -373,6 +383,15 @@ parse_file(struct config_load *ld, const char *path)
 				}
 				if (config_route_get(ld, name + 6, nn - 6, 1, src) < 0)
 					continue;
+			} else if (config_dnsl_section(name, nn, &allow, &dname, &dlen)) {
+				if (!config_listener_name_valid(dname, dlen)) {
+					diag_add(ld->diags, path, lineno,
+						 "bad list name \"%.*s\" (letters, digits, '_' and '-', at most %d)",
+						 (int)(dlen > 100 ? 100 : dlen), dname, CONFIG_NAME_MAX);
+					continue;
+				}
+				if (config_dnsl_get(ld, allow, dname, dlen, 1, src) < 0)
+					continue;
 			} else if (!section_known(name, nn)) {
 				if (nn == 6 && memcmp(name, "listen", 6) == 0)
 					diag_add(ld->diags, path, lineno,
@@ -426,8 +445,9 @@ static void
 parse_override(struct config_load *ld, const char *ov, unsigned idx)
 {
 	struct src src = { "-o", idx };
-	const char *eq = strchr(ov, '='), *name = ov, *dot, *v;
-	size_t nn, vn;
+	const char *eq = strchr(ov, '='), *name = ov, *dot, *v, *dname;
+	size_t nn, vn, dlen;
+	int allow;
 
 	if (strlen(ov) > CONFIG_LINE_MAX) {
 		diag_add(ld->diags, src.file, src.line, "override too long (more than %d bytes)",
@@ -475,6 +495,13 @@ parse_override(struct config_load *ld, const char *ov, unsigned idx)
 				diag_add(ld->diags, src.file, src.line,
 					 "bad route name \"%.*s\" (letters, digits, '_' and '-', at most %d)",
 					 (int)(slen - 6 > 100 ? 100 : slen - 6), sec + 6, CONFIG_NAME_MAX);
+				return;
+			}
+		} else if (config_dnsl_section(sec, slen, &allow, &dname, &dlen)) {
+			if (!config_listener_name_valid(dname, dlen)) {
+				diag_add(ld->diags, src.file, src.line,
+					 "bad list name \"%.*s\" (letters, digits, '_' and '-', at most %d)",
+					 (int)(dlen > 100 ? 100 : dlen), dname, CONFIG_NAME_MAX);
 				return;
 			}
 		} else if (!section_known(sec, slen)) {
@@ -568,6 +595,7 @@ config_check(struct config_load *ld, int need_listener)
 
 	config_check_domains(ld);
 	config_route_check(ld);
+	config_dnsl_check(ld);
 	config_listeners_local_addrs(cfg);
 }
 
@@ -586,6 +614,7 @@ config_free(struct config *cfg)
 	}
 	free(cfg->listeners);
 	config_routes_free(cfg);
+	config_dnsls_free(cfg);
 	free(cfg->local_addrs);
 	if (cfg->policy_free != NULL)
 		cfg->policy_free(&cfg->policy);
@@ -665,6 +694,7 @@ config_load_with(const char *path, const char *const *overrides, size_t noverrid
 		attach(cfg, &ld, diags);
 	free(ld.lsrc);
 	free(ld.rsrc);
+	free(ld.dsrc);
 	if (diags->n > n0) {
 		config_free(cfg);
 		cfg = NULL;

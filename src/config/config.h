@@ -130,6 +130,47 @@ struct config_route {
 	unsigned rate_per_min;		/* messages per minute per destination, 0 = no limit */
 };
 
+/* ---- DNS lists: [dnsbl.NAME] and [dnswl.NAME] (config_dnsl.c) -------
+ *
+ * A list is asked by the policy checks "dnsbl" and "dnswl"
+ * (src/policy/policy_dnsl.c): for the client address (type ip, RFC 5782
+ * reversed, nibbles for IPv6), the HELO name or the sender's domain
+ * (RHSBL) under zone. An A answer counts when it is inside codes. */
+enum dnsl_action { DNSL_REJECT, DNSL_TEMPFAIL, DNSL_TAG, DNSL_SCORE };
+enum dnsl_type { DNSL_TYPE_IP, DNSL_TYPE_HELO, DNSL_TYPE_SENDER };
+
+#define CONFIG_DNSLS_MAX 64		/* [dnsbl.*] and [dnswl.*] sections */
+#define CONFIG_DNSL_CODES_MAX 32	/* entries of one codes list */
+#define CONFIG_DNSL_ZONE_MAX 180	/* room for 64 nibbles of IPv6 before it */
+
+struct config_dnsl_code {
+	uint32_t net;		/* host byte order */
+	uint32_t mask;
+	int exclude;		/* "!127.0.0.4": not counted */
+};
+
+struct config_dnsl {
+	char *name;			/* "spamhaus" from [dnsbl.spamhaus] */
+	int allow;			/* [dnswl.NAME] */
+	char *zone;			/* lower case, no trailing dot; NULL: not given */
+	enum dnsl_type type;		/* default DNSL_TYPE_IP */
+	enum dnsl_action action;	/* default reject (dnsbl); dnswl: unused */
+	int weight;			/* score points, default 1 */
+	struct config_dnsl_code codes[CONFIG_DNSL_CODES_MAX];
+	size_t ncodes;
+};
+
+/* Parses a codes value: addresses or CIDRs (IPv4), comma- or blank-
+ * separated, each optionally prefixed by '!' to exclude it; at least one
+ * entry that includes. 0, or -1 with the reason in err. */
+int config_dnsl_parse_codes(const char *v, struct config_dnsl_code *out, size_t max,
+			    size_t *n, char *err, size_t errlen) WARN_UNUSED;
+/* 1 if the A answer a (host byte order) counts for l: inside an
+ * including entry and no excluding one. */
+int config_dnsl_code_match(const struct config_dnsl *l, uint32_t a);
+const char *config_dnsl_action_name(enum dnsl_action a);
+const char *config_dnsl_type_name(enum dnsl_type t);
+
 /* The route for mail to domain (ASCII, any case, one trailing dot
  * allowed): the route with the most specific entry matching it. An
  * exact entry ("example.org") beats any subdomain entry; among these
@@ -204,6 +245,9 @@ struct config {
 	struct config_route_key *route_keys;	/* owned */
 	size_t nroute_keys;
 	struct config_route route_default;	/* the built-in one */
+	/* [dnsbl.NAME] and [dnswl.NAME] sections, in file order */
+	struct config_dnsl *dnsls;	/* owned */
+	size_t ndnsls;
 	/* This host's interface addresses (IPv4 as IPv4-mapped IPv6), read at
 	 * load when a listener is a wildcard. */
 	struct in6_addr *local_addrs;	/* owned */

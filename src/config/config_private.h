@@ -80,6 +80,12 @@ struct route_src {
 	struct src domains, via, tls, tls_ca_file, auth_file, rate;
 };
 
+/* Per-list bookkeeping while loading (parallel to cfg->dnsls). */
+struct dnsl_src {
+	struct src header;
+	struct src zone, codes, action, weight, type;
+};
+
 struct config_load {
 	struct config *cfg;
 	struct diag *diags;
@@ -88,6 +94,8 @@ struct config_load {
 	size_t lcap;
 	struct route_src *rsrc;
 	size_t rcap;
+	struct dnsl_src *dsrc;
+	size_t dcap;
 };
 
 /* A domains entry of a route, sorted by entry for config_route_for(). */
@@ -164,6 +172,21 @@ void config_route_set(struct config_load *ld, size_t idx, const char *key, size_
  * local; AUTH needs hosts and TLS), the credentials read from each
  * auth_file, and the sorted entries for config_route_for(). */
 void config_route_check(struct config_load *ld);
+/* ---- [dnsbl.NAME] / [dnswl.NAME] (config_dnsl.c) --------------------- */
+
+/* If sec is "dnsbl.NAME" or "dnswl.NAME": 1, with *allow and the name.
+ * 0 otherwise. */
+int config_dnsl_section(const char *sec, size_t slen, int *allow, const char **name,
+			size_t *n);
+/* Index of the list (created when create is set); -1 with the error. */
+long config_dnsl_get(struct config_load *ld, int allow, const char *name, size_t n,
+		     int create, struct src header);
+void config_dnsl_set(struct config_load *ld, size_t idx, const char *key, size_t klen,
+		     const char *v, struct src src, int dup_check);
+/* Every list has a zone. */
+void config_dnsl_check(struct config_load *ld);
+void config_dnsls_free(struct config *cfg);
+
 /* Frees the routes of cfg. */
 void config_routes_free(struct config *cfg);
 /* The check of a string option outbound.KEY, NULL or a message. */

@@ -136,7 +136,10 @@ struct policy_txn {
 	const struct sockaddr_storage *peer;	/* the client's address, or NULL */
 	struct dns_resolver *dns;	/* the session's loop's resolver (net/dns.h),
 					 * for checks that ask the DNS; NULL: none */
+	const char *sid;		/* the session's id for log lines, or NULL */
 	int trusted;			/* in server.trusted_networks */
+	int dnswl;			/* listed at a [dnswl.NAME] list (policy_dnsl.c):
+					 * checks that honour allow lists skip */
 	int tls;			/* TLS is on */
 	const char *auth_user;		/* authenticated identity, "" if none */
 	const char *helo;		/* HELO/EHLO argument, "" before it */
@@ -162,6 +165,8 @@ struct policy_txn {
 	size_t nlocal;
 	/* end of data */
 	struct policy_content content;
+	/* DNS block lists tagged or scored this transaction (once) */
+	int dnsbl_counted;
 	/* added up by the chain */
 	int score;
 	struct buf headers;	/* tags: "Name: value\r\n", at most POLICY_HEADERS_MAX */

@@ -21,6 +21,8 @@ extern const struct policy_check policy_check_recipient;	/* policy_recipient.c *
 extern const struct policy_check policy_check_relay;		/* policy_relay.c */
 extern const struct policy_check policy_check_quota;		/* policy_quota.c */
 extern const struct policy_check policy_check_content;		/* policy_content.c */
+extern const struct policy_check policy_check_dnsbl;		/* policy_dnsl.c */
+extern const struct policy_check policy_check_dnswl;		/* policy_dnsl.c */
 
 /* Every check, for policy_chain_new(). */
 extern const struct policy_check *const policy_registry[];

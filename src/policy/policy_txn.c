@@ -83,6 +83,7 @@ policy_txn_reset(struct policy_txn *txn)
 	txn->nrcpt_ok = 0;
 	memset(&txn->content, 0, sizeof(txn->content));
 	txn->score = 0;
+	txn->dnsbl_counted = 0;
 	buf_reset(&txn->headers);
 }
 

@@ -658,6 +658,7 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->ptxn.client = s->conn.peer_text;
 	s->ptxn.peer = &s->conn.peer;
 	s->ptxn.dns = env->dns;
+	s->ptxn.sid = s->sid;
 	policy_run_init(&s->run);
 	s->sessions_now = sessions_now;
 	s->ns.proxy_networks = &s->cfg->proxy_networks;
