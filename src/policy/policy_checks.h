@@ -21,6 +21,11 @@ extern const struct policy_check policy_check_recipient;	/* policy_recipient.c *
 extern const struct policy_check policy_check_relay;		/* policy_relay.c */
 extern const struct policy_check policy_check_quota;		/* policy_quota.c */
 extern const struct policy_check policy_check_content;		/* policy_content.c */
+extern const struct policy_check policy_check_access;		/* policy_access.c */
+
+struct access_map;
+/* The access map of cfg's generation (policy_config.c); NULL: none. */
+const struct access_map *policy_access_map(const struct config *cfg);
 
 /* Every check, for policy_chain_new(). */
 extern const struct policy_check *const policy_registry[];
