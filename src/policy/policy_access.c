@@ -50,7 +50,8 @@ access_refuse(struct policy_query *q, const struct access_entry *e, enum access_
 	enum cond_id c;
 
 	if (act == ACCESS_TEMPFAIL) {
-		c = COND_POLICY_ACCESS_TEMPFAIL;
+		c = q->stage == POLICY_STAGE_CONNECT ? COND_POLICY_ACCESS_CONNECT_TEMPFAIL
+		    : COND_POLICY_ACCESS_TEMPFAIL;
 		kv[n++] = KV("client", t->client);
 		kv[n++] = KV("stage", policy_stage_name(q->stage));
 		kv[n++] = KV("key", key);
