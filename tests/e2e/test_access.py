@@ -9,8 +9,12 @@ old map. Clients pick their address by binding 127.0.0.x.
 
 import re
 import signal
+import socket
 
-from conftest import run_cli
+import pytest
+
+from conftest import free_port, run_cli
+from dnszone import ipv6_loopback_available
 
 MAP = """\
 # the access map of these tests
@@ -229,3 +233,27 @@ def test_check_names_file_and_line(tmp_path):
     acc.write_text("Connect:192.0.2.0/24 REJECT\nConnect:2001:db8::/32:To:*@example.test OK\n")
     r = run_cli("check", "-c", str(conf))
     assert r.returncode == 0, r
+
+
+def test_ipv6_network(make_server):
+    if not ipv6_loopback_available():
+        pytest.skip("no ::1 here")
+    srv = make_server(conf={"access": {"file": "access"}}, start=False)
+    p6 = free_port()
+    srv.listeners = {"mx": "127.0.0.1:%d" % srv.port, "v6": "[::1]:%d" % p6}
+    srv.write_config()
+    (srv.dir / "access").write_text("Connect:::1/128 REJECT No IPv6 loopback here\n")
+    srv.start()
+    mark = srv.mark()
+    with socket.create_connection(("::1", p6), timeout=10) as s:
+        s.settimeout(10)
+        greeting = b""
+        while not greeting.endswith(b"\r\n"):
+            chunk = s.recv(512)
+            assert chunk, greeting
+            greeting += chunk
+    assert greeting.startswith(b"554 5.7.1 No IPv6 loopback here"), greeting
+    assert greeting.rstrip().endswith(b"[ACCESS-IP-DENIED]"), greeting
+    ev = srv.wait_event("ACCESS-IP-DENIED", after=mark)[0]
+    assert ev["client"] == "::1" and ev["key"] == "Connect:::1/128", ev
+    srv.assert_serves(source="127.0.0.2")
