@@ -23,6 +23,7 @@ Connect:127.0.0.16/28 TEMPFAIL Busy here, come back later
 Connect:127.0.0.8 OK
 Connect:127.0.0.9:From:alice@example.test OK
 Connect:127.0.0.10:To:alice@example.test REJECT Not from that host
+Connect:/^127\\.0\\.0\\.11$/ DISCARD
 Helo:bad.helo.example REJECT
 Helo:/^spam[0-9]+\\./ REJECT
 Helo:*.tempfail.example TEMPFAIL
@@ -102,7 +103,7 @@ def test_sender_address_domain_and_glob(make_server):
         # a domain entry is not a suffix match
         assert c.cmd("MAIL FROM:<x@sub.junk.example>").code == 250
     ev = srv.wait_event("POLICY-ACCESS-SENDER-REJECT", after=mark)[0]
-    assert ev["from"] == "<Spammer@Example.org>" and ev["line"] == "10", ev
+    assert ev["from"] == "<Spammer@Example.org>" and ev["line"] == "11", ev
 
 
 def test_sender_regex_discards_the_message(make_server):
@@ -111,12 +112,28 @@ def test_sender_regex_discards_the_message(make_server):
     code, _ = srv.send_mail(frm="bulk-news@lists.example.org", source="127.0.0.2")
     assert code == 250
     ev = srv.wait_event("POLICY-ACCESS-DISCARD", after=mark)[0]
-    assert ev["stage"] == "mail" and ev["line"] == "13", ev
+    assert ev["stage"] == "mail" and ev["line"] == "14", ev
     srv.wait_event("SESSION-MESSAGE", after=mark)
     assert srv.maildir("alice") == []
     # another sender is delivered
     assert srv.send_mail(source="127.0.0.2")[0] == 250
     srv.wait_mail("alice")
+
+
+def test_connect_regex_discards_every_message_of_the_session(make_server):
+    srv = access_server(make_server)
+    mark = srv.mark()
+    with srv.smtp(source="127.0.0.11") as c:
+        c.ehlo("client.example.org")
+        for _ in range(2):
+            assert c.mail("someone@example.org")[0] == 250
+            assert c.rcpt("alice@example.test")[0] == 250
+            assert c.data(b"Subject: x\r\n\r\nbody\r\n")[0] == 250
+    ev = srv.wait_event("POLICY-ACCESS-DISCARD", after=mark)[0]
+    assert ev["stage"] == "connect" and ev["line"] == "7", ev
+    done = srv.wait_event("SESSION-MESSAGE", after=mark, count=2)
+    assert all(d.get("verdict") == "discarded" for d in done), done
+    assert srv.maildir("alice") == []
 
 
 def test_recipient_and_combinations(make_server):
@@ -128,7 +145,7 @@ def test_recipient_and_combinations(make_server):
         assert r.code == 550 and ids_in(r.text) == ["POLICY-ACCESS-RCPT-REJECT"], r
         assert r.text.startswith("5.7.1 Recipient address rejected: Access denied"), r
         assert c.cmd("RCPT TO:<alice@example.test>").code == 250
-    # From:To: matches only that pair (line 14 before line 15)
+    # From:To: matches only that pair (line 15 before line 16)
     mark = srv.mark()
     with srv.raw(source="127.0.0.2") as c:
         c.cmd("EHLO client.example.org")
@@ -136,7 +153,7 @@ def test_recipient_and_combinations(make_server):
         r = c.cmd("RCPT TO:<bob@example.test>")
         assert r.code == 550 and ids_in(r.text) == ["POLICY-ACCESS-RCPT-REJECT"], r
     ev = srv.wait_event("POLICY-ACCESS-RCPT-REJECT", after=mark)[0]
-    assert ev["line"] == "14" and ev["from"] == "<boss@partner.example>", ev
+    assert ev["line"] == "15" and ev["from"] == "<boss@partner.example>", ev
     # Connect:To: only from that client
     with srv.raw(source="127.0.0.10") as c:
         c.cmd("EHLO client.example.org")
@@ -233,6 +250,9 @@ def test_check_names_file_and_line(tmp_path):
     acc.write_text("Connect:192.0.2.0/24 REJECT\nConnect:2001:db8::/32:To:*@example.test OK\n")
     r = run_cli("check", "-c", str(conf))
     assert r.returncode == 0, r
+    acc.unlink()
+    r = run_cli("check", "-c", str(conf))
+    assert r.returncode == 78 and str(acc) in r.stderr, r
 
 
 def test_ipv6_network(make_server):
