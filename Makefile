@@ -17,6 +17,8 @@ DEBS += libc-ares-dev nsd python3-dnslib
 DEBS += strace
 # libpsl, publicsuffix: core/regdomain.c groups MX hosts by registered domain (test_regdomain)
 DEBS += libpsl-dev publicsuffix
+# libpcre2: the access map's /regex/ patterns (policy/access_map.c, test_access.py)
+DEBS += libpcre2-dev
 
 .PHONY: all deps build build-asan build-fuzz run test unit e2e docs docs-check fuzz clean
 

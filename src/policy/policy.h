@@ -143,6 +143,11 @@ struct policy_txn {
 	int tls;			/* TLS is on */
 	const char *auth_user;		/* authenticated identity, "" if none */
 	const char *helo;		/* HELO/EHLO argument, "" before it */
+	int access_ok;			/* an access-map OK (policy_access.c): 1 at
+					 * connect or HELO (the session), 2 at MAIL
+					 * (this transaction; reset clears it) */
+	int access_discard;		/* an access-map DISCARD at connect or HELO:
+					 * the session's messages are discarded */
 	unsigned messages;		/* messages accepted in this session */
 	/* MAIL */
 	struct policy_path sender;

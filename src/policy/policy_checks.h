@@ -23,6 +23,11 @@ extern const struct policy_check policy_check_quota;		/* policy_quota.c */
 extern const struct policy_check policy_check_content;		/* policy_content.c */
 extern const struct policy_check policy_check_dnsbl;		/* policy_dnsl.c */
 extern const struct policy_check policy_check_dnswl;		/* policy_dnsl.c */
+extern const struct policy_check policy_check_access;		/* policy_access.c */
+
+struct access_map;
+/* The access map of cfg's generation (policy_config.c); NULL: none. */
+const struct access_map *policy_access_map(const struct config *cfg);
 
 /* Every check, for policy_chain_new(). */
 extern const struct policy_check *const policy_registry[];

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "policy_checks.h"
+#include "access_map.h"
 
 _Static_assert(POLICY_STAGE__COUNT == CONFIG_POLICY_STAGES,
 	       "config_policy_stages names the stages of enum policy_stage");
@@ -24,6 +25,7 @@ struct policy_config {
 	struct policy_chain *chain;	/* the [policy] lists */
 	struct listener_chain *per;	/* owned */
 	size_t nper;
+	struct access_map *access;	/* access.file; NULL: none */
 };
 
 static const char *const stage_options[POLICY_STAGE__COUNT] = {
@@ -44,6 +46,7 @@ policy_config_free(void **pp)
 		policy_chain_free(&pc->per[i].chain);
 	}
 	free(pc->per);
+	access_map_free(&pc->access);
 	free(pc);
 	*pp = NULL;
 }
@@ -93,8 +96,11 @@ policy_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
 	struct policy_config *pc = xcalloc(1, sizeof(*pc));
 	const char *err = NULL, *bad = NULL;
 
-	(void)diags;
 	pc->chain = chain_new(cfg);
+	/* a bad line is in diags: the load fails and a reload keeps the old
+	 * generation, map included */
+	if (cfg->access_file[0] != '\0')
+		pc->access = access_map_load(cfg->access_file, "access.file", diags);
 	for (int st = 0; st < POLICY_STAGE__COUNT; st++)
 		if (chain_stage(pc->chain, (enum policy_stage)st, stage_list(cfg, (enum policy_stage)st),
 				&err, &bad) < 0)
@@ -137,4 +143,12 @@ policy_chain_of(const struct config *cfg, const struct config_listener *lst)
 		if (strcmp(pc->per[i].name, lst->name) == 0)
 			return pc->per[i].chain;
 	return pc->chain;
+}
+
+const struct access_map *
+policy_access_map(const struct config *cfg)
+{
+	const struct policy_config *pc = cfg != NULL ? cfg->policy : NULL;
+
+	return pc != NULL ? pc->access : NULL;
 }

@@ -5,6 +5,7 @@
 #include "policy_checks.h"
 
 const struct policy_check *const policy_registry[] = {
+	&policy_check_access,
 	&policy_check_tls_required,
 	&policy_check_auth_required,
 	&policy_check_sender_login,

@@ -84,6 +84,8 @@ policy_txn_reset(struct policy_txn *txn)
 	memset(&txn->content, 0, sizeof(txn->content));
 	txn->score = 0;
 	txn->dnsbl_counted = 0;
+	if (txn->access_ok == 2)
+		txn->access_ok = 0;
 	buf_reset(&txn->headers);
 }
 
