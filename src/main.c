@@ -10,6 +10,7 @@
  *   make-cert -c FILE [-o ...]                 self-signed TLS pair where missing
  *   passwd [--scheme yescrypt|bcrypt|sha512-crypt]  hash a password read from stdin
  *   dns [-c FILE] [-o ...] TYPE NAME           one DNS lookup (server_cmd_dns.c)
+ *   spf [-c FILE] --ip IP --helo H --from A    one SPF evaluation (server_cmd_spf.c)
  *   version
  */
 #include <errno.h>
@@ -44,6 +45,7 @@ usage(FILE *out)
 		"       postern make-cert -c FILE [-o section.key=value ...]\n"
 		"       postern passwd [--scheme yescrypt|bcrypt|sha512-crypt]\n"
 		"       postern dns [-c FILE] [-o section.key=value ...] a|aaaa|mx|txt|ptr NAME\n"
+		"       postern spf [-c FILE] [-o section.key=value ...] --ip IP --helo NAME --from ADDR\n"
 		"       postern version\n");
 }
 
@@ -286,6 +288,8 @@ main(int argc, char **argv)
 		return cmd_passwd(argc, argv);
 	if (strcmp(cmd, "dns") == 0)
 		return server_cmd_dns(argc, argv);
+	if (strcmp(cmd, "spf") == 0)
+		return server_cmd_spf(argc, argv);
 	if (strcmp(cmd, "version") == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;
