@@ -21,6 +21,10 @@ extern const struct policy_check policy_check_recipient;	/* policy_recipient.c *
 extern const struct policy_check policy_check_relay;		/* policy_relay.c */
 extern const struct policy_check policy_check_quota;		/* policy_quota.c */
 extern const struct policy_check policy_check_content;		/* policy_content.c */
+extern const struct policy_check policy_check_spf;		/* policy_spf.c */
+
+/* The config_attach_fn step that checks the [spf] actions at load. */
+void spf_config_check(struct config *cfg, struct config_load *ld, struct diag *diags);
 
 /* Every check, for policy_chain_new(). */
 extern const struct policy_check *const policy_registry[];

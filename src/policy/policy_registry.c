@@ -16,6 +16,7 @@ const struct policy_check *const policy_registry[] = {
 	&policy_check_relay,
 	&policy_check_quota,
 	&policy_check_content,
+	&policy_check_spf,
 };
 
 const size_t policy_registry_len = ARRAY_LEN(policy_registry);

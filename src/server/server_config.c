@@ -7,6 +7,7 @@
 #include "directory_config.h"
 #include "dns.h"
 #include "policy.h"
+#include "policy_checks.h"
 
 static void
 server_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
@@ -14,6 +15,7 @@ server_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
 	directory_attach(cfg, ld, diags);
 	policy_attach(cfg, ld, diags);
 	dns_config_check(cfg, ld, diags);
+	spf_config_check(cfg, ld, diags);
 }
 
 struct config *
