@@ -174,7 +174,12 @@ spf_handle(struct spf_state *st)
 	enum spf_action a = action_of(t->cfg, o->result);
 	enum cond_id cond = result_cond[o->result];
 	const char *from = t->sender.mailbox != NULL ? t->sender.mailbox : "";
-	const char *expl = o->explanation[0] != '\0' ? o->explanation : "not authorized";
+	char expl[SPF_EXPLAIN_MAX];
+	if (o->explanation[0] != '\0')
+		snprintf(expl, sizeof(expl), "%s", o->explanation);
+	else
+		snprintf(expl, sizeof(expl), "%.200s does not designate %.64s as permitted sender",
+			 o->domain, t->client);
 	struct kv kv[] = { KV("client", t->client), KV("identity", o->identity),
 			   KVA("from", from, strlen(from)), KV("domain", o->domain),
 			   KV("reason", o->reason), KV("explanation", expl) };

@@ -14,7 +14,6 @@
 #include <sys/socket.h>
 
 #include "config.h"
-#include "diag.h"
 #include "dns.h"
 #include "loop.h"
 #include "server.h"
@@ -99,16 +98,10 @@ server_cmd_spf(int argc, char **argv)
 			" --helo NAME --from ADDR [--identity mailfrom|helo]\n");
 		return EX_USAGE;
 	}
-	struct diag d;
-	diag_init(&d);
-	struct config *cfg = server_config_load(path, overrides, nov, &d);
-	if (cfg == NULL) {
-		diag_print(&d, stderr);
-		diag_fini(&d);
+	struct config *cfg = server_config_load_print(path, overrides, nov);
+	if (cfg == NULL)
 		return EX_CONFIG;
-	}
-	diag_fini(&d);
-	req.receiver = cfg->server_hostname;
+	req.receiver = cfg->hostname;
 
 	struct spf_cmd cmd = { loop_new(), 0 };
 	struct dns_cache *cache = dns_cache_new(cfg->dns_cache_size);

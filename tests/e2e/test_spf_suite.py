@@ -45,7 +45,7 @@ def _run(servers, t):
                 "--ip", host, "--helo", helo, "--from", frm, timeout=30)
     m = re.search(r"^result=(\w+)", r.stdout, re.M)
     e = re.search(r'^explanation="(.*)"$', r.stdout, re.M)
-    return (m.group(1) if m else f"rc={r.returncode} {r.stderr.strip()}",
+    return (m.group(1) if m and r.returncode == 0 else f"rc={r.returncode} {r.stderr.strip()}",
             e.group(1) if e else None, r.stdout)
 
 
