@@ -253,7 +253,7 @@ rcpt_exempt(const struct policy_txn *t)
 {
 	if (t->rcpt.is_postmaster)
 		return 1;
-	if (t->rcpt.domain == NULL ||
+	if (t->rcpt.domain == NULL || t->rcpt.local == NULL ||
 	    !config_is_local_domain(t->cfg, t->rcpt.domain, strlen(t->rcpt.domain)))
 		return 0;
 	return strcasecmp(t->rcpt.local, "postmaster") == 0 ||
