@@ -10,11 +10,13 @@ the HELO name; a bad action is a configuration error.
 """
 
 import re
+import smtplib
 
 import pytest
 
-from conftest import run_cli
+from conftest import make_message, run_cli
 from spfzone import SpfZoneServer
+from test_tls import client_ctx, tls_server
 
 CLIENT = "127.0.0.2"
 ZONE = {
@@ -27,6 +29,7 @@ ZONE = {
     "perm.example.org": [{"SPF": "v=spf1 nonsense:x.example.org -all"}],
     "temp.example.org": ["TIMEOUT"],
     "badhelo.example.org": [{"SPF": "v=spf1 -all"}],
+    "example.test": [{"SPF": "v=spf1 -all"}],
 }
 RCPT_STAGE = "limits, spf, recipient, relay, quota, free_space"
 
@@ -124,6 +127,25 @@ def test_trusted_client_is_not_checked(spf_server):
     assert not [e for e in srv.events(after=mark) if e.get("event", "").startswith("SPF-")]
 
 
+def test_authenticated_client_is_not_checked(make_server, tmp_path):
+    # example.test's record says -all: only the skip lets alice's mail out
+    with SpfZoneServer(tmp_path, ZONE) as dns:
+        srv = tls_server(make_server, conf={
+            "dns": {"servers": dns.servers, "timeout": "1", "attempts": "1"},
+            "policy": {"rcpt": RCPT_STAGE}})
+        mark = srv.mark()
+        with smtplib.SMTP("127.0.0.1", srv.sub_port, timeout=10,
+                          source_address=(CLIENT, 0)) as s:
+            s.ehlo("client.example.org")
+            s.starttls(context=client_ctx())
+            s.ehlo("client.example.org")
+            assert s.login("alice@example.test", "alice-pw")[0] == 235
+            s.sendmail("alice@example.test", ["bob@example.test"], make_message("spf-auth"))
+        blob = srv.wait_mail("bob")[0].read_bytes()
+        assert b"Received-SPF:" not in blob
+        assert not [e for e in srv.events(after=mark) if e.get("event", "").startswith("SPF-")]
+
+
 def test_postmaster_and_abuse_are_never_refused(spf_server):
     srv = spf_server()
     with srv.raw(source=CLIENT) as c:
@@ -131,6 +153,9 @@ def test_postmaster_and_abuse_are_never_refused(spf_server):
         assert c.cmd("MAIL FROM:<forger@fail.example.org>").code == 250
         assert c.cmd("RCPT TO:<postmaster@example.test>").code == 250
         assert c.cmd("RCPT TO:<postmaster>").code == 250
+        # no such account: refused by the recipient check, not by SPF
+        r = c.cmd("RCPT TO:<abuse@example.test>")
+        assert r.code == 550 and ids_in(r.text) != ["SPF-FAIL"], r
         r = c.cmd("RCPT TO:<alice@example.test>")
         assert r.code == 550 and ids_in(r.text) == ["SPF-FAIL"], r
 
