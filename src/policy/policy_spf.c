@@ -185,16 +185,18 @@ spf_handle(struct spf_state *st)
 			   KV("reason", o->reason), KV("explanation", expl) };
 	int refuse = a == ACT_REJECT || a == ACT_TEMPFAIL;
 
+	struct log_ctx ctx = { NULL, NULL, NULL };
+
+	if (!refuse)
+		catalog_log(cond, &ctx, kv, ARRAY_LEN(kv));
 	if (st->phase == 0 && !refuse)
-		return 0;
+		return 0;	/* the HELO name passed: on to MAIL FROM */
 	q->check_data = NULL;
 	free(st);
 	if (refuse) {
 		policy_refuse(q, cond, kv, ARRAY_LEN(kv));
 		return 1;
 	}
-	struct log_ctx ctx = { NULL, NULL, NULL };
-	catalog_log(cond, &ctx, kv, ARRAY_LEN(kv));
 	struct policy_verdict v;
 	policy_verdict_set(&v, POLICY_CONTINUE, COND__COUNT);
 	if (a == ACT_TAG || t->cfg->spf_header) {

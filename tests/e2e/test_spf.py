@@ -174,7 +174,11 @@ def test_helo_identity_checked_first_when_asked(spf_server):
     assert r.code == 550 and ids_in(r.text) == ["SPF-FAIL"], r
     ev = srv.wait_event("SPF-FAIL", after=mark)[0]
     assert ev["identity"] == "helo" and ev["domain"] == "badhelo.example.org", ev
+    mark = srv.mark()
     assert rcpt(srv, "x@pass.example.org", helo="client.example.org").code == 250
+    # client.example.org has no record: SPF-NONE for the HELO, then PASS
+    srv.wait_event("SPF-NONE", after=mark, identity="helo", domain="client.example.org")
+    srv.wait_event("SPF-PASS", after=mark, identity="mailfrom", domain="pass.example.org")
 
 
 def test_bad_action_is_a_configuration_error(tmp_path):
