@@ -11,6 +11,7 @@
  *   passwd [--scheme yescrypt|bcrypt|sha512-crypt]  hash a password read from stdin
  *   dns [-c FILE] [-o ...] TYPE NAME           one DNS lookup (server_cmd_dns.c)
  *   queue [-c FILE] COMMAND [--json]          the queue (server/queue_cmd.c)
+ *   spf [-c FILE] --ip IP --helo H --from A    one SPF evaluation (server_cmd_spf.c)
  *   version
  */
 #include <errno.h>
@@ -47,6 +48,7 @@ usage(FILE *out)
 		"       postern passwd [--scheme yescrypt|bcrypt|sha512-crypt]\n"
 		"       postern dns [-c FILE] [-o section.key=value ...] a|aaaa|mx|txt|ptr NAME\n"
 		"       postern queue [-c FILE] list|show ID|flush [ID] [--domain D]|hold ID|release ID|delete ID|bounce ID|status [--json]\n"
+		"       postern spf [-c FILE] [-o section.key=value ...] --ip IP --helo NAME --from ADDR\n"
 		"       postern version\n");
 }
 
@@ -291,6 +293,8 @@ main(int argc, char **argv)
 		return server_cmd_dns(argc, argv);
 	if (strcmp(cmd, "queue") == 0)
 		return queue_cmd_main(argc, argv);
+	if (strcmp(cmd, "spf") == 0)
+		return server_cmd_spf(argc, argv);
 	if (strcmp(cmd, "version") == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

@@ -119,8 +119,9 @@ get32(const uint8_t *p)
 /* Reads the name at *off into out (NAME_BUF bytes: lower case, labels
  * joined by dots, no trailing dot, "" for the root) and moves *off past
  * it (past the first pointer if there is one). 0, 1 if it parsed but a
- * label holds a byte no host name has (a dot, a space, a control or
- * non-ASCII byte: out is then not to be used), -1 if malformed. */
+ * label holds a byte no domain name in text form can carry (a dot, a
+ * control or non-ASCII byte: out is then not to be used; a space is
+ * kept, as SPF's %_ macro may ask for one), -1 if malformed. */
 static int
 name_read(const uint8_t *m, size_t len, size_t *off, char *out)
 {
@@ -159,7 +160,7 @@ name_read(const uint8_t *m, size_t len, size_t *off, char *out)
 		for (size_t i = 0; i < l; i++) {
 			uint8_t c = m[p + 1 + i];
 
-			if (c <= 0x20 || c >= 0x7F || c == '.')
+			if (c < 0x20 || c >= 0x7F || c == '.')
 				odd = 1;
 			if (c >= 'A' && c <= 'Z')
 				c = (uint8_t)(c + 32);

@@ -391,8 +391,9 @@ send_query(struct dns_query *q)
 	r->in_send--;
 }
 
-/* Lower case, no trailing dot; labels of 1..63 printable octets, 253 in
- * all (underscores allowed: _dmarc, SRV-style names). 0 or -1. */
+/* Lower case, no trailing dot; labels of 1..63 printable octets or
+ * spaces, 253 in all (underscores allowed: _dmarc, SRV-style names;
+ * spaces: SPF's %_ macro, RFC 7208 7.1). 0 or -1. */
 static int
 name_normalize(const char *in, char *out)
 {
@@ -409,7 +410,7 @@ name_normalize(const char *in, char *out)
 			if (label == 0)
 				return -1;
 			label = 0;
-		} else if ((unsigned char)c <= 0x20 || (unsigned char)c >= 0x7F || c == '\\' ||
+		} else if ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7F || c == '\\' ||
 			   ++label > 63) {
 			return -1;
 		}

@@ -28,6 +28,10 @@ extern const struct policy_check policy_check_access;		/* policy_access.c */
 struct access_map;
 /* The access map of cfg's generation (policy_config.c); NULL: none. */
 const struct access_map *policy_access_map(const struct config *cfg);
+extern const struct policy_check policy_check_spf;		/* policy_spf.c */
+
+/* The config_attach_fn step that checks the [spf] actions at load. */
+void spf_config_check(struct config *cfg, struct config_load *ld, struct diag *diags);
 
 /* Every check, for policy_chain_new(). */
 extern const struct policy_check *const policy_registry[];

@@ -28,5 +28,8 @@ int server_tls_check(const struct config *cfg, char *names, size_t names_size, c
  * lookup through the resolver; exit 0 ok, 2 nxdomain/nodata, 75
  * tempfail. */
 int server_cmd_dns(int argc, char **argv);
+/* `postern spf [-c FILE] [-o ...] --ip IP --helo NAME --from ADDR`
+ * (server_cmd_spf.c): one SPF evaluation, its result printed. */
+int server_cmd_spf(int argc, char **argv);
 
 #endif

@@ -19,7 +19,6 @@
 #include <sys/socket.h>
 
 #include "config.h"
-#include "diag.h"
 #include "dns.h"
 #include "loop.h"
 #include "server.h"
@@ -117,15 +116,9 @@ server_cmd_dns(int argc, char **argv)
 			" a|aaaa|mx|txt|ptr NAME\n");
 		return EX_USAGE;
 	}
-	struct diag d;
-	diag_init(&d);
-	struct config *cfg = server_config_load(path, overrides, nov, &d);
-	if (cfg == NULL) {
-		diag_print(&d, stderr);
-		diag_fini(&d);
+	struct config *cfg = server_config_load_print(path, overrides, nov);
+	if (cfg == NULL)
 		return EX_CONFIG;
-	}
-	diag_fini(&d);
 
 	/* ptr NAME may be an address */
 	char rev[128];

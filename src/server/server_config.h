@@ -13,5 +13,9 @@
  * if anything failed. */
 struct config *server_config_load(const char *path, const char *const *overrides,
 				  size_t noverrides, struct diag *diags) WARN_UNUSED;
+/* Same, for the one-shot commands (`postern dns`, `postern spf`): the
+ * diagnostics are printed on stderr; NULL after an error. */
+struct config *server_config_load_print(const char *path, const char *const *overrides,
+					size_t noverrides);
 
 #endif
