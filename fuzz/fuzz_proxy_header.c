@@ -14,12 +14,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "fuzz.h"
 #include "net_proxy.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* A broken invariant is a crash libFuzzer keeps the input of. */
-#define check(cond) ((cond) ? (void)0 : abort())
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -14,9 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "smtp_data.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct run {
 	struct buf out;
@@ -24,13 +23,6 @@ struct run {
 	struct smtp_scan sc;
 	size_t consumed;
 };
-
-static void
-check(int cond)
-{
-	if (!cond)
-		abort();
-}
 
 /* Feeds in[0..len) in pieces ending at cuts[] (ascending), then the rest. */
 static void

@@ -14,16 +14,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "fuzz.h"
 #include "spf_record.h"
-
-/* A broken invariant aborts: libFuzzer keeps the input. */
-#define check(cond) \
-	do { \
-		if (!(cond)) \
-			abort(); \
-	} while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
