@@ -10,10 +10,12 @@
  *
  * Shared between threads: the configuration pointer (under cfg_lock, each
  * user takes a reference), the session counters (atomics) and the
- * per-address table (under ip_lock, touched once at accept and once at
+ * per-address table (server_ipcount.c, touched once at accept and once at
  * close). Everything else belongs to one loop.
  */
 #include "server.h"
+#include "server_ipcount.h"
+#include "server_tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,14 +64,7 @@
 #define EX_CONFIG 78
 #define ACCEPT_BATCH 64
 #define ACCEPT_PAUSE_MS 100
-#define IP_BUCKETS 4096
 #define STOP_HARD_MS 5000	/* after the grace: time for the last 421s */
-
-struct ip_count {
-	struct ip_count *next;
-	uint8_t addr[16];
-	unsigned count;
-};
 
 struct server;
 
@@ -117,8 +112,7 @@ struct server {
 	struct server_control *control;	/* state/control: postern queue */
 	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
 	unsigned long sessions;		/* atomic */
-	pthread_mutex_t ip_lock;
-	struct ip_count *ip_table[IP_BUCKETS];
+	struct ip_counts ips;		/* sessions per client address */
 	time_t started;
 	struct server_pidfile pidfile;
 };
@@ -149,147 +143,6 @@ server_tls_get(void *arg)
 	return t;
 }
 
-/* Builds the TLS context of cfg; NULL with why filled when TLS is off or
- * the pair is unusable. */
-static struct tls_server *
-tls_try(const struct config *cfg, char *why, size_t why_size)
-{
-	if (cfg->tls_cert_file[0] == '\0' || cfg->tls_key_file[0] == '\0') {
-		if (snprintf(why, why_size, "tls.cert_file and tls.key_file are not set") < 0 &&
-		    why_size)
-			why[0] = '\0';
-		return NULL;
-	}
-	return tls_server_new(cfg->tls_cert_file, cfg->tls_key_file, why, why_size);
-}
-
-/* Builds the TLS context of cfg (NULL when TLS is off or it fails, then
- * logged). */
-static struct tls_server *
-tls_build(const struct config *cfg)
-{
-	char err[512];
-	struct tls_server *t = tls_try(cfg, err, sizeof(err));
-
-	if (t == NULL && cfg->tls_cert_file[0] != '\0' && cfg->tls_key_file[0] != '\0') {
-		struct kv kv[] = { KV("cert", cfg->tls_cert_file), KV("key", cfg->tls_key_file),
-				   KV("err", err) };
-		catalog_log(COND_TLS_CONTEXT_INIT_FAILED, NULL, kv, ARRAY_LEN(kv));
-	}
-	return t;
-}
-
-/* Names of the listeners that need TLS (submissions, pop3s, require_tls),
- * comma-separated into names (truncated to fit); their count. */
-static size_t
-tls_listeners(const struct config *cfg, char *names, size_t size)
-{
-	size_t n = 0, used = 0;
-
-	if (size)
-		names[0] = '\0';
-	for (size_t i = 0; i < cfg->nlisteners; i++) {
-		if (!config_listener_needs_tls(&cfg->listeners[i]))
-			continue;
-		int w = snprintf(names + used, size - used, "%s%s", n ? "," : "",
-				 cfg->listeners[i].name);
-		if (w > 0 && (size_t)w < size - used)
-			used += (size_t)w;
-		n++;
-	}
-	return n;
-}
-
-int
-server_tls_check(const struct config *cfg, char *names, size_t names_size, char *why,
-		 size_t why_size)
-{
-	if (tls_listeners(cfg, names, names_size) == 0)
-		return 0;
-	struct tls_server *t = tls_try(cfg, why, why_size);
-	if (t == NULL)
-		return -1;
-	tls_server_unref(&t);
-	return 0;
-}
-
-/* ---- per-address accounting ------------------------------------------- */
-
-static void
-ip_key(const struct sockaddr_storage *ss, uint8_t out[16])
-{
-	memset(out, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		out[10] = out[11] = 0xff;	/* as IPv4-mapped */
-		memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-	}
-}
-
-static size_t
-ip_hash(const uint8_t k[16])
-{
-	uint64_t h = 1469598103934665603ull;
-
-	for (int i = 0; i < 16; i++)
-		h = (h ^ k[i]) * 1099511628211ull;
-	return (size_t)(h % IP_BUCKETS);
-}
-
-/* Takes one slot for the address unless it already holds limit (0 = no
- * limit). Returns the count before, or -1 when refused. */
-static long
-ip_take(struct server *srv, const struct sockaddr_storage *ss, unsigned limit)
-{
-	uint8_t k[16];
-	struct ip_count *e;
-	long before;
-
-	ip_key(ss, k);
-	size_t b = ip_hash(k);
-	pthread_mutex_lock(&srv->ip_lock);
-	for (e = srv->ip_table[b]; e != NULL; e = e->next)
-		if (memcmp(e->addr, k, 16) == 0)
-			break;
-	before = e ? (long)e->count : 0;
-	if (limit != 0 && before >= (long)limit) {
-		pthread_mutex_unlock(&srv->ip_lock);
-		return -1 - before;
-	}
-	if (e == NULL) {
-		e = xcalloc(1, sizeof(*e));
-		memcpy(e->addr, k, 16);
-		e->next = srv->ip_table[b];
-		srv->ip_table[b] = e;
-	}
-	e->count++;
-	pthread_mutex_unlock(&srv->ip_lock);
-	return before;
-}
-
-static void
-ip_release(struct server *srv, const struct sockaddr_storage *ss)
-{
-	uint8_t k[16];
-	struct ip_count **pp;
-
-	ip_key(ss, k);
-	size_t b = ip_hash(k);
-	pthread_mutex_lock(&srv->ip_lock);
-	for (pp = &srv->ip_table[b]; *pp != NULL; pp = &(*pp)->next) {
-		if (memcmp((*pp)->addr, k, 16) == 0) {
-			if (--(*pp)->count == 0) {
-				struct ip_count *dead = *pp;
-				*pp = dead->next;
-				free(dead);
-			}
-			break;
-		}
-	}
-	pthread_mutex_unlock(&srv->ip_lock);
-}
-
 /* The loop stops once it drains and has neither SMTP nor POP3 sessions. */
 static void
 loop_stop_if_idle(struct server_loop *sl)
@@ -305,7 +158,7 @@ session_ended(struct smtp_env *env, const struct sockaddr_storage *peer)
 	struct server_loop *sl = (struct server_loop *)((char *)env -
 							offsetof(struct server_loop, env));
 
-	ip_release(srv, peer);
+	ip_counts_release(&srv->ips, peer);
 	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
 	loop_stop_if_idle(sl);
 }
@@ -317,7 +170,7 @@ pop3_session_ended(struct pop3_env *env, const struct sockaddr_storage *peer)
 	struct server_loop *sl = (struct server_loop *)((char *)env -
 							offsetof(struct server_loop, penv));
 
-	ip_release(srv, peer);
+	ip_counts_release(&srv->ips, peer);
 	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
 	loop_stop_if_idle(sl);
 }
@@ -375,7 +228,7 @@ accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 	}
 	/* Behind a PROXY protocol proxy every client shares its address:
 	 * counted (released by conn_accepted_peer) but not limited. */
-	long before = ip_take(srv, &peer,
+	long before = ip_counts_take(&srv->ips, &peer,
 			      ls->lst->proxy_protocol ? 0 : cfg->limits_connections_per_ip);
 	if (before < 0) {
 		__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
@@ -581,7 +434,7 @@ server_reload(struct server *srv)
 	/* Certificates are read again on every reload (renewals need no
 	 * restart); a broken new pair keeps the old context. */
 	tls_ticket_set_rotation(next->tls_ticket_key_rotation);	/* keys outlive contexts */
-	struct tls_server *tls = tls_build(next);
+	struct tls_server *tls = server_tls_build(next);
 	pthread_mutex_lock(&srv->cfg_lock);
 	struct config *old = srv->cfg;
 	next->generation = old->generation + 1;
@@ -589,7 +442,7 @@ server_reload(struct server *srv)
 	srv->cfg = next;
 	char names[256];
 	if (tls != NULL ||
-	    (next->tls_cert_file[0] == '\0' && tls_listeners(next, names, sizeof(names)) == 0)) {
+	    (next->tls_cert_file[0] == '\0' && server_tls_listeners(next, names, sizeof(names)) == 0)) {
 		struct tls_server *prev = srv->tls;
 		srv->tls = tls;
 		tls = prev;
@@ -728,7 +581,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	srv->pidfile.fd = -1;
 	srv->qlock = -1;
 	pthread_mutex_init(&srv->cfg_lock, NULL);
-	pthread_mutex_init(&srv->ip_lock, NULL);
+	ip_counts_init(&srv->ips);
 
 	enum log_sev sev = LOG_SEV_INFO;
 	if (log_sev_parse(srv->cfg->log_level, &sev) < 0)
@@ -776,8 +629,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	/* Before the privilege drop: the key may be readable by root only.
 	 * A listener that needs TLS does not start without it. */
 	char names[256], why[512];
-	if (tls_listeners(srv->cfg, names, sizeof(names)) > 0) {
-		srv->tls = tls_try(srv->cfg, why, sizeof(why));
+	if (server_tls_listeners(srv->cfg, names, sizeof(names)) > 0) {
+		srv->tls = server_tls_try(srv->cfg, why, sizeof(why));
 		if (srv->tls == NULL) {
 			struct kv kv[] = { KV("listeners", names),
 					   KV("cert", srv->cfg->tls_cert_file),
@@ -787,7 +640,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 			goto out;
 		}
 	} else {
-		srv->tls = tls_build(srv->cfg);
+		srv->tls = server_tls_build(srv->cfg);
 	}
 	srv->nloops = loop_count(srv->cfg);
 	srv->loops = xcalloc(srv->nloops, sizeof(*srv->loops));
@@ -969,13 +822,7 @@ out:
 	config_unref(&srv->cfg);
 	config_unref(&srv->boot_cfg);
 	tls_server_unref(&srv->tls);
-	for (size_t b = 0; b < IP_BUCKETS; b++) {
-		while (srv->ip_table[b]) {
-			struct ip_count *e = srv->ip_table[b];
-			srv->ip_table[b] = e->next;
-			free(e);
-		}
-	}
+	ip_counts_fini(&srv->ips);
 	free(srv);
 	log_close();
 	return rc;
