@@ -286,7 +286,8 @@ net_proxy_preface(struct net_session *ns, int timed_out)
 		return proxy_refuse(ns, COND_NET_PROXY_NOT_ALLOWED, "not in proxy.networks");
 	if (have > sizeof(p))
 		return proxy_refuse(ns, COND_NET_PROXY_MALFORMED, "header too long");
-	memcpy(p, ns->in->data, have);
+	if (have > 0)
+		memcpy(p, ns->in->data, have);
 	room = sizeof(p) - have;
 	if (room > ns->in->max - have)
 		room = ns->in->max - have;
