@@ -19,6 +19,8 @@ const struct policy_check *const policy_registry[] = {
 	&policy_check_content,
 	&policy_check_dnsbl,
 	&policy_check_dnswl,
+	&policy_check_helo,
+	&policy_check_sender_domain,
 };
 
 const size_t policy_registry_len = ARRAY_LEN(policy_registry);

@@ -1,0 +1,153 @@
+"""
+test_client_checks.py - the client checks of issue 9 point 5: "helo"
+(HELO not fully qualified, HELO claiming to be us) and "sender_domain"
+(no MX/A/AAAA, null MX, DNS failure), each with its action in
+[client_checks], against a real NSD on loopback. Clients bind 127.0.0.x
+(127.0.0.1 is in server.trusted_networks and skips the checks).
+"""
+
+import re
+
+import pytest
+
+from dnszone import DnsServer, FailingDnsServer, a, aaaa, mx
+
+SRC = "127.0.0.2"
+
+
+def ids_in(text):
+    return re.findall(r"\[([A-Z0-9-]+)\]\s*$", text)
+
+
+def zones():
+    return {
+        "good.test": [mx("@", 10, "mx.good.test"), a("mx", "192.0.2.1"),
+                      aaaa("v6only", "2001:db8::1"),
+                      mx("nullmx", 0, "."),
+                      a("nomail", "192.0.2.3")],
+    }
+
+
+@pytest.fixture
+def dns(tmp_path):
+    with DnsServer(tmp_path, zones=zones()) as d:
+        yield d
+
+
+def serve(make_server, servers, checks=None, helo="access, helo", mail="helo, sender_domain"):
+    conf = {"dns": {"servers": servers, "timeout": "1", "attempts": "1"},
+            "policy": {"helo": helo, "mail": mail}}
+    if checks:
+        conf["client_checks"] = checks
+    return make_server(conf=conf)
+
+
+def ehlo(srv, name, source=SRC):
+    with srv.raw(source=source) as c:
+        return c.cmd("EHLO " + name)
+
+
+def mail(srv, frm, source=SRC, helo="client.good.test"):
+    with srv.raw(source=source) as c:
+        assert c.cmd("EHLO " + helo).code == 250
+        return c.cmd("MAIL FROM:<%s>" % frm)
+
+
+def assert_refused(r, code, esc, cond):
+    assert r.code == code, r
+    assert r.text.split()[0] == esc, r
+    assert ids_in(r.text) == [cond], r
+
+
+def test_helo_not_fqdn_rejected(make_server, dns):
+    srv = serve(make_server, dns.servers)
+    mark = srv.mark()
+    r = ehlo(srv, "localhostname")
+    assert_refused(r, 550, "5.7.1", "POLICY-HELO-NOT-FQDN")
+    ev = srv.wait_event("POLICY-HELO-NOT-FQDN", after=mark)[0]
+    assert ev["helo"] == "localhostname" and ev["client"] == SRC, ev
+    assert ehlo(srv, "[192.0.2.9]").code == 250     # an address literal passes
+    assert ehlo(srv, "client.good.test").code == 250
+
+
+@pytest.mark.parametrize("name", ["mx.example.test", "EXAMPLE.TEST"])
+def test_helo_claiming_to_be_us_rejected(make_server, dns, name):
+    srv = serve(make_server, dns.servers)
+    assert_refused(ehlo(srv, name), 550, "5.7.1", "POLICY-HELO-FORGED")
+
+
+def test_helo_tempfail_and_off(make_server, dns):
+    srv = serve(make_server, dns.servers,
+                {"helo_not_fqdn": "tempfail", "helo_forged": "off"})
+    mark = srv.mark()
+    assert_refused(ehlo(srv, "shortname"), 450, "4.7.1", "POLICY-CLIENT-CHECK-TEMPFAIL")
+    ev = srv.wait_event("POLICY-CLIENT-CHECK-TEMPFAIL", after=mark)[0]
+    assert ev["check"] == "helo" and ev["reason"] == "POLICY-HELO-NOT-FQDN", ev
+    assert ehlo(srv, "mx.example.test").code == 250
+
+
+def test_helo_tag_header_in_stored_message(make_server, dns):
+    srv = serve(make_server, dns.servers, {"helo_not_fqdn": "tag"},
+                mail="helo, sender_domain")
+    mark = srv.mark()
+    with srv.smtp(source=SRC) as s:
+        assert s.ehlo("shortname")[0] == 250
+        r = s.mail("someone@good.test")
+        assert r[0] == 250, r
+        assert s.rcpt("alice@example.test")[0] == 250
+        assert s.data(b"Subject: t\r\n\r\nbody\r\n")[0] == 250
+    body = srv.wait_mail("alice")[0].read_bytes()
+    assert re.search(rb"X-Postern-Policy: helo=POLICY-HELO-NOT-FQDN; item=shortname\r?\n",
+                     body), body[:600]
+    ev = srv.wait_event("POLICY-CLIENT-CHECK-TAG", after=mark)[0]
+    assert ev["check"] == "helo", ev
+
+
+def test_trusted_and_authenticated_skip(make_server, dns):
+    srv = serve(make_server, dns.servers)
+    assert ehlo(srv, "shortname", source="127.0.0.1").code == 250
+    assert mail(srv, "x@nonexistent.good.test", source="127.0.0.1").code == 250
+
+
+def test_sender_domain_unknown_rejected(make_server, dns):
+    srv = serve(make_server, dns.servers)
+    mark = srv.mark()
+    r = mail(srv, "x@nonexistent.good.test")
+    assert_refused(r, 550, "5.1.8", "POLICY-SENDER-DOMAIN-NXDOMAIN")
+    ev = srv.wait_event("POLICY-SENDER-DOMAIN-NXDOMAIN", after=mark)[0]
+    assert ev["domain"] == "nonexistent.good.test", ev
+
+
+@pytest.mark.parametrize("frm", ["x@good.test", "x@v6only.good.test", "x@nomail.good.test"])
+def test_sender_domain_with_mx_a_or_aaaa_accepted(make_server, dns, frm):
+    srv = serve(make_server, dns.servers)
+    assert mail(srv, frm).code == 250
+
+
+def test_null_sender_never_checked(make_server, dns):
+    srv = serve(make_server, dns.servers)
+    with srv.raw(source=SRC) as c:
+        assert c.cmd("EHLO client.good.test").code == 250
+        assert c.cmd("MAIL FROM:<>").code == 250
+
+
+def test_sender_null_mx_rejected(make_server, dns):
+    srv = serve(make_server, dns.servers)
+    assert_refused(mail(srv, "x@nullmx.good.test"), 550, "5.7.27", "POLICY-SENDER-NULL-MX")
+
+
+def test_sender_domain_dns_failure_tempfails(make_server, tmp_path):
+    with FailingDnsServer(tmp_path, rules={"broken.test": "drop"}) as bad:
+        srv = serve(make_server, bad.servers)
+        mark = srv.mark()
+        r = mail(srv, "x@broken.test")
+        assert_refused(r, 450, "4.1.8", "POLICY-SENDER-DOMAIN-TEMPFAIL")
+        ev = srv.wait_event("POLICY-SENDER-DOMAIN-TEMPFAIL", after=mark)[0]
+        assert ev["domain"] == "broken.test", ev
+
+
+def test_sender_domain_dns_failure_with_tag_continues(make_server, tmp_path):
+    with FailingDnsServer(tmp_path, rules={"broken.test": "servfail"}) as bad:
+        srv = serve(make_server, bad.servers, {"sender_domain_unknown": "tag"})
+        assert mail(srv, "x@broken.test").code == 250
+
