@@ -1,5 +1,6 @@
 /*
- * policy_client_checks.c - checks "helo" and "sender_domain": what the
+ * policy_client_checks.c - checks "helo", "sender_domain" and
+ * "client_ptr": what the
  * client says about itself, each problem with its action in
  * [client_checks] (reject, tempfail, tag, off).
  *
@@ -12,14 +13,21 @@
  * record of the three (NXDOMAIN or no data), is a problem; a lookup that
  * failed temporarily, with no other answer showing the domain exists,
  * defers with 450 4.1.8 unless the action is off or tag (never a 5xx).
- * <> is never checked. Trusted and authenticated clients skip both.
+ * <> is never checked.
+ * client_ptr (at HELO or MAIL): the PTR of the client's address, then the
+ * first PTR name's A or AAAA, which must include the client's address
+ * (FCrDNS); a missing PTR or a mismatch is a problem, a lookup that failed
+ * temporarily defers with 451 4.4.3 unless both actions are tag or off.
+ * Trusted and authenticated clients skip every check here.
  */
 #include "policy_checks.h"
 
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "dns.h"
 #include "log.h"
@@ -243,5 +251,155 @@ const struct policy_check policy_check_sender_domain = {
 	.name = "sender_domain",
 	.ask = { [POLICY_STAGE_MAIL] = sd_ask },
 	.cancel = sd_cancel,
+	.fail_open = 0,
+};
+
+/* ---- client_ptr -------------------------------------------------------- */
+
+struct ptr_job {
+	struct policy_query *q;
+	struct dns_query *dq;	/* pending, or NULL */
+	int family;
+	uint8_t addr[16];
+	char ptr[DNS_NAME_MAX + 1];
+	char query[DNS_NAME_MAX + 2];
+};
+
+/* Answers the job's query for a DNS failure on name, then frees job. */
+static void
+ptr_tempfail(struct ptr_job *job)
+{
+	struct policy_query *q = job->q;
+	const struct config *cfg = q->txn->cfg;
+	enum cc_action m = cc_action_of(cfg->client_checks_client_ptr_missing);
+	enum cc_action x = cc_action_of(cfg->client_checks_client_ptr_mismatch);
+
+	if (m == CC_REJECT || m == CC_TEMPFAIL || x == CC_REJECT || x == CC_TEMPFAIL) {
+		struct kv kv[] = { KV("client", q->txn->client), KV("query", job->query) };
+
+		policy_refuse(q, COND_POLICY_RDNS_TEMPFAIL, kv, ARRAY_LEN(kv));
+	} else {
+		policy_answer_continue(q);
+	}
+	free(job);
+}
+
+static void
+ptr_on_forward(void *arg, const struct dns_answer *ans)
+{
+	struct ptr_job *job = arg;
+	struct policy_query *q = job->q;
+	size_t alen = job->family == AF_INET ? 4 : 16;
+	struct kv kv[] = { KV("client", q->txn->client), KV("ptr", job->ptr) };
+
+	job->dq = NULL;
+	if (ans->status == DNS_TEMPFAIL) {
+		ptr_tempfail(job);
+		return;
+	}
+	for (size_t i = 0; ans->status == DNS_OK && i < ans->n; i++) {
+		if (ans->rr[i].family == job->family && memcmp(ans->rr[i].addr, job->addr, alen) == 0) {
+			policy_answer_continue(q);
+			free(job);
+			return;
+		}
+	}
+	cc_apply(q, "client_ptr", cc_action_of(q->txn->cfg->client_checks_client_ptr_mismatch),
+		 COND_POLICY_RDNS_MISMATCH, job->ptr, kv, ARRAY_LEN(kv));
+	free(job);
+}
+
+static void
+ptr_on_ptr(void *arg, const struct dns_answer *ans)
+{
+	struct ptr_job *job = arg;
+	struct policy_query *q = job->q;
+	const struct policy_txn *t = q->txn;
+
+	job->dq = NULL;
+	if (ans->status == DNS_TEMPFAIL) {
+		ptr_tempfail(job);
+		return;
+	}
+	for (size_t i = 0; ans->status == DNS_OK && i < ans->n; i++) {
+		if (ans->rr[i].name != NULL && ans->rr[i].name[0] != '\0' &&
+		    strlen(ans->rr[i].name) < sizeof(job->ptr)) {
+			snprintf(job->ptr, sizeof(job->ptr), "%s", ans->rr[i].name);
+			break;
+		}
+	}
+	if (job->ptr[0] == '\0') {
+		struct kv kv[] = { KV("client", t->client) };
+
+		cc_apply(q, "client_ptr", cc_action_of(t->cfg->client_checks_client_ptr_missing),
+			 COND_POLICY_RDNS_MISSING, t->client, kv, ARRAY_LEN(kv));
+		free(job);
+		return;
+	}
+	if (strcmp(t->cfg->client_checks_client_ptr_mismatch, "off") == 0) {
+		policy_answer_continue(q);
+		free(job);
+		return;
+	}
+	snprintf(job->query, sizeof(job->query), "%s", job->ptr);
+	job->dq = dns_query(t->dns, job->ptr, job->family == AF_INET ? DNS_T_A : DNS_T_AAAA,
+			    ptr_on_forward, job);
+}
+
+static void
+ptr_ask(struct policy_query *q)
+{
+	const struct policy_txn *t = q->txn;
+	const struct sockaddr_storage *peer = t->peer;
+	struct ptr_job *job;
+
+	if (cc_skip(t) || t->dns == NULL || peer == NULL ||
+	    (peer->ss_family != AF_INET && peer->ss_family != AF_INET6) ||
+	    (strcmp(t->cfg->client_checks_client_ptr_missing, "off") == 0 &&
+	     strcmp(t->cfg->client_checks_client_ptr_mismatch, "off") == 0)) {
+		policy_answer_continue(q);
+		return;
+	}
+	job = xcalloc(1, sizeof(*job));
+	job->q = q;
+	if (peer->ss_family == AF_INET) {
+		job->family = AF_INET;
+		memcpy(job->addr, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, 4);
+	} else {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr;
+
+		job->family = AF_INET6;
+		memcpy(job->addr, a6, 16);
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			job->family = AF_INET;
+			memmove(job->addr, &a6->s6_addr[12], 4);
+		}
+	}
+	if (dns_reverse_name(job->family, job->addr, job->query, sizeof(job->query)) < 0) {
+		free(job);
+		policy_answer_continue(q);
+		return;
+	}
+	q->check_data = job;
+	job->dq = dns_query(t->dns, job->query, DNS_T_PTR, ptr_on_ptr, job);
+}
+
+static void
+ptr_cancel(struct policy_query *q)
+{
+	struct ptr_job *job = q->check_data;
+
+	if (job == NULL)
+		return;
+	if (job->dq != NULL)
+		dns_cancel(job->dq);
+	free(job);
+	q->check_data = NULL;
+}
+
+const struct policy_check policy_check_client_ptr = {
+	.name = "client_ptr",
+	.ask = { [POLICY_STAGE_HELO] = ptr_ask, [POLICY_STAGE_MAIL] = ptr_ask },
+	.cancel = ptr_cancel,
 	.fail_open = 0,
 };

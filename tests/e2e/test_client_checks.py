@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from dnszone import DnsServer, FailingDnsServer, a, aaaa, mx
+from dnszone import DnsServer, FailingDnsServer, a, aaaa, mx, ptr
 
 SRC = "127.0.0.2"
 
@@ -24,7 +24,13 @@ def zones():
         "good.test": [mx("@", 10, "mx.good.test"), a("mx", "192.0.2.1"),
                       aaaa("v6only", "2001:db8::1"),
                       mx("nullmx", 0, "."),
-                      a("nomail", "192.0.2.3")],
+                      a("nomail", "192.0.2.3"),
+                      a("host2", "127.0.0.2"), a("liar", "192.0.2.7")],
+        # 127.0.0.2: forward-confirmed; 127.0.0.3: PTR to a name that does
+        # not point back; 127.0.0.4: no PTR; 127.0.0.5: PTR to a missing name
+        "127.in-addr.arpa": [ptr("127.0.0.2", "host2.good.test"),
+                             ptr("127.0.0.3", "liar.good.test"),
+                             ptr("127.0.0.5", "gone.good.test")],
     }
 
 
@@ -151,3 +157,55 @@ def test_sender_domain_dns_failure_with_tag_continues(make_server, tmp_path):
         srv = serve(make_server, bad.servers, {"sender_domain_unknown": "tag"})
         assert mail(srv, "x@broken.test").code == 250
 
+
+
+def test_client_ptr_fcrdns_passes(make_server, dns):
+    srv = serve(make_server, dns.servers, mail="client_ptr")
+    assert mail(srv, "x@good.test", source="127.0.0.2").code == 250
+
+
+def test_client_ptr_missing_rejected(make_server, dns):
+    srv = serve(make_server, dns.servers, mail="client_ptr")
+    mark = srv.mark()
+    r = mail(srv, "x@good.test", source="127.0.0.4")
+    assert_refused(r, 550, "5.7.25", "POLICY-RDNS-MISSING")
+    assert srv.wait_event("POLICY-RDNS-MISSING", after=mark)[0]["client"] == "127.0.0.4"
+
+
+@pytest.mark.parametrize("source,name", [("127.0.0.3", "liar.good.test"),
+                                         ("127.0.0.5", "gone.good.test")])
+def test_client_ptr_mismatch_rejected(make_server, dns, source, name):
+    srv = serve(make_server, dns.servers, mail="client_ptr")
+    mark = srv.mark()
+    r = mail(srv, "x@good.test", source=source)
+    assert_refused(r, 550, "5.7.25", "POLICY-RDNS-MISMATCH")
+    assert srv.wait_event("POLICY-RDNS-MISMATCH", after=mark)[0]["ptr"] == name
+
+
+def test_client_ptr_at_helo_and_trusted_skip(make_server, dns):
+    srv = serve(make_server, dns.servers, helo="client_ptr", mail="")
+    assert_refused(ehlo(srv, "client.good.test", source="127.0.0.4"), 550, "5.7.25",
+                   "POLICY-RDNS-MISSING")
+    assert ehlo(srv, "client.good.test", source="127.0.0.1").code == 250
+
+
+def test_client_ptr_tag_header(make_server, dns):
+    srv = serve(make_server, dns.servers, {"client_ptr_missing": "tag"}, mail="client_ptr")
+    with srv.smtp(source="127.0.0.4") as s:
+        assert s.ehlo("client.good.test")[0] == 250
+        assert s.mail("x@good.test")[0] == 250
+        assert s.rcpt("alice@example.test")[0] == 250
+        assert s.data(b"Subject: t\r\n\r\nbody\r\n")[0] == 250
+    body = srv.wait_mail("alice")[0].read_bytes()
+    assert re.search(rb"X-Postern-Policy: client_ptr=POLICY-RDNS-MISSING; item=127.0.0.4\r?\n",
+                     body), body[:600]
+
+
+def test_client_ptr_dns_failure_tempfails(make_server, tmp_path):
+    with FailingDnsServer(tmp_path, rules={"in-addr.arpa": "drop"}) as bad:
+        srv = serve(make_server, bad.servers, mail="client_ptr")
+        mark = srv.mark()
+        r = mail(srv, "x@good.test", source="127.0.0.4")
+        assert_refused(r, 451, "4.4.3", "POLICY-RDNS-TEMPFAIL")
+        ev = srv.wait_event("POLICY-RDNS-TEMPFAIL", after=mark)[0]
+        assert ev["query"] == "4.0.0.127.in-addr.arpa", ev
