@@ -6,6 +6,7 @@ test_client_checks.py - the client checks of issue 9 point 5: "helo"
 (127.0.0.1 is in server.trusted_networks and skips the checks).
 """
 
+import base64
 import re
 
 import pytest
@@ -40,9 +41,11 @@ def dns(tmp_path):
         yield d
 
 
-def serve(make_server, servers, checks=None, helo="access, helo", mail="helo, sender_domain"):
+def serve(make_server, servers, checks=None, helo="access, helo", mail="helo, sender_domain",
+          extra=None):
     conf = {"dns": {"servers": servers, "timeout": "1", "attempts": "1"},
             "policy": {"helo": helo, "mail": mail}}
+    conf.update(extra or {})
     if checks:
         conf["client_checks"] = checks
     return make_server(conf=conf)
@@ -212,3 +215,18 @@ def test_client_ptr_dns_failure_tempfails(make_server, tmp_path):
         assert_refused(r, 451, "4.4.3", "POLICY-RDNS-TEMPFAIL")
         ev = srv.wait_event("POLICY-RDNS-TEMPFAIL", after=mark)[0]
         assert ev["query"] == "4.0.0.127.in-addr.arpa", ev
+
+
+def test_authenticated_client_skips(make_server, dns):
+    # 127.0.0.4 has no PTR, "shortname" no dot, the sender's domain does
+    # not exist: refused without AUTH, passed after it
+    srv = serve(make_server, dns.servers, helo="access",
+                mail="helo, client_ptr, sender_domain",
+                extra={"auth": {"fail_delay": "0", "plaintext_on_loopback": "yes"}})
+    plain = base64.b64encode(b"\0alice@example.test\0alice-pw").decode()
+    for authenticate, code in ((False, 550), (True, 250)):
+        with srv.raw(source="127.0.0.4") as c:
+            assert c.cmd("EHLO shortname").code == 250
+            if authenticate:
+                assert c.cmd("AUTH PLAIN " + plain).code == 235
+            assert c.cmd("MAIL FROM:<x@nonexistent.good.test>").code == code
