@@ -6,7 +6,9 @@
  *
  * helo (at HELO, and at MAIL where a tag can reach the message): a HELO
  * name without a dot (address literals pass), or one that claims to be
- * this server (server.hostname or a local domain). The syntax itself is
+ * this server (server.hostname or a local domain), or (helo_ip_mismatch,
+ * off by default: RFC 5321 4.1.4) one whose A/AAAA do not include the
+ * client's address (a failed lookup passes). The syntax itself is
  * the session's (SMTP-HELO-INVALID, 501 5.5.2) before any check.
  * sender_domain (at MAIL): MX, A and AAAA of the sender's domain asked in
  * parallel on the session loop's resolver; a null MX (RFC 7505), or no
@@ -99,6 +101,8 @@ cc_apply(struct policy_query *q, const char *check, enum cc_action a, enum cond_
 
 /* ---- helo -------------------------------------------------------------- */
 
+static void helo_ip_start(struct policy_query *q);
+
 static void
 helo_ask(struct policy_query *q)
 {
@@ -126,13 +130,8 @@ helo_ask(struct policy_query *q)
 			 COND_POLICY_HELO_FORGED, h, kv, ARRAY_LEN(kv));
 		return;
 	}
-	policy_answer_continue(q);
+	helo_ip_start(q);
 }
-
-const struct policy_check policy_check_helo = {
-	.name = "helo",
-	.ask = { [POLICY_STAGE_HELO] = helo_ask, [POLICY_STAGE_MAIL] = helo_ask },
-};
 
 /* ---- sender_domain ----------------------------------------------------- */
 
@@ -265,6 +264,42 @@ struct ptr_job {
 	char query[DNS_NAME_MAX + 2];
 };
 
+/* A job for q with the client's address (v4-mapped IPv6 as IPv4); peer
+ * is AF_INET or AF_INET6. */
+static struct ptr_job *
+ptr_job_new(struct policy_query *q, const struct sockaddr_storage *peer)
+{
+	struct ptr_job *job = xcalloc(1, sizeof(*job));
+
+	job->q = q;
+	if (peer->ss_family == AF_INET) {
+		job->family = AF_INET;
+		memcpy(job->addr, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, 4);
+	} else {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr;
+
+		job->family = AF_INET6;
+		memcpy(job->addr, a6, 16);
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {
+			job->family = AF_INET;
+			memmove(job->addr, &a6->s6_addr[12], 4);
+		}
+	}
+	return job;
+}
+
+/* 1 if ans holds the job's client address. */
+static int
+ptr_job_matches(const struct ptr_job *job, const struct dns_answer *ans)
+{
+	size_t alen = job->family == AF_INET ? 4 : 16;
+
+	for (size_t i = 0; ans->status == DNS_OK && i < ans->n; i++)
+		if (ans->rr[i].family == job->family && memcmp(ans->rr[i].addr, job->addr, alen) == 0)
+			return 1;
+	return 0;
+}
+
 /* Answers the job's query for a DNS failure on name, then frees job. */
 static void
 ptr_tempfail(struct ptr_job *job)
@@ -289,7 +324,6 @@ ptr_on_forward(void *arg, const struct dns_answer *ans)
 {
 	struct ptr_job *job = arg;
 	struct policy_query *q = job->q;
-	size_t alen = job->family == AF_INET ? 4 : 16;
 	struct kv kv[] = { KV("client", q->txn->client), KV("ptr", job->ptr) };
 
 	job->dq = NULL;
@@ -297,12 +331,10 @@ ptr_on_forward(void *arg, const struct dns_answer *ans)
 		ptr_tempfail(job);
 		return;
 	}
-	for (size_t i = 0; ans->status == DNS_OK && i < ans->n; i++) {
-		if (ans->rr[i].family == job->family && memcmp(ans->rr[i].addr, job->addr, alen) == 0) {
-			policy_answer_continue(q);
-			free(job);
-			return;
-		}
+	if (ptr_job_matches(job, ans)) {
+		policy_answer_continue(q);
+		free(job);
+		return;
 	}
 	cc_apply(q, "client_ptr", cc_action_of(q->txn->cfg->client_checks_client_ptr_mismatch),
 		 COND_POLICY_RDNS_MISMATCH, job->ptr, kv, ARRAY_LEN(kv));
@@ -360,21 +392,7 @@ ptr_ask(struct policy_query *q)
 		policy_answer_continue(q);
 		return;
 	}
-	job = xcalloc(1, sizeof(*job));
-	job->q = q;
-	if (peer->ss_family == AF_INET) {
-		job->family = AF_INET;
-		memcpy(job->addr, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, 4);
-	} else {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr;
-
-		job->family = AF_INET6;
-		memcpy(job->addr, a6, 16);
-		if (IN6_IS_ADDR_V4MAPPED(a6)) {
-			job->family = AF_INET;
-			memmove(job->addr, &a6->s6_addr[12], 4);
-		}
-	}
+	job = ptr_job_new(q, peer);
 	if (dns_reverse_name(job->family, job->addr, job->query, sizeof(job->query)) < 0) {
 		free(job);
 		policy_answer_continue(q);
@@ -402,4 +420,50 @@ const struct policy_check policy_check_client_ptr = {
 	.ask = { [POLICY_STAGE_HELO] = ptr_ask, [POLICY_STAGE_MAIL] = ptr_ask },
 	.cancel = ptr_cancel,
 	.fail_open = 0,
+};
+
+/* ---- helo: does the name resolve to the client ------------------------- */
+
+static void
+helo_on_forward(void *arg, const struct dns_answer *ans)
+{
+	struct ptr_job *job = arg;
+	struct policy_query *q = job->q;
+	struct kv kv[] = { KV("client", q->txn->client), KV("helo", job->ptr) };
+
+	job->dq = NULL;
+	/* a failed lookup proves nothing: RFC 5321 4.1.4 */
+	if (ans->status == DNS_TEMPFAIL || ptr_job_matches(job, ans))
+		policy_answer_continue(q);
+	else
+		cc_apply(q, "helo", cc_action_of(q->txn->cfg->client_checks_helo_ip_mismatch),
+			 COND_POLICY_HELO_IP_MISMATCH, job->ptr, kv, ARRAY_LEN(kv));
+	free(job);
+}
+
+static void
+helo_ip_start(struct policy_query *q)
+{
+	const struct policy_txn *t = q->txn;
+	const struct sockaddr_storage *peer = t->peer;
+	struct ptr_job *job;
+
+	if (strcmp(t->cfg->client_checks_helo_ip_mismatch, "off") == 0 || t->dns == NULL ||
+	    peer == NULL || (peer->ss_family != AF_INET && peer->ss_family != AF_INET6) ||
+	    strlen(t->helo) >= sizeof(job->ptr)) {
+		policy_answer_continue(q);
+		return;
+	}
+	job = ptr_job_new(q, peer);
+	snprintf(job->ptr, sizeof(job->ptr), "%s", t->helo);
+	q->check_data = job;
+	job->dq = dns_query(t->dns, job->ptr, job->family == AF_INET ? DNS_T_A : DNS_T_AAAA,
+			    helo_on_forward, job);
+}
+
+const struct policy_check policy_check_helo = {
+	.name = "helo",
+	.ask = { [POLICY_STAGE_HELO] = helo_ask, [POLICY_STAGE_MAIL] = helo_ask },
+	.cancel = ptr_cancel,
+	.fail_open = 1,
 };

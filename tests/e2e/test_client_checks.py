@@ -230,3 +230,21 @@ def test_authenticated_client_skips(make_server, dns):
             if authenticate:
                 assert c.cmd("AUTH PLAIN " + plain).code == 235
             assert c.cmd("MAIL FROM:<x@nonexistent.good.test>").code == code
+
+
+def test_helo_ip_mismatch_off_by_default_rejected_when_asked(make_server, dns):
+    srv = serve(make_server, dns.servers)
+    assert ehlo(srv, "liar.good.test").code == 250     # RFC 5321 4.1.4: off
+    srv = serve(make_server, dns.servers, {"helo_ip_mismatch": "reject"})
+    assert ehlo(srv, "host2.good.test").code == 250    # A 127.0.0.2
+    for name in ("liar.good.test", "missing.good.test"):
+        ev = refused_event(srv, lambda: ehlo(srv, name), 550, "5.7.1",
+                           "POLICY-HELO-IP-MISMATCH")
+        assert ev["helo"] == name, ev
+
+
+def test_helo_ip_lookup_failure_passes(make_server, tmp_path):
+    with FailingDnsServer(tmp_path, rules={"broken.test": "servfail"}) as bad:
+        srv = serve(make_server, bad.servers, {"helo_ip_mismatch": "reject"})
+        assert ehlo(srv, "mx.broken.test").code == 250
+        assert bad.queries("mx.broken.test") >= 1       # it was asked, and failed
