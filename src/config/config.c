@@ -66,6 +66,10 @@ check_str(const struct opt_desc *o, const char *v)
 	} else if (strcmp(o->name, "local.plus_separator") == 0) {
 		if (strlen(v) != 1 || strchr("+-_=.", v[0]) == NULL)
 			return "is not one of + - _ = .";
+	} else if (strncmp(o->name, "client_checks.", 14) == 0) {
+		if (strcmp(v, "reject") != 0 && strcmp(v, "tempfail") != 0 &&
+		    strcmp(v, "tag") != 0 && strcmp(v, "off") != 0)
+			return "is not one of reject, tempfail, tag, off";
 	} else if (strncmp(o->name, "outbound.", 9) == 0) {
 		return config_check_outbound(o->key, v);
 	}

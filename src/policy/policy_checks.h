@@ -24,6 +24,9 @@ extern const struct policy_check policy_check_content;		/* policy_content.c */
 extern const struct policy_check policy_check_dnsbl;		/* policy_dnsl.c */
 extern const struct policy_check policy_check_dnswl;		/* policy_dnsl.c */
 extern const struct policy_check policy_check_access;		/* policy_access.c */
+extern const struct policy_check policy_check_helo;		/* policy_client_checks.c */
+extern const struct policy_check policy_check_sender_domain;	/* policy_client_checks.c */
+extern const struct policy_check policy_check_client_ptr;	/* policy_client_checks.c */
 
 struct access_map;
 /* The access map of cfg's generation (policy_config.c); NULL: none. */

@@ -20,6 +20,9 @@ const struct policy_check *const policy_registry[] = {
 	&policy_check_dnsbl,
 	&policy_check_dnswl,
 	&policy_check_spf,
+	&policy_check_helo,
+	&policy_check_sender_domain,
+	&policy_check_client_ptr,
 };
 
 const size_t policy_registry_len = ARRAY_LEN(policy_registry);
