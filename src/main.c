@@ -181,7 +181,7 @@ cmd_explain(int argc, char **argv)
 		fprintf(stderr, "postern: no catalog entry %s (postern catalog lists them)\n", argv[2]);
 		return 1;
 	}
-	catalog_explain(stdout, id);
+	catalog_explain(stdout, id, config_option_known);
 	return 0;
 }
 

@@ -249,8 +249,68 @@ numeric_key(const char *key, size_t n)
 	return 0;
 }
 
+#define GOVERNED_MAX 8	/* options named in one "Governed by" line */
+
+static int
+option_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_';
+}
+
+/* Finds the section.key words of text that is_option knows, in order,
+ * each once; returns how many (at most GOVERNED_MAX). */
+size_t
+catalog_options_named(const char *text, catalog_option_fn is_option,
+		      const char *names[GOVERNED_MAX], size_t lens[GOVERNED_MAX])
+{
+	size_t n = 0;
+
+	for (const char *p = text; *p != '\0' && n < GOVERNED_MAX;) {
+		const char *start = p, *dot = NULL;
+
+		if (!option_char(*p) || (p > text && (option_char(p[-1]) || p[-1] == '.' ||
+						       p[-1] == '/' || p[-1] == '-' ||
+						       (p[-1] >= 'A' && p[-1] <= 'Z')))) {
+			p++;
+			continue;
+		}
+		while (option_char(*p) || (*p == '.' && dot == NULL && option_char(p[1]))) {
+			if (*p == '.')
+				dot = p;
+			p++;
+		}
+		size_t len = (size_t)(p - start);
+		int dup = 0;
+
+		if (dot == NULL || !is_option(start, len))
+			continue;
+		for (size_t i = 0; i < n; i++)
+			dup |= lens[i] == len && memcmp(names[i], start, len) == 0;
+		if (!dup) {
+			names[n] = start;
+			lens[n++] = len;
+		}
+	}
+	return n;
+}
+
 static void
-explain_one(FILE *out, const struct cond *c, const char *heading)
+explain_governed(FILE *out, const struct cond *c, catalog_option_fn is_option)
+{
+	const char *names[GOVERNED_MAX];
+	size_t lens[GOVERNED_MAX];
+	size_t n = catalog_options_named(c->action, is_option, names, lens);
+
+	if (n == 0)
+		return;
+	fprintf(out, "- Governed by:");
+	for (size_t i = 0; i < n; i++)
+		fprintf(out, "%s `%.*s`", i ? "," : "", (int)lens[i], names[i]);
+	fprintf(out, "\n");
+}
+
+static void
+explain_one(FILE *out, const struct cond *c, const char *heading, catalog_option_fn is_option)
 {
 	fprintf(out, "%s %s\n\n", heading, c->id);
 	fprintf(out, "- Severity: %s\n", log_sev_name(c->sev));
@@ -269,6 +329,8 @@ explain_one(FILE *out, const struct cond *c, const char *heading)
 	}
 	fprintf(out, "- Log: `event=%s` `msg=\"%s\"`\n", c->id, c->logtext);
 	fprintf(out, "- Log keys: %s\n", c->params[0] ? c->params : "(common keys only)");
+	if (is_option != NULL)
+		explain_governed(out, c, is_option);
 	fprintf(out, "\n%s\n\n", c->description);
 	fprintf(out, "What to do: %s\n", c->action);
 	if (c->untested[0] != '\0')
@@ -277,9 +339,9 @@ explain_one(FILE *out, const struct cond *c, const char *heading)
 }
 
 void
-catalog_explain(FILE *out, enum cond_id id)
+catalog_explain(FILE *out, enum cond_id id, catalog_option_fn is_option)
 {
-	explain_one(out, catalog_get(id), "#");
+	explain_one(out, catalog_get(id), "#", is_option);
 }
 
 void
@@ -304,7 +366,7 @@ catalog_markdown(FILE *out)
 	}
 	fprintf(out, "\n");
 	for (size_t i = 0; i < COND__COUNT; i++)
-		explain_one(out, &conds[i], "##");
+		explain_one(out, &conds[i], "##", NULL);
 }
 
 /* ---- self-check --------------------------------------------------------- */

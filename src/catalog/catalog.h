@@ -66,9 +66,18 @@ void catalog_log_refusal(enum cond_id id, const struct log_ctx *ctx, const struc
 /* NET-TRACE for one protocol line (dir "in" or "out"), at debug. */
 void catalog_trace(const struct log_ctx *ctx, const char *dir, const void *line, size_t len);
 
-/* Markdown of one entry / the whole catalog (docs/events.md). */
-void catalog_explain(FILE *out, enum cond_id id);
+/* 1 if name (len octets) is a configuration option ("section.key"). */
+typedef int (*catalog_option_fn)(const char *name, size_t len);
+
+/* Markdown of one entry / the whole catalog (docs/events.md). With
+ * is_option, the entry also says "Governed by:" the options its
+ * operator action names (the section.key words is_option knows). */
+void catalog_explain(FILE *out, enum cond_id id, catalog_option_fn is_option);
 void catalog_markdown(FILE *out);
+/* The section.key words of text that is_option knows, in order, each
+ * once (names point into text); returns how many, at most 8. */
+size_t catalog_options_named(const char *text, catalog_option_fn is_option,
+			     const char *names[8], size_t lens[8]);
 
 /* Checks the table's invariants; returns the number of problems and
  * prints each to err. */

@@ -241,6 +241,15 @@ opt_find(const char *section, size_t slen, const char *key, size_t klen)
 	return NULL;
 }
 
+int
+config_option_known(const char *name, size_t len)
+{
+	const char *dot = memchr(name, '.', len);
+
+	return dot != NULL &&
+	       opt_find(name, (size_t)(dot - name), dot + 1, len - (size_t)(dot - name) - 1) != NULL;
+}
+
 static int
 section_known(const char *s, size_t n)
 {

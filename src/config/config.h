@@ -284,6 +284,8 @@ struct config *config_load_with(const char *path, const char *const *overrides,
 				config_attach_fn attach) WARN_UNUSED;
 
 struct config *config_ref(struct config *cfg);
+/* 1 if name (len octets, "section.key") is an option of options.def. */
+int config_option_known(const char *name, size_t len);
 void config_unref(struct config **cfgp);
 
 /* 1 if domain (ASCII case-insensitive, no trailing dot) is in

@@ -32,6 +32,7 @@
 #define LOG_LINE_MAX 8192
 #define LOG_VALUE_MAX 256
 #define LOG_REPLY_MAX 512
+#define LOG_CHECKS_MAX 2048	/* SESSION-MESSAGE checks=: up to 32 checks */
 #define LOG_QUEUE_LINES 8192	/* default; log.queue_lines */
 
 #define LOG_QUEUE_BYTES (8u << 20)
@@ -305,7 +306,8 @@ int
 log_format_value(struct buf *out, const struct kv *kv)
 {
 	size_t maxlen = strcmp(kv->key, "reply") == 0 || strcmp(kv->key, "last_reject") == 0
-			? LOG_REPLY_MAX : LOG_VALUE_MAX;
+			? LOG_REPLY_MAX
+			: strcmp(kv->key, "checks") == 0 ? LOG_CHECKS_MAX : LOG_VALUE_MAX;
 	size_t before = out->len;
 	int r;
 

@@ -125,6 +125,21 @@ struct policy_content {
 	char msgid[256];	/* Message-ID, "" if none */
 };
 
+/* One check asked at one stage, as the message summary line shows it
+ * (SESSION-MESSAGE checks=). At most POLICY_TRACE_MAX per transaction;
+ * later ones are only counted. */
+#define POLICY_TRACE_MAX 32
+#define POLICY_TRACE_TEXT_MAX 2048	/* the formatted list, NUL included */
+
+struct policy_trace {
+	const char *check;	/* static: the check's name */
+	uint32_t ms;		/* from asking to the answer, loop time */
+	int score;		/* points it added */
+	uint8_t stage;		/* enum policy_stage */
+	uint8_t action;		/* enum policy_action */
+	uint8_t tagged;		/* it added a header field */
+};
+
 /* The transaction as checks see it. The session owns it and fills it
  * before each stage; checks read it and fill its output slots (the
  * recipient's expansion and route); the chain adds up scores and tags. */
@@ -174,6 +189,9 @@ struct policy_txn {
 	int dnsbl_counted;
 	/* added up by the chain */
 	int score;
+	struct policy_trace trace[POLICY_TRACE_MAX];	/* checks asked, in order */
+	size_t ntrace;
+	unsigned trace_dropped;		/* asked past POLICY_TRACE_MAX */
 	struct buf headers;	/* tags: "Name: value\r\n", at most POLICY_HEADERS_MAX */
 };
 
@@ -190,6 +208,14 @@ void policy_path_set(struct policy_path *p, const char *mailbox, size_t mailbox_
 void policy_path_clear(struct policy_path *p);
 /* Clears the RCPT output slots before the next RCPT. */
 void policy_txn_rcpt_reset(struct policy_txn *txn);
+/* Records one check's answer (the chain calls it for every answer). */
+void policy_txn_trace_add(struct policy_txn *txn, enum policy_stage stage, const char *check,
+			  enum policy_action action, uint64_t ms, int score, int tagged);
+/* The recorded answers as "stage:check=verdict[+tag][+scoreN]/Nms,...",
+ * stages connect, helo, mail, rcpt, data, eod, then ",dropped:N" when
+ * some were not recorded or did not fit; always NUL-ended within size.
+ * Returns the length. */
+size_t policy_txn_trace_format(const struct policy_txn *txn, char *out, size_t size);
 /* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
 void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,
 			  const char *mailbox);
@@ -289,6 +315,7 @@ struct policy_run {
 	struct loop *loop;
 	enum policy_stage stage;
 	size_t next;		/* index of the check being asked */
+	uint64_t asked_ms;	/* loop time it was asked at */
 	int running;
 	int asking;		/* inside a check's entry point */
 	int answered;		/* the current query was answered in it */

@@ -336,6 +336,8 @@ run_take(struct policy_run *run, const struct policy_verdict *v)
 		 * verdict itself still counts */
 	}
 	txn->score += v->score;
+	policy_txn_trace_add(txn, run->stage, c->name, v->action,
+			     loop_clock_ms() - run->asked_ms, v->score, v->header != 0);
 	if (v->action != POLICY_CONTINUE) {
 		run_finish(run, v->action, v, c->name);
 		return 1;
@@ -394,6 +396,7 @@ run_step(struct policy_run *run)
 		run->query.pending = 1;
 		run->query.check_data = NULL;
 		run->answered = 0;
+		run->asked_ms = loop_clock_ms();
 		run->asking = 1;
 		c->ask[run->stage](&run->query);
 		run->asking = 0;

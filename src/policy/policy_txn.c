@@ -7,6 +7,9 @@
  */
 #include "policy.h"
 
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,10 +86,73 @@ policy_txn_reset(struct policy_txn *txn)
 	txn->nrcpt_ok = 0;
 	memset(&txn->content, 0, sizeof(txn->content));
 	txn->score = 0;
+	txn->ntrace = 0;
+	txn->trace_dropped = 0;
 	txn->dnsbl_counted = 0;
 	if (txn->access_ok == 2)
 		txn->access_ok = 0;
 	buf_reset(&txn->headers);
+}
+
+void
+policy_txn_trace_add(struct policy_txn *txn, enum policy_stage stage, const char *check,
+		     enum policy_action action, uint64_t ms, int score, int tagged)
+{
+	struct policy_trace *t;
+
+	if (txn->ntrace >= POLICY_TRACE_MAX) {
+		if (txn->trace_dropped < UINT_MAX)
+			txn->trace_dropped++;
+		return;
+	}
+	t = &txn->trace[txn->ntrace++];
+	t->check = check;
+	t->ms = ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
+	t->score = score;
+	t->stage = (uint8_t)stage;
+	t->action = (uint8_t)action;
+	t->tagged = tagged != 0;
+}
+
+static const char *const trace_stages[POLICY_STAGE__COUNT] = {
+	"connect", "helo", "mail", "rcpt", "data", "eod",
+};
+
+size_t
+policy_txn_trace_format(const struct policy_txn *txn, char *out, size_t size)
+{
+	size_t len = 0;
+	unsigned dropped = txn->trace_dropped;
+
+	if (size == 0)
+		return 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < txn->ntrace; i++) {
+		const struct policy_trace *t = &txn->trace[i];
+		char one[160], score[24] = "";
+		int n;
+
+		if (t->score != 0 && snprintf(score, sizeof(score), "+score%d", t->score) < 0)
+			score[0] = '\0';
+		n = snprintf(one, sizeof(one), "%s%s:%s=%s%s%s/%" PRIu32 "ms", len ? "," : "",
+			     t->stage < POLICY_STAGE__COUNT ? trace_stages[t->stage] : "?",
+			     t->check ? t->check : "?", policy_action_name(t->action),
+			     t->tagged ? "+tag" : "", score, t->ms);
+		/* keep room for ",dropped:4294967295" */
+		if (n < 0 || (size_t)n >= sizeof(one) || len + (size_t)n + 20 >= size) {
+			dropped += (unsigned)(txn->ntrace - i);
+			break;
+		}
+		memcpy(out + len, one, (size_t)n + 1);
+		len += (size_t)n;
+	}
+	if (dropped > 0) {
+		int n = snprintf(out + len, size - len, "%sdropped:%u", len ? "," : "", dropped);
+
+		if (n > 0)
+			len += (size_t)n < size - len ? (size_t)n : size - len - 1;
+	}
+	return len;
 }
 
 void

@@ -218,7 +218,9 @@ smtp_txn_summary(struct smtp_session *s, const char *verdict, enum cond_id cause
 	struct log_ctx ctx;
 	struct txn *t = &s->txn;
 	const char *from = t->msg ? t->msg->from : "";
+	char checks[POLICY_TRACE_TEXT_MAX];
 
+	(void)policy_txn_trace_format(&s->ptxn, checks, sizeof(checks));
 	smtp_session_log_ctx(s, &ctx);
 	struct kv kv[] = {
 		KVA("from", from, strlen(from)),
@@ -231,6 +233,7 @@ smtp_txn_summary(struct smtp_session *s, const char *verdict, enum cond_id cause
 		KV("cause", catalog_get(cause)->id),
 		KV("reply", s->last_reply),
 		KVU("elapsed_ms", loop_clock_ms() - t->started_ms),
+		KV("checks", checks[0] ? checks : NULL),
 	};
 	catalog_log(COND_SESSION_MESSAGE, &ctx, kv, ARRAY_LEN(kv));
 }
@@ -310,16 +313,25 @@ static const char *const mail_bodies[] = { NULL, "7BIT", "8BITMIME" };
 static const char *const mail_rets[] = { NULL, "FULL", "HDRS" };
 
 /* SESSION-MAIL with the MAIL's facts (from, size, body, smtputf8, ret,
- * envid) in kv[0..5]. */
+ * envid) in kv[0..5]; check names the check that refused it, or NULL. */
 static void
-mail_summary_log(struct smtp_session *s, struct kv kv[8], enum cond_id cause)
+mail_summary_log(struct smtp_session *s, struct kv kv[9], enum cond_id cause,
+		 const char *check)
 {
 	struct log_ctx ctx;
 
 	smtp_session_log_ctx(s, &ctx);
 	kv[6] = KV("cause", catalog_get(cause)->id);
 	kv[7] = KV("reply", s->last_reply);
-	catalog_log(COND_SESSION_MAIL, &ctx, kv, 8);
+	kv[8] = KV("check", check);
+	catalog_log(COND_SESSION_MAIL, &ctx, kv, 9);
+}
+
+/* The check whose verdict refused the command just judged, or NULL. */
+static const char *
+refusing_check(const struct smtp_session *s)
+{
+	return smtp_run_refused(s) ? s->run.decided_by : NULL;
 }
 
 /* SESSION-MAIL for the MAIL the checks judged (the transaction's copies). */
@@ -328,7 +340,7 @@ mail_summary(struct smtp_session *s, enum cond_id cause)
 {
 	const struct policy_txn *t = &s->ptxn;
 	const char *from = t->sender.mailbox != NULL ? t->sender.mailbox : "";
-	struct kv kv[8] = {
+	struct kv kv[9] = {
 		KVA("from", from, strlen(from)),
 		t->has_size ? KVU("size", t->size) : KV("size", NULL),
 		KV("body", mail_bodies[s->pend.body]),
@@ -337,14 +349,14 @@ mail_summary(struct smtp_session *s, enum cond_id cause)
 		KV("envid", s->pend.envid),
 	};
 
-	mail_summary_log(s, kv, cause);
+	mail_summary_log(s, kv, cause, refusing_check(s));
 }
 
 /* SESSION-MAIL for a MAIL refused before the checks (as parsed). */
 void
 smtp_mail_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
 {
-	struct kv kv[8] = {
+	struct kv kv[9] = {
 		KVA("from", cmd->path.mailbox.p, cmd->path.mailbox.len),
 		cmd->has_size ? KVU("size", cmd->size) : KV("size", NULL),
 		KV("body", mail_bodies[cmd->body]),
@@ -353,7 +365,7 @@ smtp_mail_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum c
 		cmd->envid.len ? KVM("envid", cmd->envid.p, cmd->envid.len) : KV("envid", NULL),
 	};
 
-	mail_summary_log(s, kv, cause);
+	mail_summary_log(s, kv, cause, NULL);
 }
 
 
@@ -415,9 +427,11 @@ mail_decided(struct smtp_session *s)
 	mail_summary(s, COND_SMTP_MAIL_OK);
 }
 
-/* SESSION-RCPT with the RCPT's facts (rcpt, notify, orcpt) in kv[0..2]. */
+/* SESSION-RCPT with the RCPT's facts (rcpt, notify, orcpt) in kv[0..2];
+ * check names the check that refused it, or NULL. */
 static void
-rcpt_summary_log(struct smtp_session *s, struct kv kv[5], unsigned nt, enum cond_id cause)
+rcpt_summary_log(struct smtp_session *s, struct kv kv[6], unsigned nt, enum cond_id cause,
+		 const char *check)
 {
 	struct log_ctx ctx;
 	char notify[40] = "";
@@ -434,7 +448,8 @@ rcpt_summary_log(struct smtp_session *s, struct kv kv[5], unsigned nt, enum cond
 	kv[1] = KV("notify", notify[0] ? notify : NULL);
 	kv[3] = KV("cause", catalog_get(cause)->id);
 	kv[4] = KV("reply", s->last_reply);
-	catalog_log(COND_SESSION_RCPT, &ctx, kv, 5);
+	kv[5] = KV("check", check);
+	catalog_log(COND_SESSION_RCPT, &ctx, kv, 6);
 }
 
 /* SESSION-RCPT for the RCPT the checks judged (the transaction's copies). */
@@ -442,22 +457,22 @@ static void
 rcpt_summary(struct smtp_session *s, enum cond_id cause)
 {
 	const char *rcpt = s->ptxn.rcpt.mailbox != NULL ? s->ptxn.rcpt.mailbox : "";
-	struct kv kv[5] = { KVA("rcpt", rcpt, strlen(rcpt)), KV("notify", NULL),
+	struct kv kv[6] = { KVA("rcpt", rcpt, strlen(rcpt)), KV("notify", NULL),
 			    KV("orcpt", s->pend.orcpt) };
 
-	rcpt_summary_log(s, kv, s->pend.notify, cause);
+	rcpt_summary_log(s, kv, s->pend.notify, cause, refusing_check(s));
 }
 
 /* SESSION-RCPT for a RCPT refused before the checks (as parsed). */
 void
 smtp_rcpt_summary_cmd(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id cause)
 {
-	struct kv kv[5] = {
+	struct kv kv[6] = {
 		KVA("rcpt", cmd->path.mailbox.p, cmd->path.mailbox.len), KV("notify", NULL),
 		cmd->orcpt.len ? KVM("orcpt", cmd->orcpt.p, cmd->orcpt.len) : KV("orcpt", NULL),
 	};
 
-	rcpt_summary_log(s, kv, cmd->notify, cause);
+	rcpt_summary_log(s, kv, cmd->notify, cause, NULL);
 }
 
 

@@ -6,6 +6,18 @@
 #include "catalog.h"
 #include "testing.h"
 
+/* Stands for config_option_known (the config layer sits above this one). */
+static int
+fake_option(const char *name, size_t len)
+{
+	static const char *const known[] = { "limits.connections", "server.user", "limits.errors" };
+
+	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+		if (strlen(known[i]) == len && memcmp(known[i], name, len) == 0)
+			return 1;
+	return 0;
+}
+
 int
 main(void)
 {
@@ -14,6 +26,20 @@ main(void)
 
 	TEST_CASE("self check");
 	CHECK_INT(catalog_self_check(stderr), 0);
+
+	TEST_CASE("options named in a text: known section.key words, in order, once");
+	{
+		const char *names[8];
+		size_t lens[8];
+		const char *text = "Raise limits.connections or server.user; not resolv.conf, "
+				   "docs/limits.connections, Xlimits.errors, limits.connections again.";
+		size_t n = catalog_options_named(text, fake_option, names, lens);
+
+		CHECK_INT(n, 2);
+		CHECK(n == 2 && lens[0] == 18 && memcmp(names[0], "limits.connections", 18) == 0);
+		CHECK(n == 2 && lens[1] == 11 && memcmp(names[1], "server.user", 11) == 0);
+		CHECK_INT(catalog_options_named("no option here.", fake_option, names, lens), 0);
+	}
 
 	TEST_CASE("find is case-insensitive");
 	CHECK_INT(catalog_find("rcpt-unknown-user", &id), 0);

@@ -527,6 +527,56 @@ test_config_errors(void)
 	policy_chain_free(&c);
 }
 
+static void
+test_trace(void)
+{
+	static const char *const names[] = { "pass", "tag", "reject" };
+	struct policy_chain *c = chain_of(POLICY_STAGE_RCPT, names, 3, 1000);
+	struct policy_txn txn;
+	struct policy_run run;
+	char out[POLICY_TRACE_TEXT_MAX];
+	char tiny[64];
+	size_t n;
+
+	TEST_CASE("trace: every check asked, in order, with its verdict and time");
+	loop_clock_pin(1000000);	/* "0ms" must not depend on a ms boundary */
+	reset_counts();
+	policy_txn_init(&txn);
+	policy_run_init(&run);
+	start(&run, c, POLICY_STAGE_RCPT, &txn, NULL, NULL);
+	CHECK_INT(txn.ntrace, 3);
+	n = policy_txn_trace_format(&txn, out, sizeof(out));
+	CHECK_INT(n, strlen(out));
+	CHECK_STR(out, "rcpt:pass=continue/0ms,rcpt:tag=continue+tag+score3/0ms,"
+		  "rcpt:reject=reject/0ms");
+
+	TEST_CASE("trace: bounded at POLICY_TRACE_MAX, the rest counted");
+	for (int i = 0; i < 20; i++)
+		start(&run, c, POLICY_STAGE_RCPT, &txn, NULL, NULL);
+	CHECK_INT(txn.ntrace, POLICY_TRACE_MAX);
+	CHECK_INT(txn.trace_dropped, 3 * 21 - POLICY_TRACE_MAX);
+	n = policy_txn_trace_format(&txn, out, sizeof(out));
+	CHECK(n < sizeof(out));
+	CHECK(strstr(out, ",dropped:31") != NULL);
+	CHECK_INT(strlen(out), n);
+
+	TEST_CASE("trace: a small buffer cuts whole entries and counts them");
+	n = policy_txn_trace_format(&txn, tiny, sizeof(tiny));
+	CHECK(n < sizeof(tiny));
+	CHECK_STR(tiny, "rcpt:pass=continue/0ms,dropped:62");
+	CHECK_INT(policy_txn_trace_format(&txn, tiny, 0), 0);
+
+	TEST_CASE("trace: a new transaction starts empty");
+	policy_txn_reset(&txn);
+	CHECK_INT(txn.ntrace, 0);
+	CHECK_INT(policy_txn_trace_format(&txn, out, sizeof(out)), 0);
+	CHECK_STR(out, "");
+
+	loop_clock_pin(0);
+	policy_txn_fini(&txn);
+	policy_chain_free(&c);
+}
+
 /* Each case gets a fresh loop: a loop stopped once stays stopped. */
 static void
 with_loop(void (*fn)(void))
@@ -551,5 +601,6 @@ main(void)
 	with_loop(test_cancel);
 	with_loop(test_tags_and_score);
 	with_loop(test_config_errors);
+	with_loop(test_trace);
 	return TEST_DONE();
 }
