@@ -190,6 +190,10 @@ void policy_path_set(struct policy_path *p, const char *mailbox, size_t mailbox_
 void policy_path_clear(struct policy_path *p);
 /* Clears the RCPT output slots before the next RCPT. */
 void policy_txn_rcpt_reset(struct policy_txn *txn);
+/* 1 when the recipient is <postmaster>, or postmaster@ or abuse@ of a
+ * local domain: exempt from DNS lists, greylisting and SPF refusals
+ * (RFC 5321 4.5.1). */
+int policy_rcpt_exempt(const struct policy_txn *t);
 /* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
 void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,
 			  const char *mailbox);

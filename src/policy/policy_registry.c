@@ -20,6 +20,7 @@ const struct policy_check *const policy_registry[] = {
 	&policy_check_dnsbl,
 	&policy_check_dnswl,
 	&policy_check_spf,
+	&policy_check_greylist,
 };
 
 const size_t policy_registry_len = ARRAY_LEN(policy_registry);
