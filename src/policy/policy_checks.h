@@ -41,6 +41,8 @@ struct workpool;
  * run; without it (or with state NULL) the check passes everything.
  * 0, or -1 when its worker class did not start. */
 int policy_greylist_init(struct kv_store *state, struct workpool *wp, unsigned workers) WARN_UNUSED;
+/* The config_attach_fn step that checks greylist.key and the windows. */
+void greylist_config_check(struct config *cfg, struct config_load *ld, struct diag *diags);
 /* After the loops stopped: waits for running lookups, cancels the rest. */
 void policy_greylist_shutdown(void);
 

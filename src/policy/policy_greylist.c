@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -236,7 +237,7 @@ static int
 grey_key_has(const struct config *cfg, const char *word)
 {
 	for (size_t i = 0; i < cfg->greylist_key.n; i++)
-		if (strcmp(cfg->greylist_key.v[i], word) == 0)
+		if (strcasecmp(cfg->greylist_key.v[i], word) == 0)
 			return 1;
 	return 0;
 }
@@ -305,6 +306,30 @@ grey_cancel(struct policy_query *q)
 	if (j != NULL)
 		j->q = NULL;	/* the pool still owns it: grey_done frees it */
 	q->check_data = NULL;
+}
+
+void
+greylist_config_check(struct config *cfg, struct config_load *ld, struct diag *diags)
+{
+	static const char *const words[] = { "client", "sender", "recipient", "helo" };
+
+	(void)diags;
+	if (cfg->greylist_key.n == 0)
+		config_option_diag(ld, "greylist.key", "must name at least one part");
+	for (size_t i = 0; i < cfg->greylist_key.n; i++) {
+		size_t w = 0;
+
+		while (w < ARRAY_LEN(words) && strcasecmp(cfg->greylist_key.v[i], words[w]) != 0)
+			w++;
+		if (w == ARRAY_LEN(words)) {
+			config_option_diag(ld, "greylist.key",
+					   "parts are client, sender, recipient and helo");
+			break;
+		}
+	}
+	if (cfg->greylist_retry_window <= cfg->greylist_delay)
+		config_option_diag(ld, "greylist.retry_window",
+				   "must be longer than greylist.delay");
 }
 
 /* ---- service ---------------------------------------------------------------- */

@@ -13,7 +13,7 @@ import base64
 import re
 import time
 
-from conftest import DOMAIN
+from conftest import DOMAIN, run_cli
 
 RCPT_CHAIN = "limits, recipient, relay, access, greylist, quota, free_space"
 ALICE = "alice@" + DOMAIN
@@ -169,3 +169,15 @@ def test_state_survives_restart(make_server):
     # the first attempt made before the restart counts too
     assert wait_pass(srv, frm="late@example.org").code == 250
     srv.wait_event("POLICY-GREYLIST-PASSED", after=mark, reason="retried")
+
+
+def test_bad_key_and_window_are_configuration_errors(tmp_path):
+    conf = tmp_path / "p.conf"
+    conf.write_text("[greylist]\nkey = client, ip\ndelay = 1h\nretry_window = 30m\n")
+    r = run_cli("check", "-c", str(conf))
+    out = r.stderr + r.stdout
+    assert r.returncode != 0, out
+    assert "greylist.key" in out and "greylist.retry_window" in out, out
+    conf.write_text("[greylist]\nkey = Client, helo\n")
+    r = run_cli("check", "-c", str(conf))
+    assert "greylist" not in r.stderr + r.stdout, r
