@@ -216,6 +216,10 @@ void policy_txn_trace_add(struct policy_txn *txn, enum policy_stage stage, const
  * some were not recorded or did not fit; always NUL-ended within size.
  * Returns the length. */
 size_t policy_txn_trace_format(const struct policy_txn *txn, char *out, size_t size);
+/* 1 when the recipient is <postmaster>, or postmaster@ or abuse@ of a
+ * local domain: exempt from DNS lists, greylisting and SPF refusals
+ * (RFC 5321 4.5.1). */
+int policy_rcpt_exempt(const struct policy_txn *t);
 /* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
 void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,
 			  const char *mailbox);

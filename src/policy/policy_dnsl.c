@@ -289,18 +289,6 @@ dnsl_on_a(void *arg, const struct dns_answer *ans)
 
 /* ---- asking ------------------------------------------------------------ */
 
-static int
-dnsl_exempt_rcpt(const struct policy_txn *t)
-{
-	const char *lp = t->rcpt.local;
-
-	if (t->rcpt.is_postmaster)
-		return 1;
-	if (lp == NULL || (strcasecmp(lp, "postmaster") != 0 && strcasecmp(lp, "abuse") != 0))
-		return 0;
-	return config_is_local_domain(t->cfg, t->rcpt.domain, strlen(t->rcpt.domain));
-}
-
 /* 1 if list l is asked at stage by the check (allow: dnswl). */
 static int
 dnsl_asked(const struct config_dnsl *l, enum policy_stage stage, int allow)
@@ -330,7 +318,7 @@ dnsl_ask(struct policy_query *q, int allow)
 	int have_ip, have_helo, have_sender;
 
 	if (!allow && (t->trusted || t->auth_user[0] != '\0' || t->dnswl ||
-		       (q->stage == POLICY_STAGE_RCPT && dnsl_exempt_rcpt(t)))) {
+		       (q->stage == POLICY_STAGE_RCPT && policy_rcpt_exempt(t)))) {
 		policy_answer_continue(q);
 		return;
 	}

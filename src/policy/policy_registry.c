@@ -23,6 +23,7 @@ const struct policy_check *const policy_registry[] = {
 	&policy_check_helo,
 	&policy_check_sender_domain,
 	&policy_check_client_ptr,
+	&policy_check_greylist,
 };
 
 const size_t policy_registry_len = ARRAY_LEN(policy_registry);

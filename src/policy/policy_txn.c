@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void
 policy_path_clear(struct policy_path *p)
@@ -165,4 +166,16 @@ policy_txn_add_local(struct policy_txn *txn, const struct account *acct, const c
 	txn->local_accts[n] = acct;
 	txn->local_boxes[n] = xstrdup(mailbox);
 	txn->nlocal = n + 1;
+}
+
+int
+policy_rcpt_exempt(const struct policy_txn *t)
+{
+	const char *lp = t->rcpt.local;
+
+	if (t->rcpt.is_postmaster)
+		return 1;
+	if (lp == NULL || (strcasecmp(lp, "postmaster") != 0 && strcasecmp(lp, "abuse") != 0))
+		return 0;
+	return config_is_local_domain(t->cfg, t->rcpt.domain, strlen(t->rcpt.domain));
 }

@@ -52,6 +52,7 @@
 #include "net_conn.h"
 #include "net_tls.h"
 #include "net_tls_ticket.h"
+#include "policy_checks.h"
 #include "pop3.h"
 #include "smtp_auth.h"
 #include "smtp_session.h"
@@ -687,6 +688,9 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	if (smtp_auth_init(srv->state, srv->pool, srv->cfg->server_workers) < 0) {
 		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
 	}
+	if (policy_greylist_init(srv->state, srv->pool, srv->cfg->server_workers) < 0) {
+		/* no worker class: greylisting passes every recipient */
+	}
 
 	(void)regdomain_init();	/* the public suffix list, read once here */
 	srv->dns_cache = dns_cache_new(srv->cfg->dns_cache_size);
@@ -797,6 +801,7 @@ out:
 	}
 	pop3_service_free(&srv->pop3);
 	smtp_auth_shutdown();
+	policy_greylist_shutdown();
 	kv_close(&srv->state);
 	quota_fini();
 	space_stop();

@@ -18,6 +18,7 @@ server_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
 	policy_attach(cfg, ld, diags);
 	dns_config_check(cfg, ld, diags);
 	spf_config_check(cfg, ld, diags);
+	greylist_config_check(cfg, ld, diags);
 }
 
 struct config *
