@@ -71,18 +71,7 @@ struct ob_dest {
 static void dest_pump(struct ob_dest *d);
 static void conn_send(struct ob_conn *cn, struct outbound_job *job);
 
-/* ---- results ------------------------------------------------------------ */
-
-static void
-result_set(struct outbound_result *r, enum outbound_kind kind, enum cond_id cond,
-	   const char *status, const char *reply, const char *relay)
-{
-	r->kind = kind;
-	r->cond = cond;
-	snprintf(r->status, sizeof(r->status), "%s", status != NULL ? status : "");
-	snprintf(r->reply, sizeof(r->reply), "%s", reply != NULL ? reply : "");
-	snprintf(r->relay, sizeof(r->relay), "%s", relay != NULL ? relay : "none");
-}
+/* ---- jobs out ----------------------------------------------------------- */
 
 /* The job leaves the engine: its owner takes it back. */
 static void
@@ -110,33 +99,8 @@ outbound_job_finish_all(struct outbound_job *job, enum outbound_kind kind, enum 
 {
 	for (size_t i = 0; i < job->n; i++)
 		if (job->res[i].cond == COND__COUNT)
-			result_set(&job->res[i], kind, cond, status, reply, NULL);
+			outbound_result_set(&job->res[i], kind, cond, status, reply, NULL);
 	job_finish(job);
-}
-
-/* The status of a reply: its enhanced code, or one made from its class. */
-static const char *
-reply_status(const struct smtp_client_reply *r, char *buf, size_t len)
-{
-	if (r->enh[0] != '\0')
-		return r->enh;
-	snprintf(buf, len, "%d.0.0", r->code >= 500 ? 5 : r->code >= 400 ? 4 : 2);
-	return buf;
-}
-
-static void
-reply_text(const struct smtp_client_reply *r, char *buf, size_t len)
-{
-	if (r->code == 0 && r->text[0] == '\0') {
-		snprintf(buf, len, "no reply");
-		return;
-	}
-	if (r->code > 0 && r->enh[0] != '\0')
-		snprintf(buf, len, "%d %s %s", r->code, r->enh, r->text);
-	else if (r->code > 0)
-		snprintf(buf, len, "%d %s", r->code, r->text);
-	else
-		snprintf(buf, len, "%s", r->text[0] != '\0' ? r->text : "no reply");
 }
 
 /* ---- destinations --------------------------------------------------------- */
@@ -375,7 +339,7 @@ conn_failover(struct ob_conn *cn, const struct smtp_client_result *res)
 		snprintf(text, sizeof(text), "%s at %s: %s", smtp_client_stage_name(res->stage),
 			 cn->relay, catalog_get(res->cond)->logtext);
 	else
-		reply_text(&res->reply, text, sizeof(text));
+		outbound_reply_text(&res->reply, text, sizeof(text));
 	if (res->cond == COND_DELIVERY_CONNECT_FAILED) {
 		struct log_ctx ctx = { .qid = job->qid };
 		struct kv kvs[] = {
@@ -402,7 +366,7 @@ conn_failover(struct ob_conn *cn, const struct smtp_client_result *res)
 		dest_backoff(d, text);
 		d->deferred++;
 		outbound_job_finish_all(job, OUTBOUND_DEFERRED, COND_DELIVERY_DESTINATION_BACKOFF,
-					reply_status(&res->reply, status, sizeof(status)), text);
+					outbound_reply_status(&res->reply, status, sizeof(status)), text);
 		dest_pump(d);
 		return;
 	}
@@ -414,9 +378,9 @@ conn_failover(struct ob_conn *cn, const struct smtp_client_result *res)
 	d->deferred++;
 	for (size_t i = 0; i < job->n; i++)
 		if (job->res[i].cond == COND__COUNT)
-			result_set(&job->res[i], OUTBOUND_DEFERRED,
+			outbound_result_set(&job->res[i], OUTBOUND_DEFERRED,
 				   res->cond != COND__COUNT ? res->cond : COND_DELIVERY_CONNECT_FAILED,
-				   res->reply.code >= 400 ? reply_status(&res->reply, status, sizeof(status))
+				   res->reply.code >= 400 ? outbound_reply_status(&res->reply, status, sizeof(status))
 							 : "4.4.1",
 				   text, cn->relay);
 	cn->job = NULL;
@@ -536,58 +500,16 @@ conn_sent(void *arg, struct smtp_client *c, const struct smtp_client_result *res
 	struct ob_conn *cn = arg;
 	struct outbound_job *job = cn->job;
 	struct ob_dest *d = cn->dest;
-	char status[16], text[OUTBOUND_REPLY_MAX], ttext[OUTBOUND_REPLY_MAX];
+	char ttext[OUTBOUND_REPLY_MAX];
 	const struct smtp_client_reply *tr = &res->reply;	/* the transaction's */
 	int txn_ok = res->cond == COND__COUNT && tr->code >= 200 && tr->code < 300;
-	size_t again = 0;
+	size_t again;
 
 	(void)c;
 	job->transfer_ms += loop_now_ms(cn->ob->loop) - job->started_ms;
 	if (res->cond == COND_QUEUE_SPOOL_CORRUPT)
 		job->corrupt = 1;
-	reply_text(tr, ttext, sizeof(ttext));
-	for (size_t k = 0; k < job->nsending; k++) {
-		size_t i = job->pend[k];
-		const struct smtp_client_reply *rr = &res->rcpt[k];
-		struct outbound_result *out = &job->res[i];
-
-		reply_text(rr, text, sizeof(text));
-		out->dsn_offered = cn->dsn;
-		if (rr->code == 452 && strcmp(rr->enh, "4.5.3") == 0 && !job->corrupt) {
-			job->pend[again++] = i;		/* the rest, at once */
-			continue;
-		}
-		if (rr->code >= 200 && rr->code < 300) {
-			if (txn_ok)
-				result_set(out, OUTBOUND_DONE, COND_DELIVERY_REMOTE_SENT,
-					   reply_status(tr, status, sizeof(status)), ttext, cn->relay);
-			else if (tr->code >= 500)
-				result_set(out, OUTBOUND_FAILED, COND_DELIVERY_REMOTE_REJECTED,
-					   reply_status(tr, status, sizeof(status)), ttext, cn->relay);
-			else
-				result_set(out, OUTBOUND_DEFERRED,
-					   res->cond != COND__COUNT ? res->cond
-								   : COND_DELIVERY_REMOTE_TEMPFAIL,
-					   tr->code >= 400 ? reply_status(tr, status, sizeof(status))
-							   : "4.4.2",
-					   ttext, cn->relay);
-		} else if (rr->code >= 500) {
-			result_set(out, OUTBOUND_FAILED,
-				   res->cond != COND__COUNT ? res->cond : COND_DELIVERY_REMOTE_REJECTED,
-				   reply_status(rr, status, sizeof(status)), text, cn->relay);
-		} else if (rr->code >= 400) {
-			result_set(out, OUTBOUND_DEFERRED, COND_DELIVERY_REMOTE_TEMPFAIL,
-				   reply_status(rr, status, sizeof(status)), text, cn->relay);
-		} else {
-			/* no answer to this RCPT: the transaction ended before */
-			result_set(out, tr->code >= 500 ? OUTBOUND_FAILED : OUTBOUND_DEFERRED,
-				   tr->code >= 500 ? COND_DELIVERY_REMOTE_REJECTED
-						   : (res->cond != COND__COUNT ? res->cond
-									      : COND_DELIVERY_REMOTE_TEMPFAIL),
-				   tr->code >= 400 ? reply_status(tr, status, sizeof(status)) : "4.4.2",
-				   ttext, cn->relay);
-		}
-	}
+	again = outbound_results_map(job, res, cn->relay, cn->dsn, ttext, sizeof(ttext));
 	free(job->sending);
 	job->sending = NULL;
 	/* Recipients past outbound.recipient_limit wait in pend too. */
@@ -605,7 +527,7 @@ conn_sent(void *arg, struct smtp_client *c, const struct smtp_client_result *res
 		cn->c = NULL;	/* the client frees it after this callback */
 	for (size_t i = 0; i < job->n; i++)
 		if (job->res[i].cond == COND__COUNT)
-			result_set(&job->res[i], OUTBOUND_DEFERRED, COND_DELIVERY_REMOTE_TEMPFAIL,
+			outbound_result_set(&job->res[i], OUTBOUND_DEFERRED, COND_DELIVERY_REMOTE_TEMPFAIL,
 				   "4.5.3", "too many recipients; the rest next time", cn->relay);
 	if (txn_ok)
 		d->sent++;

@@ -89,6 +89,21 @@ void outbound_mx_finish(struct outbound_job *job);
 void outbound_mx_cancel(struct outbound_job *job);
 void outbound_mx_fini(struct outbound_job *job);
 
+/* outbound_result.c */
+void outbound_result_set(struct outbound_result *r, enum outbound_kind kind, enum cond_id cond,
+			 const char *status, const char *reply, const char *relay);
+/* The status of a reply: its enhanced code, or one made from its class
+ * (buf holds it then). */
+const char *outbound_reply_status(const struct smtp_client_reply *r, char *buf, size_t len);
+/* A reply as the log and the DSN show it: "550 5.1.1 text", or "no reply". */
+void outbound_reply_text(const struct smtp_client_reply *r, char *buf, size_t len);
+/* Fills job->res for the recipients of the transaction that just ended
+ * (job->pend[0..nsending)) from the peer's replies; those to send again
+ * at once (452 4.5.3) are moved to the front of job->pend. ttext gets the
+ * transaction's reply. Returns how many are to send again. */
+size_t outbound_results_map(struct outbound_job *job, const struct smtp_client_result *res,
+			    const char *relay, int dsn_offered, char *ttext, size_t ttext_len);
+
 /* outbound.c, for outbound_mx.c */
 void outbound_job_resolved(struct outbound_job *job);
 void outbound_job_finish_all(struct outbound_job *job, enum outbound_kind kind,
