@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -120,15 +121,33 @@ job_new(struct config *cfg, const struct spool_msg *msg, const struct config_rou
 	return job;
 }
 
-/* Do two recipients share a next hop? The same route, and for MX routes
- * the same domain. */
+/* A wanted recipient and its next hop, for grouping. */
+struct hop {
+	size_t idx;			/* in the message */
+	const struct config_route *rt;
+	const char *domain;		/* "" when none */
+};
+
+/* Orders by next hop: the route, then (MX routes) the domain, then the
+ * recipient's place in the message, so each hop's recipients are one
+ * run in their own order. */
 static int
-same_hop(const struct config_route *ra, const char *da, const struct config_route *rb,
-	 const char *db)
+hop_cmp(const void *a, const void *b)
 {
-	if (ra != rb)
-		return 0;
-	return ra->via != ROUTE_VIA_MX || strcasecmp(da, db) == 0;
+	const struct hop *x = a, *y = b;
+	int c;
+
+	if (x->rt != y->rt)
+		return (uintptr_t)x->rt < (uintptr_t)y->rt ? -1 : 1;
+	if (x->rt->via == ROUTE_VIA_MX && (c = strcasecmp(x->domain, y->domain)) != 0)
+		return c;
+	return (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+static int
+same_hop(const struct hop *x, const struct hop *y)
+{
+	return x->rt == y->rt && (x->rt->via != ROUTE_VIA_MX || strcasecmp(x->domain, y->domain) == 0);
 }
 
 struct outbound_job *
@@ -136,50 +155,43 @@ remote_plan(struct config *cfg, const struct spool_msg *msg, const unsigned char
 	    const char **why)
 {
 	struct outbound_job *head = NULL, **tail = &head;
-	size_t n = msg->nrcpts;
-	unsigned char *taken = xcalloc(n ? n : 1, 1);
-	int fd = -1;
+	struct hop *hops;
+	size_t n = 0;
 
 	*why = NULL;
 	if (msg->file == NULL) {
 		*why = "the message has no spool file to stream from";
-		free(taken);
 		return NULL;
 	}
-	for (size_t i = 0; i < n; i++) {
-		const char *dom;
-		const struct config_route *rt;
-		struct outbound_job *job;
-		size_t cap = 0;
+	/* One route lookup per recipient, then O(n log n) grouping. */
+	hops = xcalloc(msg->nrcpts ? msg->nrcpts : 1, sizeof(*hops));
+	for (size_t i = 0; i < msg->nrcpts; i++) {
+		const char *dom = rcpt_domain(&msg->rcpts[i]);
 
-		if (!want[i] || taken[i])
+		if (!want[i])
 			continue;
-		dom = rcpt_domain(&msg->rcpts[i]);
-		rt = config_route_for(cfg, dom != NULL ? dom : "");
-		for (size_t j = i; j < n; j++) {
-			const char *dj = rcpt_domain(&msg->rcpts[j]);
+		hops[n].idx = i;
+		hops[n].domain = dom != NULL ? dom : "";
+		hops[n].rt = config_route_for(cfg, hops[n].domain);
+		n++;
+	}
+	qsort(hops, n, sizeof(*hops), hop_cmp);
+	for (size_t i = 0, end; i < n; i = end) {
+		struct outbound_job *job;
+		int fd;
 
-			if (want[j] && !taken[j] &&
-			    same_hop(rt, dom != NULL ? dom : "",
-				     config_route_for(cfg, dj != NULL ? dj : ""), dj != NULL ? dj : ""))
-				cap++;
-		}
-		job = job_new(cfg, msg, rt, dom != NULL ? dom : "", cap);
+		for (end = i + 1; end < n && same_hop(&hops[i], &hops[end]); end++)
+			;
+		job = job_new(cfg, msg, hops[i].rt, hops[i].domain, end - i);
 		if (job == NULL)
 			break;
-		for (size_t j = i; j < n; j++) {
-			const char *dj = rcpt_domain(&msg->rcpts[j]);
-			struct spool_rcpt *r = &msg->rcpts[j];
+		for (size_t k = i; k < end; k++) {
+			const struct spool_rcpt *r = &msg->rcpts[hops[k].idx];
 
-			if (!want[j] || taken[j] ||
-			    !same_hop(rt, dom != NULL ? dom : "",
-				      config_route_for(cfg, dj != NULL ? dj : ""), dj != NULL ? dj : ""))
-				continue;
-			taken[j] = 1;
 			job->rcpts[job->n].addr = xstrdup(r->addr);
 			job->rcpts[job->n].orcpt = r->orcpt != NULL ? xstrdup(r->orcpt) : NULL;
 			job->rcpts[job->n].notify = r->notify;
-			job->idx[job->n++] = j;
+			job->idx[job->n++] = hops[k].idx;
 		}
 		/* One descriptor per job: the engine closes it when done. */
 		fd = open(msg->file, O_RDONLY | O_CLOEXEC);
@@ -193,7 +205,7 @@ remote_plan(struct config *cfg, const struct spool_msg *msg, const unsigned char
 		*tail = job;
 		tail = &job->next;
 	}
-	free(taken);
+	free(hops);
 	if (*why != NULL) {	/* all or nothing: the pass retries later */
 		remote_jobs_free(&head);
 		return NULL;

@@ -39,6 +39,7 @@
 #include "regdomain.h"
 
 #define OB_DEST_KEY_MAX 256
+#define OB_DESTS_KEEP 1024	/* destinations kept while idle, at most */
 
 struct ob_conn {
 	struct outbound *ob;
@@ -64,11 +65,13 @@ struct ob_dest {
 	struct loop_timer wake;		/* rate or back-off end */
 	struct ob_dest *next;
 	struct outbound *ob;
+	unsigned pumping;		/* dest_pump frames on the stack */
 	unsigned long sent, deferred, failed;
 };
 
 
 static void dest_pump(struct ob_dest *d);
+static void dest_start(struct ob_dest *d);
 static void conn_send(struct ob_conn *cn, struct outbound_job *job);
 
 /* ---- jobs out ----------------------------------------------------------- */
@@ -173,6 +176,8 @@ dest_backoff(struct ob_dest *d, const char *reply)
 	struct kv kvs[] = { KV("destination", d->key), KVU("seconds", s), KV("reply", reply) };
 
 	d->backoff_until = loop_now_ms(d->ob->loop) + (uint64_t)s * 1000u;
+	/* wakes at its end: what queued meanwhile goes */
+	loop_timer_set(d->ob->loop, &d->wake, (uint64_t)s * 1000u);
 	snprintf(d->backoff_reply, sizeof(d->backoff_reply), "%s", reply);
 	catalog_log(COND_DELIVERY_DESTINATION_BACKOFF, NULL, kvs, ARRAY_LEN(kvs));
 	dest_defer_queued(d);
@@ -537,9 +542,54 @@ conn_sent(void *arg, struct smtp_client *c, const struct smtp_client_result *res
 	conn_after(cn, res->reusable);
 }
 
-/* Starts what the destination may start now. */
+/* Idle: nothing queued, no connection, no back-off or rate window. */
+static int
+dest_idle(const struct ob_dest *d, uint64_t now)
+{
+	return d->pumping == 0 && d->head == NULL && d->active == 0 && d->idle == NULL &&
+	       d->backoff_until == 0 && !loop_timer_armed(&d->wake) && d->next_start <= now;
+}
+
+/* The engine keeps the destinations it met (their counts show in
+ * `postern queue status`), but past OB_DESTS_KEEP it forgets the idle
+ * ones, down to half of that: memory stays bounded however many
+ * destinations it meets. */
+static void
+dest_sweep(struct outbound *ob)
+{
+	uint64_t now = loop_now_ms(ob->loop);
+	struct ob_dest **pp = &ob->dests;
+
+	if (ob->ndests <= OB_DESTS_KEEP)
+		return;
+	while (*pp != NULL && ob->ndests > OB_DESTS_KEEP / 2) {
+		struct ob_dest *d = *pp;
+
+		if (!dest_idle(d, now)) {
+			pp = &d->next;
+			continue;
+		}
+		*pp = d->next;
+		ob->ndests--;
+		free(d);
+	}
+}
+
+/* Starts what the destination may start now; idle destinations past
+ * OB_DESTS_KEEP may be forgotten after (d among them). */
 static void
 dest_pump(struct ob_dest *d)
+{
+	struct outbound *ob = d->ob;
+
+	d->pumping++;
+	dest_start(d);
+	d->pumping--;
+	dest_sweep(ob);
+}
+
+static void
+dest_start(struct ob_dest *d)
 {
 	struct outbound *ob = d->ob;
 	const struct config *cfg = ob->cfg;
