@@ -530,6 +530,9 @@ item_done(struct loop *loop, struct workpool_job *wj)
 	remote_jobs_free(&it->jobs);
 	/* Deferred: back in the pool, due after its back-off. A stopped
 	 * class (shutdown) leaves it in the spool for the next start. */
+	/* A reload during the pass found the item off the heap: due now. */
+	if (it->wake_gen != atomic_load(&d->wake_gen))
+		it->retry_s = 0;
 	if (workpool_submit_after(d->wp, d->cls, &it->wj, NULL,
 				  (uint64_t)it->retry_s * 1000u) < 0) {
 		item_free(&it);
