@@ -164,6 +164,7 @@ struct policy_txn {
 	int access_discard;		/* an access-map DISCARD at connect or HELO:
 					 * the session's messages are discarded */
 	unsigned messages;		/* messages accepted in this session */
+	int simulate;			/* postern simulate: checks write no state */
 	/* MAIL */
 	struct policy_path sender;
 	int has_size;
@@ -185,6 +186,8 @@ struct policy_txn {
 	size_t nlocal;
 	/* end of data */
 	struct policy_content content;
+	/* SPF said pass for the MAIL FROM identity (policy_spf.c) */
+	int spf_pass;
 	/* DNS block lists tagged or scored this transaction (once) */
 	int dnsbl_counted;
 	/* added up by the chain */
@@ -220,6 +223,13 @@ size_t policy_txn_trace_format(const struct policy_txn *txn, char *out, size_t s
  * local domain: exempt from DNS lists, greylisting and SPF refusals
  * (RFC 5321 4.5.1). */
 int policy_rcpt_exempt(const struct policy_txn *t);
+struct state;
+/* The shared state store (store/state.h) of the checks that keep state
+ * (greylisting, rates, duplicates): set once before the loops run, NULL
+ * after state_close. Without one those checks pass everything. */
+void policy_state_set(struct state *st);
+struct state *policy_state(void);
+
 /* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
 void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,
 			  const char *mailbox);

@@ -38,16 +38,8 @@ void spf_config_check(struct config *cfg, struct config_load *ld, struct diag *d
 
 extern const struct policy_check policy_check_greylist;		/* policy_greylist.c */
 
-struct kv_store;
-struct workpool;
-/* Greylisting's store and workers (policy_greylist.c): before the loops
- * run; without it (or with state NULL) the check passes everything.
- * 0, or -1 when its worker class did not start. */
-int policy_greylist_init(struct kv_store *state, struct workpool *wp, unsigned workers) WARN_UNUSED;
 /* The config_attach_fn step that checks greylist.key and the windows. */
 void greylist_config_check(struct config *cfg, struct config_load *ld, struct diag *diags);
-/* After the loops stopped: waits for running lookups, cancels the rest. */
-void policy_greylist_shutdown(void);
 
 /* Every check, for policy_chain_new(). */
 extern const struct policy_check *const policy_registry[];

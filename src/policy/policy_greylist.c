@@ -6,11 +6,13 @@
  * and the passed triplet is remembered for greylist.expire. A client
  * network with greylist.auto_allow passed triplets passes outright.
  *
- * The triplets live in the state store (store/kv_store.h), which blocks:
- * the lookup runs on the "greylist" class of the worker pool and answers
- * on the session's loop. A failing store fails open (logged). Exempt:
- * trusted networks, authenticated clients, DNSWL hits, access-map OKs,
- * postmaster@ and abuse@ of local domains.
+ * The triplets live in the state store (store/state.h): one read per
+ * recipient, answered on the session's loop; the record of what happened
+ * (a first attempt, a pass) is written after the answer went out, and not
+ * at all in a simulation. A failing store fails open (logged). Exempt:
+ * trusted networks, authenticated clients, DNSWL hits, access-map OKs, an
+ * SPF pass for a domain of greylist.spf_pass_domains, postmaster@ and
+ * abuse@ of local domains.
  */
 #include "policy_checks.h"
 
@@ -23,17 +25,21 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#include "kv_store.h"
 #include "log.h"
-#include "workpool.h"
+#include "state.h"
 
 #define GREY_PART_MAX 256
 
 enum grey_outcome { GREY_WAIT, GREY_RETRIED, GREY_KNOWN, GREY_AUTO, GREY_ERROR };
 
+/* One recipient's greylisting: a read of the triplet (and of its
+ * network's auto-allow count), then, once the answer is given, the write
+ * that records what happened. */
 struct grey_job {
-	struct workpool_job wj;		/* first: the pool hands it back */
-	struct policy_query *q;		/* NULL once cancelled */
+	struct state_req req;
+	struct state_op ops[2];
+	struct policy_query *q;		/* NULL once answered or cancelled */
+	int writing;			/* the second request (the record) is out */
 	/* inputs, copied */
 	char sid[17];
 	char client[64];
@@ -42,157 +48,131 @@ struct grey_job {
 	char to[GREY_PART_MAX];
 	char key[KV_KEY_MAX];		/* the triplet's key */
 	char allow_key[KV_KEY_MAX];	/* the network's auto-allow counter */
+	char first[32];			/* "w:<first attempt>" */
 	unsigned delay, window, expire, auto_allow;
-	/* results */
-	enum grey_outcome out;
-	uint64_t wait_s;
-	const char *op;			/* GREY_ERROR: what failed */
-	const char *err_key;
-	char err[128];
+	int simulate;			/* read only */
+	uint64_t now;
 };
 
-struct grey_service {
-	struct workpool *wp;	/* borrowed */
-	int cls;
-	struct kv_store *kv;	/* borrowed */
-};
-
-/* Set by policy_greylist_init() before the loops run; NULL: the check
- * passes everything (no store). */
-static struct grey_service *svc;
-
-/* ---- worker side --------------------------------------------------------- */
-
-static int
-grey_failed(struct grey_job *j, const char *op, const char *key)
-{
-	j->out = GREY_ERROR;
-	j->op = op;
-	j->err_key = key;
-	if (slice_copy(slice_from_cstr(kv_error()), j->err, sizeof(j->err)) < 0)
-		j->err[0] = '\0';
-	return -1;
-}
-
-/* A triplet that passed: remembered for expire, and counted for its
- * network's auto-allow. */
 static void
-grey_remember(struct grey_job *j, struct kv_store *kv)
+grey_log_error(const struct grey_job *j, const char *op, const char *key)
 {
-	int64_t n;
+	struct log_ctx ctx = { .sid = j->sid[0] != '\0' ? j->sid : NULL };
+	struct kv kv[] = { KV("client", j->client), KV("op", op), KV("key", key),
+			   KV("err", j->req.err) };
 
-	if (kv_put(kv, j->key, "p", 1, j->expire) < 0) {
-		(void)grey_failed(j, "put", j->key);
-		return;
-	}
-	if (j->auto_allow > 0 && j->out == GREY_RETRIED &&
-	    kv_incr(kv, j->allow_key, 1, j->expire, &n) < 0)
-		(void)grey_failed(j, "incr", j->allow_key);
+	catalog_log(COND_POLICY_GREYLIST_ERROR, &ctx, kv, ARRAY_LEN(kv));
 }
 
 static void
-grey_run(struct workpool_job *wj)
+grey_written(struct state_req *req)
 {
-	struct grey_job *j = (struct grey_job *)wj;
-	struct kv_store *kv = svc->kv;
-	struct buf v;
-	uint64_t now = (uint64_t)time(NULL), first;
-	int64_t allowed = 0;
-	int r;
+	struct grey_job *j = req->arg;
 
-	buf_init(&v, 64);
-	if (j->auto_allow > 0) {
-		r = kv_get_int(kv, j->allow_key, &allowed, NULL);
-		if (r < 0) {
-			(void)grey_failed(j, "get", j->allow_key);
-			return;
-		}
-		if (r == 1 && allowed >= (int64_t)j->auto_allow) {
-			j->out = GREY_AUTO;
-			return;
-		}
-	}
-	r = kv_get(kv, j->key, &v, NULL);
-	if (r < 0) {
-		buf_fini(&v);
-		(void)grey_failed(j, "get", j->key);
+	if (req->failed)
+		grey_log_error(j, "put", j->key);
+	free(j);
+}
+
+/* Records the outcome (after the answer went out): a new triplet's first
+ * attempt, or a passed one remembered for expire (and counted for its
+ * network's auto-allow). Frees j when done. */
+static void
+grey_record(struct grey_job *j, enum grey_outcome out)
+{
+	size_t n = 0;
+
+	if (j->simulate || out == GREY_AUTO || out == GREY_ERROR || (out == GREY_WAIT && j->first[0] == '\0')) {
+		free(j);
 		return;
 	}
-	if (r == 1 && v.len == 1 && v.data[0] == 'p') {
-		j->out = GREY_KNOWN;
-		grey_remember(j, kv);	/* expire starts again */
-	} else if (r == 1 && v.len > 2 && v.data[0] == 'w' && v.data[1] == ':' &&
-		   slice_to_u64((struct slice){ v.data + 2, v.len - 2 }, now, &first) == 0) {
-		if (now - first >= j->delay) {
-			j->out = GREY_RETRIED;
-			grey_remember(j, kv);
-		} else {
-			j->out = GREY_WAIT;
-			j->wait_s = j->delay - (now - first);
-		}
+	if (out == GREY_WAIT) {
+		state_op_set(&j->ops[n++], STATE_ADD, j->key, j->first, strlen(j->first), 0, j->window);
 	} else {
-		/* new (or unreadable): the first attempt */
-		char w[32];
-		int n = snprintf(w, sizeof(w), "w:%lu", (unsigned long)now);
-
-		j->out = GREY_WAIT;
-		j->wait_s = j->delay;
-		if (n < 0 || (size_t)n >= sizeof(w) ||
-		    kv_put(kv, j->key, w, (size_t)n, j->window) < 0)
-			(void)grey_failed(j, "put", j->key);
+		state_op_set(&j->ops[n++], STATE_PUT, j->key, "p", 1, 0, j->expire);
+		if (j->auto_allow > 0 && out == GREY_RETRIED)
+			state_op_set(&j->ops[n++], STATE_INCR, j->allow_key, NULL, 0, 1, j->expire);
 	}
-	buf_fini(&v);
+	j->req.ops = j->ops;
+	j->req.nops = n;
+	j->req.done = grey_written;
+	j->req.arg = j;
+	j->writing = 1;
+	if (state_submit(policy_state(), j->req.loop, &j->req) < 0)
+		free(j);
+}
+
+/* What the read says. */
+static enum grey_outcome
+grey_judge(struct grey_job *j, uint64_t *wait_out)
+{
+	const struct state_op *allow = j->auto_allow > 0 ? &j->ops[0] : NULL;
+	const struct state_op *trip = &j->ops[j->auto_allow > 0 ? 1 : 0];
+	uint64_t first;
+
+	if (j->req.failed)
+		return GREY_ERROR;
+	if (allow != NULL && allow->found && allow->num >= (int64_t)j->auto_allow)
+		return GREY_AUTO;
+	if (trip->found && trip->out_len == 1 && trip->out[0] == 'p')
+		return GREY_KNOWN;
+	if (trip->found && trip->out_len > 2 && trip->out[0] == 'w' && trip->out[1] == ':' &&
+	    slice_to_u64((struct slice){ (const uint8_t *)trip->out + 2, trip->out_len - 2 }, j->now, &first) == 0) {
+		if (j->now - first >= j->delay)
+			return GREY_RETRIED;
+		*wait_out = j->delay - (j->now - first);
+		return GREY_WAIT;
+	}
+	/* new (or unreadable): the first attempt */
+	*wait_out = j->delay;
+	if (snprintf(j->first, sizeof(j->first), "w:%lu", (unsigned long)j->now) < 0)
+		j->first[0] = '\0';
+	return GREY_WAIT;
 }
 
 static void
-grey_cancel_job(struct workpool_job *wj)
+grey_read(struct state_req *req)
 {
-	free(wj);
-}
-
-static void
-grey_done(struct loop *loop, struct workpool_job *wj)
-{
-	struct grey_job *j = (struct grey_job *)wj;
+	struct grey_job *j = req->arg;
 	struct policy_query *q = j->q;
 	struct log_ctx ctx = { .sid = j->sid[0] != '\0' ? j->sid : NULL };
 	static const char *const reasons[] = { [GREY_RETRIED] = "retried",
 					       [GREY_KNOWN] = "known",
 					       [GREY_AUTO] = "auto_allow" };
+	uint64_t wait_s = 0;
+	enum grey_outcome out = grey_judge(j, &wait_s);
 
-	(void)loop;
 	if (q == NULL) {
 		free(j);	/* the chain gave up on it meanwhile */
 		return;
 	}
+	j->q = NULL;
 	q->check_data = NULL;
-	if (j->out == GREY_ERROR) {
-		struct kv kv[] = { KV("client", j->client), KV("op", j->op),
-				   KV("key", j->err_key), KV("err", j->err) };
-		catalog_log(COND_POLICY_GREYLIST_ERROR, &ctx, kv, ARRAY_LEN(kv));
+	if (out == GREY_ERROR) {
+		grey_log_error(j, "get", j->key);
 		free(j);
 		policy_answer_continue(q);	/* fail open */
 		return;
 	}
-	if (j->out == GREY_WAIT) {
+	if (out == GREY_WAIT) {
 		struct kv kv[] = { KV("client", j->client), KV("network", j->network),
 				   KVA("from", j->from, strlen(j->from)), KVA("to", j->to, strlen(j->to)),
-				   KVU("wait_s", j->wait_s) };
+				   KVU("wait_s", wait_s) };
 		struct policy_verdict vd;
 		policy_verdict_set(&vd, POLICY_TEMPFAIL, COND_POLICY_GREYLISTED);
 		if (policy_verdict_kvs_add(&vd, kv, ARRAY_LEN(kv)) < 0)
 			vd.nparams = 0;
-		free(j);
+		grey_record(j, out);
 		policy_answer(q, &vd);
 		return;
 	}
 	{
 		struct kv kv[] = { KV("client", j->client), KV("network", j->network),
 				   KVA("from", j->from, strlen(j->from)), KVA("to", j->to, strlen(j->to)),
-				   KV("reason", reasons[j->out]) };
+				   KV("reason", reasons[out]) };
 		catalog_log(COND_POLICY_GREYLIST_PASSED, &ctx, kv, ARRAY_LEN(kv));
 	}
-	free(j);
+	grey_record(j, out);
 	policy_answer_continue(q);
 }
 
@@ -255,6 +235,28 @@ grey_key(const struct policy_txn *t, const struct grey_job *j, char *out, size_t
 	return n < 0 || (size_t)n >= outsz ? -1 : 0;
 }
 
+/* 1 when an SPF pass for the sender's domain exempts it
+ * (greylist.spf_pass_domains: the domain, a parent of it, or "*"). */
+static int
+grey_spf_exempt(const struct policy_txn *t)
+{
+	const char *d = t->sender.domain;
+	size_t dl;
+
+	if (!t->spf_pass || d == NULL || d[0] == '\0')
+		return 0;
+	dl = strlen(d);
+	for (size_t i = 0; i < t->cfg->greylist_spf_pass_domains.n; i++) {
+		const char *w = t->cfg->greylist_spf_pass_domains.v[i];
+		size_t wl = strlen(w);
+
+		if (strcmp(w, "*") == 0 || strcasecmp(w, d) == 0 ||
+		    (dl > wl && d[dl - wl - 1] == '.' && strcasecmp(d + dl - wl, w) == 0))
+			return 1;
+	}
+	return 0;
+}
+
 static void
 grey_ask(struct policy_query *q)
 {
@@ -263,20 +265,23 @@ grey_ask(struct policy_query *q)
 	struct grey_job *j;
 	const char *from = t->sender.mailbox != NULL ? t->sender.mailbox : "";
 	const char *to = t->rcpt.mailbox != NULL ? t->rcpt.mailbox : "";
+	size_t n = 0;
 
-	if (svc == NULL || t->trusted || (t->auth_user != NULL && t->auth_user[0] != '\0') ||
-	    t->dnswl || t->access_ok || policy_rcpt_exempt(t)) {
+	if (policy_state() == NULL || t->trusted ||
+	    (t->auth_user != NULL && t->auth_user[0] != '\0') || t->dnswl || t->access_ok ||
+	    policy_rcpt_exempt(t) || grey_spf_exempt(t)) {
 		policy_answer_continue(q);
 		return;
 	}
 	j = xcalloc(1, sizeof(*j));
-	workpool_job_init(&j->wj, grey_run, grey_done, grey_cancel_job);
 	j->q = q;
 	j->delay = cfg->greylist_delay;
 	j->window = cfg->greylist_retry_window > cfg->greylist_delay ?
 			    cfg->greylist_retry_window : cfg->greylist_delay + 1;
 	j->expire = cfg->greylist_expire;
 	j->auto_allow = cfg->greylist_auto_allow;
+	j->simulate = t->simulate;
+	j->now = (uint64_t)time(NULL);
 	if (slice_copy(slice_from_cstr(t->sid != NULL ? t->sid : ""), j->sid, sizeof(j->sid)) < 0 ||
 	    slice_copy(slice_from_cstr(t->client != NULL ? t->client : ""), j->client,
 		       sizeof(j->client)) < 0 ||
@@ -290,8 +295,15 @@ grey_ask(struct policy_query *q)
 		policy_answer_continue(q);
 		return;
 	}
+	if (j->auto_allow > 0)
+		state_op_set(&j->ops[n++], STATE_GET, j->allow_key, NULL, 0, 0, 0);
+	state_op_set(&j->ops[n++], STATE_GET, j->key, NULL, 0, 0, 0);
+	j->req.ops = j->ops;
+	j->req.nops = n;
+	j->req.done = grey_read;
+	j->req.arg = j;
 	q->check_data = j;
-	if (workpool_submit(svc->wp, svc->cls, &j->wj, q->run->loop) < 0) {
+	if (state_submit(policy_state(), q->run->loop, &j->req) < 0) {
 		q->check_data = NULL;
 		free(j);
 		policy_answer_continue(q);
@@ -304,7 +316,7 @@ grey_cancel(struct policy_query *q)
 	struct grey_job *j = q->check_data;
 
 	if (j != NULL)
-		j->q = NULL;	/* the pool still owns it: grey_done frees it */
+		j->q = NULL;	/* the store still has it: grey_read frees it */
 	q->check_data = NULL;
 }
 
@@ -330,39 +342,6 @@ greylist_config_check(struct config *cfg, struct config_load *ld, struct diag *d
 	if (cfg->greylist_retry_window <= cfg->greylist_delay)
 		config_option_diag(ld, "greylist.retry_window",
 				   "must be longer than greylist.delay");
-}
-
-/* ---- service ---------------------------------------------------------------- */
-
-int
-policy_greylist_init(struct kv_store *state, struct workpool *wp, unsigned workers)
-{
-	struct grey_service *v;
-
-	if (svc != NULL || state == NULL)
-		return 0;
-	v = xcalloc(1, sizeof(*v));
-	v->wp = wp;
-	v->kv = state;
-	v->cls = workpool_class_new(wp, "greylist", workers > 0 ? workers : 1, 0);
-	if (v->cls < 0) {
-		free(v);
-		return -1;
-	}
-	svc = v;
-	return 0;
-}
-
-void
-policy_greylist_shutdown(void)
-{
-	struct grey_service *v = svc;
-
-	if (v == NULL)
-		return;
-	workpool_class_stop(v->wp, v->cls);
-	svc = NULL;
-	free(v);
 }
 
 const struct policy_check policy_check_greylist = {

@@ -191,6 +191,7 @@ spf_handle(struct spf_state *st)
 		catalog_log(cond, &ctx, kv, ARRAY_LEN(kv));
 	if (st->phase == 0 && !refuse)
 		return 0;	/* the HELO name passed: on to MAIL FROM */
+	t->spf_pass = st->phase == 1 && o->result == SPF_PASS;
 	q->check_data = NULL;
 	free(st);
 	if (refuse) {

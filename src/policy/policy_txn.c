@@ -77,6 +77,20 @@ policy_txn_fini(struct policy_txn *txn)
 	buf_fini(&txn->headers);
 }
 
+static struct state *shared_state;
+
+void
+policy_state_set(struct state *st)
+{
+	shared_state = st;
+}
+
+struct state *
+policy_state(void)
+{
+	return shared_state;
+}
+
 void
 policy_txn_reset(struct policy_txn *txn)
 {
@@ -90,6 +104,7 @@ policy_txn_reset(struct policy_txn *txn)
 	txn->ntrace = 0;
 	txn->trace_dropped = 0;
 	txn->dnsbl_counted = 0;
+	txn->spf_pass = 0;
 	if (txn->access_ok == 2)
 		txn->access_ok = 0;
 	buf_reset(&txn->headers);

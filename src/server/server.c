@@ -56,6 +56,7 @@
 #include "pop3.h"
 #include "smtp_auth.h"
 #include "smtp_session.h"
+#include "state.h"
 #include "authfail.h"
 #include "spool.h"
 #include "server_control.h"
@@ -108,7 +109,7 @@ struct server {
 	struct spool *spool;
 	struct deliver *deliver;
 	struct workpool *pool;		/* every blocking job: one pool */
-	struct kv_store *state;		/* failed logins, SMTP and POP3 */
+	struct state *state;		/* shared state: greylisting, failed logins, ... */
 	int qlock;			/* spool/queue.lock, held while serving */
 	struct server_control *control;	/* state/control: postern queue */
 	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
@@ -680,16 +681,25 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		server_init_failed("spool", srv->cfg->server_spool, EAGAIN);
 		goto out;
 	}
-	/* After the privilege drop, before the loops: the failed-login store
-	 * (one for SMTP AUTH and POP3; one that cannot open is logged and
-	 * kept in memory), POP3 and AUTH. */
-	srv->state = authfail_open(srv->cfg->server_state);
-	srv->pop3 = pop3_service_new(srv->pool, srv->state, srv->cfg->server_workers);
-	if (smtp_auth_init(srv->state, srv->pool, srv->cfg->server_workers) < 0) {
-		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
+	/* After the privilege drop, before the loops: the shared state store
+	 * (a SQLite one that cannot open is logged and kept in memory), then
+	 * what uses it: the checks, POP3 and AUTH. */
+	{
+		struct state_params sp = { .backend = NULL, .dir = srv->cfg->server_state,
+					   .workers = srv->cfg->server_workers };
+		const char *state_err = "";
+
+		srv->state = state_open(&sp, srv->pool, &state_err);
+		if (srv->state == NULL) {
+			server_init_failed("state", state_err, EINVAL);
+			goto out;
+		}
 	}
-	if (policy_greylist_init(srv->state, srv->pool, srv->cfg->server_workers) < 0) {
-		/* no worker class: greylisting passes every recipient */
+	policy_state_set(srv->state);
+	srv->pop3 = pop3_service_new(srv->pool, state_sqlite_kv(srv->state),
+				     srv->cfg->server_workers);
+	if (smtp_auth_init(state_sqlite_kv(srv->state), srv->pool, srv->cfg->server_workers) < 0) {
+		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
 	}
 
 	(void)regdomain_init();	/* the public suffix list, read once here */
@@ -801,8 +811,8 @@ out:
 	}
 	pop3_service_free(&srv->pop3);
 	smtp_auth_shutdown();
-	policy_greylist_shutdown();
-	kv_close(&srv->state);
+	policy_state_set(NULL);
+	state_close(&srv->state);
 	quota_fini();
 	space_stop();
 	/* Every class has stopped: the threads end (after the loops, before

@@ -377,6 +377,42 @@ kv_delete(struct kv_store *kv, const char *key)
 	return r;
 }
 
+static int
+exec_locked(struct kv_store *kv, const char *sql, const char *what)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&kv->mu);
+	if (sqlite3_exec(kv->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(kv, what);
+		r = -1;
+	}
+	pthread_mutex_unlock(&kv->mu);
+	return r;
+}
+
+int
+kv_begin(struct kv_store *kv)
+{
+	return exec_locked(kv, "BEGIN IMMEDIATE", "begin");
+}
+
+int
+kv_commit(struct kv_store *kv)
+{
+	return exec_locked(kv, "COMMIT", "commit");
+}
+
+void
+kv_rollback(struct kv_store *kv)
+{
+	char first[sizeof(kv_errbuf)];
+
+	memcpy(first, kv_errbuf, sizeof(first));	/* the error that made us roll back */
+	(void)exec_locked(kv, "ROLLBACK", "rollback");
+	memcpy(kv_errbuf, first, sizeof(first));
+}
+
 long
 kv_expire(struct kv_store *kv)
 {

@@ -7,6 +7,8 @@
  *
  * (Not to be confused with core/kv.h, the key/value pairs of log lines.)
  *
+ * This is the SQLite engine under the asynchronous store (state.h), which
+ * everything else uses; only state_sqlite.c and the unit tests call it.
  * Every call may block on disk: call them from worker threads only, never
  * from an event loop. A store is safe to use from several threads at once.
  * Keys are NUL-terminated strings of at most KV_KEY_MAX octets. Times are
@@ -59,6 +61,11 @@ int kv_incr(struct kv_store *kv, const char *key, int64_t delta, unsigned ttl_s,
 	    int64_t *value_out) WARN_UNUSED;
 /* Removes key. Returns 1 if there was a live entry, 0 if not, -1 error. */
 int kv_delete(struct kv_store *kv, const char *key) WARN_UNUSED;
+/* A transaction around several calls from one thread (state_sqlite.c
+ * batches requests so): BEGIN IMMEDIATE, COMMIT, ROLLBACK. 0 or -1. */
+int kv_begin(struct kv_store *kv) WARN_UNUSED;
+int kv_commit(struct kv_store *kv) WARN_UNUSED;
+void kv_rollback(struct kv_store *kv);
 /* Purges expired entries. Returns how many, or -1. (Writes purge now and
  * then by themselves; this is for tests and maintenance.) */
 long kv_expire(struct kv_store *kv) WARN_UNUSED;

@@ -181,3 +181,30 @@ def test_bad_key_and_window_are_configuration_errors(tmp_path):
     conf.write_text("[greylist]\nkey = Client, helo\n")
     r = run_cli("check", "-c", str(conf))
     assert "greylist" not in r.stderr + r.stdout, r
+
+
+def test_spf_pass_for_a_configured_domain_is_exempt(make_server, tmp_path):
+    """greylist.spf_pass_domains: an SPF pass for the domain (or a
+    subdomain) skips greylisting; an SPF pass for another domain, or a
+    softfail for a configured one, is greylisted."""
+    from spfzone import SpfZoneServer
+    zone = {"pass.example.org": [{"SPF": "v=spf1 ip4:127.0.0.2 -all"}],
+            "sub.pass.example.org": [{"SPF": "v=spf1 ip4:127.0.0.2 -all"}],
+            "other.example.net": [{"SPF": "v=spf1 ip4:127.0.0.2 -all"}],
+            "soft.example.org": [{"SPF": "v=spf1 ~all"}]}
+    with SpfZoneServer(tmp_path, zone) as dns:
+        srv = grey_server(make_server,
+                          greylist={"spf_pass_domains": "pass.example.org, soft.example.org"},
+                          conf={"dns": {"servers": dns.servers, "timeout": "1", "attempts": "1"},
+                                "policy": {"rcpt": "limits, spf, recipient, relay, greylist, quota"}})
+        mark = srv.mark()
+        assert rcpt(srv, frm="a@pass.example.org").code == 250
+        assert rcpt(srv, frm="a@sub.pass.example.org").code == 250
+        assert_greylisted(rcpt(srv, frm="a@other.example.net"))
+        assert_greylisted(rcpt(srv, frm="a@soft.example.org"))
+        evs = srv.wait_event("POLICY-GREYLISTED", after=mark, count=2)
+        assert {e["from"] for e in evs} == {"<a@other.example.net>", "<a@soft.example.org>"}, evs
+        assert not [e for e in srv.events("POLICY-GREYLISTED", after=mark)
+                    if "pass.example.org" in e.get("from", "")]
+        # the passes were SPF's: the sessions' summaries show spf then greylist continuing
+        assert len(srv.events("SPF-PASS", after=mark)) >= 3
