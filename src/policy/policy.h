@@ -224,11 +224,19 @@ size_t policy_txn_trace_format(const struct policy_txn *txn, char *out, size_t s
  * (RFC 5321 4.5.1). */
 int policy_rcpt_exempt(const struct policy_txn *t);
 struct state;
+struct policy_query;
 /* The shared state store (store/state.h) of the checks that keep state
  * (greylisting, rates, duplicates): set once before the loops run, NULL
  * after state_close. Without one those checks pass everything. */
 void policy_state_set(struct state *st);
 struct state *policy_state(void);
+/* What a check does when its state request failed (policy_state.c):
+ * logs nothing; returns 1 when it fails closed (per_check: the check's
+ * on_state_error option, "" to follow state.on_error), and then answers
+ * q with 451 4.3.0 POLICY-STATE-UNAVAILABLE; 0 when it fails open (the
+ * caller goes on as if nothing was found). */
+int policy_state_fail(struct policy_query *q, const char *check, const char *per_check,
+		      const char *err);
 
 /* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
 void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,

@@ -150,8 +150,10 @@ grey_read(struct state_req *req)
 	q->check_data = NULL;
 	if (out == GREY_ERROR) {
 		grey_log_error(j, "get", j->key);
+		if (!policy_state_fail(q, "greylist", q->txn->cfg->greylist_on_state_error,
+				       j->req.err))
+			policy_answer_continue(q);	/* fail open */
 		free(j);
-		policy_answer_continue(q);	/* fail open */
 		return;
 	}
 	if (out == GREY_WAIT) {

@@ -77,20 +77,6 @@ policy_txn_fini(struct policy_txn *txn)
 	buf_fini(&txn->headers);
 }
 
-static struct state *shared_state;
-
-void
-policy_state_set(struct state *st)
-{
-	shared_state = st;
-}
-
-struct state *
-policy_state(void)
-{
-	return shared_state;
-}
-
 void
 policy_txn_reset(struct policy_txn *txn)
 {

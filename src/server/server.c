@@ -685,7 +685,10 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	 * (a SQLite one that cannot open is logged and kept in memory), then
 	 * what uses it: the checks, POP3 and AUTH. */
 	{
-		struct state_params sp = { .backend = NULL, .dir = srv->cfg->server_state,
+		struct state_params sp = { .backend = srv->cfg->state_backend,
+					   .dir = srv->cfg->server_state,
+					   .redis = srv->cfg->state_redis,
+					   .timeout_ms = srv->cfg->state_redis_timeout,
 					   .workers = srv->cfg->server_workers };
 		const char *state_err = "";
 
