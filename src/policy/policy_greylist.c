@@ -64,6 +64,13 @@ grey_log_error(const struct grey_job *j, const char *op, const char *key)
 	catalog_log(COND_POLICY_GREYLIST_ERROR, &ctx, kv, ARRAY_LEN(kv));
 }
 
+/* The store closed with j's request pending (shutdown). */
+static void
+grey_dropped(struct state_req *req)
+{
+	free(req->arg);
+}
+
 static void
 grey_written(struct state_req *req)
 {
@@ -96,6 +103,7 @@ grey_record(struct grey_job *j, enum grey_outcome out)
 	j->req.ops = j->ops;
 	j->req.nops = n;
 	j->req.done = grey_written;
+	j->req.cancel = grey_dropped;
 	j->req.arg = j;
 	j->writing = 1;
 	if (state_submit(policy_state(), j->req.loop, &j->req) < 0)
@@ -303,6 +311,7 @@ grey_ask(struct policy_query *q)
 	j->req.ops = j->ops;
 	j->req.nops = n;
 	j->req.done = grey_read;
+	j->req.cancel = grey_dropped;
 	j->req.arg = j;
 	q->check_data = j;
 	if (state_submit(policy_state(), q->run->loop, &j->req) < 0) {

@@ -23,10 +23,10 @@ struct pop3_service;
 struct tls_server;
 
 struct workpool;
-struct kv_store;
+struct state;
 /* Adds the "pop3" class (workers concurrent jobs) to wp; failed logins
  * go to state (store/authfail.h, borrowed; NULL: not counted). */
-struct pop3_service *pop3_service_new(struct workpool *wp, struct kv_store *state,
+struct pop3_service *pop3_service_new(struct workpool *wp, struct state *state,
 				      unsigned workers);
 /* Stops the workers; call after every loop has stopped. */
 void pop3_service_free(struct pop3_service **svcp);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "authfail.h"
 #include "workpool.h"
 #include "pop3.h"
 #include "pop3_parse.h"
@@ -87,6 +88,7 @@ struct pop3_job {
 	void (*done)(struct pop3_job *j);	/* on env->loop */
 
 	/* CHECK and LOGIN: the failed-login store's key and answers */
+	struct authfail_req af;		/* the request out, if any */
 	char client[64];		/* the client address as text */
 	int banned;			/* locked out (now, or by this failure) */
 	int64_t fail_count;		/* failures counted, or the ban's count */

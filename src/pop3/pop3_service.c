@@ -2,8 +2,9 @@
  * pop3_service.c - the process-wide part of POP3: its jobs on the worker
  * pool ("pop3" class), the mailbox lock table and the last-login table
  * (see pop3.h, pop3_private.h). Failed logins and lockouts live in the
- * state store (store/authfail.h, shared with SMTP AUTH); the CHECK and
- * LOGIN jobs read and write them.
+ * shared state store (store/authfail.h, shared with SMTP AUTH): a CHECK
+ * job only asks it; a LOGIN job asks it before its worker part and counts
+ * a failure after it, each answer on the session's loop.
  *
  * Owns struct pop3_service. Workers run every operation that may block:
  * the password check (crypt is slow on purpose), the maildrop scan, file
@@ -49,7 +50,7 @@ struct delay_entry {
 struct pop3_service {
 	struct workpool *wp;		/* borrowed */
 	int cls;			/* the "pop3" class */
-	struct kv_store *state;		/* borrowed: failed logins */
+	struct state *state;		/* borrowed: failed logins; NULL: none */
 
 	pthread_mutex_t tables;		/* the two tables below */
 	struct lock_entry *locks[LOCK_BUCKETS];
@@ -124,12 +125,33 @@ pop3_job_free(struct pop3_job *j)
 	free(j);
 }
 
+/* A failure was counted: the count, and whether it started a lockout. */
+static void
+login_recorded(struct authfail_req *r)
+{
+	struct pop3_job *j = r->arg;
+
+	j->fail_count = r->count;
+	j->banned = r->banned;
+	j->done(j);	/* done frees j */
+}
+
 static void
 job_complete(struct loop *loop, struct workpool_job *wj)
 {
 	struct pop3_job *j = (struct pop3_job *)wj;
+	struct state *st = j->svc->state;
 
-	(void)loop;
+	if (j->kind == POP3_JOB_LOGIN && st != NULL &&
+	    (j->result == POP3_LOGIN_UNKNOWN || j->result == POP3_LOGIN_BAD)) {
+		const struct config *cfg = j->cfg;
+		struct authfail_policy pol = { cfg->pop3_max_failures, cfg->pop3_failure_window,
+					       cfg->pop3_lockout };
+		authfail_record(st, loop, &j->af, j->client, j->sid, &pol, login_recorded, j);
+		return;
+	}
+	if (j->kind == POP3_JOB_LOGIN && st != NULL && j->result == POP3_LOGIN_OK)
+		authfail_clear(st, loop, j->client, j->sid);
 	j->done(j);	/* done frees j */
 }
 
@@ -197,40 +219,6 @@ run_login_password(struct pop3_job *j)
 	j->cond = COND_POP3_LOGIN;
 }
 
-/* The lockout first (the password is not even tried), then the password
- * and the rest; a failure is counted, a success forgets the failures.
- * pop3.max_failures 0 turns the lockout off (failures are still counted). */
-static void
-run_login(struct pop3_job *j)
-{
-	const struct config *cfg = j->cfg;
-	struct kv_store *state = j->svc->state;
-
-	if (cfg->pop3_max_failures > 0 &&
-	    authfail_banned(state, j->client, j->sid, &j->fail_count, &j->ban_remaining_s)) {
-		explicit_bzero(j->pass, strlen(j->pass));
-		j->result = POP3_LOGIN_LOCKOUT;
-		j->cond = COND_POP3_AUTH_LOCKOUT;
-		j->banned = 1;
-		return;
-	}
-	run_login_password(j);
-	if (j->result == POP3_LOGIN_UNKNOWN || j->result == POP3_LOGIN_BAD) {
-		struct authfail_policy pol = { cfg->pop3_max_failures, cfg->pop3_failure_window,
-					       cfg->pop3_lockout };
-		j->fail_count = authfail_record(state, j->client, j->sid, &pol, &j->banned);
-	} else if (j->result == POP3_LOGIN_OK) {
-		authfail_clear(state, j->client, j->sid);
-	}
-}
-
-/* The greeting's question: is the client locked out now? */
-static void
-run_check(struct pop3_job *j)
-{
-	j->banned = authfail_banned(j->svc->state, j->client, j->sid, &j->fail_count,
-				    &j->ban_remaining_s);
-}
 
 static void
 run_chunk(struct pop3_job *j)
@@ -292,10 +280,9 @@ job_run(struct workpool_job *wj)
 
 	switch (j->kind) {
 	case POP3_JOB_CHECK:
-		run_check(j);
-		break;
+		break;		/* answered from the store, never here */
 	case POP3_JOB_LOGIN:
-		run_login(j);
+		run_login_password(j);
 		break;
 	case POP3_JOB_CHUNK:
 		run_chunk(j);
@@ -306,8 +293,8 @@ job_run(struct workpool_job *wj)
 	}
 }
 
-void
-pop3_job_submit(struct pop3_job *j)
+static void
+worker_submit(struct pop3_job *j)
 {
 	struct pop3_service *svc = j->svc;
 
@@ -316,10 +303,54 @@ pop3_job_submit(struct pop3_job *j)
 		PANIC("POP3 job after the service stopped");
 }
 
+/* The store closed with the job's request pending (shutdown). */
+static void
+job_dropped(struct authfail_req *r)
+{
+	pop3_job_free(r->arg);
+}
+
+/* The lockout check came back: a CHECK is answered; a LOGIN is refused
+ * (the password not even tried) or goes on to its worker part. */
+static void
+ban_checked(struct authfail_req *r)
+{
+	struct pop3_job *j = r->arg;
+
+	j->banned = r->banned;
+	j->fail_count = r->count;
+	j->ban_remaining_s = r->remaining_s;
+	if (j->kind == POP3_JOB_LOGIN && !r->banned) {
+		worker_submit(j);
+		return;
+	}
+	if (j->kind == POP3_JOB_LOGIN) {
+		explicit_bzero(j->pass, strlen(j->pass));
+		j->result = POP3_LOGIN_LOCKOUT;
+		j->cond = COND_POP3_AUTH_LOCKOUT;
+	}
+	j->done(j);	/* done frees j */
+}
+
+void
+pop3_job_submit(struct pop3_job *j)
+{
+	const struct config *cfg = j->cfg != NULL ? j->cfg : NULL;
+	int ask = j->kind == POP3_JOB_CHECK ||
+		  (j->kind == POP3_JOB_LOGIN && cfg != NULL && cfg->pop3_max_failures > 0);
+
+	if (!ask) {
+		worker_submit(j);
+		return;
+	}
+	j->af.cancel = job_dropped;
+	authfail_check(j->svc->state, j->env->loop, &j->af, j->client, j->sid, ban_checked, j);
+}
+
 /* ---- lifecycle ------------------------------------------------------- */
 
 struct pop3_service *
-pop3_service_new(struct workpool *wp, struct kv_store *state, unsigned workers)
+pop3_service_new(struct workpool *wp, struct state *state, unsigned workers)
 {
 	struct pop3_service *svc = xcalloc(1, sizeof(*svc));
 

@@ -699,9 +699,8 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		}
 	}
 	policy_state_set(srv->state);
-	srv->pop3 = pop3_service_new(srv->pool, state_sqlite_kv(srv->state),
-				     srv->cfg->server_workers);
-	if (smtp_auth_init(state_sqlite_kv(srv->state), srv->pool, srv->cfg->server_workers) < 0) {
+	srv->pop3 = pop3_service_new(srv->pool, srv->state, srv->cfg->server_workers);
+	if (smtp_auth_init(srv->state, srv->pool, srv->cfg->server_workers) < 0) {
 		/* AUTH answers 454 AUTH-SASL-INIT-FAILED; mail still flows */
 	}
 

@@ -25,11 +25,11 @@ struct smtp_session;
 /* Process-wide, once, before any loop serves: keeps the failed-login
  * store state (store/authfail.h, borrowed; NULL: nothing counted) and adds
  * the "auth" class (workers concurrent checks) to the worker pool wp,
- * which runs the password checks and the counter updates. Returns 0, or
+ * which runs the password checks. Returns 0, or
  * -1 if no worker could start (AUTH then answers AUTH-SASL-INIT-FAILED). */
 struct workpool;
-struct kv_store;
-int smtp_auth_init(struct kv_store *state, struct workpool *wp, unsigned workers);
+struct state;
+int smtp_auth_init(struct state *state, struct workpool *wp, unsigned workers);
 /* Stops the "auth" class; frees jobs whose completion never ran. Call
  * after the loops stopped, before they are freed. */
 void smtp_auth_shutdown(void);

@@ -5,11 +5,12 @@
  * Owns the session's SASL exchange (s->auth, struct auth_state) and the
  * process-wide AUTH service: the "auth" class of the worker pool
  * (core/workpool.h) and the failed-login store (store/authfail.h, in the
- * state store, shared with POP3) where failures per client address are
- * counted. A job checks the lockout, the password
- * (crypt is slow on purpose) and updates the counters, all off the loop;
- * its result is posted back to the session's loop and found again through
- * the session handle (dropped if the session ended). While a job or the failure delay runs the
+ * shared state store, shared with POP3) where failures per client address
+ * are counted. A check asks the store whether the client is locked out,
+ * then a worker checks the password (crypt is slow on purpose), then a
+ * failure is counted in the store; each step answers on the session's
+ * loop and finds the session again through its handle (the job is
+ * dropped if the session ended). While a job or the failure delay runs the
  * session is busy: it reads nothing more and has no command deadline.
  *
  * Secrets: passwords and AUTH payloads are never logged; decoded bytes
@@ -45,6 +46,8 @@ enum auth_outcome { OUT_OK, OUT_FAILED, OUT_DISABLED, OUT_BANNED };
 
 struct auth_job {
 	struct workpool_job wj;	/* first: the pool hands it back */
+	struct authfail_req af;	/* the lockout check, then the failure count */
+	struct loop *loop;	/* the session's */
 	uintptr_t handle;
 	struct config *cfg;	/* reference */
 	enum auth_mech mech;
@@ -73,7 +76,7 @@ struct auth_state {
 struct auth_service {
 	struct workpool *wp;	/* borrowed */
 	int cls;		/* the "auth" class */
-	struct kv_store *kv;	/* borrowed; NULL: counting is off */
+	struct state *st;	/* borrowed; NULL: counting is off */
 };
 
 /* Set once by smtp_auth_init() before the loops run, cleared by
@@ -110,22 +113,14 @@ find_account(const struct config *cfg, const char *user)
 	return directory_find(cfg->accounts, user, (size_t)(at - user), at + 1, strlen(at + 1));
 }
 
-/* Worker side: lockout, password, counters. */
+/* Worker side: the password. */
 static void
 run_check(struct workpool_job *wj)
 {
 	struct auth_job *j = (struct auth_job *)wj;
-	struct kv_store *kv = svc->kv;
 	const struct config *cfg = j->cfg;
 	const struct account *a;
 	int r;
-
-	if (cfg->auth_max_failures > 0 &&
-	    authfail_banned(kv, j->client, j->sid, &j->count, &j->remaining_s)) {
-		j->out = OUT_BANNED;
-		explicit_bzero(j->pass, sizeof(j->pass));
-		return;
-	}
 
 	a = find_account(cfg, j->user);
 	if (a == NULL || a->password == NULL || a->password[0] == '\0') {
@@ -159,15 +154,6 @@ run_check(struct workpool_job *wj)
 		}
 	}
 	explicit_bzero(j->pass, sizeof(j->pass));
-
-	if (j->out == OUT_OK) {
-		authfail_clear(kv, j->client, j->sid);
-	} else if (j->out == OUT_FAILED) {
-		struct authfail_policy pol = { cfg->auth_max_failures,
-					       cfg->auth_failure_window, cfg->auth_lockout };
-		int banned;
-		j->count = authfail_record(kv, j->client, j->sid, &pol, &banned);
-	}
 }
 
 static void job_done(struct loop *loop, struct workpool_job *wj);
@@ -179,10 +165,17 @@ job_cancel(struct workpool_job *wj)
 	job_free((struct auth_job *)wj);
 }
 
+/* The store closed with the job's request pending (shutdown). */
+static void
+af_cancel(struct authfail_req *r)
+{
+	job_free(r->arg);
+}
+
 /* ---- service lifecycle ------------------------------------------------- */
 
 int
-smtp_auth_init(struct kv_store *state, struct workpool *wp, unsigned workers)
+smtp_auth_init(struct state *state, struct workpool *wp, unsigned workers)
 {
 	struct auth_service *v;
 
@@ -190,7 +183,7 @@ smtp_auth_init(struct kv_store *state, struct workpool *wp, unsigned workers)
 		return 0;
 	v = xcalloc(1, sizeof(*v));
 	v->wp = wp;
-	v->kv = state;
+	v->st = state;
 	svc = v;
 	v->cls = workpool_class_new(wp, "auth", workers > 0 ? workers : 1, 0);
 	if (v->cls < 0) {
@@ -303,7 +296,48 @@ response_refuse(struct smtp_session *s, struct auth_state *st, enum sasl_result 
 	}
 }
 
-/* Hands the credentials to a worker; the session waits (busy). */
+/* Hands the credentials to a worker. -1 (the refusal sent, j freed)
+ * when the pool refuses the job. */
+static int
+hash_submit(struct smtp_session *s, struct auth_job *j)
+{
+	if (workpool_submit(svc->wp, svc->cls, &j->wj, s->env->loop) == 0)
+		return 0;
+	struct kv kv[] = { KV("client", s->conn.peer_text) };
+	job_free(j);
+	smtp_session_refuse(s, COND_AUTH_SASL_INIT_FAILED, kv, ARRAY_LEN(kv));
+	return -1;
+}
+
+static void conclude(struct smtp_session *s, struct auth_job *j);
+
+/* The lockout check came back: refused at once, or on to the password. */
+static void
+ban_checked(struct authfail_req *r)
+{
+	struct auth_job *j = r->arg;
+	struct smtp_session *s = smtp_session_by_handle(loop_get_data(j->loop), j->handle);
+
+	if (s == NULL) {
+		job_free(j);	/* the client left meanwhile */
+		return;
+	}
+	if (r->banned) {
+		explicit_bzero(j->pass, sizeof(j->pass));
+		j->out = OUT_BANNED;
+		j->count = r->count;
+		j->remaining_s = r->remaining_s;
+		conclude(s, j);
+		return;
+	}
+	if (hash_submit(s, j) < 0) {
+		s->busy = 0;
+		smtp_session_resume(s);
+	}
+}
+
+/* The lockout check, then the password on a worker; the session waits
+ * (busy). */
 static void
 check_submit(struct smtp_session *s, struct auth_state *st, struct slice user,
 	     struct slice pass, struct slice authzid)
@@ -324,13 +358,15 @@ check_submit(struct smtp_session *s, struct auth_state *st, struct slice user,
 		PANIC("SASL field longer than its decoder allows");
 	st->step = STEP_NONE;
 	explicit_bzero(st->user, sizeof(st->user));
-	if (workpool_submit(svc->wp, svc->cls, &j->wj, s->env->loop) < 0) {
-		struct kv kv[] = { KV("client", s->conn.peer_text) };
-		job_free(j);
-		smtp_session_refuse(s, COND_AUTH_SASL_INIT_FAILED, kv, ARRAY_LEN(kv));
+	j->loop = s->env->loop;
+	if (svc->st != NULL && j->cfg->auth_max_failures > 0) {
+		j->af.cancel = af_cancel;
+		authfail_check(svc->st, j->loop, &j->af, j->client, j->sid, ban_checked, j);
+		s->busy = 1;
 		return;
 	}
-	s->busy = 1;
+	if (hash_submit(s, j) == 0)
+		s->busy = 1;
 }
 
 /* A decoded PLAIN message. */
@@ -542,17 +578,12 @@ delay_fired(struct loop *loop, void *arg)
 		finish(st->s, j);
 }
 
+/* The outcome goes out: at once, or a failure after its delay. */
 static void
-job_done(struct loop *loop, struct workpool_job *wj)
+conclude(struct smtp_session *s, struct auth_job *j)
 {
-	struct auth_job *j = (struct auth_job *)wj;
-	struct smtp_session *s = smtp_session_by_handle(loop_get_data(loop), j->handle);
 	struct auth_state *st;
 
-	if (s == NULL) {
-		job_free(j);	/* the client left meanwhile */
-		return;
-	}
 	if (s->auth == NULL) {
 		/* cannot happen: the exchange state lives while busy */
 		job_free(j);
@@ -566,8 +597,46 @@ job_done(struct loop *loop, struct workpool_job *wj)
 		unsigned shift = c > FAIL_DELAY_MAX_SHIFT ? FAIL_DELAY_MAX_SHIFT : (unsigned)c;
 		uint64_t ms = (uint64_t)j->cfg->auth_fail_delay << shift;
 		st->pending = j;
-		loop_timer_set(loop, &st->delay, ms);
+		loop_timer_set(j->loop, &st->delay, ms);
 		return;	/* still busy until the timer */
 	}
 	finish(s, j);
+}
+
+/* A failure was counted (j->af.count: the failures in the window). */
+static void
+failure_recorded(struct authfail_req *r)
+{
+	struct auth_job *j = r->arg;
+	struct smtp_session *s = smtp_session_by_handle(loop_get_data(j->loop), j->handle);
+
+	if (s == NULL) {
+		job_free(j);
+		return;
+	}
+	j->count = r->count;
+	conclude(s, j);
+}
+
+static void
+job_done(struct loop *loop, struct workpool_job *wj)
+{
+	struct auth_job *j = (struct auth_job *)wj;
+	struct smtp_session *s = smtp_session_by_handle(loop_get_data(loop), j->handle);
+
+	if (s == NULL) {
+		job_free(j);	/* the client left meanwhile */
+		return;
+	}
+	if (svc->st != NULL && j->out == OUT_FAILED) {
+		struct authfail_policy pol = { j->cfg->auth_max_failures,
+					       j->cfg->auth_failure_window, j->cfg->auth_lockout };
+		j->af.cancel = af_cancel;
+		authfail_record(svc->st, loop, &j->af, j->client, j->sid, &pol,
+				failure_recorded, j);
+		return;		/* still busy until it is counted */
+	}
+	if (svc->st != NULL && j->out == OUT_OK)
+		authfail_clear(svc->st, loop, j->client, j->sid);
+	conclude(s, j);
 }

@@ -107,6 +107,7 @@ struct smtp_session {
 	int trusted;
 	int greet_wait;		/* smtp.greet_pause runs: the greeting waits */
 	int triage;		/* the pre-greeting checks apply (smtp_triage.c) */
+	int triage_asking;	/* the pass cache is asked: input is held */
 	unsigned errors;
 	unsigned junk;		/* NOOP, RSET, HELP, VRFY since the last message */
 	uint64_t active_ms;	/* last command that did work: the deadline's start */

@@ -16,9 +16,11 @@
  * the caller's to decide (state.on_error).
  *
  * The caller owns the request, its operations and the keys and values they
- * point to, and keeps them alive and untouched until done runs. There is
- * no cancel: a caller whose session went away marks its own job orphaned
- * and frees it in done.
+ * point to, and keeps them alive and untouched until done runs. A caller
+ * cannot withdraw a request: one whose session went away marks its own
+ * job orphaned and frees it in done. When the store closes (after the
+ * loops stopped) with requests still pending, their cancel function runs
+ * instead of done, on the closing thread, so the owner can free them.
  *
  * Keys are NUL-terminated, at most KV_KEY_MAX octets, printable, with no
  * space (they travel as Redis arguments and SQLite text alike). Integers
@@ -75,6 +77,7 @@ struct state_req {
 	struct state_op *ops;		/* caller's array of nops */
 	size_t nops;			/* 1..STATE_OPS_MAX */
 	state_done_fn done;
+	state_done_fn cancel;		/* the store closed first; NULL: nothing */
 	void *arg;			/* the caller's */
 	/* outcome */
 	int failed;			/* results are not to be used */
@@ -116,10 +119,6 @@ int state_submit(struct state *st, struct loop *loop, struct state_req *req) WAR
 /* Sets one operation (the results cleared). */
 void state_op_set(struct state_op *op, enum state_op_kind kind, const char *key,
 		  const char *value, size_t len, int64_t delta, unsigned ttl_s);
-
-/* The SQLite engine under a sqlite store, NULL for another back end: for
- * the failed-login counters (authfail.h) until they move to requests. */
-struct kv_store *state_sqlite_kv(struct state *st);
 
 /* Test hook (sqlite): a clock offset in seconds, as kv_set_clock_offset. */
 void state_set_clock_offset(struct state *st, int64_t offset_s);

@@ -4,6 +4,8 @@
  * engine (kv_store.h). The class takes every ready request at once and
  * runs them in one transaction, so a burst of greylist and rate updates
  * costs one commit (WAL, synchronous=NORMAL: no sync call per request).
+ * At shutdown the requests still queued run (a write made just before a
+ * stop is kept); their answers, which no loop will take, are cancelled.
  */
 #include "state_private.h"
 
@@ -123,15 +125,16 @@ sqlite_done(struct loop *loop, struct workpool_job *wj)
 	req->done(req);
 }
 
-/* The class stopped before the request ran (shutdown): it ends failed,
- * on whatever thread this is; the loops have stopped by then. */
+/* The class stopped before the request ran or its done did (shutdown;
+ * the loops have stopped): the owner's cancel frees it. */
 static void
 sqlite_cancel(struct workpool_job *wj)
 {
 	struct state_req *req = (struct state_req *)((char *)wj - offsetof(struct state_req, wj));
 
 	state_req_fail(req, "sqlite", "the store closed");
-	req->done(req);
+	if (req->cancel != NULL)
+		req->cancel(req);
 }
 
 static int
@@ -199,7 +202,7 @@ state_sqlite_open(struct state *st, const struct state_params *p, struct workpoo
 		return -1;
 	}
 	s->wp = wp;
-	s->cls = workpool_class_new(wp, "state", 1, WORKPOOL_BATCH);
+	s->cls = workpool_class_new(wp, "state", 1, WORKPOOL_BATCH | WORKPOOL_DRAIN);
 	if (s->cls < 0) {
 		*error_out = "no worker class for the state store";
 		kv_close(&s->kv);
@@ -216,10 +219,4 @@ void
 state_sqlite_set_clock_offset(struct state *st, int64_t offset_s)
 {
 	kv_set_clock_offset(priv_of(st)->kv, offset_s);
-}
-
-struct kv_store *
-state_sqlite_kv(struct state *st)
-{
-	return strncmp(st->be->name, "sqlite", 6) == 0 ? priv_of(st)->kv : NULL;
 }

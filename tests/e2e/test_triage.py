@@ -125,3 +125,18 @@ def test_stop_during_pause(make_server):
     assert srv.wait_exit(timeout=15) == 0
     end = srv.wait_event("SESSION-END", after=mark)[0]
     assert end["cause"] == "SIGNAL-STOP-SESSIONS", end
+
+
+def test_pass_cache_is_in_the_state_store(paused):
+    """The pass cache lives in the shared state store (state.db here, a
+    Redis shared by nodes otherwise): a client that passed is still
+    greeted at once after a restart."""
+    mark = paused.mark()
+    with paused.raw(source="127.0.0.7") as c:
+        assert c.greeting.code == 220
+        assert c.cmd("EHLO client.example.org").code == 250
+        paused.wait_event("SMTP-TRIAGE-PASSED", after=mark, client="127.0.0.7")
+        assert c.cmd("QUIT").code == 221
+    paused.restart()
+    early_pipelined_session(paused, "127.0.0.7")
+    assert greeting_wait(paused, "127.0.0.8") >= 0.9
