@@ -132,10 +132,12 @@ peername_timeout(struct loop *loop, void *arg)
 	peername_done(p, PEERNAME_TEMPFAIL);
 }
 
+/* The answer to the PTR (no name yet) or to the PTR name's A/AAAA. */
 static void
-peername_on_forward(void *arg, const struct dns_answer *ans)
+peername_on_answer(void *arg, const struct dns_answer *ans)
 {
 	struct peername *p = arg;
+	int forward = p->ptr[0] != '\0';
 
 	p->dq = NULL;
 	if (ans->status == DNS_TEMPFAIL) {
@@ -143,19 +145,9 @@ peername_on_forward(void *arg, const struct dns_answer *ans)
 		peername_done(p, PEERNAME_TEMPFAIL);
 		return;
 	}
-	peername_done(p, peername_answer_has(ans, p->family, p->addr) ? PEERNAME_VERIFIED
-								       : PEERNAME_MISMATCH);
-}
-
-static void
-peername_on_ptr(void *arg, const struct dns_answer *ans)
-{
-	struct peername *p = arg;
-
-	p->dq = NULL;
-	if (ans->status == DNS_TEMPFAIL) {
-		p->err = ans->err;
-		peername_done(p, PEERNAME_TEMPFAIL);
+	if (forward) {
+		peername_done(p, peername_answer_has(ans, p->family, p->addr) ? PEERNAME_VERIFIED
+									       : PEERNAME_MISMATCH);
 		return;
 	}
 	for (size_t i = 0; ans->status == DNS_OK && i < ans->n; i++) {
@@ -171,7 +163,7 @@ peername_on_ptr(void *arg, const struct dns_answer *ans)
 	}
 	snprintf(p->query, sizeof(p->query), "%s", p->ptr);
 	p->dq = dns_query(p->dns, p->ptr, p->family == AF_INET ? DNS_T_A : DNS_T_AAAA,
-			  peername_on_forward, p);
+			  peername_on_answer, p);
 }
 
 void
@@ -189,7 +181,7 @@ peername_start(struct peername *p)
 	p->status = PEERNAME_PENDING;
 	loop_timer_set(p->loop, &p->timer, p->timeout_ms);
 	/* the answer comes later, never inside dns_query */
-	p->dq = dns_query(p->dns, p->query, DNS_T_PTR, peername_on_ptr, p);
+	p->dq = dns_query(p->dns, p->query, DNS_T_PTR, peername_on_answer, p);
 }
 
 int

@@ -12,6 +12,8 @@ failing dnslib server; clients bind 127.0.0.x (127.0.0.1 is trusted).
 import re
 import time
 
+import pytest
+
 from conftest import make_message, split_delivered
 from dnszone import DnsServer, FailingDnsServer, a, mx, ptr
 
@@ -66,22 +68,15 @@ def test_verified_name_in_received_and_session_end(make_server, tmp_path):
     assert end["ptr"] == "host2.good.test" and end["ptr_status"] == "verified", end
 
 
-def test_ptr_not_pointing_back_is_unknown(make_server, tmp_path):
+@pytest.mark.parametrize("source,status", [("127.0.0.3", "mismatch"),  # PTR not pointing back
+                                           ("127.0.0.4", "missing")])   # no PTR
+def test_unverified_name_is_unknown(make_server, tmp_path, source, status):
     with DnsServer(tmp_path, zones=zones()) as dns:
         srv = serve(make_server, dns.servers)
-        received, end = deliver(srv, "127.0.0.3", "mismatch")
-    assert received.startswith(b"Received: from client.good.test (unknown [127.0.0.3])\r\n"), \
-        received
-    assert end["ptr"] == "unknown" and end["ptr_status"] == "mismatch", end
-
-
-def test_no_ptr_is_unknown(make_server, tmp_path):
-    with DnsServer(tmp_path, zones=zones()) as dns:
-        srv = serve(make_server, dns.servers)
-        received, end = deliver(srv, "127.0.0.4", "noptr")
-    assert received.startswith(b"Received: from client.good.test (unknown [127.0.0.4])\r\n"), \
-        received
-    assert end["ptr"] == "unknown" and end["ptr_status"] == "missing", end
+        received, end = deliver(srv, source, status)
+    assert received.startswith(("Received: from client.good.test (unknown [%s])\r\n"
+                                % source).encode()), received
+    assert end["ptr"] == "unknown" and end["ptr_status"] == status, end
 
 
 def test_dns_failure_is_logged_and_mail_accepted(make_server, tmp_path):
