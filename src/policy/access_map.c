@@ -52,6 +52,8 @@ struct access_map {
 	size_t *list;		/* owned: the other entries' indexes, file order */
 	size_t nlist;
 	pcre2_match_context *mctx;	/* owned */
+	unsigned name_tags;	/* ACCESS_MASK of tags with a Connect pattern
+				 * that may match the client's name */
 };
 
 static const char *const tag_names[] = { "Connect", "Helo", "From", "To" };
@@ -348,6 +350,9 @@ map_add(struct access_map *m, struct access_entry *e, const char *path, struct d
 		m->list = xrealloc(m->list, m->cap * sizeof(*m->list));
 	}
 	m->v[m->n] = *e;
+	if ((e->tag == ACCESS_TAG_CONNECT || e->tag == ACCESS_TAG_CONNECT_FROM ||
+	     e->tag == ACCESS_TAG_CONNECT_TO) && e->pat[0].kind != PAT_CIDR)
+		m->name_tags |= ACCESS_MASK(e->tag);
 	if (e->npat == 1 && e->pat[0].kind == PAT_EXACT) {
 		struct exact_key k = { e->tag, e->pat[0].s };
 		uint32_t first = 0;
@@ -606,6 +611,12 @@ access_map_find(const struct access_map *m, unsigned tags, const struct access_s
 		}
 	}
 	return best == SIZE_MAX ? NULL : &m->v[best];
+}
+
+int
+access_map_needs_name(const struct access_map *m, unsigned tags)
+{
+	return m != NULL && (m->name_tags & tags) != 0;
 }
 
 enum access_action

@@ -68,6 +68,11 @@ size_t access_map_count(const struct access_map *map);
 const struct access_entry *access_map_find(const struct access_map *map, unsigned tags,
 					   const struct access_subject *s);
 
+/* 1 when an entry of a tag in tags has a Connect: pattern that may match
+ * the client's name (anything but a CIDR network or an address): a
+ * lookup for those tags needs the name. */
+int access_map_needs_name(const struct access_map *map, unsigned tags);
+
 enum access_action access_entry_action(const struct access_entry *e);
 /* The custom reply text, "" if none. */
 const char *access_entry_text(const struct access_entry *e);

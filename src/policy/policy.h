@@ -28,6 +28,7 @@
 #include "directory.h"
 
 struct dns_resolver;
+struct peername;
 struct sockaddr_storage;
 
 enum policy_stage {
@@ -152,6 +153,8 @@ struct policy_txn {
 	struct dns_resolver *dns;	/* the session's loop's resolver (net/dns.h),
 					 * for checks that ask the DNS; NULL: none */
 	const char *sid;		/* the session's id for log lines, or NULL */
+	struct peername *peername;	/* the client's verified name (peername.h),
+					 * the session's; NULL: none (tests) */
 	int trusted;			/* in server.trusted_networks */
 	int dnswl;			/* listed at a [dnswl.NAME] list (policy_dnsl.c):
 					 * checks that honour allow lists skip */

@@ -11,13 +11,17 @@
  * at once too. At RCPT an OK never skips routing: before a recipient is
  * routed it only marks; the default list asks "access" after recipient
  * and relay, so an OK never opens a relay. No key matching: continue.
+ * A Connect: pattern that may match the client's name waits for the
+ * session's one lookup of its verified name (peername.h).
  */
 #include "policy_checks.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "access_map.h"
+#include "peername.h"
 
 static const unsigned stage_tags[POLICY_STAGE__COUNT] = {
 	[POLICY_STAGE_CONNECT] = ACCESS_MASK(ACCESS_TAG_CONNECT),
@@ -74,15 +78,61 @@ access_refuse(struct policy_query *q, const struct access_entry *e, enum access_
 	policy_answer_cond(q, POLICY_REJECT, c, kv, n);
 }
 
+static void access_lookup(struct policy_query *q);
+
+/* The client's name is known: the map is asked. */
+static void
+access_name_known(void *arg)
+{
+	struct policy_query *q = arg;
+
+	free(q->check_data);
+	q->check_data = NULL;
+	access_lookup(q);
+}
+
+/* A map with Connect: name patterns for this stage's keys waits for the
+ * session's one lookup of the client's name (peername.h); others are
+ * asked at once (a name that is not known yet matches nothing). */
 static void
 access_ask(struct policy_query *q)
+{
+	struct policy_txn *t = q->txn;
+	struct peername_wait *w;
+
+	if (t->peername != NULL && t->access_ok == 0 &&
+	    access_map_needs_name(policy_access_map(t->cfg), stage_tags[q->stage])) {
+		w = xcalloc(1, sizeof(*w));
+		if (!peername_need(t->peername, w, access_name_known, q)) {
+			q->check_data = w;
+			return;
+		}
+		free(w);
+	}
+	access_lookup(q);
+}
+
+static void
+access_cancel(struct policy_query *q)
+{
+	struct peername_wait *w = q->check_data;
+
+	if (w == NULL)
+		return;
+	peername_unwait(q->txn->peername, w);
+	free(w);
+	q->check_data = NULL;
+}
+
+static void
+access_lookup(struct policy_query *q)
 {
 	struct policy_txn *t = q->txn;
 	const struct access_map *m = policy_access_map(t->cfg);
 	struct access_subject s = {
 		.client = t->client,
 		.peer = (const struct sockaddr *)t->peer,
-		.name = NULL,	/* no verified client name in the transaction yet */
+		.name = t->peername != NULL ? peername_verified(t->peername) : NULL,
 		.helo = t->helo != NULL && t->helo[0] ? t->helo : NULL,
 		.from = q->stage >= POLICY_STAGE_MAIL ? t->sender.mailbox : NULL,
 		.rcpt = q->stage == POLICY_STAGE_RCPT ? t->rcpt.mailbox : NULL,
@@ -141,4 +191,5 @@ const struct policy_check policy_check_access = {
 		[POLICY_STAGE_MAIL] = access_ask,
 		[POLICY_STAGE_RCPT] = access_ask,
 	},
+	.cancel = access_cancel,
 };

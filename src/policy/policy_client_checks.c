@@ -16,10 +16,12 @@
  * failed temporarily, with no other answer showing the domain exists,
  * defers with 450 4.1.8 unless the action is off or tag (never a 5xx).
  * <> is never checked.
- * client_ptr (at HELO or MAIL): the PTR of the client's address, then the
- * first PTR name's A or AAAA, which must include the client's address
- * (FCrDNS); a missing PTR or a mismatch is a problem, a lookup that failed
- * temporarily defers with 451 4.4.3 unless both actions are tag or off.
+ * client_ptr (at HELO or MAIL): the session's one lookup of the client's
+ * name (peername.h: the PTR of the client's address, then the first PTR
+ * name's A or AAAA, which must include the client's address, FCrDNS),
+ * awaited if still running; a missing PTR or a mismatch is a problem, a
+ * lookup that failed temporarily defers with 451 4.4.3 unless both
+ * actions are tag or off.
  * Trusted and authenticated clients skip every check here.
  */
 #include "policy_checks.h"
@@ -33,6 +35,7 @@
 
 #include "dns.h"
 #include "log.h"
+#include "peername.h"
 
 enum cc_action { CC_OFF, CC_REJECT, CC_TEMPFAIL, CC_TAG };
 
@@ -255,151 +258,84 @@ const struct policy_check policy_check_sender_domain = {
 
 /* ---- client_ptr -------------------------------------------------------- */
 
+/* The check waits for the session's one lookup of the client's name
+ * (peername.h): started at connect, or by this check when
+ * smtp.peername_lookup is off. */
 struct ptr_job {
 	struct policy_query *q;
-	struct dns_query *dq;	/* pending, or NULL */
-	int family;
-	uint8_t addr[16];
-	char ptr[DNS_NAME_MAX + 1];
-	char query[DNS_NAME_MAX + 2];
+	struct peername_wait w;
 };
 
-/* A job for q with the client's address (v4-mapped IPv6 as IPv4); peer
- * is AF_INET or AF_INET6. */
-static struct ptr_job *
-ptr_job_new(struct policy_query *q, const struct sockaddr_storage *peer)
-{
-	struct ptr_job *job = xcalloc(1, sizeof(*job));
-
-	job->q = q;
-	if (peer->ss_family == AF_INET) {
-		job->family = AF_INET;
-		memcpy(job->addr, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, 4);
-	} else {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr;
-
-		job->family = AF_INET6;
-		memcpy(job->addr, a6, 16);
-		if (IN6_IS_ADDR_V4MAPPED(a6)) {
-			job->family = AF_INET;
-			memmove(job->addr, &a6->s6_addr[12], 4);
-		}
-	}
-	return job;
-}
-
-/* 1 if ans holds the job's client address. */
-static int
-ptr_job_matches(const struct ptr_job *job, const struct dns_answer *ans)
-{
-	size_t alen = job->family == AF_INET ? 4 : 16;
-
-	for (size_t i = 0; ans->status == DNS_OK && i < ans->n; i++)
-		if (ans->rr[i].family == job->family && memcmp(ans->rr[i].addr, job->addr, alen) == 0)
-			return 1;
-	return 0;
-}
-
-/* Answers the job's query for a DNS failure on name, then frees job. */
+/* Answers q from the session's name lookup, which is done. */
 static void
-ptr_tempfail(struct ptr_job *job)
+ptr_judge(struct policy_query *q)
 {
-	struct policy_query *q = job->q;
-	const struct config *cfg = q->txn->cfg;
+	const struct policy_txn *t = q->txn;
+	const struct config *cfg = t->cfg;
+	const struct peername *p = t->peername;
 	enum cc_action m = cc_action_of(cfg->client_checks_client_ptr_missing);
 	enum cc_action x = cc_action_of(cfg->client_checks_client_ptr_mismatch);
 
-	if (m == CC_REJECT || m == CC_TEMPFAIL || x == CC_REJECT || x == CC_TEMPFAIL) {
-		struct kv kv[] = { KV("client", q->txn->client), KV("query", job->query) };
-
-		policy_refuse(q, COND_POLICY_RDNS_TEMPFAIL, kv, ARRAY_LEN(kv));
-	} else {
-		policy_answer_continue(q);
-	}
-	free(job);
-}
-
-static void
-ptr_on_forward(void *arg, const struct dns_answer *ans)
-{
-	struct ptr_job *job = arg;
-	struct policy_query *q = job->q;
-	struct kv kv[] = { KV("client", q->txn->client), KV("ptr", job->ptr) };
-
-	job->dq = NULL;
-	if (ans->status == DNS_TEMPFAIL) {
-		ptr_tempfail(job);
-		return;
-	}
-	if (ptr_job_matches(job, ans)) {
-		policy_answer_continue(q);
-		free(job);
-		return;
-	}
-	cc_apply(q, "client_ptr", cc_action_of(q->txn->cfg->client_checks_client_ptr_mismatch),
-		 COND_POLICY_RDNS_MISMATCH, job->ptr, kv, ARRAY_LEN(kv));
-	free(job);
-}
-
-static void
-ptr_on_ptr(void *arg, const struct dns_answer *ans)
-{
-	struct ptr_job *job = arg;
-	struct policy_query *q = job->q;
-	const struct policy_txn *t = q->txn;
-
-	job->dq = NULL;
-	if (ans->status == DNS_TEMPFAIL) {
-		ptr_tempfail(job);
-		return;
-	}
-	for (size_t i = 0; ans->status == DNS_OK && i < ans->n; i++) {
-		if (ans->rr[i].name != NULL && ans->rr[i].name[0] != '\0' &&
-		    strlen(ans->rr[i].name) < sizeof(job->ptr)) {
-			snprintf(job->ptr, sizeof(job->ptr), "%s", ans->rr[i].name);
-			break;
-		}
-	}
-	if (job->ptr[0] == '\0') {
+	switch (p->status) {
+	case PEERNAME_MISSING: {
 		struct kv kv[] = { KV("client", t->client) };
 
-		cc_apply(q, "client_ptr", cc_action_of(t->cfg->client_checks_client_ptr_missing),
-			 COND_POLICY_RDNS_MISSING, t->client, kv, ARRAY_LEN(kv));
-		free(job);
+		cc_apply(q, "client_ptr", m, COND_POLICY_RDNS_MISSING, t->client, kv, ARRAY_LEN(kv));
 		return;
 	}
-	if (strcmp(t->cfg->client_checks_client_ptr_mismatch, "off") == 0) {
-		policy_answer_continue(q);
-		free(job);
+	case PEERNAME_MISMATCH: {
+		struct kv kv[] = { KV("client", t->client), KV("ptr", p->ptr) };
+
+		cc_apply(q, "client_ptr", x, COND_POLICY_RDNS_MISMATCH, p->ptr, kv, ARRAY_LEN(kv));
 		return;
 	}
-	snprintf(job->query, sizeof(job->query), "%s", job->ptr);
-	job->dq = dns_query(t->dns, job->ptr, job->family == AF_INET ? DNS_T_A : DNS_T_AAAA,
-			    ptr_on_forward, job);
+	case PEERNAME_TEMPFAIL:
+		if (m == CC_REJECT || m == CC_TEMPFAIL || x == CC_REJECT || x == CC_TEMPFAIL) {
+			struct kv kv[] = { KV("client", t->client), KV("query", p->query) };
+
+			policy_refuse(q, COND_POLICY_RDNS_TEMPFAIL, kv, ARRAY_LEN(kv));
+			return;
+		}
+		break;
+	case PEERNAME_OFF:
+	case PEERNAME_PENDING:
+	case PEERNAME_VERIFIED:
+		break;
+	}
+	policy_answer_continue(q);
+}
+
+static void
+ptr_known(void *arg)
+{
+	struct ptr_job *job = arg;
+	struct policy_query *q = job->q;
+
+	q->check_data = NULL;
+	free(job);
+	ptr_judge(q);
 }
 
 static void
 ptr_ask(struct policy_query *q)
 {
 	const struct policy_txn *t = q->txn;
-	const struct sockaddr_storage *peer = t->peer;
 	struct ptr_job *job;
 
-	if (cc_skip(t) || t->dns == NULL || peer == NULL ||
-	    (peer->ss_family != AF_INET && peer->ss_family != AF_INET6) ||
+	if (cc_skip(t) || t->peername == NULL ||
 	    (strcmp(t->cfg->client_checks_client_ptr_missing, "off") == 0 &&
 	     strcmp(t->cfg->client_checks_client_ptr_mismatch, "off") == 0)) {
 		policy_answer_continue(q);
 		return;
 	}
-	job = ptr_job_new(q, peer);
-	if (dns_reverse_name(job->family, job->addr, job->query, sizeof(job->query)) < 0) {
+	job = xcalloc(1, sizeof(*job));
+	job->q = q;
+	if (peername_need(t->peername, &job->w, ptr_known, job)) {
 		free(job);
-		policy_answer_continue(q);
+		ptr_judge(q);
 		return;
 	}
 	q->check_data = job;
-	job->dq = dns_query(t->dns, job->query, DNS_T_PTR, ptr_on_ptr, job);
 }
 
 static void
@@ -409,8 +345,7 @@ ptr_cancel(struct policy_query *q)
 
 	if (job == NULL)
 		return;
-	if (job->dq != NULL)
-		dns_cancel(job->dq);
+	peername_unwait(q->txn->peername, &job->w);
 	free(job);
 	q->check_data = NULL;
 }
@@ -424,20 +359,29 @@ const struct policy_check policy_check_client_ptr = {
 
 /* ---- helo: does the name resolve to the client ------------------------- */
 
+struct helo_job {
+	struct policy_query *q;
+	struct dns_query *dq;	/* pending, or NULL */
+	int family;
+	uint8_t addr[16];
+	char name[DNS_NAME_MAX + 1];
+};
+
 static void
 helo_on_forward(void *arg, const struct dns_answer *ans)
 {
-	struct ptr_job *job = arg;
+	struct helo_job *job = arg;
 	struct policy_query *q = job->q;
-	struct kv kv[] = { KV("client", q->txn->client), KV("helo", job->ptr) };
+	struct kv kv[] = { KV("client", q->txn->client), KV("helo", job->name) };
 
 	job->dq = NULL;
+	q->check_data = NULL;
 	/* a failed lookup proves nothing: RFC 5321 4.1.4 */
-	if (ans->status == DNS_TEMPFAIL || ptr_job_matches(job, ans))
+	if (ans->status == DNS_TEMPFAIL || peername_answer_has(ans, job->family, job->addr))
 		policy_answer_continue(q);
 	else
 		cc_apply(q, "helo", cc_action_of(q->txn->cfg->client_checks_helo_ip_mismatch),
-			 COND_POLICY_HELO_IP_MISMATCH, job->ptr, kv, ARRAY_LEN(kv));
+			 COND_POLICY_HELO_IP_MISMATCH, job->name, kv, ARRAY_LEN(kv));
 	free(job);
 }
 
@@ -445,25 +389,42 @@ static void
 helo_ip_start(struct policy_query *q)
 {
 	const struct policy_txn *t = q->txn;
-	const struct sockaddr_storage *peer = t->peer;
-	struct ptr_job *job;
+	struct helo_job *job;
 
 	if (strcmp(t->cfg->client_checks_helo_ip_mismatch, "off") == 0 || t->dns == NULL ||
-	    peer == NULL || (peer->ss_family != AF_INET && peer->ss_family != AF_INET6) ||
-	    strlen(t->helo) >= sizeof(job->ptr)) {
+	    strlen(t->helo) >= sizeof(job->name)) {
 		policy_answer_continue(q);
 		return;
 	}
-	job = ptr_job_new(q, peer);
-	snprintf(job->ptr, sizeof(job->ptr), "%s", t->helo);
+	job = xcalloc(1, sizeof(*job));
+	job->q = q;
+	if (peername_addr_of(t->peer, &job->family, job->addr) < 0) {
+		free(job);
+		policy_answer_continue(q);
+		return;
+	}
+	snprintf(job->name, sizeof(job->name), "%s", t->helo);
 	q->check_data = job;
-	job->dq = dns_query(t->dns, job->ptr, job->family == AF_INET ? DNS_T_A : DNS_T_AAAA,
+	job->dq = dns_query(t->dns, job->name, job->family == AF_INET ? DNS_T_A : DNS_T_AAAA,
 			    helo_on_forward, job);
+}
+
+static void
+helo_cancel(struct policy_query *q)
+{
+	struct helo_job *job = q->check_data;
+
+	if (job == NULL)
+		return;
+	if (job->dq != NULL)
+		dns_cancel(job->dq);
+	free(job);
+	q->check_data = NULL;
 }
 
 const struct policy_check policy_check_helo = {
 	.name = "helo",
 	.ask = { [POLICY_STAGE_HELO] = helo_ask, [POLICY_STAGE_MAIL] = helo_ask },
-	.cancel = ptr_cancel,
+	.cancel = helo_cancel,
 	.fail_open = 1,
 };

@@ -65,12 +65,41 @@ data_opened(struct loop *loop, void *arg, int status, enum cond_id cond)
 	smtp_session_resume(s);
 }
 
-/* The data begins: a queue ID, our Received field first in the message,
- * the decoder set up, and the body sink (the spool file) opened on the
- * pool; input is held until opened(s, status, cond) ran. */
+static void data_begin(struct smtp_session *s);
+
+/* The client's name is known (or its bound passed): the data begins. */
+static void
+data_name_known(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	s->busy = 0;
+	data_begin(s);
+	smtp_session_resume(s);
+}
+
+/* The data begins once the client's name is known (our Received field
+ * shows it): at once, or, input held, when the lookup started at connect
+ * ends (within smtp.peername_timeout). Then opened(s, status, cond)
+ * runs as data_begin says. */
 static void
 data_start(struct smtp_session *s,
 	   void (*opened)(struct smtp_session *s, int status, enum cond_id cond))
+{
+	s->txn.opened = opened;
+	if (s->peername.status == PEERNAME_PENDING &&
+	    !peername_need(&s->peername, &s->data_wait, data_name_known, s)) {
+		s->busy = 1;
+		return;
+	}
+	data_begin(s);
+}
+
+/* The data begins: a queue ID, our Received field first in the message,
+ * the decoder set up, and the body sink (the spool file) opened on the
+ * pool; input is held until s->txn.opened(s, status, cond) ran. */
+static void
+data_begin(struct smtp_session *s)
 {
 	struct spool_msg *m = s->txn.msg;
 	struct buf *b = &s->txn.body;
@@ -94,8 +123,9 @@ data_start(struct smtp_session *s,
 		proto[0] = '\0';
 	buf_fini(b);
 	buf_init(b, SPOOL_MAX_TRACE);
-	int r = buf_appendf(b, "Received: from %s ([%s])\r\n\tby %s (Postern) with %s id %s",
-			    s->helo, s->conn.peer_text, s->cfg->hostname, proto, m->qid);
+	int r = buf_appendf(b, "Received: from %s (%s [%s])\r\n\tby %s (Postern) with %s id %s",
+			    s->helo, peername_name(&s->peername), s->conn.peer_text,
+			    s->cfg->hostname, proto, m->qid);
 	if (r == 0 && s->tls)
 		r = buf_appendf(b, "\r\n\t(using %s with cipher %s (%d bits))",
 				tls_conn_version(&s->conn), tls_conn_cipher(&s->conn),
@@ -121,7 +151,6 @@ data_start(struct smtp_session *s,
 	body_sink_abort(&s->txn.sink);
 	s->txn.sink = s->env->sink_new != NULL ? s->env->sink_new(s->env, m)
 					      : spool_body_sink(s->env->spool, m);
-	s->txn.opened = opened;
 	s->busy = 1;
 	body_sink_begin(s->txn.sink, s->env->loop, data_opened,
 			(void *)smtp_session_handle(s));

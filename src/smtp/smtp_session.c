@@ -541,6 +541,7 @@ smtp_session_end(struct smtp_session *s, enum cond_id cause)
 		tls_text[0] = '\0';
 	smtp_auth_free(s);
 	policy_run_cancel(&s->run);
+	peername_stop(&s->peername);
 	s->dead = 1;
 	if (s->in_txn && s->txn.data_started && s->state != SMTP_STATE_COMMIT &&
 	    cause != COND_SMTP_TIMEOUT && cause != COND_SIGNAL_STOP_SESSIONS)
@@ -553,7 +554,8 @@ smtp_session_end(struct smtp_session *s, enum cond_id cause)
 	struct kv kv[] = {
 		KV("proto", "smtp"),
 		KV("client", s->conn.peer_text),
-		KV("ptr", "unknown"),
+		KV("ptr", peername_name(&s->peername)),
+		KV("ptr_status", peername_status_name(s->peername.status)),
 		KV("helo", s->helo[0] ? s->helo : NULL),
 		KV("tls", s->tls ? tls_text : "no"),
 		KV("auth", s->auth_user[0] ? s->auth_user : NULL),
@@ -596,6 +598,10 @@ session_begin(void *arg)
 			   KVU("sessions", s->sessions_now),
 			   KV("proxy", s->conn.proxied ? s->conn.proxy_text : NULL) };
 	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
+	/* The client's name: asked now, awaited only where needed (a check,
+	 * our Received field); the greeting does not wait for it. */
+	if (s->cfg->smtp_peername_lookup && !env->draining)
+		peername_start(&s->peername);
 	if (s->tls_implicit && !env->draining) {
 		/* RFC 8314: TLS first, the greeting comes after the handshake. */
 		if (tls_begin(s, "no TLS context") < 0) {
@@ -659,6 +665,9 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->ptxn.peer = &s->conn.peer;
 	s->ptxn.dns = env->dns;
 	s->ptxn.sid = s->sid;
+	peername_init(&s->peername, env->loop, env->dns, &s->conn.peer,
+		      (uint64_t)s->cfg->smtp_peername_timeout * 1000u, s->sid, s->conn.peer_text);
+	s->ptxn.peername = &s->peername;
 	policy_run_init(&s->run);
 	s->sessions_now = sessions_now;
 	s->ns.proxy_networks = &s->cfg->proxy_networks;
@@ -723,6 +732,7 @@ session_drop(void *arg)
 
 	smtp_auth_free(s);
 	policy_run_cancel(&s->run);
+	peername_stop(&s->peername);
 	conn_close(&s->conn);
 	session_free(s);
 }

@@ -17,6 +17,7 @@
 #include "net_conn.h"
 #include "net_session.h"
 #include "net_tls.h"
+#include "peername.h"
 #include "policy.h"
 #include "smtp_data.h"
 #include "smtp_parse.h"
@@ -137,6 +138,10 @@ struct smtp_session {
 	struct policy_run run;
 	void (*decided)(struct smtp_session *s);
 	struct smtp_pending pend;
+	/* The client's verified name (smtp.peername_lookup), started at
+	 * connect; the data waits for it for our Received field. */
+	struct peername peername;
+	struct peername_wait data_wait;
 };
 
 
