@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "domain.h"
 #include "regdomain.h"
@@ -222,6 +223,15 @@ link_octet(struct uri_scan *u, uint8_t c)
 
 /* ---- character references ---------------------------------------------- */
 
+static int
+hex_value(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 static void
 ent_resolve(struct uri_scan *u)
 {
@@ -240,13 +250,9 @@ ent_resolve(struct uri_scan *u)
 		if (*d == '\0')
 			goto raw;
 		for (; *d != '\0'; d++) {
-			int x;
+			int x = hex_value((uint8_t)*d);
 
-			if (*d >= '0' && *d <= '9')
-				x = *d - '0';
-			else if (hex && ((*d | 0x20) >= 'a' && (*d | 0x20) <= 'f'))
-				x = (*d | 0x20) - 'a' + 10;
-			else
+			if (x < 0 || (!hex && x > 9))
 				goto raw;
 			v = v * (hex ? 16 : 10) + (unsigned long)x;
 			if (v > 0x10ffff)
@@ -301,27 +307,6 @@ ent_octet(struct uri_scan *u, uint8_t c)
 
 /* ---- transfer decoding ------------------------------------------------- */
 
-static int
-hex_value(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c |= 0x20;
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-static int
-b64_value(uint8_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
 static void
 qp_octet(struct uri_scan *u, uint8_t c)
 {
@@ -369,7 +354,7 @@ qp_octet(struct uri_scan *u, uint8_t c)
 static void
 b64_octet(struct uri_scan *u, uint8_t c)
 {
-	int v = b64_value(c);
+	int v = base64_value(c);
 
 	if (c == '=') {
 		/* padding: the quantum is over, with what it holds */
@@ -505,10 +490,12 @@ header_end(struct uri_scan *u)
 	u->skip = 0;
 	u->enc = ENC_IDENT;
 	if (strncasecmp(ct, "multipart/", 10) == 0) {
+		size_t bl;
+
 		u->skip = 1;	/* the preamble */
 		if (u->depth < DEPTH_MAX && ctype_boundary(ct, b, sizeof(b)) == 0 &&
-		    strlen(b) <= BOUNDARY_MAX)
-			snprintf(u->bounds[u->depth++], sizeof(u->bounds[0]), "%s", b);
+		    (bl = strlen(b)) <= BOUNDARY_MAX)
+			memcpy(u->bounds[u->depth++], b, bl + 1);
 		return;
 	}
 	if (strncasecmp(ct, "message/rfc822", 14) == 0) {
