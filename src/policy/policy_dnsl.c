@@ -68,7 +68,7 @@ struct dnsl_job {
 	char ip[64], helo[DNSL_ITEM_MAX], sender[DNSL_ITEM_MAX];
 	struct uri_scan_domain *domains;	/* owned (uribl): the links' domains */
 	unsigned char failed[CONFIG_DNSLS_MAX];	/* by list: a failure was logged */
-	struct dnsl_ask asks[];	/* CONFIG_DNSLS_MAX, or URIBL_ASKS_MAX (uribl) */
+	struct dnsl_ask asks[];	/* CONFIG_DNSLS_MAX, or lists x domains (uribl) */
 };
 
 static struct dnsl_job *
@@ -547,7 +547,7 @@ uribl_ask(struct policy_query *q)
 	const struct config *cfg = t->cfg;
 	const struct uri_scan *us = t->content.uris;
 	struct dnsl_job *job;
-	size_t nd;
+	size_t nd, nl = 0, cap;
 
 	if (t->trusted || t->auth_user[0] != '\0' || t->dnswl || t->dns == NULL || us == NULL ||
 	    (t->nrcpt_ok > 0 && t->nrcpt_exempt >= t->nrcpt_ok)) {
@@ -560,7 +560,14 @@ uribl_ask(struct policy_query *q)
 		policy_answer_continue(q);
 		return;
 	}
-	job = dnsl_job_new(q, 0, URIBL_ASKS_MAX);
+	for (size_t i = 0; i < cfg->ndnsls; i++)
+		nl += !cfg->dnsls[i].allow && cfg->dnsls[i].type == DNSL_TYPE_URI;
+	cap = nl * nd < URIBL_ASKS_MAX ? nl * nd : URIBL_ASKS_MAX;
+	if (cap == 0) {
+		policy_answer_continue(q);
+		return;
+	}
+	job = dnsl_job_new(q, 0, cap);
 	job->uri = 1;
 	job->domains = xcalloc(nd, sizeof(*job->domains));
 	for (size_t d = 0; d < nd; d++)
@@ -572,7 +579,7 @@ uribl_ask(struct policy_query *q)
 
 		if (l->allow || l->type != DNSL_TYPE_URI)
 			continue;
-		for (size_t d = 0; d < nd && job->nasks < URIBL_ASKS_MAX; d++) {
+		for (size_t d = 0; d < nd && job->nasks < cap; d++) {
 			struct dnsl_ask *ask = &job->asks[job->nasks];
 			char labels[DNS_NAME_MAX + 1];
 

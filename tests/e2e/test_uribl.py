@@ -11,7 +11,7 @@ uribl.max_domains.
 import base64
 import re
 
-from conftest import make_message
+from conftest import make_message, run_cli
 from dnszone import DnsServer, FailingDnsServer, a, txt
 
 import pytest
@@ -217,3 +217,22 @@ def test_postmaster_only_message_and_trusted_client_exempt(make_server, dns):
     # a trusted client is not asked about
     assert srv.send_mail(source="127.0.0.1", data=msg)[0] == 250
     assert len(srv.events("POLICY-URIBL-LISTED", after=mark)) == 1
+
+
+def test_config_errors(tmp_path):
+    conf = tmp_path / "p.conf"
+    conf.write_text("[listen.mx]\naddress = 127.0.0.1:2525\nrole = mx\n"
+                    "[dnsbl.u]\nzone = uri.test\ntype = url\n"
+                    "[uribl]\nmax_domains = 500\n"
+                    "[policy]\nend_of_data = size, uribl\n")
+    r = run_cli("check", "-c", str(conf))
+    assert r.returncode == 78, r
+    err = r.stderr
+    assert "%s:6: dnsbl.u.type: \"url\" is not ip, helo, sender or uri" % conf in err, err
+    assert "%s:8:" % conf in err and "uribl.max_domains" in err, err
+    conf.write_text("[listen.mx]\naddress = 127.0.0.1:2525\nrole = mx\n"
+                    "[dnsbl.u]\nzone = uri.test\ntype = uri\n"
+                    "[uribl]\nmax_domains = 100\nscan_size = 64K\n"
+                    "[policy]\nend_of_data = size, uribl\n")
+    r = run_cli("check", "-c", str(conf))
+    assert r.returncode == 0, r
