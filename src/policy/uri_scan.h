@@ -15,8 +15,8 @@
  * tests/unit/test_uri_scan.c.
  *
  * Bounds: at most max_octets octets are looked at (past them the scan
- * stops: bounded), at most max_domains distinct domains are kept (more
- * are counted in dropped). Lines are looked at through a buffer of
+ * stops: bounded), at most max_domains distinct domains are kept (links
+ * to more are counted in dropped). Lines are looked at through a buffer of
  * URI_SCAN_LINE_MAX octets: a longer line is content, never a MIME
  * boundary or a whole header field. Memory: the struct plus max_domains
  * entries, whatever the input.
@@ -52,7 +52,8 @@ const struct uri_scan_domain *uri_scan_get(const struct uri_scan *u, size_t i);
 uint64_t uri_scan_octets(const struct uri_scan *u);
 /* 1 when the message went on past max_octets (the rest was not looked at). */
 int uri_scan_bounded(const struct uri_scan *u);
-/* Distinct domains found past max_domains (not kept). */
+/* Links found past max_domains whose domain is not among those kept
+ * (one such domain linked twice counts twice: nothing is kept of it). */
 uint64_t uri_scan_dropped(const struct uri_scan *u);
 
 #endif

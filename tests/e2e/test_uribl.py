@@ -236,3 +236,21 @@ def test_config_errors(tmp_path):
                     "[policy]\nend_of_data = size, uribl\n")
     r = run_cli("check", "-c", str(conf))
     assert r.returncode == 0, r
+
+
+def test_bdat_message_scanned_too(make_server, dns):
+    srv = serve(make_server, dns, {"dnsbl.testuri": {"zone": "uri.test", "type": "uri"}})
+    mark = srv.mark()
+    msg = make_message(body=b"Two chunks: http://sp")
+    rest = b"am.example/ end\r\n"
+    with srv.raw(source=CLIENT) as c:
+        assert c.cmd("EHLO client.example.org").code == 250
+        assert c.cmd("MAIL FROM:<someone@example.org>").code == 250
+        assert c.cmd("RCPT TO:<alice@example.test>").code == 250
+        c.send(b"BDAT %d\r\n" % len(msg) + msg)
+        assert c.reply().code == 250
+        c.send(b"BDAT %d LAST\r\n" % len(rest) + rest)
+        r = c.reply()
+        assert r.code == 554 and ids_in(r.text) == ["POLICY-URIBL-LISTED"], r
+    ev = srv.wait_event("POLICY-URIBL-LISTED", after=mark)[0]
+    assert ev["item"] == "spam.example", ev
