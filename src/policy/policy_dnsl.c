@@ -165,6 +165,19 @@ dnsl_addr(uint32_t a, char *buf, size_t len)
 
 /* ---- the end of a job -------------------------------------------------- */
 
+/* Adds "X-Postern-Policy: CHECK=TAG; client=CLIENT" to v. */
+static void
+dnsl_tag(struct policy_verdict *v, const char *check, const char *tag, const char *client)
+{
+	char field[POLICY_HEADER_MAX + 1];
+	int n = snprintf(field, sizeof(field), "X-Postern-Policy: %s=%s; client=%.64s", check,
+			 tag, client);
+
+	if (n < 0 || (size_t)n >= sizeof(field) || policy_verdict_tag(v, field) < 0) {
+		/* too long for one line: the hits are logged all the same */
+	}
+}
+
 /* uribl: the first listing of a refusing list refuses; each tag or score
  * list counts once, for its first listed domain. */
 static void
@@ -218,17 +231,9 @@ uribl_finish(struct dnsl_job *job)
 			tl += (size_t)n;
 	}
 	v.score = score;
-	if (tl > 0) {
-		char field[POLICY_HEADER_MAX + 1];
-
-		tag[tl] = '\0';
-		int n = snprintf(field, sizeof(field), "X-Postern-Policy: uribl=%s; client=%.64s",
-				 tag, t->client);
-
-		if (n < 0 || (size_t)n >= sizeof(field) || policy_verdict_tag(&v, field) < 0) {
-			/* too long for one line: the hits are logged all the same */
-		}
-	}
+	tag[tl] = '\0';
+	if (tl > 0)
+		dnsl_tag(&v, "uribl", tag, t->client);
 	policy_answer(q, &v);
 	dnsl_job_free(job);
 }
@@ -296,17 +301,9 @@ dnsl_finish(struct dnsl_job *job)
 		tagged = 1;
 	}
 	v.score = score;
-	if (tagged) {
-		char field[POLICY_HEADER_MAX + 1];
-
-		tag[tl] = '\0';
-		int n = snprintf(field, sizeof(field), "X-Postern-Policy: dnsbl=%s; client=%.64s",
-				 tag, t->client);
-
-		if (n < 0 || (size_t)n >= sizeof(field) || policy_verdict_tag(&v, field) < 0) {
-			/* too long for one line: the hit is logged all the same */
-		}
-	}
+	tag[tl] = '\0';
+	if (tagged)
+		dnsl_tag(&v, "dnsbl", tag, t->client);
 	policy_answer(q, &v);
 	dnsl_job_free(job);
 }
