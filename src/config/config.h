@@ -135,9 +135,11 @@ struct config_route {
  * A list is asked by the policy checks "dnsbl" and "dnswl"
  * (src/policy/policy_dnsl.c): for the client address (type ip, RFC 5782
  * reversed, nibbles for IPv6), the HELO name or the sender's domain
- * (RHSBL) under zone. An A answer counts when it is inside codes. */
+ * (RHSBL) under zone; type uri (block lists only) is asked by the check
+ * "uribl" for the domains of the links in the message body. An A answer
+ * counts when it is inside codes. */
 enum dnsl_action { DNSL_REJECT, DNSL_TEMPFAIL, DNSL_TAG, DNSL_SCORE };
-enum dnsl_type { DNSL_TYPE_IP, DNSL_TYPE_HELO, DNSL_TYPE_SENDER };
+enum dnsl_type { DNSL_TYPE_IP, DNSL_TYPE_HELO, DNSL_TYPE_SENDER, DNSL_TYPE_URI };
 
 #define CONFIG_DNSLS_MAX 64		/* [dnsbl.*] and [dnswl.*] sections */
 #define CONFIG_DNSL_CODES_MAX 32	/* entries of one codes list */

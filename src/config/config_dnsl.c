@@ -4,7 +4,8 @@
  * match of an A answer against a list's codes.
  *
  * Lists live in the snapshot like routes; the policy checks "dnsbl" and
- * "dnswl" (src/policy/policy_dnsl.c) ask them.
+ * "dnswl" (src/policy/policy_dnsl.c) ask them, and "uribl" those of type
+ * uri (URI block lists, as smtpf's uri-bl).
  */
 #include "config_private.h"
 
@@ -30,6 +31,7 @@ static const char *const action_names[] = {
 
 static const char *const type_names[] = {
 	[DNSL_TYPE_IP] = "ip", [DNSL_TYPE_HELO] = "helo", [DNSL_TYPE_SENDER] = "sender",
+	[DNSL_TYPE_URI] = "uri",
 };
 
 const char *
@@ -280,10 +282,14 @@ config_dnsl_set(struct config_load *ld, size_t idx, const char *key, size_t klen
 		if (dnsl_dup(ld, l, "type", &ds->type, src, dup_check))
 			return;
 		i = name_index(type_names, ARRAY_LEN(type_names), v);
+		/* uri: the links of the body (check uribl), block lists only */
+		if (l->allow && i == DNSL_TYPE_URI)
+			i = -1;
 		if (i < 0)
 			diag_add(ld->diags, src.file, src.line,
-				 "%s.%s.type: \"%.*s\" is not ip, helo or sender", SEC(l), l->name,
-				 SHOW(v));
+				 l->allow ? "%s.%s.type: \"%.*s\" is not ip, helo or sender"
+				 : "%s.%s.type: \"%.*s\" is not ip, helo, sender or uri",
+				 SEC(l), l->name, SHOW(v));
 		else
 			l->type = (enum dnsl_type)i;
 	} else {

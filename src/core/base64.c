@@ -9,9 +9,8 @@
 static const char b64_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* 0..63 for an alphabet character, -1 otherwise. */
-static int
-b64_value(uint8_t c)
+int
+base64_value(uint8_t c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -52,7 +51,7 @@ base64_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap, size_t *o
 			}
 			if (pad > 0)
 				return -1;	/* data after '=' */
-			v[k] = b64_value(c);
+			v[k] = base64_value(c);
 			if (v[k] < 0)
 				return -1;
 		}

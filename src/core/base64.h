@@ -16,6 +16,10 @@
 int base64_decode(const uint8_t *in, size_t len, uint8_t *out, size_t cap,
 		  size_t *out_len) WARN_UNUSED;
 
+/* 0..63 for a character of the alphabet, -1 otherwise (for decoders of
+ * their own, e.g. a streaming one). */
+int base64_value(uint8_t c);
+
 /* Encodes n octets with padding into out (no NUL added). Returns the
  * encoded length, or 0 and writes nothing when cap is too small (the
  * encoding of n octets takes 4 * ((n + 2) / 3)). */

@@ -30,6 +30,7 @@
 struct dns_resolver;
 struct peername;
 struct sockaddr_storage;
+struct uri_scan;
 
 enum policy_stage {
 	POLICY_STAGE_CONNECT,	/* before the greeting */
@@ -124,6 +125,8 @@ struct policy_content {
 	uint64_t longest_line;
 	unsigned received;	/* Received: fields in the header */
 	char msgid[256];	/* Message-ID, "" if none */
+	const struct uri_scan *uris;	/* the links' domains (uri_scan.h), borrowed
+					 * from the session; NULL: not scanned */
 };
 
 /* One check asked at one stage, as the message summary line shows it
@@ -176,6 +179,8 @@ struct policy_txn {
 	/* RCPT: the one being judged, and how many were accepted */
 	struct policy_path rcpt;
 	unsigned nrcpt_ok;
+	unsigned nrcpt_exempt;		/* of those, exempt from DNS lists
+					 * (policy_rcpt_exempt) */
 	/* RCPT output slots: where the recipient goes (a check that routes
 	 * it fills expansion, with cond COND__COUNT, and route) */
 	struct resolve_result expansion;

@@ -23,6 +23,7 @@ extern const struct policy_check policy_check_quota;		/* policy_quota.c */
 extern const struct policy_check policy_check_content;		/* policy_content.c */
 extern const struct policy_check policy_check_dnsbl;		/* policy_dnsl.c */
 extern const struct policy_check policy_check_dnswl;		/* policy_dnsl.c */
+extern const struct policy_check policy_check_uribl;		/* policy_dnsl.c */
 extern const struct policy_check policy_check_access;		/* policy_access.c */
 extern const struct policy_check policy_check_helo;		/* policy_client_checks.c */
 extern const struct policy_check policy_check_sender_domain;	/* policy_client_checks.c */

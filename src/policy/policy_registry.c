@@ -19,6 +19,7 @@ const struct policy_check *const policy_registry[] = {
 	&policy_check_content,
 	&policy_check_dnsbl,
 	&policy_check_dnswl,
+	&policy_check_uribl,
 	&policy_check_spf,
 	&policy_check_helo,
 	&policy_check_sender_domain,

@@ -85,6 +85,7 @@ policy_txn_reset(struct policy_txn *txn)
 	txn->size = 0;
 	txn->smtputf8 = 0;
 	txn->nrcpt_ok = 0;
+	txn->nrcpt_exempt = 0;
 	memset(&txn->content, 0, sizeof(txn->content));
 	txn->score = 0;
 	txn->ntrace = 0;

@@ -181,6 +181,7 @@ smtp_txn_free(struct smtp_session *s)
 	buf_fini(&s->txn.body);
 	buf_fini(&s->txn.rcpt_list);
 	hash_fini(&s->txn.targets);
+	uri_scan_free(&s->txn.uris);
 	policy_txn_reset(&s->ptxn);
 	smtp_pending_clear(&s->pend);
 	memset(&s->txn, 0, sizeof(s->txn));
@@ -536,6 +537,8 @@ rcpt_accept(struct smtp_session *s, const char *route)
 	if (buf_appendf(&s->txn.rcpt_list, "%s<%s>", s->txn.rcpt_list.len ? "," : "", rcpt) < 0)
 		buf_reset(&s->txn.rcpt_list);	/* the log cuts it at 256 anyway */
 	s->txn.nrcpt_ok++;
+	if (policy_rcpt_exempt(&s->ptxn))
+		s->ptxn.nrcpt_exempt++;	/* URI lists skip a message only to them */
 	s->rcpts_ok++;
 	smtp_session_flag(s, route);
 	struct kv kv[] = { KVA("rcpt", rcpt, strlen(rcpt)), KV("route", route) };

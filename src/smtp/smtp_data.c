@@ -133,6 +133,8 @@ smtp_scan_feed(struct smtp_scan *sc, const uint8_t *p, size_t n)
 	size_t i = 0;
 
 	sc->bytes += n;
+	if (sc->tap != NULL)
+		sc->tap(sc->tap_arg, p, n);
 	while (i < n) {
 		if (sc->in_header) {
 			uint8_t c = p[i++];

@@ -28,7 +28,8 @@
  *   by a bare LF ("\n.\n", also "\r\n.\n"): the client probably thinks it
  *   ended the data, but it did not (SMTP-DATA-BARE-DOT-LF).
  * - Once too_big, out holds exactly out->max bytes: the first ones.
- * - The scanner sees every decoded byte, stored or not.
+ * - The scanner sees every decoded byte, stored or not, and shows each to
+ *   its tap (if any) in the same pieces.
  * - Scanner: a line ends at LF; a CR right before it is not counted. The
  *   header ends at the first empty line. Field names are matched
  *   case-insensitively, with optional blanks before the colon. Only the
@@ -66,6 +67,10 @@ struct smtp_scan {
 	int msgid_seen;		/* a Message-ID field was found */
 	size_t msgid_len;	/* value length, trailing blanks (not yet written) included */
 	size_t msgid_end;	/* length without trailing blanks */
+	/* also shown every octet, when set after init (the URI lists' link
+	 * extractor, policy/uri_scan.h) */
+	void (*tap)(void *arg, const uint8_t *p, size_t n);
+	void *tap_arg;
 };
 
 void smtp_scan_init(struct smtp_scan *sc, size_t max_line);

@@ -78,6 +78,28 @@ data_name_known(void *arg)
 	smtp_session_resume(s);
 }
 
+/* smtp_scan's tap: the message's octets to the link extractor. */
+static void
+uri_tap(void *arg, const uint8_t *p, size_t n)
+{
+	uri_scan_feed(arg, p, n);
+}
+
+/* 1 when the message's links are wanted: a URI list is configured and
+ * the client is one the check uribl asks about. */
+static int
+smtp_uribl_wanted(const struct smtp_session *s)
+{
+	const struct config *cfg = s->cfg;
+
+	if (s->ptxn.trusted || s->ptxn.dnswl || s->auth_user[0] != '\0')
+		return 0;
+	for (size_t i = 0; i < cfg->ndnsls; i++)
+		if (!cfg->dnsls[i].allow && cfg->dnsls[i].type == DNSL_TYPE_URI)
+			return 1;
+	return 0;
+}
+
 /* The data begins once the client's name is known (our Received field
  * shows it): at once, or, input held, when the lookup started at connect
  * ends (within smtp.peername_timeout). Then opened(s, status, cond)
@@ -141,6 +163,12 @@ data_begin(struct smtp_session *s)
 	s->txn.body_max = b->len + s->cfg->limits_message_size;
 	smtp_data_init(&s->txn.dec, strcmp(s->cfg->smtp_bare_lf, "reject") != 0);
 	smtp_scan_init(&s->txn.scan, s->cfg->limits_line_length);
+	uri_scan_free(&s->txn.uris);
+	if (smtp_uribl_wanted(s)) {
+		s->txn.uris = uri_scan_new(s->cfg->uribl_scan_size, s->cfg->uribl_max_domains);
+		s->txn.scan.tap = uri_tap;
+		s->txn.scan.tap_arg = s->txn.uris;
+	}
 	s->txn.data_started = 1;
 	s->txn.sink_failed = 0;
 	if (s->run.action == POLICY_DISCARD)
@@ -350,6 +378,10 @@ message_finish(struct smtp_session *s)
 	c->received = t->scan.received;
 	memcpy(c->msgid, t->scan.msgid, sizeof(c->msgid));
 	c->msgid[sizeof(c->msgid) - 1] = '\0';
+	if (t->uris != NULL)
+		uri_scan_finish(t->uris);
+	c->uris = t->uris;
+	s->ptxn.nrcpt_ok = t->nrcpt_ok;
 	s->state = SMTP_STATE_COMMIT;	/* nothing more is read meanwhile */
 	smtp_ask(s, POLICY_STAGE_END_OF_DATA, message_decided);
 }

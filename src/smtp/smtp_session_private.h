@@ -22,6 +22,7 @@
 #include "smtp_data.h"
 #include "smtp_parse.h"
 #include "smtp_session.h"
+#include "uri_scan.h"
 #include "body_sink.h"
 
 #define OUT_HIGH_WATER (256 * 1024)	/* stop reading commands past this */
@@ -55,6 +56,7 @@ struct txn {
 	uint64_t message_size;	/* counted message octets (DATA or BDAT) */
 	struct smtp_data dec;
 	struct smtp_scan scan;
+	struct uri_scan *uris;	/* owned: the links, for check uribl; NULL: none */
 	uint64_t bdat_left;	/* octets of the current chunk still to read */
 	uint64_t bdat_chunk;	/* size of the current chunk */
 	int bdat_last;
