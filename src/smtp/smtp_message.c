@@ -303,24 +303,31 @@ commit_done(struct loop *loop, void *arg, int status, enum cond_id cond);
 /* Checks the finished message and commits it, or refuses it. */
 static void message_decided(struct smtp_session *s);
 
+void
+smtp_content_set(struct policy_content *c, const struct smtp_data *dec,
+		 const struct smtp_scan *scan, uint64_t size, uint64_t limit)
+{
+	c->size = size;
+	if (dec->too_big && c->size <= limit)
+		c->size = limit + 1;
+	c->bare_lf = dec->bare_lf;
+	c->first_bare_lf = dec->first_bare_lf;
+	c->line_too_long = scan->line_too_long;
+	c->longest_line = scan->longest_line;
+	c->received = scan->received;
+	memcpy(c->msgid, scan->msgid, sizeof(c->msgid));
+	c->msgid[sizeof(c->msgid) - 1] = '\0';
+}
+
 /* The message is in: what the decoder counted goes to the transaction,
  * and the end-of-data checks judge it. */
 static void
 message_finish(struct smtp_session *s)
 {
 	struct txn *t = &s->txn;
-	struct policy_content *c = &s->ptxn.content;
 
-	c->size = t->message_size;
-	if (t->dec.too_big && c->size <= s->cfg->limits_message_size)
-		c->size = s->cfg->limits_message_size + 1;
-	c->bare_lf = t->dec.bare_lf;
-	c->first_bare_lf = t->dec.first_bare_lf;
-	c->line_too_long = t->scan.line_too_long;
-	c->longest_line = t->scan.longest_line;
-	c->received = t->scan.received;
-	memcpy(c->msgid, t->scan.msgid, sizeof(c->msgid));
-	c->msgid[sizeof(c->msgid) - 1] = '\0';
+	smtp_content_set(&s->ptxn.content, &t->dec, &t->scan, t->message_size,
+			 s->cfg->limits_message_size);
 	s->state = SMTP_STATE_COMMIT;	/* nothing more is read meanwhile */
 	smtp_ask(s, POLICY_STAGE_END_OF_DATA, message_decided);
 }
