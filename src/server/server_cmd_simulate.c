@@ -329,6 +329,15 @@ args_parse(int argc, char **argv, struct sim_args *a)
 		fprintf(stderr, "postern simulate: --client, --from and --to are required\n");
 		return -1;
 	}
+	int long_arg = strlen(a->from) > SMTP_SIM_ARG_MAX ||
+		       (a->helo != NULL && strlen(a->helo) > SMTP_SIM_ARG_MAX);
+	for (size_t i = 0; i < a->nto; i++)
+		long_arg |= strlen(a->to[i]) > SMTP_SIM_ARG_MAX;
+	if (long_arg) {
+		fprintf(stderr, "postern simulate: --helo, --from and --to take at most %d octets\n",
+			SMTP_SIM_ARG_MAX);
+		return -1;
+	}
 	return 0;
 }
 

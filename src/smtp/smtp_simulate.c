@@ -21,7 +21,7 @@
 #include "smtp_session_private.h"
 #include "state.h"
 
-#define SIM_CMD_MAX 1100	/* "RCPT TO:<...> SMTPUTF8 SIZE=..." */
+#define SIM_CMD_MAX (SMTP_SIM_ARG_MAX + 64)	/* "MAIL FROM:<...> SMTPUTF8 SIZE=..." */
 #define SIM_PIECE (64u * 1024u)	/* message file read size */
 
 enum sim_step { STEP_CONNECT, STEP_HELO, STEP_MAIL, STEP_RCPT, STEP_DATA, STEP_EOD, STEP_END };
@@ -110,6 +110,13 @@ sim_emit(struct sim *s, enum policy_stage stage, const char *rcpt, enum policy_a
 	buf_fini(&r);
 }
 
+/* The action a refusal made outside the chain shows (4xx or 5xx). */
+static enum policy_action
+refusal_action(enum cond_id cond)
+{
+	return catalog_get(cond)->code < 500 ? POLICY_TEMPFAIL : POLICY_REJECT;
+}
+
 /* Emits the run's refusal; returns 1 when the run refused. */
 static int
 sim_refused(struct sim *s, enum policy_stage stage, const char *rcpt)
@@ -144,10 +151,12 @@ sim_ask(struct sim *s, enum policy_stage stage, void (*decided)(struct sim *s))
 	policy_run_start(&s->run, s->p->loop, s->chain, stage, &s->txn, NULL, sim_run_done, s);
 }
 
-/* Parses one command line as the session would; on a refusal emits it
- * for stage and returns -1. */
+/* Parses one command line (n: what snprintf made of it) as the session
+ * would; on a refusal emits it for stage and returns -1. A line that did
+ * not fit (arguments past SMTP_SIM_ARG_MAX, which the caller refuses
+ * first) goes as an empty one: SMTP-COMMAND-UNKNOWN. */
 static int
-sim_parse(struct sim *s, enum policy_stage stage, const char *rcpt, const char *line,
+sim_parse(struct sim *s, enum policy_stage stage, const char *rcpt, char *line, int n,
 	  struct smtp_cmd *cmd)
 {
 	struct smtp_parse_opts opts = {
@@ -160,12 +169,13 @@ sim_parse(struct sim *s, enum policy_stage stage, const char *rcpt, const char *
 
 	memset(cmd, 0, sizeof(*cmd));
 	s->started_ms = loop_clock_ms();
+	if (n < 0 || n >= SIM_CMD_MAX)
+		line[0] = '\0';
 	if (smtp_parse_command((const uint8_t *)line, strlen(line), &opts, cmd, &err) == 0)
 		return 0;
-	size_t n = smtp_parse_refusal_kvs(s->p->client, "ready", cmd, err, (const uint8_t *)line,
-					  strlen(line), verb, kv);
-	sim_emit(s, stage, rcpt, catalog_get(err)->code < 500 ? POLICY_TEMPFAIL : POLICY_REJECT,
-		 NULL, err, kv, n);
+	size_t nkv = smtp_parse_refusal_kvs(s->p->client, "ready", cmd, err,
+					    (const uint8_t *)line, strlen(line), verb, kv);
+	sim_emit(s, stage, rcpt, refusal_action(err), NULL, err, kv, nkv);
 	return -1;
 }
 
@@ -228,8 +238,8 @@ rcpt_decided(struct sim *s)
 	if (!t->routed || t->expansion.ntargets == 0) {
 		struct kv kv[] = { KV("client", s->p->client), KVA("rcpt", rcpt, strlen(rcpt)) };
 
-		sim_emit(s, POLICY_STAGE_RCPT, given, POLICY_REJECT, NULL, COND_RCPT_NOT_ROUTED,
-			 kv, ARRAY_LEN(kv));
+		sim_emit(s, POLICY_STAGE_RCPT, given, refusal_action(COND_RCPT_NOT_ROUTED), NULL,
+			 COND_RCPT_NOT_ROUTED, kv, ARRAY_LEN(kv));
 		return;
 	}
 	for (size_t i = 0; i < t->expansion.ntargets; i++)
@@ -263,19 +273,9 @@ step_helo(struct sim *s)
 {
 	char line[SIM_CMD_MAX];
 	struct smtp_cmd cmd;
-
 	int n = snprintf(line, sizeof(line), "EHLO %s", s->p->helo);
 
-	if (n < 0 || (size_t)n >= sizeof(line)) {
-		struct kv kv[] = { KV("client", s->p->client), KV("helo", s->p->helo) };
-
-		s->started_ms = loop_clock_ms();
-		sim_emit(s, POLICY_STAGE_HELO, NULL, POLICY_REJECT, NULL, COND_SMTP_HELO_INVALID,
-			 kv, ARRAY_LEN(kv));
-		sim_finish(s);
-		return;
-	}
-	if (sim_parse(s, POLICY_STAGE_HELO, NULL, line, &cmd) < 0) {
+	if (sim_parse(s, POLICY_STAGE_HELO, NULL, line, n, &cmd) < 0) {
 		sim_finish(s);
 		return;
 	}
@@ -296,16 +296,7 @@ step_mail(struct sim *s)
 		: snprintf(line, sizeof(line), "MAIL FROM:<%s>%s", s->p->from,
 			   s->smtputf8 ? " SMTPUTF8" : "");
 
-	if (n < 0 || (size_t)n >= sizeof(line)) {
-		struct kv kv[] = { KV("client", s->p->client), KV("cmd", "MAIL"),
-				   KV("arg", s->p->from) };
-
-		sim_emit(s, POLICY_STAGE_MAIL, NULL, POLICY_REJECT, NULL, COND_SMTP_SENDER_SYNTAX,
-			 kv, ARRAY_LEN(kv));
-		sim_finish(s);
-		return;
-	}
-	if (sim_parse(s, POLICY_STAGE_MAIL, NULL, line, &cmd) < 0) {
+	if (sim_parse(s, POLICY_STAGE_MAIL, NULL, line, n, &cmd) < 0) {
 		sim_finish(s);
 		return;
 	}
@@ -325,16 +316,7 @@ step_rcpt(struct sim *s)
 	struct smtp_cmd cmd;
 	int n = snprintf(line, sizeof(line), "RCPT TO:<%s>", given);
 
-	if (n < 0 || (size_t)n >= sizeof(line)) {
-		struct kv kv[] = { KV("client", s->p->client), KV("rcpt", given) };
-
-		sim_emit(s, POLICY_STAGE_RCPT, given, POLICY_REJECT, NULL, COND_RCPT_SYNTAX, kv,
-			 ARRAY_LEN(kv));
-		s->rcpt++;
-		sim_defer_next(s);
-		return;
-	}
-	if (sim_parse(s, POLICY_STAGE_RCPT, given, line, &cmd) < 0) {
+	if (sim_parse(s, POLICY_STAGE_RCPT, given, line, n, &cmd) < 0) {
 		s->rcpt++;
 		sim_defer_next(s);
 		return;
@@ -344,8 +326,8 @@ step_rcpt(struct sim *s)
 		const char *rcpt = s->txn.rcpt.mailbox;
 		struct kv kv[] = { KV("client", s->p->client), KVA("rcpt", rcpt, strlen(rcpt)) };
 
-		sim_emit(s, POLICY_STAGE_RCPT, given, POLICY_REJECT, NULL, COND_RCPT_SYNTAX, kv,
-			 ARRAY_LEN(kv));
+		sim_emit(s, POLICY_STAGE_RCPT, given, refusal_action(COND_RCPT_SYNTAX), NULL,
+			 COND_RCPT_SYNTAX, kv, ARRAY_LEN(kv));
 		s->rcpt++;
 		sim_defer_next(s);
 		return;
@@ -354,8 +336,6 @@ step_rcpt(struct sim *s)
 	sim_ask(s, POLICY_STAGE_RCPT, rcpt_decided);
 }
 
-/* A client that got no recipient accepted does not send DATA (RFC 5321
- * 3.3): the transaction ends with the recipients' refusals. */
 static void
 step_data(struct sim *s)
 {

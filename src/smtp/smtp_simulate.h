@@ -20,6 +20,10 @@
 #include "loop.h"
 #include "policy.h"
 
+/* The longest HELO name or address the caller gives (the command built
+ * around it must fit a line). */
+#define SMTP_SIM_ARG_MAX 1000
+
 struct dns_resolver;
 struct sockaddr_storage;
 
@@ -50,7 +54,8 @@ struct smtp_sim {
 	const struct sockaddr_storage *peer;	/* the client */
 	const char *client;			/* its address as text */
 	const char *helo;			/* the EHLO argument */
-	const char *from;			/* "" for <> */
+	const char *from;			/* "" for <>; these and to[]: at
+						 * most SMTP_SIM_ARG_MAX octets */
 	const char *const *to;
 	size_t nto;
 	const struct policy_content *content;	/* NULL: no message (the

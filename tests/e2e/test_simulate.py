@@ -259,6 +259,22 @@ def test_message_seen_by_the_end_of_data_checks(make_server, dns, tmp_path):
     assert m["decided_by"] == "size" and m["code"] == 552, m
 
 
+def test_refused_by_the_parser_as_in_a_session(make_server, dns):
+    srv = policy_server(make_server, dns)
+    out = sim_json(srv, CLEAN, EX_REJECTED, extra=["--helo", "bad_helo!"])
+    assert [s["stage"] for s in out["stages"]] == ["connect", "helo"], out
+    h = stage(out, "helo")
+    assert h["id"] == "SMTP-HELO-INVALID" and h["reply"].startswith("501 5.5.2"), h
+    assert h["decided_by"] is None and h["checks"] == [], h
+    # a bad recipient is dropped, the other one still judged
+    pm = "postmaster@" + DOMAIN
+    out = sim_json(srv, CLEAN, EX_REJECTED, to=("a b@example.test", pm))
+    bad = stage(out, "rcpt", "a b@example.test")
+    assert bad["refused"] and bad["checks"] == [] and bad["code"] >= 500, bad
+    assert stage(out, "rcpt", pm)["id"] == "RCPT-OK", out
+    assert stage(out, "data")["reply"].startswith("354 "), out
+
+
 def test_usage_errors(make_server, dns, tmp_path):
     srv = policy_server(make_server, dns)
     cfg = str(srv.config)
@@ -270,6 +286,8 @@ def test_usage_errors(make_server, dns, tmp_path):
           "--bogus"], "unknown option"),
         (["simulate", "-c", cfg, "--client", CLEAN, "--from", "a@b.example", "--to", ALICE,
           "--listener", "nope"], "no SMTP listener"),
+        (["simulate", "-c", cfg, "--client", CLEAN, "--from", "a@b.example",
+          "--to", "x" * 1001 + "@example.test"], "at most 1000 octets"),
     ]
     for args, words in cases:
         r = run_cli(*args)
