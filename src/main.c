@@ -12,6 +12,8 @@
  *   dns [-c FILE] [-o ...] TYPE NAME           one DNS lookup (server_cmd_dns.c)
  *   queue [-c FILE] COMMAND [--json]          the queue (server/queue_cmd.c)
  *   spf [-c FILE] --ip IP --helo H --from A    one SPF evaluation (server_cmd_spf.c)
+ *   simulate [-c FILE] --client IP --from A --to A ...  the policy chain for one
+ *                                             transaction, no mail sent (server_cmd_simulate.c)
  *   version
  */
 #include <errno.h>
@@ -49,6 +51,8 @@ usage(FILE *out)
 		"       postern dns [-c FILE] [-o section.key=value ...] a|aaaa|mx|txt|ptr NAME\n"
 		"       postern queue [-c FILE] list|show ID|flush [ID] [--domain D]|hold ID|release ID|delete ID|bounce ID|status [--json]\n"
 		"       postern spf [-c FILE] [-o section.key=value ...] --ip IP --helo NAME --from ADDR\n"
+		"       postern simulate [-c FILE] [-o section.key=value ...] --client IP [--helo NAME] --from ADDR\n"
+		"                        --to ADDR [--to ADDR ...] [--message FILE] [--listener NAME] [--auth USER] [--tls] [--json]\n"
 		"       postern version\n");
 }
 
@@ -295,6 +299,8 @@ main(int argc, char **argv)
 		return queue_cmd_main(argc, argv);
 	if (strcmp(cmd, "spf") == 0)
 		return server_cmd_spf(argc, argv);
+	if (strcmp(cmd, "simulate") == 0)
+		return server_cmd_simulate(argc, argv);
 	if (strcmp(cmd, "version") == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

@@ -332,6 +332,10 @@ const struct policy_chain *policy_chain_of(const struct config *cfg,
 /* ---- runs ------------------------------------------------------------- */
 
 typedef void (*policy_done_fn)(struct policy_run *run, void *arg);
+/* Sees every answer a run takes, in order, before it counts (postern
+ * simulate): the check's name, its verdict, and its time in ms. */
+typedef void (*policy_observe_fn)(void *arg, enum policy_stage stage, const char *check,
+				  const struct policy_verdict *v, uint64_t ms);
 
 /* One stage's pass over the chain. Embedded in the session; touch only
  * through the functions below, except to read the result when done. */
@@ -353,6 +357,8 @@ struct policy_run {
 	struct loop_timer deadline;
 	policy_done_fn done;
 	void *arg;
+	policy_observe_fn observe;	/* NULL: none (policy_run_observe) */
+	void *observe_arg;
 };
 
 void policy_run_init(struct policy_run *run);
@@ -367,5 +373,14 @@ void policy_run_start(struct policy_run *run, struct loop *loop,
  * pending check is cancelled. No-op when not running. */
 void policy_run_cancel(struct policy_run *run);
 int policy_run_running(const struct policy_run *run);
+/* Every answer the run takes from now on is shown to fn (NULL: none). */
+void policy_run_observe(struct policy_run *run, policy_observe_fn fn, void *arg);
+/* 1 if the run refused (tempfail or reject). */
+int policy_run_refused(const struct policy_run *run);
+/* The deciding verdict's condition and its params as kvs (borrowing from
+ * run): a check that refused without naming a condition is a bug, shown
+ * as INTERNAL-ERROR (params where, detail). */
+enum cond_id policy_run_cond(const struct policy_run *run, struct kv kvs[POLICY_PARAMS_MAX],
+			     size_t *n);
 
 #endif

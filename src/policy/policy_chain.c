@@ -302,6 +302,32 @@ policy_run_running(const struct policy_run *run)
 	return run->running;
 }
 
+void
+policy_run_observe(struct policy_run *run, policy_observe_fn fn, void *arg)
+{
+	run->observe = fn;
+	run->observe_arg = arg;
+}
+
+int
+policy_run_refused(const struct policy_run *run)
+{
+	return run->action == POLICY_TEMPFAIL || run->action == POLICY_REJECT;
+}
+
+enum cond_id
+policy_run_cond(const struct policy_run *run, struct kv kvs[POLICY_PARAMS_MAX], size_t *n)
+{
+	if (run->verdict.cond >= COND__COUNT) {
+		kvs[0] = KV("where", run->decided_by ? run->decided_by : "policy");
+		kvs[1] = KV("detail", "check refused without a condition");
+		*n = 2;
+		return COND_INTERNAL_ERROR;
+	}
+	*n = policy_verdict_kvs(&run->verdict, kvs);
+	return run->verdict.cond;
+}
+
 static const struct policy_check *
 run_check(const struct policy_run *run)
 {
@@ -336,8 +362,11 @@ run_take(struct policy_run *run, const struct policy_verdict *v)
 		 * verdict itself still counts */
 	}
 	txn->score += v->score;
-	policy_txn_trace_add(txn, run->stage, c->name, v->action,
-			     loop_clock_ms() - run->asked_ms, v->score, v->header != 0);
+	uint64_t ms = loop_clock_ms() - run->asked_ms;
+
+	policy_txn_trace_add(txn, run->stage, c->name, v->action, ms, v->score, v->header != 0);
+	if (run->observe != NULL)
+		run->observe(run->observe_arg, run->stage, c->name, v, ms);
 	if (v->action != POLICY_CONTINUE) {
 		run_finish(run, v->action, v, c->name);
 		return 1;

@@ -31,5 +31,8 @@ int server_cmd_dns(int argc, char **argv);
 /* `postern spf [-c FILE] [-o ...] --ip IP --helo NAME --from ADDR`
  * (server_cmd_spf.c): one SPF evaluation, its result printed. */
 int server_cmd_spf(int argc, char **argv);
+/* `postern simulate ...` (server_cmd_simulate.c): one transaction through
+ * the policy chain, no mail sent; each check's verdict printed. */
+int server_cmd_simulate(int argc, char **argv);
 
 #endif

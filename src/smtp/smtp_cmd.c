@@ -67,22 +67,14 @@ smtp_ask(struct smtp_session *s, enum policy_stage stage,
 int
 smtp_run_refused(const struct smtp_session *s)
 {
-	return s->run.action == POLICY_TEMPFAIL || s->run.action == POLICY_REJECT;
+	return policy_run_refused(&s->run);
 }
 
-/* The deciding verdict's condition and params (a check that refused
- * without naming a condition is a bug: INTERNAL-ERROR). */
+/* The deciding verdict's condition and params (policy_run_cond). */
 enum cond_id
 smtp_run_cond(const struct smtp_session *s, struct kv kvs[POLICY_PARAMS_MAX], size_t *n)
 {
-	if (s->run.verdict.cond >= COND__COUNT) {
-		kvs[0] = KV("where", s->run.decided_by ? s->run.decided_by : "policy");
-		kvs[1] = KV("detail", "check refused without a condition");
-		*n = 2;
-		return COND_INTERNAL_ERROR;
-	}
-	*n = policy_verdict_kvs(&s->run.verdict, kvs);
-	return s->run.verdict.cond;
+	return policy_run_cond(&s->run, kvs, n);
 }
 
 enum cond_id
@@ -128,8 +120,8 @@ local_unquote(struct slice local, char *out, size_t outsize)
 
 /* Copies a command's path into a transaction slot. -1 (and the slot with
  * the mailbox only) if the local part does not fit once unquoted. */
-static int
-path_copy(struct policy_path *slot, const struct smtp_path *p)
+int
+smtp_path_copy(struct policy_path *slot, const struct smtp_path *p)
 {
 	char local[320] = "";
 	int r = p->is_postmaster || p->is_null ? 0 : local_unquote(p->local, local, sizeof(local));
@@ -378,7 +370,7 @@ smtp_cmd_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	policy_txn_reset(&s->ptxn);
 	smtp_pending_clear(&s->pend);
-	(void)path_copy(&s->ptxn.sender, &cmd->path);	/* unquoting: checks see "" */
+	(void)smtp_path_copy(&s->ptxn.sender, &cmd->path);	/* unquoting: checks see "" */
 	s->ptxn.has_size = cmd->has_size;
 	s->ptxn.size = cmd->size;
 	s->ptxn.smtputf8 = cmd->smtputf8;
@@ -560,7 +552,7 @@ smtp_cmd_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	s->pend.orcpt = cmd->orcpt.len ? xstrndup((const char *)cmd->orcpt.p, cmd->orcpt.len) : NULL;
 	s->pend.notify = cmd->notify;
 	policy_txn_rcpt_reset(&s->ptxn);
-	int copied = path_copy(&s->ptxn.rcpt, p);
+	int copied = smtp_path_copy(&s->ptxn.rcpt, p);
 	rcpt = s->ptxn.rcpt.mailbox;
 	if (p->non_ascii && !s->txn.smtputf8) {
 		struct kv kv[] = { KV("client", s->conn.peer_text), KV("cmd", "RCPT"),

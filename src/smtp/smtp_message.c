@@ -78,11 +78,19 @@ data_name_known(void *arg)
 	smtp_session_resume(s);
 }
 
-/* smtp_scan's tap: the message's octets to the link extractor. */
-static void
-uri_tap(void *arg, const uint8_t *p, size_t n)
+void
+smtp_uri_tap(void *arg, const uint8_t *p, size_t n)
 {
 	uri_scan_feed(arg, p, n);
+}
+
+int
+smtp_uribl_configured(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->ndnsls; i++)
+		if (!cfg->dnsls[i].allow && cfg->dnsls[i].type == DNSL_TYPE_URI)
+			return 1;
+	return 0;
 }
 
 /* 1 when the message's links are wanted: a URI list is configured and
@@ -90,14 +98,9 @@ uri_tap(void *arg, const uint8_t *p, size_t n)
 static int
 smtp_uribl_wanted(const struct smtp_session *s)
 {
-	const struct config *cfg = s->cfg;
-
 	if (s->ptxn.trusted || s->ptxn.dnswl || s->auth_user[0] != '\0')
 		return 0;
-	for (size_t i = 0; i < cfg->ndnsls; i++)
-		if (!cfg->dnsls[i].allow && cfg->dnsls[i].type == DNSL_TYPE_URI)
-			return 1;
-	return 0;
+	return smtp_uribl_configured(s->cfg);
 }
 
 /* The data begins once the client's name is known (our Received field
@@ -166,7 +169,7 @@ data_begin(struct smtp_session *s)
 	uri_scan_free(&s->txn.uris);
 	if (smtp_uribl_wanted(s)) {
 		s->txn.uris = uri_scan_new(s->cfg->uribl_scan_size, s->cfg->uribl_max_domains);
-		s->txn.scan.tap = uri_tap;
+		s->txn.scan.tap = smtp_uri_tap;
 		s->txn.scan.tap_arg = s->txn.uris;
 	}
 	s->txn.data_started = 1;
@@ -360,27 +363,34 @@ commit_done(struct loop *loop, void *arg, int status, enum cond_id cond);
 /* Checks the finished message and commits it, or refuses it. */
 static void message_decided(struct smtp_session *s);
 
+void
+smtp_content_set(struct policy_content *c, const struct smtp_data *dec,
+		 const struct smtp_scan *scan, uint64_t size, uint64_t limit)
+{
+	c->size = size;
+	if (dec->too_big && c->size <= limit)
+		c->size = limit + 1;
+	c->bare_lf = dec->bare_lf;
+	c->first_bare_lf = dec->first_bare_lf;
+	c->line_too_long = scan->line_too_long;
+	c->longest_line = scan->longest_line;
+	c->received = scan->received;
+	memcpy(c->msgid, scan->msgid, sizeof(c->msgid));
+	c->msgid[sizeof(c->msgid) - 1] = '\0';
+}
+
 /* The message is in: what the decoder counted goes to the transaction,
  * and the end-of-data checks judge it. */
 static void
 message_finish(struct smtp_session *s)
 {
 	struct txn *t = &s->txn;
-	struct policy_content *c = &s->ptxn.content;
 
-	c->size = t->message_size;
-	if (t->dec.too_big && c->size <= s->cfg->limits_message_size)
-		c->size = s->cfg->limits_message_size + 1;
-	c->bare_lf = t->dec.bare_lf;
-	c->first_bare_lf = t->dec.first_bare_lf;
-	c->line_too_long = t->scan.line_too_long;
-	c->longest_line = t->scan.longest_line;
-	c->received = t->scan.received;
-	memcpy(c->msgid, t->scan.msgid, sizeof(c->msgid));
-	c->msgid[sizeof(c->msgid) - 1] = '\0';
+	smtp_content_set(&s->ptxn.content, &t->dec, &t->scan, t->message_size,
+			 s->cfg->limits_message_size);
 	if (t->uris != NULL)
 		uri_scan_finish(t->uris);
-	c->uris = t->uris;
+	s->ptxn.content.uris = t->uris;
 	s->ptxn.nrcpt_ok = t->nrcpt_ok;
 	s->state = SMTP_STATE_COMMIT;	/* nothing more is read meanwhile */
 	smtp_ask(s, POLICY_STAGE_END_OF_DATA, message_decided);

@@ -216,25 +216,26 @@ sequence_refuse(struct smtp_session *s, const struct smtp_cmd *cmd)
 		smtp_data_summary(s, cond);
 }
 
-static void
-parse_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id err,
-	     const uint8_t *line, size_t len)
+/* The log and reply keys of a command the parser refused (err): kv gets
+ * at most 4, verb the first octets of the line; returns the count. */
+size_t
+smtp_parse_refusal_kvs(const char *client, const char *state, const struct smtp_cmd *cmd,
+		       enum cond_id err, const uint8_t *line, size_t len, char verb[17],
+		       struct kv kv[4])
 {
-	struct kv kv[4];
 	size_t n = 0;
-	char verb[17];
 	size_t vlen = len < 16 ? len : 16;
 
 	memcpy(verb, line, vlen);
 	verb[vlen] = '\0';
-	kv[n++] = KV("client", s->conn.peer_text);
+	kv[n++] = KV("client", client);
 	switch (err) {
 	case COND_SMTP_COMMAND_UNKNOWN:
-		kv[n++] = KV("state", smtp_state_name(s->state));
+		kv[n++] = KV("state", state);
 		kv[n++] = KVM("cmd", verb, vlen);
 		break;
 	case COND_SMTP_COMMAND_NON_ASCII:
-		kv[n++] = KV("state", smtp_state_name(s->state));
+		kv[n++] = KV("state", state);
 		break;
 	case COND_SMTP_HELO_INVALID:
 		kv[n++] = KVM("helo", cmd->arg.p, cmd->arg.len);
@@ -259,6 +260,18 @@ parse_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id er
 		kv[n++] = KVM("arg", cmd->arg.p, cmd->arg.len);
 		break;
 	}
+	return n;
+}
+
+static void
+parse_refuse(struct smtp_session *s, const struct smtp_cmd *cmd, enum cond_id err,
+	     const uint8_t *line, size_t len)
+{
+	struct kv kv[4];
+	char verb[17];
+	size_t n = smtp_parse_refusal_kvs(s->conn.peer_text, smtp_state_name(s->state), cmd, err,
+					  line, len, verb, kv);
+
 	/* A refused BDAT's octets follow: smtp_bdat_parse_refused reads them
 	 * (size known) or closes the session (size unreadable). */
 	smtp_session_refuse(s, err, kv, n);

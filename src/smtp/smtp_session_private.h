@@ -204,6 +204,22 @@ enum cond_id smtp_run_cond(const struct smtp_session *s, struct kv kvs[POLICY_PA
 /* Refuses the command with the run's deciding verdict; returns its
  * condition. */
 enum cond_id smtp_refuse_verdict(struct smtp_session *s);
+/* A command's path copied into a transaction slot (unquoted local part);
+ * -1 (the slot with the mailbox only) when it does not fit. */
+int smtp_path_copy(struct policy_path *slot, const struct smtp_path *p);
+/* What the DATA decoder and scanner counted, as the end-of-data checks see
+ * it: size octets (past limit when the decoder stopped storing). */
+void smtp_content_set(struct policy_content *c, const struct smtp_data *dec,
+		      const struct smtp_scan *scan, uint64_t size, uint64_t limit);
+/* 1 when a [dnsbl.NAME] list of type uri is configured; the scanner's
+ * tap that feeds the link extractor (uri_scan.h) its octets. */
+int smtp_uribl_configured(const struct config *cfg);
+void smtp_uri_tap(void *arg, const uint8_t *p, size_t n);
+/* The keys of a command the parser refused with err (at most 4; verb gets
+ * the line's first octets); returns the count. */
+size_t smtp_parse_refusal_kvs(const char *client, const char *state, const struct smtp_cmd *cmd,
+			      enum cond_id err, const uint8_t *line, size_t len, char verb[17],
+			      struct kv kv[4]);
 /* The connect stage, then the greeting. */
 void smtp_greet(struct smtp_session *s);
 void smtp_pending_clear(struct smtp_pending *p);

@@ -9,6 +9,7 @@ uribl.max_domains.
 """
 
 import base64
+import json
 import re
 
 from conftest import make_message, run_cli
@@ -254,3 +255,22 @@ def test_bdat_message_scanned_too(make_server, dns):
         assert r.code == 554 and ids_in(r.text) == ["POLICY-URIBL-LISTED"], r
     ev = srv.wait_event("POLICY-URIBL-LISTED", after=mark)[0]
     assert ev["item"] == "spam.example", ev
+
+
+def test_simulate_sees_the_links_of_a_message_file(make_server, dns, tmp_path):
+    """postern simulate --message feeds the file to the same link
+    extractor, so the uribl check judges it as a session would."""
+    srv = serve(make_server, dns, {"dnsbl.testuri": {"zone": "uri.test", "type": "uri"}})
+    msg = tmp_path / "spam.eml"
+    msg.write_bytes(b"Subject: offer\n\nBuy now at http://www.spam.example/offer\n")
+    r = run_cli("simulate", "-c", str(srv.config), "--client", "192.0.2.9", "--from",
+                "a@example.org", "--to", "alice@example.test", "--message", str(msg), "--json")
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    out = json.loads(r.stdout)
+    eod = [s for s in out["stages"] if s["stage"] == "end_of_data"][0]
+    assert eod["id"] == "POLICY-URIBL-LISTED" and eod["reply"].startswith("554 5.7.1"), eod
+    clean = tmp_path / "clean.eml"
+    clean.write_bytes(b"Subject: hi\n\nSee http://clean.example/\n")
+    r = run_cli("simulate", "-c", str(srv.config), "--client", "192.0.2.9", "--from",
+                "a@example.org", "--to", "alice@example.test", "--message", str(clean))
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)

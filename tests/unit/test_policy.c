@@ -577,6 +577,79 @@ test_trace(void)
 	policy_chain_free(&c);
 }
 
+/* What the observer saw (postern simulate's view of a run). */
+static const char *seen_check[8];
+static enum policy_action seen_action[8];
+static enum cond_id seen_cond[8];
+static int seen_score[8], seen_tagged[8];
+static size_t nseen;
+
+static void
+observe(void *arg, enum policy_stage stage, const char *check, const struct policy_verdict *v,
+	uint64_t ms)
+{
+	(void)ms;
+	CHECK(arg == &nseen);
+	CHECK_INT(stage, POLICY_STAGE_RCPT);
+	if (nseen >= ARRAY_LEN(seen_check))
+		return;
+	seen_check[nseen] = check;
+	seen_action[nseen] = v->action;
+	seen_cond[nseen] = v->cond;
+	seen_score[nseen] = v->score;
+	seen_tagged[nseen] = policy_verdict_header(v) != NULL;
+	nseen++;
+}
+
+static void
+test_observe(void)
+{
+	static const char *const names[] = { "pass", "tag", "reject", "accept" };
+	struct policy_chain *c = chain_of(POLICY_STAGE_RCPT, names, 4, 1000);
+	struct policy_txn txn;
+	struct policy_run run;
+	struct kv kvs[POLICY_PARAMS_MAX];
+	size_t n = 0;
+
+	TEST_CASE("observe: every answer in order, with its verdict");
+	reset_counts();
+	nseen = 0;
+	policy_txn_init(&txn);
+	policy_run_init(&run);
+	policy_run_observe(&run, observe, &nseen);
+	start(&run, c, POLICY_STAGE_RCPT, &txn, NULL, NULL);
+	CHECK_INT(dones, 1);
+	CHECK_INT(nseen, 3);	/* accept, after the reject, is not asked */
+	CHECK_STR(seen_check[0], "pass");
+	CHECK_INT(seen_action[0], POLICY_CONTINUE);
+	CHECK_INT(seen_cond[0], COND__COUNT);
+	CHECK_STR(seen_check[1], "tag");
+	CHECK_INT(seen_score[1], 3);
+	CHECK_INT(seen_tagged[1], 1);
+	CHECK_STR(seen_check[2], "reject");
+	CHECK_INT(seen_action[2], POLICY_REJECT);
+	CHECK_INT(seen_cond[2], COND_POLICY_CONCURRENCY_LIMIT);
+
+	TEST_CASE("observe: the refusal's condition and params");
+	CHECK_INT(policy_run_refused(&run), 1);
+	CHECK_INT(policy_run_cond(&run, kvs, &n), COND_POLICY_CONCURRENCY_LIMIT);
+	CHECK_INT(n, 1);
+	CHECK_STR(kvs[0].s, "192.0.2.1");
+	run.verdict.cond = COND__COUNT;	/* a check that refused without naming one */
+	CHECK_INT(policy_run_cond(&run, kvs, &n), COND_INTERNAL_ERROR);
+	CHECK_INT(n, 2);
+	CHECK_STR(kvs[0].s, "reject");
+
+	TEST_CASE("observe: off again");
+	nseen = 0;
+	policy_run_observe(&run, NULL, NULL);
+	start(&run, c, POLICY_STAGE_RCPT, &txn, NULL, NULL);
+	CHECK_INT(nseen, 0);
+	CHECK_INT(txn.ntrace, 6);	/* the trace still records every answer */
+	policy_txn_fini(&txn);
+	policy_chain_free(&c);
+}
+
 /* Each case gets a fresh loop: a loop stopped once stays stopped. */
 static void
 with_loop(void (*fn)(void))
@@ -602,5 +675,6 @@ main(void)
 	with_loop(test_tags_and_score);
 	with_loop(test_config_errors);
 	with_loop(test_trace);
+	with_loop(test_observe);
 	return TEST_DONE();
 }
