@@ -19,7 +19,7 @@ import time
 
 from conftest import DOMAIN, make_message, run_cli, split_delivered
 from statebackend import state_conf  # noqa: F401 (fixture)
-from test_commit_path import shim  # noqa: F401 (fixture: the LD_PRELOAD shim)
+from test_commit_path import arm_shim, shim  # noqa: F401 (shim: the LD_PRELOAD fixture)
 
 ALICE = "alice@" + DOMAIN
 BOB = "bob@" + DOMAIN
@@ -63,16 +63,38 @@ def message_done(srv, mark, qid):
     return srv.wait_event("SESSION-MESSAGE", after=mark, reply="250 2.0.0 Ok: queued as " + qid)
 
 
+def first_copy(srv, tag, users):
+    """A new message sent to users (of DOMAIN), stored and recorded;
+    returns its Message-ID, its bytes and the POLICY-DUPLICATE-RECORDED."""
+    msgid = "<dup-%s.%d@client.example.org>" % (tag, time.monotonic_ns())
+    data = make_message(tag, msgid=msgid)
+    mark = srv.mark()
+    send(srv, data, tuple("%s@%s" % (u, DOMAIN) for u in users))
+    ev = recorded(srv, mark, msgid, len(users))
+    for u in users:
+        srv.wait_mail(u)
+    return msgid, data, ev
+
+
+def delivered_twice(srv, data):
+    """Sends data to alice twice: both stored, neither dropped nor
+    recorded; returns the two SESSION-MESSAGE events."""
+    mark = srv.mark()
+    qids = [send(srv, data, (ALICE,)) for _ in range(2)]
+    srv.wait_mail("alice", count=2)
+    assert stored(srv, "alice") == [data, data]
+    summs = [message_done(srv, mark, q)[0] for q in qids]
+    for summ in summs:
+        assert summ["verdict"] == "accepted", summ
+    assert srv.events("POLICY-DUPLICATE", after=mark) == []
+    assert srv.events("POLICY-DUPLICATE-RECORDED", after=mark) == []
+    return summs
+
+
 def test_only_recipients_that_had_it_are_dropped(make_server, state_conf):  # noqa: F811
     srv = dup_server(make_server, state_conf)
-    msgid = "<dup-1.%d@client.example.org>" % time.monotonic_ns()
-    data = make_message("dup", msgid=msgid)
-    mark = srv.mark()
-    send(srv, data, (ALICE, BOB))
-    ev = recorded(srv, mark, msgid, 2)
+    msgid, data, ev = first_copy(srv, "dup", ("alice", "bob"))
     assert ev["client"] == CLIENT and ev["ttl_s"] == "3600", ev
-    srv.wait_mail("alice")
-    srv.wait_mail("bob")
     # the same message again to B and C: only C gets it, the client sees 250
     mark = srv.mark()
     qid = send(srv, data, (BOB, CAROL))
@@ -122,27 +144,13 @@ def test_without_message_id_never_dropped(make_server, state_conf):  # noqa: F81
     srv = dup_server(make_server, state_conf)
     data = (b"From: Sender <sender@example.org>\r\nTo: alice@example.test\r\n"
             b"Subject: no id\r\nDate: Sat, 23 Nov 2024 12:00:00 +0000\r\n\r\nHello\r\n")
-    mark = srv.mark()
-    q1 = send(srv, data, (ALICE,))
-    q2 = send(srv, data, (ALICE,))
-    srv.wait_mail("alice", count=2)
-    assert stored(srv, "alice") == [data, data]
-    for q in (q1, q2):
-        summ = message_done(srv, mark, q)[0]
-        assert summ["verdict"] == "accepted" and "msgid" not in summ, summ
-    assert srv.events("POLICY-DUPLICATE", after=mark) == []
-    assert srv.events("POLICY-DUPLICATE-RECORDED", after=mark) == []
+    for summ in delivered_twice(srv, data):
+        assert "msgid" not in summ, summ
 
 
 def test_all_duplicates_answered_250_and_stored_nowhere(make_server, state_conf):  # noqa: F811
     srv = dup_server(make_server, state_conf)
-    msgid = "<dup-all.%d@client.example.org>" % time.monotonic_ns()
-    data = make_message("all", msgid=msgid)
-    mark = srv.mark()
-    send(srv, data, (ALICE, BOB))
-    recorded(srv, mark, msgid, 2)
-    srv.wait_mail("alice")
-    srv.wait_mail("bob")
+    msgid, data, _ = first_copy(srv, "all", ("alice", "bob"))
     srv.wait_queue_empty()
     mark = srv.mark()
     qid = send(srv, data, (BOB, ALICE))
@@ -153,6 +161,18 @@ def test_all_duplicates_answered_250_and_stored_nowhere(make_server, state_conf)
     assert summ["verdict"] == "discarded", summ
     assert "eod:duplicates=discard" in summ["checks"], summ
     assert srv.spool_files("queue") == []
+    # the same through BDAT (one chunk, LAST)
+    with srv.raw(source=CLIENT) as c:
+        assert c.cmd("EHLO client.example.org").code == 250
+        assert c.cmd("MAIL FROM:<%s>" % SENDER).code == 250
+        assert c.cmd("RCPT TO:<%s>" % ALICE).code == 250
+        c.send(b"BDAT %d LAST\r\n" % len(data) + data)
+        r = c.reply()
+        assert r.code == 250 and r.text.startswith("2.0.0 Ok: queued as "), r
+        c.cmd("QUIT")
+    srv.wait_event("POLICY-DUPLICATE", after=mark, count=3)
+    summ = srv.wait_event("SESSION-MESSAGE", after=mark, count=2)[1]
+    assert summ["verdict"] == "discarded", summ
     assert stored(srv, "alice") == [data] and stored(srv, "bob") == [data]
     assert srv.events("DELIVERY-SUCCESS", after=mark) == []
 
@@ -160,13 +180,8 @@ def test_all_duplicates_answered_250_and_stored_nowhere(make_server, state_conf)
 def test_ttl_expiry(make_server, state_conf):  # noqa: F811
     ttl = 3
     srv = dup_server(make_server, state_conf, ttl="%ds" % ttl)
-    msgid = "<dup-ttl.%d@client.example.org>" % time.monotonic_ns()
-    data = make_message("ttl", msgid=msgid)
-    mark = srv.mark()
-    send(srv, data, (ALICE,))
     t0 = time.monotonic()
-    recorded(srv, mark, msgid, 1)
-    srv.wait_mail("alice")
+    msgid, data, _ = first_copy(srv, "ttl", ("alice",))
     # within the TTL: dropped
     mark = srv.mark()
     send(srv, data, (ALICE,))
@@ -191,18 +206,9 @@ def test_ttl_expiry(make_server, state_conf):  # noqa: F811
 def test_off_by_default(make_server, state_conf):  # noqa: F811
     srv = dup_server(make_server, state_conf, ttl=None)
     data = make_message("off")
-    mark = srv.mark()
-    q1 = send(srv, data, (ALICE,))
-    q2 = send(srv, data, (ALICE,))
-    srv.wait_mail("alice", count=2)
-    assert stored(srv, "alice") == [data, data]
-    for q in (q1, q2):
-        summ = message_done(srv, mark, q)[0]
+    for summ in delivered_twice(srv, data):
         # in the default chain, saying nothing
-        assert summ["verdict"] == "accepted", summ
         assert "eod:duplicates=continue" in summ["checks"], summ
-    assert srv.events("POLICY-DUPLICATE", after=mark) == []
-    assert srv.events("POLICY-DUPLICATE-RECORDED", after=mark) == []
 
 
 def test_trusted_not_checked_authenticated_checked(make_server, state_conf):  # noqa: F811
@@ -244,13 +250,8 @@ def test_failed_commit_records_nothing(make_server, state_conf, shim, tmp_path, 
                                        monkeypatch):
     """A commit that fails with 4xx records no key: the client's retry of
     the same message is stored, not dropped as a duplicate."""
-    import os
     flag = tmp_path / "fail-now"
-    monkeypatch.setenv("LD_PRELOAD", str(shim))
-    monkeypatch.setenv("SHIM_OP", "syncfs")
-    monkeypatch.setenv("SHIM_FLAG", str(flag))
-    monkeypatch.setenv("ASAN_OPTIONS", "verify_asan_link_order=0:" +
-                       os.environ.get("ASAN_OPTIONS", ""))
+    arm_shim(monkeypatch, shim, "syncfs", flag)
     srv = dup_server(make_server, state_conf)
     msgid = "<dup-fail.%d@client.example.org>" % time.monotonic_ns()
     data = make_message("fail", msgid=msgid)
