@@ -129,6 +129,29 @@ struct policy_content {
 					 * from the session; NULL: not scanned */
 };
 
+/* A final destination of an accepted recipient, in the order the session
+ * added it to the message (the spool's recipient order). An end-of-data
+ * check sets drop to take it out of the message before the commit: the
+ * client still gets 250 for the message; a message whose destinations
+ * are all dropped is discarded (the check answers discard). */
+struct policy_dest {
+	char *addr;		/* owned: "local@domain" */
+	int drop;
+};
+
+/* Work a check leaves for when the message's fate is known (policy_txn_
+ * after): fn(arg, 1) once the message is durable in the spool, fn(arg, 0)
+ * when it is not (refused, discarded, the commit failed, the transaction
+ * ended). fn owns arg. It runs on the loop thread of the session, maybe
+ * after the session ended. */
+typedef void (*policy_after_fn)(void *arg, int committed);
+#define POLICY_AFTER_MAX 4
+struct policy_afters {
+	size_t n;
+	policy_after_fn fn[POLICY_AFTER_MAX];
+	void *arg[POLICY_AFTER_MAX];
+};
+
 /* One check asked at one stage, as the message summary line shows it
  * (SESSION-MESSAGE checks=). At most POLICY_TRACE_MAX per transaction;
  * later ones are only counted. */
@@ -192,8 +215,13 @@ struct policy_txn {
 	const struct account **local_accts;	/* owned array */
 	char **local_boxes;			/* owned */
 	size_t nlocal;
+	/* the accepted recipients' final destinations (end of data may drop
+	 * some before the commit) */
+	struct policy_dest *dests;	/* owned array */
+	size_t ndests;
 	/* end of data */
 	struct policy_content content;
+	struct policy_afters after;	/* to run when the message's fate is known */
 	/* SPF said pass for the MAIL FROM identity (policy_spf.c) */
 	int spf_pass;
 	/* DNS block lists tagged or scored this transaction (once) */
@@ -245,6 +273,17 @@ struct state *policy_state(void);
  * caller goes on as if nothing was found). */
 int policy_state_fail(struct policy_query *q, const char *check, const char *per_check,
 		      const char *err);
+
+/* Remembers a final destination of an accepted recipient (txn->dests). */
+void policy_txn_add_dest(struct policy_txn *txn, const char *addr);
+/* Leaves fn(arg, committed) for when the message's fate is known. -1 when
+ * POLICY_AFTER_MAX are already there: fn will not run, arg stays the
+ * caller's. */
+int policy_txn_after(struct policy_txn *txn, policy_after_fn fn, void *arg) WARN_UNUSED;
+/* Moves txn's afters to *out (the commit runs them later); txn has none. */
+void policy_afters_take(struct policy_txn *txn, struct policy_afters *out);
+/* Runs every after of a with committed, and forgets them. */
+void policy_afters_run(struct policy_afters *a, int committed);
 
 /* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
 void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,

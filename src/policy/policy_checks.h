@@ -41,6 +41,8 @@ extern const struct policy_check policy_check_greylist;		/* policy_greylist.c */
 
 /* The config_attach_fn step that checks greylist.key and the windows. */
 void greylist_config_check(struct config *cfg, struct config_load *ld, struct diag *diags);
+extern const struct policy_check policy_check_duplicates;	/* policy_dupmsg.c */
+
 /* The config_attach_fn step that checks the [state] options (policy_state.c). */
 void state_config_check(struct config *cfg, struct config_load *ld, struct diag *diags);
 

@@ -55,4 +55,6 @@ state_config_check(struct config *cfg, struct config_load *ld, struct diag *diag
 		config_option_diag(ld, "state.on_error", "must be open or closed");
 	if (!open_or_closed(cfg->greylist_on_state_error, 1))
 		config_option_diag(ld, "greylist.on_state_error", "must be open, closed or empty");
+	if (!open_or_closed(cfg->duplicates_on_state_error, 1))
+		config_option_diag(ld, "duplicates.on_state_error", "must be open, closed or empty");
 }

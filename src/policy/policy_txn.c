@@ -1,7 +1,8 @@
 /*
  * policy_txn.c - the transaction as the checks see it (see policy.h):
- * copies of the envelope, the RCPT output slots, the local mailboxes of
- * the accepted recipients, the content counts, score and tags.
+ * copies of the envelope, the RCPT output slots, the local mailboxes and
+ * final destinations of the accepted recipients, the content counts,
+ * score and tags, and the checks' work for after the commit.
  *
  * Owned by the session; every string in it is its own copy.
  */
@@ -68,6 +69,12 @@ txn_clear_envelope(struct policy_txn *txn)
 	txn->local_boxes = NULL;
 	txn->local_accts = NULL;
 	txn->nlocal = 0;
+	for (size_t i = 0; i < txn->ndests; i++)
+		free(txn->dests[i].addr);
+	free(txn->dests);
+	txn->dests = NULL;
+	txn->ndests = 0;
+	policy_afters_run(&txn->after, 0);	/* not handed to a commit */
 }
 
 void
@@ -168,6 +175,48 @@ policy_txn_add_local(struct policy_txn *txn, const struct account *acct, const c
 	txn->local_accts[n] = acct;
 	txn->local_boxes[n] = xstrdup(mailbox);
 	txn->nlocal = n + 1;
+}
+
+void
+policy_txn_add_dest(struct policy_txn *txn, const char *addr)
+{
+	size_t n = txn->ndests;
+
+	if ((n & (n - 1)) == 0)	/* capacity: the next power of two >= n */
+		txn->dests = xrealloc(txn->dests, (n ? 2 * n : 1) * sizeof(*txn->dests));
+	txn->dests[n].addr = xstrdup(addr);
+	txn->dests[n].drop = 0;
+	txn->ndests = n + 1;
+}
+
+int
+policy_txn_after(struct policy_txn *txn, policy_after_fn fn, void *arg)
+{
+	struct policy_afters *a = &txn->after;
+
+	if (a->n >= POLICY_AFTER_MAX)
+		return -1;
+	a->fn[a->n] = fn;
+	a->arg[a->n] = arg;
+	a->n++;
+	return 0;
+}
+
+void
+policy_afters_take(struct policy_txn *txn, struct policy_afters *out)
+{
+	*out = txn->after;
+	memset(&txn->after, 0, sizeof(txn->after));
+}
+
+void
+policy_afters_run(struct policy_afters *a, int committed)
+{
+	struct policy_afters run = *a;
+
+	memset(a, 0, sizeof(*a));
+	for (size_t i = 0; i < run.n && i < POLICY_AFTER_MAX; i++)
+		run.fn[i](run.arg[i], committed);
 }
 
 int

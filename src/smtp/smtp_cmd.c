@@ -493,6 +493,7 @@ txn_add_target(struct smtp_session *s, const char *addr, const struct account *a
 	if (r != 0)
 		return;	/* already there (1); full (-1) cannot be: txn_targets_fit */
 	spool_msg_add_rcpt(m, addr, len, orcpt, orcpt != NULL ? strlen(orcpt) : 0, s->pend.notify);
+	policy_txn_add_dest(&s->ptxn, addr);	/* same order: end of data may drop it */
 	if (local)
 		policy_txn_add_local(&s->ptxn, acct, addr);
 }

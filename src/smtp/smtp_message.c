@@ -410,6 +410,37 @@ message_tag(struct smtp_session *s)
 		PANIC("tags do not fit");	/* POLICY_HEADERS_MAX < SPOOL_MAX_TAGS */
 }
 
+/* Takes out of the message the destinations an end-of-data check dropped
+ * (policy_dest.drop, in the message's recipient order); the session does
+ * not know why. At least one is left (a check that drops all discards). */
+static void
+message_drop_dests(struct smtp_session *s)
+{
+	struct spool_msg *m = s->txn.msg;
+	const struct policy_txn *pt = &s->ptxn;
+	unsigned char *drop;
+	size_t n = 0;
+
+	if (pt->ndests != m->nrcpts)
+		return;	/* cannot happen: added together (txn_add_target) */
+	for (size_t i = 0; i < pt->ndests; i++)
+		n += pt->dests[i].drop != 0;
+	if (n == 0 || n == m->nrcpts)
+		return;
+	drop = xcalloc(m->nrcpts, 1);
+	for (size_t i = 0; i < pt->ndests; i++)
+		drop[i] = pt->dests[i].drop != 0;
+	(void)spool_msg_drop_rcpts(m, drop);
+	free(drop);
+}
+
+/* What commit_done needs, even after the session ended: the session's
+ * handle, and the checks' work for when the message's fate is known. */
+struct commit_ctx {
+	uintptr_t handle;
+	struct policy_afters after;
+};
+
 /* Commits the judged message, refuses it, or (discard) answers 250 and
  * drops it. */
 static void
@@ -443,9 +474,12 @@ message_decided(struct smtp_session *s)
 		smtp_session_flag(s, "bare_lf_fixed");
 	body_flush(t, 1);
 	message_tag(s);
+	message_drop_dests(s);
+	struct commit_ctx *cc = xcalloc(1, sizeof(*cc));
+	cc->handle = ((uintptr_t)s->slot << 32) | s->gen;
+	policy_afters_take(&s->ptxn, &cc->after);
 	struct spool_msg *m = t->msg;
 	t->msg = NULL;	/* the spool owns it now; keep qid for the logs */
-	uintptr_t handle = ((uintptr_t)s->slot << 32) | s->gen;
 	/* keep a copy of the qid for the summary, the txn no longer has msg */
 	t->msg = spool_msg_new(0);
 	memcpy(t->msg->qid, m->qid, sizeof(m->qid));
@@ -453,15 +487,18 @@ message_decided(struct smtp_session *s)
 	t->msg->from = xstrdup(m->from);
 	struct body_sink *sk = t->sink;
 	t->sink = NULL;	/* the commit frees it */
-	body_sink_commit(sk, m, s->env->loop, commit_done, (void *)handle);
+	body_sink_commit(sk, m, s->env->loop, commit_done, cc);
 }
 
 static void
 commit_done(struct loop *loop, void *arg, int status, enum cond_id cond)
 {
 	struct smtp_env *env = loop_get_data(loop);
-	struct smtp_session *s = smtp_session_by_handle(env, (uintptr_t)arg);
+	struct commit_ctx *cc = arg;
+	struct smtp_session *s = smtp_session_by_handle(env, cc->handle);
 
+	policy_afters_run(&cc->after, status == 0);
+	free(cc);
 	if (s == NULL)
 		return;	/* the client left; the message (if durable) is delivered */
 	if (status == 0) {

@@ -72,6 +72,26 @@ spool_msg_free(struct spool_msg **msgp)
 	*msgp = NULL;
 }
 
+size_t
+spool_msg_drop_rcpts(struct spool_msg *msg, const unsigned char *drop)
+{
+	size_t kept = 0;
+
+	for (size_t i = 0; i < msg->nrcpts; i++) {
+		if (drop[i]) {
+			free(msg->rcpts[i].addr);
+			free(msg->rcpts[i].orcpt);
+			free(msg->rcpts[i].last);
+			continue;
+		}
+		if (kept != i)
+			msg->rcpts[kept] = msg->rcpts[i];
+		kept++;
+	}
+	msg->nrcpts = kept;	/* capacity stays a power of two >= kept */
+	return kept;
+}
+
 void
 spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
 		   const char *orcpt, size_t orcpt_len, unsigned notify)

@@ -154,6 +154,10 @@ void spool_msg_free(struct spool_msg **msgp);
 void spool_msg_add_rcpt(struct spool_msg *msg, const char *addr, size_t len,
 			const char *orcpt, size_t orcpt_len, unsigned notify);
 
+/* Takes out the recipients whose drop[i] is set (drop holds nrcpts
+ * flags), keeping the others in their order; returns how many are left. */
+size_t spool_msg_drop_rcpts(struct spool_msg *msg, const unsigned char *drop);
+
 /* Completion: status 0 = durable (cond is then COND__COUNT, meaning none);
  * -1 = failed, cond says why (QUEUE_WRITE_FAILED, QUEUE_DISK_FULL,
  * QUEUE_SPOOL_CREATE_FAILED; the event is already logged with path, op and

@@ -105,6 +105,16 @@ def shim(tmp_path_factory):
     return d / "shim.so"
 
 
+def arm_shim(monkeypatch, shim, op, flag):
+    """Runs the servers started from now on under the shim: op fails
+    while the file flag exists."""
+    monkeypatch.setenv("LD_PRELOAD", str(shim))
+    monkeypatch.setenv("SHIM_OP", op)
+    monkeypatch.setenv("SHIM_FLAG", str(flag))
+    monkeypatch.setenv("ASAN_OPTIONS", "verify_asan_link_order=0:" +
+                       os.environ.get("ASAN_OPTIONS", ""))
+
+
 def ids_in(reply):
     return re.findall(r"\[([A-Z0-9-]+)\]\s*$", reply.text)
 

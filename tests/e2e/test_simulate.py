@@ -235,7 +235,8 @@ def test_clean_pass_with_message(make_server, dns, tmp_path):
     assert stage(out, "data")["reply"].startswith("354 "), out
     e = stage(out, "end_of_data")
     assert e["id"] == "SMTP-MSG-ACCEPTED" and e["reply"].startswith("250 2.0.0 "), e
-    assert [c["check"] for c in e["checks"]] == ["size", "content", "quota", "free_space"], e
+    assert [c["check"] for c in e["checks"]] == ["size", "content", "quota", "free_space",
+                                                 "duplicates"], e
     # the table
     r = simulate(srv, CLEAN, to=(pm,), extra=["--message", str(msg)], json_out=False)
     assert r.returncode == 0 and r.stdout.rstrip().endswith("result=accepted exit=0"), r.stdout

@@ -26,7 +26,7 @@ def parse_checks(value):
 MAIL = ["tls_required", "auth_required", "access", "size", "antispoof", "sender_login",
         "free_space"]
 RCPT = ["limits", "recipient", "relay", "access", "quota", "free_space"]
-EOD = ["size", "content", "quota", "free_space"]
+EOD = ["size", "content", "quota", "free_space", "duplicates"]
 
 
 def test_delivered_message_lists_its_checks_in_order(make_server):

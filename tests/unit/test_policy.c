@@ -7,6 +7,7 @@
  */
 #include "policy.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -650,6 +651,61 @@ test_observe(void)
 	policy_chain_free(&c);
 }
 
+/* ---- destinations and work after the commit ------------------------------ */
+
+static int after_runs[3];	/* per arg: 0 not run, 1 committed, 2 not */
+
+static void
+after_fn(void *arg, int committed)
+{
+	int *slot = arg;
+
+	CHECK_INT(*slot, 0);
+	*slot = committed ? 1 : 2;
+}
+
+static void
+test_dests_and_afters(void)
+{
+	struct policy_txn txn;
+	struct policy_afters taken;
+
+	policy_txn_init(&txn);
+	TEST_CASE("dests: kept in order, not dropped, cleared by reset");
+	for (int i = 0; i < 5; i++) {
+		char a[32];
+		CHECK(snprintf(a, sizeof(a), "u%d@example.test", i) > 0);
+		policy_txn_add_dest(&txn, a);
+	}
+	CHECK_INT(txn.ndests, 5);
+	CHECK_STR(txn.dests[3].addr, "u3@example.test");
+	CHECK_INT(txn.dests[4].drop, 0);
+
+	TEST_CASE("afters: bounded; a reset runs them as not committed");
+	memset(after_runs, 0, sizeof(after_runs));
+	CHECK_INT(policy_txn_after(&txn, after_fn, &after_runs[0]), 0);
+	for (int i = 1; i < POLICY_AFTER_MAX; i++)
+		CHECK_INT(policy_txn_after(&txn, after_fn, &after_runs[2]) == 0, 1);
+	CHECK_INT(policy_txn_after(&txn, after_fn, &after_runs[1]), -1);
+	after_runs[2] = 0;
+	policy_afters_take(&txn, &taken);	/* keep them away from the reset */
+	CHECK_INT(txn.after.n, 0);
+	CHECK_INT(policy_txn_after(&txn, after_fn, &after_runs[1]), 0);
+	policy_txn_reset(&txn);
+	CHECK_INT(after_runs[1], 2);
+	CHECK_INT(txn.ndests, 0);
+	CHECK(txn.dests == NULL);
+
+	TEST_CASE("afters: taken ones run once, with the commit's outcome");
+	taken.n = 1;	/* the first only: the others share one slot */
+	policy_afters_run(&taken, 1);
+	CHECK_INT(after_runs[0], 1);
+	CHECK_INT(taken.n, 0);
+	policy_afters_run(&taken, 1);	/* nothing left: no second run */
+	CHECK_INT(after_runs[0], 1);
+	policy_txn_fini(&txn);
+}
+
 /* Each case gets a fresh loop: a loop stopped once stays stopped. */
 static void
 with_loop(void (*fn)(void))
@@ -676,5 +732,6 @@ main(void)
 	with_loop(test_config_errors);
 	with_loop(test_trace);
 	with_loop(test_observe);
+	with_loop(test_dests_and_afters);
 	return TEST_DONE();
 }
