@@ -256,6 +256,13 @@ struct policy_query {
 	int pending;		/* asked and not yet answered or cancelled */
 };
 
+/* What the session tells the chain once it took something (after its
+ * 250), for checks that count what was accepted, not what was asked. */
+enum policy_event {
+	POLICY_EVENT_RCPT_ACCEPTED,	/* txn->rcpt was accepted */
+	POLICY_EVENT_MESSAGE_ACCEPTED,	/* the message is committed (or discarded) */
+};
+
 struct policy_check {
 	const char *name;	/* as written in the [policy] lists */
 	/* One entry point per stage; NULL where the check has nothing to say
@@ -269,6 +276,10 @@ struct policy_check {
 	 * deadline condition; 1 (fail open, for advisory checks) goes on to
 	 * the next check as if this one had said continue. */
 	int fail_open;
+	/* The session accepted something (ev) in txn, on loop; NULL for
+	 * checks that count nothing. Called only for checks in some stage of
+	 * the session's chain; must not block (a state write is queued). */
+	void (*accepted)(struct policy_txn *txn, enum policy_event ev, struct loop *loop);
 };
 
 /* Answers q. Ignored when q is not pending (answered or cancelled). */
@@ -302,6 +313,10 @@ void policy_chain_free(struct policy_chain **chainp);
 int policy_chain_set(struct policy_chain *chain, enum policy_stage stage,
 		     const char *const *names, size_t n, const char **error_out,
 		     size_t *bad_out) WARN_UNUSED;
+/* Tells every check of the chain that has an accepted entry (once each,
+ * whatever its stages) that the session accepted ev in txn. */
+void policy_chain_accepted(const struct policy_chain *chain, struct policy_txn *txn,
+			   enum policy_event ev, struct loop *loop);
 /* Number of checks at stage. */
 size_t policy_chain_count(const struct policy_chain *chain, enum policy_stage stage);
 

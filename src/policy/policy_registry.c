@@ -24,6 +24,7 @@ const struct policy_check *const policy_registry[] = {
 	&policy_check_sender_domain,
 	&policy_check_client_ptr,
 	&policy_check_greylist,
+	&policy_check_rates,
 };
 
 const size_t policy_registry_len = ARRAY_LEN(policy_registry);

@@ -167,7 +167,7 @@ pop3_session_line(struct pop3_session *s, const char *fmt, ...)
 static void
 session_count_error(struct pop3_session *s)
 {
-	unsigned limit = s->cfg->limits_errors;
+	unsigned limit = config_listener_uint(s->cfg, s->lst, CONFIG_OVER_LIMITS_ERRORS);
 
 	s->errors++;
 	if (limit == 0 || s->errors < limit || s->state == POP3_STATE_CLOSING)
