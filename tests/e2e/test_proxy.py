@@ -228,9 +228,10 @@ def test_pop3_behind_proxy(make_server):
     assert ev["client"] == "2001:db8::5" and ev["proxy"] == "127.0.0.1", ev
 
 
-def test_per_address_limit_not_on_proxy(proxied):
-    """limits.connections_per_ip would count every client behind the
-    proxy as one: it does not apply on a proxy_protocol listener."""
+def test_per_address_limit_counts_the_real_client(proxied):
+    """limits.connections_per_ip counts the client of the PROXY header,
+    not the proxy every client shares (changed on purpose by issue 9
+    point 8: it used not to apply on a proxy_protocol listener)."""
     srv = proxied(extra={"limits": {"connections_per_ip": "1"}})
     mark = srv.mark()
     a = connect(srv, v1("192.0.2.7"))
@@ -238,8 +239,17 @@ def test_per_address_limit_not_on_proxy(proxied):
     try:
         assert a.reply().code == 220
         assert b.reply().code == 220
+        with connect(srv, v2("192.0.2.7")) as c:
+            r = c.reply()
+            assert r.code == 421 and r.last[4:].startswith("4.7.0 "), r
+            assert ids_in(r) == ["POLICY-CONCURRENCY-LIMIT"], r
+            assert c.closed()
     finally:
         a.close()
         b.close()
-    assert srv.wait_event("SESSION-START", after=mark, count=2)
-    assert not srv.events("POLICY-CONCURRENCY-LIMIT", after=mark)
+    ev = srv.wait_event("POLICY-CONCURRENCY-LIMIT", after=mark)[0]
+    assert ev["client"] == "192.0.2.7" and ev["current"] == "1", ev
+    # the slot goes with the session: 192.0.2.7 may come back
+    srv.wait_event("SESSION-END", after=mark, count=3)
+    with connect(srv, v1("192.0.2.7")) as c:
+        assert c.reply().code == 220

@@ -210,7 +210,9 @@ def test_recipients_per_user_and_sender(rates_server):
 def test_sliding_window(rates_server):
     """With a 2 s window a client at its limit passes again once its
     accepted recipients slid out: not at once, and by 3 windows later."""
-    srv = rates_server({"client_recipients": "2", "window": "2s"})
+    # each refused RCPT counts toward limits.errors: off for the polling
+    srv = rates_server({"client_recipients": "2", "window": "2s"},
+                       conf={"limits": {"errors": "0"}})
     mark = srv.mark()
     with session(srv) as c:
         assert c.cmd("MAIL FROM:<a@example.org>").code == 250
@@ -285,3 +287,114 @@ def test_listener_override_checked(make_server):
     r = run_cli("check", "-c", str(srv.config))
     assert r.returncode == 78, r
     assert "rates.user_messages: \"lots\" is not a number" in r.stdout + r.stderr
+
+
+# ---------------------------------------------------------------- connections
+
+def connect_until_refused(srv, source, limit):
+    """Opens connections from source until one is refused (at most
+    limit + 5 within 10 s); returns (greetings taken, the refusal)."""
+    opened, end = [], time.monotonic() + 10.0
+    try:
+        while len(opened) < limit + 5 and time.monotonic() < end:
+            c = srv.raw(source=source, read_greeting=False)
+            r = c.reply()
+            if r.code != 220:
+                assert c.closed()
+                c.close()
+                return len(opened), r
+            opened.append(c)
+        return len(opened), None
+    finally:
+        for c in opened:
+            c.close()
+
+
+def test_connection_rate_per_client(rates_server):
+    srv = rates_server({"client_connections": "3"})
+    mark = srv.mark()
+    n, r = connect_until_refused(srv, "127.0.0.2", 3)
+    # 3 per second: a slow machine may see a second go by in between
+    assert r is not None and 3 <= n <= 6, (n, r)
+    assert r.code == 421 and r.last[4:].startswith("4.7.0 "), r
+    assert r.last.endswith("[POLICY-RATE-CONNECTIONS]"), r
+    ev = srv.wait_event("POLICY-RATE-CONNECTIONS", after=mark)[0]
+    assert ev["client"] == "127.0.0.2" and ev["limit"] == "3" and int(ev["rate"]) >= 3, ev
+    # another address has its own count; trusted 127.0.0.1 is exempt
+    with srv.raw(source="127.0.0.3") as c:
+        assert c.cmd("NOOP").code == 250
+    n, r = connect_until_refused(srv, "127.0.0.1", 3)
+    assert r is None and n == 8, (n, r)
+    # and the address passes again once the second slid by
+    end = time.monotonic() + 5.0
+    while True:
+        c = srv.raw(source="127.0.0.2", read_greeting=False)
+        code = c.reply().code
+        c.close()
+        if code == 220 or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    assert code == 220
+
+
+def test_connection_rate_overall(rates_server):
+    srv = rates_server({"connections": "4"})
+    mark = srv.mark()
+    opened, refused = [], None
+    try:
+        for i in range(10):
+            c = srv.raw(source="127.0.0.%d" % (2 + i), read_greeting=False)
+            r = c.reply()
+            if r.code != 220:
+                refused = r
+                c.close()
+                break
+            opened.append(c)
+    finally:
+        for c in opened:
+            c.close()
+    assert refused is not None and 4 <= len(opened) <= 8, (len(opened), refused)
+    assert refused.code == 421 and refused.last.endswith("[POLICY-RATE-CONNECTIONS-ALL]")
+    ev = srv.wait_event("POLICY-RATE-CONNECTIONS-ALL", after=mark)[0]
+    assert ev["limit"] == "4", ev
+
+
+def test_connection_rate_behind_proxy(make_server):
+    """On a proxy_protocol listener the rate is the PROXY client's: two
+    clients behind the same proxy each have their own."""
+    from test_proxy import v1
+    srv = make_server(conf={"listen.mx": {"proxy_protocol": "yes"},
+                            "proxy": {"networks": "127.0.0.1/32"},
+                            "rates": {"client_connections": "2"}})
+    mark = srv.mark()
+    replies = []
+    for client in ("192.0.2.7", "192.0.2.7", "192.0.2.8", "192.0.2.7"):
+        c = srv.raw(read_greeting=False)
+        c.send(v1(client))
+        replies.append(c.reply())
+        c.close()
+    codes = [r.code for r in replies]
+    # the third from 192.0.2.7 within about a second is refused; 192.0.2.8 is not
+    assert codes[2] == 220, codes
+    if codes[3] == 421:
+        assert replies[3].last.endswith("[POLICY-RATE-CONNECTIONS]"), replies[3]
+        ev = srv.wait_event("POLICY-RATE-CONNECTIONS", after=mark)[0]
+        assert ev["client"] == "192.0.2.7", ev
+    else:
+        # a second went by between them on a slow machine: try a burst
+        n, r = connect_until_refused_proxied(srv, "192.0.2.9", 2)
+        assert r is not None, n
+        ev = srv.wait_event("POLICY-RATE-CONNECTIONS", after=mark)[0]
+        assert ev["client"] == "192.0.2.9", ev
+
+
+def connect_until_refused_proxied(srv, client, limit):
+    from test_proxy import v1
+    for i in range(limit + 5):
+        c = srv.raw(read_greeting=False)
+        c.send(v1(client))
+        r = c.reply()
+        c.close()
+        if r.code != 220:
+            return i, r
+    return limit + 5, None
