@@ -47,8 +47,10 @@ def plain(user, pw):
 
 
 def assert_rate(r, kind, by):
+    """by: "client 127.0.0.2", "user alice@..." (the reply names only who)."""
+    who = by.split(" ", 1)[1]
     assert r.code == 451, r
-    assert r.last[4:].startswith("4.7.1 Too many %s from %s, try again later" % (kind, by)), r
+    assert r.last[4:].startswith("4.7.1 Too many %s from %s, try again later" % (kind, who)), r
     assert r.last.endswith("[POLICY-RATE-%s]" % kind.upper()), r
 
 
