@@ -238,6 +238,15 @@ struct state *policy_state(void);
 int policy_state_fail(struct policy_query *q, const char *check, const char *per_check,
 		      const char *err);
 
+struct state_req;
+struct state_op;
+/* Submits a check's read for q on q's loop: req gets ops, done and job
+ * (its arg), and q->check_data = job while it is out. -1 when the store
+ * refused it (nothing submitted, check_data cleared): the caller frees
+ * job and answers q itself. */
+int policy_state_submit(struct policy_query *q, struct state_req *req, struct state_op *ops,
+			size_t nops, void (*done)(struct state_req *req), void *job) WARN_UNUSED;
+
 /* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
 void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,
 			  const char *mailbox);

@@ -238,13 +238,7 @@ rate_ask(struct policy_query *q, int recipients)
 		}
 	}
 	j->q = q;
-	j->req.ops = j->ops;
-	j->req.nops = 2 * j->ndims;
-	j->req.done = rate_read;
-	j->req.arg = j;
-	q->check_data = j;
-	if (state_submit(policy_state(), q->run->loop, &j->req) < 0) {
-		q->check_data = NULL;
+	if (policy_state_submit(q, &j->req, j->ops, 2 * j->ndims, rate_read, j) < 0) {
 		free(j);
 		policy_answer_continue(q);
 	}

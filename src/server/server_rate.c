@@ -9,7 +9,6 @@
  */
 #include "server_rate.h"
 
-#include <netinet/in.h>
 #include <string.h>
 
 #include "cidr.h"
@@ -27,23 +26,6 @@ void
 conn_rates_fini(struct conn_rates *r)
 {
 	pthread_mutex_destroy(&r->lock);
-}
-
-/* The address as 16 octets; -1 if not IP. */
-static int
-rate_addr(const struct sockaddr_storage *ss, uint8_t out[16])
-{
-	memset(out, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		out[10] = out[11] = 0xff;
-		memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-		return 0;
-	}
-	if (ss->ss_family == AF_INET6) {
-		memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-		return 0;
-	}
-	return -1;
 }
 
 /* Brings slot e to second sec; returns its rate over the last second. */
@@ -105,7 +87,7 @@ conn_rates_take(struct conn_rates *r, const struct sockaddr_storage *ss, unsigne
 			return CONN_RATE_ALL;
 		}
 	}
-	if (limit != 0 && rate_addr(ss, addr) == 0) {
+	if (limit != 0 && sockaddr_key16(ss, addr) == 0) {
 		e = rate_slot(r, addr, sec);
 		rate = rate_now(e, sec, ms_in);
 		if (rate >= limit) {
