@@ -105,6 +105,26 @@ def test_recipients_per_client_across_sessions(rates_server):
         assert all(x.code == 250 for x in rr), rr
 
 
+def test_recipients_counted_across_nodes(rates_server, tmp_path):
+    """Two nodes on one state store (one SQLite file here, one Redis with
+    state_conf) count the same client: 2 recipients on a, 1 on b, and
+    b refuses the 4th."""
+    shared = tmp_path / "shared-state"
+    shared.mkdir()
+    conf = {"server": {"state": str(shared)}}
+    a = rates_server({"client_recipients": "3"}, conf=conf, name="a")
+    b = rates_server({"client_recipients": "3"}, conf=conf, name="b")
+    mark = b.mark()
+    with session(a) as c:
+        _, rr, end = send(c, "a@example.org", [ALICE, BOB])
+        assert [x.code for x in rr] == [250, 250] and end.code == 250
+    with session(b) as c:
+        assert c.cmd("MAIL FROM:<a@example.org>").code == 250
+        assert c.cmd("RCPT TO:<%s>" % CAROL).code == 250
+        assert_rate(c.cmd("RCPT TO:<%s>" % ALICE), "recipients", "client 127.0.0.2")
+    assert b.wait_event("POLICY-RATE-RECIPIENTS", after=mark)[0]["count"] == "3"
+
+
 def test_refused_recipients_not_counted(rates_server):
     srv = rates_server({"client_recipients": "2"})
     mark = srv.mark()
