@@ -168,19 +168,35 @@ session_ended(struct smtp_env *env, const struct sockaddr_storage *peer)
 	loop_stop_if_idle(sl);
 }
 
-/* An SMTP session behind a proxy_protocol listener, once the PROXY
- * header named its client: admitted as accept_one admits the others. */
+/* A session behind a proxy_protocol listener, once the PROXY header
+ * named its client: admitted as accept_one admits the others (rated: the
+ * connection rates too, SMTP only). */
 static enum cond_id
-session_admit(struct smtp_env *env, const struct sockaddr_storage *client,
-	      const char *client_text, struct kv kv[3])
+admit_proxied(struct server *srv, const struct sockaddr_storage *client, const char *text,
+	      int rated, struct kv kv[3])
 {
-	struct server *srv = env->server;
 	struct config *cfg = server_config_get(srv);
-	enum cond_id c = server_admit(&srv->ips, &srv->rates, cfg, client, client_text, 1,
+	enum cond_id c = server_admit(&srv->ips, &srv->rates, cfg, client, text, rated,
 				      cfg->limits_connections_per_ip, kv);
 
 	config_unref(&cfg);
 	return c;
+}
+
+static enum cond_id
+session_admit(struct smtp_env *env, const struct sockaddr_storage *client, const char *text,
+	      struct kv kv[3])
+{
+	return admit_proxied(env->server, client, text, 1, kv);
+}
+
+static enum cond_id
+pop3_session_admit(struct pop3_env *env, const struct sockaddr_storage *client,
+		   const char *text, struct kv kv[3])
+{
+	enum cond_id c = admit_proxied(env->server, client, text, 0, kv);
+
+	return c == COND_POLICY_CONCURRENCY_LIMIT ? COND_POP3_TOO_MANY_CONNECTIONS : c;
 }
 
 static void
@@ -190,7 +206,8 @@ pop3_session_ended(struct pop3_env *env, const struct sockaddr_storage *peer)
 	struct server_loop *sl = (struct server_loop *)((char *)env -
 							offsetof(struct server_loop, penv));
 
-	ip_counts_release(&srv->ips, peer);
+	if (peer != NULL)
+		ip_counts_release(&srv->ips, peer);
 	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
 	loop_stop_if_idle(sl);
 }
@@ -246,15 +263,13 @@ accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 		config_unref(&cfg);
 		return;
 	}
-	/* Behind a PROXY protocol proxy every client shares its address: an
-	 * SMTP session is admitted once its header named the client
-	 * (session_admit); a POP3 one is counted, not limited. */
-	if (!ls->lst->proxy_protocol || pop3) {
+	/* Behind a PROXY protocol proxy every client shares its address: a
+	 * session is admitted once its header named the client
+	 * (session_admit, pop3_session_admit). */
+	if (!ls->lst->proxy_protocol) {
 		struct kv kv[3];
 		enum cond_id c = server_admit(&srv->ips, &srv->rates, cfg, &peer, client, !pop3,
-					      ls->lst->proxy_protocol ? 0 :
-									cfg->limits_connections_per_ip,
-					      kv);
+					      cfg->limits_connections_per_ip, kv);
 
 		if (c != COND__COUNT) {
 			__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
@@ -759,6 +774,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->penv.server = srv;
 		sl->penv.tls_get = server_tls_get;
 		sl->penv.on_end = pop3_session_ended;
+		sl->penv.admit = pop3_session_admit;
 		loop_set_data(sl->loop, &sl->env);
 		for (size_t j = 0; j < sl->nsocks; j++) {
 			loop_timer_init(&sl->socks[j].pause, accept_resume, &sl->socks[j]);

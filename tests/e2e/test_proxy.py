@@ -253,3 +253,31 @@ def test_per_address_limit_counts_the_real_client(proxied):
     srv.wait_event("SESSION-END", after=mark, count=3)
     with connect(srv, v1("192.0.2.7")) as c:
         assert c.reply().code == 220
+
+
+def test_pop3_per_address_limit_counts_the_real_client(make_server):
+    """The same for POP3: the third connection, the second of 192.0.2.7
+    behind the proxy, is refused."""
+    pop_port = free_port()
+    srv = make_server(conf={
+        "listen.pop": {"address": "127.0.0.1:%d" % pop_port, "role": "pop3",
+                       "proxy_protocol": "yes"},
+        "proxy": {"networks": "127.0.0.1/32"},
+        "limits": {"connections_per_ip": "1"}})
+    mark = srv.mark()
+    socks = []
+    try:
+        for client in ("192.0.2.7", "192.0.2.8", "192.0.2.7"):
+            s = socket.create_connection(("127.0.0.1", pop_port), timeout=10)
+            socks.append(s)
+            s.sendall(v1(client))
+            line = s.makefile("rb").readline()
+            if client == "192.0.2.8" or len(socks) == 1:
+                assert line.startswith(b"+OK"), line
+        assert line == (b"-ERR [SYS/TEMP] Too many connections from your address "
+                        b"[POP3-TOO-MANY-CONNECTIONS]\r\n"), line
+    finally:
+        for s in socks:
+            s.close()
+    ev = srv.wait_event("POP3-TOO-MANY-CONNECTIONS", after=mark)[0]
+    assert ev["client"] == "192.0.2.7" and ev["current"] == "1", ev
