@@ -103,6 +103,47 @@ opt_free(struct config *cfg, const struct opt_desc *o)
 	}
 }
 
+int
+config_opt_number(struct config_load *ld, const struct opt_desc *o, const char *v, struct src src,
+		  uint64_t *out)
+{
+	static const uint64_t mult[] = { 1024, 1024, 1048576, 1048576, 1073741824, 1073741824 };
+	uint64_t x = 0;
+
+	if (o->type == OT_UINT) {
+		if (strlen(v) > 20 || slice_to_u64(slice_from_cstr(v), UINT64_MAX, &x) < 0) {
+			diag_add(ld->diags, src.file, src.line, "%s: \"%.*s\" is not a number",
+				 o->name, SHOW(v));
+			return -1;
+		}
+	} else if (o->type == OT_SIZE) {
+		if (config_parse_scaled(v, "KkMmGg", mult, &x) < 0) {
+			diag_add(ld->diags, src.file, src.line,
+				 "%s: \"%.*s\" is not a size (bytes, or a number with suffix K, M or G)",
+				 o->name, SHOW(v));
+			return -1;
+		}
+	} else if (o->type == OT_DURATION) {
+		if (config_parse_duration(v, &x) < 0) {
+			diag_add(ld->diags, src.file, src.line,
+				 "%s: \"%.*s\" is not a duration (seconds, or a number with suffix s, m or h)",
+				 o->name, SHOW(v));
+			return -1;
+		}
+	} else {
+		diag_add(ld->diags, src.file, src.line, "%s is not a number option", o->name);
+		return -1;
+	}
+	if (x < o->min || x > o->max) {
+		diag_add(ld->diags, src.file, src.line, "%s: %llu is out of range (%llu..%llu%s%s)",
+			 o->name, (unsigned long long)x, (unsigned long long)o->min,
+			 (unsigned long long)o->max, o->unit[0] ? " " : "", o->unit);
+		return -1;
+	}
+	*out = x;
+	return 0;
+}
+
 /* Parses v into option o of cfg. On error reports it at src and leaves the
  * old value. Returns 0 or -1. */
 static int
@@ -134,33 +175,11 @@ opt_set(struct config_load *ld, const struct opt_desc *o, const char *v, struct 
 		*FIELD(cfg, o, char *) = s;
 		return 0;
 	case OT_UINT:
-		if (strlen(v) > 20 || slice_to_u64(slice_from_cstr(v), UINT64_MAX, &x) < 0) {
-			diag_add(ld->diags, src.file, src.line, "%s: \"%.*s\" is not a number",
-				 o->name, SHOW(v));
+	case OT_SIZE:
+	case OT_DURATION:
+		if (config_opt_number(ld, o, v, src, &x) < 0)
 			return -1;
-		}
 		break;
-	case OT_SIZE: {
-		static const uint64_t mult[] = { 1024, 1024, 1048576, 1048576,
-						 1073741824, 1073741824 };
-
-		if (config_parse_scaled(v, "KkMmGg", mult, &x) < 0) {
-			diag_add(ld->diags, src.file, src.line,
-				 "%s: \"%.*s\" is not a size (bytes, or a number with suffix K, M or G)",
-				 o->name, SHOW(v));
-			return -1;
-		}
-		break;
-	}
-	case OT_DURATION: {
-		if (config_parse_duration(v, &x) < 0) {
-			diag_add(ld->diags, src.file, src.line,
-				 "%s: \"%.*s\" is not a duration (seconds, or a number with suffix s, m or h)",
-				 o->name, SHOW(v));
-			return -1;
-		}
-		break;
-	}
 	case OT_BOOL: {
 		int b;
 
@@ -216,13 +235,7 @@ opt_set(struct config_load *ld, const struct opt_desc *o, const char *v, struct 
 		return 0;
 	}
 	}
-	/* the numeric types */
-	if (x < o->min || x > o->max) {
-		diag_add(ld->diags, src.file, src.line, "%s: %llu is out of range (%llu..%llu%s%s)",
-			 o->name, (unsigned long long)x, (unsigned long long)o->min,
-			 (unsigned long long)o->max, o->unit[0] ? " " : "", o->unit);
-		return -1;
-	}
+	/* the numeric types, parsed and in range */
 	if (o->type == OT_SIZE)
 		*FIELD(cfg, o, uint64_t) = x;
 	else

@@ -55,6 +55,20 @@ const char *config_role_name(enum config_role role);
 #define CONFIG_POLICY_STAGES 6
 extern const char *const config_policy_stages[CONFIG_POLICY_STAGES];
 
+/* The options a listener may set for its own sessions, as
+ * listen.NAME.<section>_<key> (the way listen.NAME.policy_<stage> sets
+ * policy.<stage>): read them with config_listener_uint(). */
+enum config_override {
+	CONFIG_OVER_LIMITS_ERRORS,		/* limits.errors */
+	CONFIG_OVER_RATES_CLIENT_MESSAGES,	/* rates.client_messages */
+	CONFIG_OVER_RATES_CLIENT_RECIPIENTS,
+	CONFIG_OVER_RATES_SENDER_MESSAGES,
+	CONFIG_OVER_RATES_SENDER_RECIPIENTS,
+	CONFIG_OVER_RATES_USER_MESSAGES,
+	CONFIG_OVER_RATES_USER_RECIPIENTS,
+	CONFIG_OVERRIDES
+};
+
 struct config_listener {
 	char *name;			/* "mx" from [listen.mx] */
 	char *address;			/* as written: "127.0.0.1:2525" */
@@ -71,7 +85,16 @@ struct config_listener {
 	 * the [policy] list applies. */
 	struct config_list policy[CONFIG_POLICY_STAGES];
 	int policy_given[CONFIG_POLICY_STAGES];
+	/* listen.NAME.<section>_<key>: over_given[i] 0: the option applies */
+	unsigned over[CONFIG_OVERRIDES];
+	int over_given[CONFIG_OVERRIDES];
 };
+
+/* The value of an overridable option under cfg for a session of lst
+ * (NULL: none; it may belong to an older snapshot, matched by name): the
+ * listener's own when it sets one, else the option's. */
+unsigned config_listener_uint(const struct config *cfg, const struct config_listener *lst,
+			      enum config_override which);
 
 /* 1 if the listener's role or require_tls means it serves nothing of
  * use without TLS (submissions, pop3s, require_tls = yes). */

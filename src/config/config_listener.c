@@ -1,6 +1,7 @@
 /*
  * config_listener.c - [listen.NAME] sections: their keys (address, role,
- * require_tls, plaintext_on_loopback, proxy_protocol), the questions sessions ask of a
+ * require_tls, plaintext_on_loopback, proxy_protocol, policy_<stage> and
+ * the overridable options <section>_<key>), the questions sessions ask of a
  * listener (does it need TLS, may a password travel in clear), and the
  * comparison that tells a reload listeners changed, and whether an
  * address and port are one of our own listeners (loop detection).
@@ -55,6 +56,67 @@ listener_set_policy(struct config_load *ld, size_t idx, unsigned stage, const ch
 	config_list_fini(&l->policy[stage]);
 	l->policy[stage] = list;
 	l->policy_given[stage] = 1;
+}
+
+/* listen.NAME.<section>_<key> -> the option it overrides, in the order of
+ * enum config_override. */
+static const struct {
+	const char *key;
+	enum config_opt_index opt;
+} listener_overrides[CONFIG_OVERRIDES] = {
+	{ "limits_errors", CONFIG_OPT_limits_errors },
+	{ "rates_client_messages", CONFIG_OPT_rates_client_messages },
+	{ "rates_client_recipients", CONFIG_OPT_rates_client_recipients },
+	{ "rates_sender_messages", CONFIG_OPT_rates_sender_messages },
+	{ "rates_sender_recipients", CONFIG_OPT_rates_sender_recipients },
+	{ "rates_user_messages", CONFIG_OPT_rates_user_messages },
+	{ "rates_user_recipients", CONFIG_OPT_rates_user_recipients },
+};
+
+/* The index of an overridable key, or -1. */
+static int
+listener_override_of(const char *key, size_t klen)
+{
+	for (int i = 0; i < CONFIG_OVERRIDES; i++)
+		if (strlen(listener_overrides[i].key) == klen &&
+		    memcmp(listener_overrides[i].key, key, klen) == 0)
+			return i;
+	return -1;
+}
+
+static void
+listener_set_override(struct config_load *ld, size_t idx, int which, const char *v, struct src src,
+		      int dup_check)
+{
+	struct config_listener *l = &ld->cfg->listeners[idx];
+	struct listener_src *ls = &ld->lsrc[idx];
+	uint64_t x;
+
+	if (dup_check && ls->over[which].line != 0) {
+		diag_add(ld->diags, src.file, src.line,
+			 "duplicate option listen.%s.%s (already set at line %u)", l->name,
+			 listener_overrides[which].key, ls->over[which].line);
+		return;
+	}
+	ls->over[which] = src;
+	if (config_opt_number(ld, &config_opts[listener_overrides[which].opt], v, src, &x) < 0)
+		return;
+	l->over[which] = (unsigned)x;
+	l->over_given[which] = 1;
+}
+
+unsigned
+config_listener_uint(const struct config *cfg, const struct config_listener *lst,
+		     enum config_override which)
+{
+	if ((unsigned)which >= CONFIG_OVERRIDES)
+		return 0;
+	/* lst may belong to an older snapshot: listeners match by name */
+	for (size_t i = 0; lst != NULL && i < cfg->nlisteners; i++)
+		if (strcmp(cfg->listeners[i].name, lst->name) == 0 &&
+		    cfg->listeners[i].over_given[which])
+			return cfg->listeners[i].over[which];
+	return *CFIELD(cfg, &config_opts[listener_overrides[which].opt], unsigned);
 }
 
 void
@@ -202,6 +264,8 @@ config_listener_set(struct config_load *ld, size_t idx, const char *key, size_t 
 		   listener_policy_stage(key + 7, klen - 7) >= 0) {
 		listener_set_policy(ld, idx, (unsigned)listener_policy_stage(key + 7, klen - 7), v,
 				    src, dup_check);
+	} else if (listener_override_of(key, klen) >= 0) {
+		listener_set_override(ld, idx, listener_override_of(key, klen), v, src, dup_check);
 	} else if (klen == 21 && memcmp(key, "plaintext_on_loopback", 21) == 0) {
 		listener_set_bool(ld, l, "plaintext_on_loopback", &ls->plaintext_on_loopback,
 				  &l->plaintext_on_loopback, v, src, dup_check);

@@ -71,6 +71,7 @@ struct listener_src {
 	struct src plaintext_on_loopback;
 	struct src proxy_protocol;
 	struct src policy[CONFIG_POLICY_STAGES];
+	struct src over[CONFIG_OVERRIDES];	/* listen.NAME.<section>_<key> */
 	int address_ok;		/* given and parsed */
 };
 
@@ -109,6 +110,11 @@ extern const char *const config_type_names[];
 
 /* The option section.key (lengths given), or NULL. */
 const struct opt_desc *opt_find(const char *section, size_t slen, const char *key, size_t klen);
+
+/* Parses v as numeric option o's value (UINT, SIZE, DURATION) within its
+ * range (config.c); -1 with the error reported at src. */
+int config_opt_number(struct config_load *ld, const struct opt_desc *o, const char *v,
+		      struct src src, uint64_t *out);
 
 /* ---- values (config_value.c) ------------------------------------------ */
 

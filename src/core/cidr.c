@@ -170,6 +170,22 @@ cidr_list_copy(const struct cidr_list *src, struct cidr_list *dst)
 }
 
 int
+sockaddr_key16(const struct sockaddr_storage *ss, uint8_t out[16])
+{
+	memset(out, 0, 16);
+	if (ss->ss_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12, &((const struct sockaddr_in *)(const void *)ss)->sin_addr, 4);
+		return 0;
+	}
+	if (ss->ss_family == AF_INET6) {
+		memcpy(out, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16);
+		return 0;
+	}
+	return -1;
+}
+
+int
 cidr_list_match(const struct cidr_list *l, const struct sockaddr *sa)
 {
 	uint8_t addr[16];

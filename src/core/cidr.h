@@ -34,6 +34,10 @@ int cidr_list_copy(const struct cidr_list *src, struct cidr_list *dst) WARN_UNUS
 /* 1 if sa (AF_INET/AF_INET6) is inside any network of l. */
 int cidr_list_match(const struct cidr_list *l, const struct sockaddr *sa);
 
+/* The address of ss as 16 octets (IPv6; IPv4 as IPv4-mapped), a key for
+ * tables of client addresses. -1 (out zeroed) if ss is not IP. */
+int sockaddr_key16(const struct sockaddr_storage *ss, uint8_t out[16]) WARN_UNUSED;
+
 /* "127.0.0.1:2525", "[::1]:2525", "*:25" (IPv6 any, dual stack). */
 int sockaddr_parse_hostport(const char *s, struct sockaddr_storage *out,
 			    socklen_t *len_out) WARN_UNUSED;

@@ -284,6 +284,14 @@ int policy_txn_after(struct policy_txn *txn, policy_after_fn fn, void *arg) WARN
 void policy_afters_take(struct policy_txn *txn, struct policy_afters *out);
 /* Runs every after of a with committed, and forgets them. */
 void policy_afters_run(struct policy_afters *a, int committed);
+struct state_req;
+struct state_op;
+/* Submits a check's read for q on q's loop: req gets ops, done and job
+ * (its arg), and q->check_data = job while it is out. -1 when the store
+ * refused it (nothing submitted, check_data cleared): the caller frees
+ * job and answers q itself. */
+int policy_state_submit(struct policy_query *q, struct state_req *req, struct state_op *ops,
+			size_t nops, void (*done)(struct state_req *req), void *job) WARN_UNUSED;
 
 /* Remembers a local mailbox of an accepted recipient (end-of-data quota). */
 void policy_txn_add_local(struct policy_txn *txn, const struct account *acct,
@@ -303,6 +311,13 @@ struct policy_query {
 	int pending;		/* asked and not yet answered or cancelled */
 };
 
+/* What the session tells the chain once it took something (after its
+ * 250), for checks that count what was accepted, not what was asked. */
+enum policy_event {
+	POLICY_EVENT_RCPT_ACCEPTED,	/* txn->rcpt was accepted */
+	POLICY_EVENT_MESSAGE_ACCEPTED,	/* the message is committed (or discarded) */
+};
+
 struct policy_check {
 	const char *name;	/* as written in the [policy] lists */
 	/* One entry point per stage; NULL where the check has nothing to say
@@ -316,6 +331,10 @@ struct policy_check {
 	 * deadline condition; 1 (fail open, for advisory checks) goes on to
 	 * the next check as if this one had said continue. */
 	int fail_open;
+	/* The session accepted something (ev) in txn, on loop; NULL for
+	 * checks that count nothing. Called only for checks in some stage of
+	 * the session's chain; must not block (a state write is queued). */
+	void (*accepted)(struct policy_txn *txn, enum policy_event ev, struct loop *loop);
 };
 
 /* Answers q. Ignored when q is not pending (answered or cancelled). */
@@ -349,6 +368,10 @@ void policy_chain_free(struct policy_chain **chainp);
 int policy_chain_set(struct policy_chain *chain, enum policy_stage stage,
 		     const char *const *names, size_t n, const char **error_out,
 		     size_t *bad_out) WARN_UNUSED;
+/* Tells every check of the chain that has an accepted entry (once each,
+ * whatever its stages) that the session accepted ev in txn. */
+void policy_chain_accepted(const struct policy_chain *chain, struct policy_txn *txn,
+			   enum policy_event ev, struct loop *loop);
 /* Number of checks at stage. */
 size_t policy_chain_count(const struct policy_chain *chain, enum policy_stage stage);
 

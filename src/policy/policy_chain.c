@@ -276,6 +276,26 @@ policy_chain_count(const struct policy_chain *chain, enum policy_stage stage)
 }
 
 void
+policy_chain_accepted(const struct policy_chain *chain, struct policy_txn *txn,
+		      enum policy_event ev, struct loop *loop)
+{
+	if (chain == NULL)
+		return;
+	for (size_t i = 0; i < chain->nregistry; i++) {
+		const struct policy_check *c = chain->registry[i];
+		int in = 0;
+
+		if (c->accepted == NULL)
+			continue;
+		for (int st = 0; st < POLICY_STAGE__COUNT && !in; st++)
+			for (size_t k = 0; k < chain->nstage[st] && !in; k++)
+				in = chain->stage[st][k] == c;
+		if (in)
+			c->accepted(txn, ev, loop);
+	}
+}
+
+void
 policy_chain_set_score_limit(struct policy_chain *chain, int limit, enum cond_id cond)
 {
 	chain->score_limit = limit;

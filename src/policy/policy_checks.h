@@ -43,6 +43,10 @@ extern const struct policy_check policy_check_greylist;		/* policy_greylist.c */
 void greylist_config_check(struct config *cfg, struct config_load *ld, struct diag *diags);
 extern const struct policy_check policy_check_duplicates;	/* policy_dupmsg.c */
 
+extern const struct policy_check policy_check_rates;		/* policy_rates.c */
+
+/* The config_attach_fn step that checks rates.on_state_error. */
+void rates_config_check(struct config *cfg, struct config_load *ld, struct diag *diags);
 /* The config_attach_fn step that checks the [state] options (policy_state.c). */
 void state_config_check(struct config *cfg, struct config_load *ld, struct diag *diags);
 

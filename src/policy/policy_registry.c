@@ -26,6 +26,7 @@ const struct policy_check *const policy_registry[] = {
 	&policy_check_client_ptr,
 	&policy_check_greylist,
 	&policy_check_duplicates,
+	&policy_check_rates,
 };
 
 const size_t policy_registry_len = ARRAY_LEN(policy_registry);

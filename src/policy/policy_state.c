@@ -1,7 +1,8 @@
 /*
  * policy_state.c - the shared state store (store/state.h) as checks see
- * it: the one store of the process, what a failure of it means (state.
- * on_error, per check), and the [state] options' checks at load.
+ * it: the one store of the process, a check's read submitted for a query,
+ * what a failure of it means (state.on_error, per check), and the [state]
+ * options' checks at load.
  */
 #include "policy_checks.h"
 
@@ -35,6 +36,22 @@ policy_state_fail(struct policy_query *q, const char *check, const char *per_che
 	struct kv kv[] = { KV("check", check), KV("err", err != NULL ? err : "") };
 	policy_refuse(q, COND_POLICY_STATE_UNAVAILABLE, kv, ARRAY_LEN(kv));
 	return 1;
+}
+
+int
+policy_state_submit(struct policy_query *q, struct state_req *req, struct state_op *ops,
+		    size_t nops, void (*done)(struct state_req *req), void *job)
+{
+	req->ops = ops;
+	req->nops = nops;
+	req->done = done;
+	req->arg = job;
+	q->check_data = job;
+	if (shared_state == NULL || state_submit(shared_state, q->run->loop, req) < 0) {
+		q->check_data = NULL;
+		return -1;
+	}
+	return 0;
 }
 
 static int

@@ -39,8 +39,15 @@ struct pop3_env {
 	/* The TLS context in force (a reference), or NULL when TLS is off
 	 * or broken; asked per CAPA, STLS and implicit-TLS connection. */
 	struct tls_server *(*tls_get)(void *server);
-	/* Called once when a session ends, before it is freed. */
+	/* Called once when a session ends, before it is freed; peer is the
+	 * address whose limits.connections_per_ip slot the session holds, or
+	 * NULL (as smtp_env's). */
 	void (*on_end)(struct pop3_env *env, const struct sockaddr_storage *peer);
+	/* On a proxy_protocol listener, once a PROXY header named the client:
+	 * its limits.connections_per_ip admission. COND__COUNT admits (a slot
+	 * taken); else the refusal to send, its keys in kv. NULL: none. */
+	enum cond_id (*admit)(struct pop3_env *env, const struct sockaddr_storage *client,
+			      const char *client_text, struct kv kv[3]);
 	/* Sessions of this loop (handles, shutdown); table.live counts them. */
 	struct net_table table;
 	int draining;		/* shutdown: take no new work */

@@ -167,7 +167,7 @@ pop3_session_line(struct pop3_session *s, const char *fmt, ...)
 static void
 session_count_error(struct pop3_session *s)
 {
-	unsigned limit = s->cfg->limits_errors;
+	unsigned limit = config_listener_uint(s->cfg, s->lst, CONFIG_OVER_LIMITS_ERRORS);
 
 	s->errors++;
 	if (limit == 0 || s->errors < limit || s->state == POP3_STATE_CLOSING)
@@ -597,7 +597,7 @@ pop3_session_end(struct pop3_session *s, enum cond_id cause)
 	catalog_log(COND_SESSION_END, &ctx, kv, ARRAY_LEN(kv));
 	net_session_release(&s->ns);
 	if (env->on_end)
-		env->on_end(env, conn_accepted_peer(&s->conn));
+		env->on_end(env, s->ip_slot ? &s->conn.peer : NULL);
 }
 
 /* The lockout check came back: the greeting, or the refusal that takes
@@ -665,6 +665,20 @@ session_begin(void *arg)
 			   KV("proxy", s->conn.proxied ? s->conn.proxy_text : NULL) };
 
 	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
+	if (s->conn.proxied && s->env->admit != NULL && !s->env->draining) {
+		/* the client is known now: admitted as the server admits at accept */
+		struct kv ak[3];
+		enum cond_id c = s->env->admit(s->env, &s->conn.peer, s->conn.peer_text, ak);
+
+		if (c != COND__COUNT) {
+			pop3_session_reply(s, c, ak, ARRAY_LEN(ak));
+			s->state = POP3_STATE_CLOSING;
+			s->end_cause = c;
+			pop3_session_process(s);
+			return;
+		}
+		s->ip_slot = 1;
+	}
 	if (s->tls_implicit && !s->env->draining) {
 		/* RFC 8314: TLS first, the greeting comes after the handshake. */
 		if (tls_begin(s, "no TLS context") < 0) {
@@ -718,6 +732,9 @@ pop3_session_start(struct pop3_env *env, int fd, const struct config_listener *l
 	loop_timer_init(&s->delay, pop3_delay_fire, s);
 
 	s->sessions_now = sessions_now;
+	/* the server took a slot for the socket's peer at accept, except
+	 * behind a proxy (admitted in session_begin) */
+	s->ip_slot = lst == NULL || !lst->proxy_protocol;
 	s->ns.proxy_networks = &s->cfg->proxy_networks;
 	/* The greeting (session_begin) comes after the listener's preface
 	 * stage, when it has one: a PROXY header sets the client's address

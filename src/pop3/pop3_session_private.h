@@ -71,6 +71,7 @@ struct pop3_session {
 	struct loop_timer delay;
 	uint64_t started_ms;
 	unsigned long sessions_now;	/* for SESSION-START, logged after the preface */
+	int ip_slot;		/* holds a limits.connections_per_ip slot for conn.peer */
 	char user[USER_MAX];		/* USER argument or authcid, as given */
 	int have_user;			/* USER accepted, PASS may follow */
 	const char *mech;		/* "USER" or "PLAIN" */

@@ -10,11 +10,12 @@
  *
  * Shared between threads: the configuration pointer (under cfg_lock, each
  * user takes a reference), the session counters (atomics) and the
- * per-address table (server_ipcount.c, touched once at accept and once at
- * close). Everything else belongs to one loop.
+ * per-address tables (server_ipcount.c, touched once at accept and once at
+ * close; server_rate.c, once at accept). Everything else belongs to one loop.
  */
 #include "server.h"
 #include "server_ipcount.h"
+#include "server_rate.h"
 #include "server_tls.h"
 
 #include <errno.h>
@@ -115,6 +116,7 @@ struct server {
 	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
 	unsigned long sessions;		/* atomic */
 	struct ip_counts ips;		/* sessions per client address */
+	struct conn_rates rates;	/* new connections per second */
 	time_t started;
 	struct server_pidfile pidfile;
 };
@@ -160,9 +162,41 @@ session_ended(struct smtp_env *env, const struct sockaddr_storage *peer)
 	struct server_loop *sl = (struct server_loop *)((char *)env -
 							offsetof(struct server_loop, env));
 
-	ip_counts_release(&srv->ips, peer);
+	if (peer != NULL)
+		ip_counts_release(&srv->ips, peer);
 	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
 	loop_stop_if_idle(sl);
+}
+
+/* A session behind a proxy_protocol listener, once the PROXY header
+ * named its client: admitted as accept_one admits the others (rated: the
+ * connection rates too, SMTP only). */
+static enum cond_id
+admit_proxied(struct server *srv, const struct sockaddr_storage *client, const char *text,
+	      int rated, struct kv kv[3])
+{
+	struct config *cfg = server_config_get(srv);
+	enum cond_id c = server_admit(&srv->ips, &srv->rates, cfg, client, text, rated,
+				      cfg->limits_connections_per_ip, kv);
+
+	config_unref(&cfg);
+	return c;
+}
+
+static enum cond_id
+session_admit(struct smtp_env *env, const struct sockaddr_storage *client, const char *text,
+	      struct kv kv[3])
+{
+	return admit_proxied(env->server, client, text, 1, kv);
+}
+
+static enum cond_id
+pop3_session_admit(struct pop3_env *env, const struct sockaddr_storage *client,
+		   const char *text, struct kv kv[3])
+{
+	enum cond_id c = admit_proxied(env->server, client, text, 0, kv);
+
+	return c == COND_POLICY_CONCURRENCY_LIMIT ? COND_POP3_TOO_MANY_CONNECTIONS : c;
 }
 
 static void
@@ -172,7 +206,8 @@ pop3_session_ended(struct pop3_env *env, const struct sockaddr_storage *peer)
 	struct server_loop *sl = (struct server_loop *)((char *)env -
 							offsetof(struct server_loop, penv));
 
-	ip_counts_release(&srv->ips, peer);
+	if (peer != NULL)
+		ip_counts_release(&srv->ips, peer);
 	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
 	loop_stop_if_idle(sl);
 }
@@ -228,22 +263,23 @@ accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 		config_unref(&cfg);
 		return;
 	}
-	/* Behind a PROXY protocol proxy every client shares its address:
-	 * counted (released by conn_accepted_peer) but not limited. */
-	long before = ip_counts_take(&srv->ips, &peer,
-			      ls->lst->proxy_protocol ? 0 : cfg->limits_connections_per_ip);
-	if (before < 0) {
-		__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
-		struct kv kv[] = { KV("client", client), KVU("current", (unsigned long)(-1 - before)),
-				   KVU("limit", cfg->limits_connections_per_ip) };
-		if (pop3)
-			pop3_refuse_connection(fd, COND_POP3_TOO_MANY_CONNECTIONS, kv,
-					       ARRAY_LEN(kv));
-		else
-			smtp_refuse_connection(fd, COND_POLICY_CONCURRENCY_LIMIT, cfg->hostname,
-					       kv, ARRAY_LEN(kv));
-		config_unref(&cfg);
-		return;
+	/* Behind a PROXY protocol proxy every client shares its address: a
+	 * session is admitted once its header named the client
+	 * (session_admit, pop3_session_admit). */
+	if (!ls->lst->proxy_protocol) {
+		struct kv kv[3];
+		enum cond_id c = server_admit(&srv->ips, &srv->rates, cfg, &peer, client, !pop3,
+					      cfg->limits_connections_per_ip, kv);
+
+		if (c != COND__COUNT) {
+			__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
+			if (pop3)
+				pop3_refuse_connection(fd, COND_POP3_TOO_MANY_CONNECTIONS, kv, 3);
+			else
+				smtp_refuse_connection(fd, c, cfg->hostname, kv, 3);
+			config_unref(&cfg);
+			return;
+		}
 	}
 	config_unref(&cfg);
 	if (pop3)
@@ -584,6 +620,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 	srv->qlock = -1;
 	pthread_mutex_init(&srv->cfg_lock, NULL);
 	ip_counts_init(&srv->ips);
+	conn_rates_init(&srv->rates);
 
 	enum log_sev sev = LOG_SEV_INFO;
 	if (log_sev_parse(srv->cfg->log_level, &sev) < 0)
@@ -729,12 +766,14 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->env.tls_get = server_tls_get;
 		sl->env.server = srv;
 		sl->env.on_end = session_ended;
+		sl->env.admit = session_admit;
 		sl->penv.loop = sl->loop;
 		sl->penv.svc = srv->pop3;
 		sl->penv.config_get = server_config_get;
 		sl->penv.server = srv;
 		sl->penv.tls_get = server_tls_get;
 		sl->penv.on_end = pop3_session_ended;
+		sl->penv.admit = pop3_session_admit;
 		loop_set_data(sl->loop, &sl->env);
 		for (size_t j = 0; j < sl->nsocks; j++) {
 			loop_timer_init(&sl->socks[j].pause, accept_resume, &sl->socks[j]);
@@ -840,6 +879,7 @@ out:
 	config_unref(&srv->boot_cfg);
 	tls_server_unref(&srv->tls);
 	ip_counts_fini(&srv->ips);
+	conn_rates_fini(&srv->rates);
 	free(srv);
 	log_close();
 	return rc;

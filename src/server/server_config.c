@@ -20,6 +20,7 @@ server_attach(struct config *cfg, struct config_load *ld, struct diag *diags)
 	spf_config_check(cfg, ld, diags);
 	greylist_config_check(cfg, ld, diags);
 	state_config_check(cfg, ld, diags);
+	rates_config_check(cfg, ld, diags);
 }
 
 struct config *

@@ -5,11 +5,11 @@
  */
 #include "server_ipcount.h"
 
-#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "cidr.h"
 
 void
 ip_counts_init(struct ip_counts *ic)
@@ -32,16 +32,12 @@ ip_counts_fini(struct ip_counts *ic)
 	pthread_mutex_destroy(&ic->lock);
 }
 
+/* The address as 16 octets (zeros when not IP: one shared entry). */
 static void
 ip_key(const struct sockaddr_storage *ss, uint8_t out[16])
 {
-	memset(out, 0, 16);
-	if (ss->ss_family == AF_INET) {
-		out[10] = out[11] = 0xff;	/* as IPv4-mapped */
-		memcpy(out + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-	} else if (ss->ss_family == AF_INET6) {
-		memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-	}
+	if (sockaddr_key16(ss, out) < 0)
+		memset(out, 0, 16);
 }
 
 static size_t

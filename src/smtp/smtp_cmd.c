@@ -537,6 +537,7 @@ rcpt_accept(struct smtp_session *s, const char *route)
 	struct kv kv[] = { KVA("rcpt", rcpt, strlen(rcpt)), KV("route", route) };
 	smtp_session_reply(s, COND_RCPT_OK, kv, 2);
 	rcpt_summary(s, COND_RCPT_OK);
+	policy_chain_accepted(s->chain, &s->ptxn, POLICY_EVENT_RCPT_ACCEPTED, s->env->loop);
 }
 
 

@@ -467,6 +467,8 @@ message_decided(struct smtp_session *s)
 		smtp_session_flag(s, "discarded");
 		smtp_session_reply(s, COND_SMTP_MSG_ACCEPTED, kv, 1);
 		smtp_txn_summary(s, "discarded", COND_SMTP_MSG_ACCEPTED);
+		policy_chain_accepted(s->chain, &s->ptxn, POLICY_EVENT_MESSAGE_ACCEPTED,
+				      s->env->loop);
 		smtp_txn_free(s);
 		return;
 	}
@@ -507,6 +509,8 @@ commit_done(struct loop *loop, void *arg, int status, enum cond_id cond)
 		s->junk = 0;	/* as Postfix: forgiven after an accepted message */
 		smtp_session_reply(s, COND_SMTP_MSG_ACCEPTED, kv, 1);
 		smtp_txn_summary(s, "accepted", COND_SMTP_MSG_ACCEPTED);
+		policy_chain_accepted(s->chain, &s->ptxn, POLICY_EVENT_MESSAGE_ACCEPTED,
+				      s->env->loop);
 	} else {
 		/* The spool logged the failure with its path and errno. */
 		smtp_reply_emit(s, cond, NULL, 0, 0, 0);

@@ -138,7 +138,7 @@ session_count_toward(struct smtp_session *s, unsigned *count, unsigned limit,
 int
 smtp_count_error(struct smtp_session *s)
 {
-	unsigned limit = s->cfg->limits_errors;
+	unsigned limit = config_listener_uint(s->cfg, s->lst, CONFIG_OVER_LIMITS_ERRORS);
 
 	return session_count_toward(s, &s->errors, limit, limit, COND_SMTP_TOO_MANY_ERRORS);
 }

@@ -584,7 +584,7 @@ smtp_session_end(struct smtp_session *s, enum cond_id cause)
 	catalog_log(COND_SESSION_END, &ctx, kv, ARRAY_LEN(kv));
 	net_session_release(&s->ns);
 	if (env->on_end)
-		env->on_end(env, conn_accepted_peer(&s->conn));
+		env->on_end(env, s->ip_slot ? &s->conn.peer : NULL);
 }
 
 /* The connection is the protocol's (after the preface stage, if any). */
@@ -611,6 +611,20 @@ session_begin(void *arg)
 			   KVU("sessions", s->sessions_now),
 			   KV("proxy", s->conn.proxied ? s->conn.proxy_text : NULL) };
 	catalog_log(COND_SESSION_START, &ctx, kv, ARRAY_LEN(kv));
+	if (s->conn.proxied && env->admit != NULL && !env->draining) {
+		/* the client is known now: admitted as the server admits at accept */
+		struct kv ak[3];
+		enum cond_id c = env->admit(env, &s->conn.peer, s->conn.peer_text, ak);
+
+		if (c != COND__COUNT) {
+			smtp_session_reply(s, c, ak, ARRAY_LEN(ak));
+			s->state = SMTP_STATE_CLOSING;
+			s->end_cause = c;
+			session_process(s);
+			return;
+		}
+		s->ip_slot = 1;
+	}
 	/* The client's name: asked now, awaited only where needed (a check,
 	 * our Received field); the greeting does not wait for it. */
 	if (s->cfg->smtp_peername_lookup && !env->draining)
@@ -683,6 +697,9 @@ smtp_session_start(struct smtp_env *env, int fd, const struct config_listener *l
 	s->ptxn.peername = &s->peername;
 	policy_run_init(&s->run);
 	s->sessions_now = sessions_now;
+	/* the server took a slot for the socket's peer at accept, except
+	 * behind a proxy (admitted in session_begin) */
+	s->ip_slot = lst == NULL || !lst->proxy_protocol;
 	s->ns.proxy_networks = &s->cfg->proxy_networks;
 	/* The greeting (session_begin) comes after the listener's preface
 	 * stage, when it has one: a PROXY header sets the client's address

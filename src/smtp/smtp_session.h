@@ -32,8 +32,17 @@ struct smtp_env {
 	/* Returns a reference to the configuration now in force. */
 	struct config *(*config_get)(void *server);
 	void *server;
-	/* Called once when a session ends, before it is freed. */
+	/* Called once when a session ends, before it is freed; peer is the
+	 * address whose limits.connections_per_ip slot the session holds
+	 * (the socket's peer, or the PROXY header's client once admitted),
+	 * NULL when it holds none. */
 	void (*on_end)(struct smtp_env *env, const struct sockaddr_storage *peer);
+	/* On a proxy_protocol listener, once a PROXY header named the client:
+	 * its admission (connection rates, limits.connections_per_ip), which
+	 * the server makes at accept on other listeners. COND__COUNT admits
+	 * (a slot taken); else the 421 to send, its keys in kv. NULL: none. */
+	enum cond_id (*admit)(struct smtp_env *env, const struct sockaddr_storage *client,
+			      const char *client_text, struct kv kv[3]);
 	/* Returns a reference to the TLS context now in force, or NULL when
 	 * TLS is off or its context failed to build. */
 	struct tls_server *(*tls_get)(void *server);

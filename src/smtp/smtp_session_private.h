@@ -108,6 +108,7 @@ struct smtp_session {
 	char helo[256];
 	int ehlo;
 	int trusted;
+	int ip_slot;		/* holds a limits.connections_per_ip slot for conn.peer */
 	int greet_wait;		/* smtp.greet_pause runs: the greeting waits */
 	int triage;		/* the pre-greeting checks apply (smtp_triage.c) */
 	int triage_asking;	/* the pass cache is asked: input is held */

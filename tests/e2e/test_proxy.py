@@ -229,9 +229,10 @@ def test_pop3_behind_proxy(make_server):
     assert ev["client"] == "2001:db8::5" and ev["proxy"] == "127.0.0.1", ev
 
 
-def test_per_address_limit_not_on_proxy(proxied):
-    """limits.connections_per_ip would count every client behind the
-    proxy as one: it does not apply on a proxy_protocol listener."""
+def test_per_address_limit_counts_the_real_client(proxied):
+    """limits.connections_per_ip counts the client of the PROXY header,
+    not the proxy every client shares (changed on purpose by issue 9
+    point 8: it used not to apply on a proxy_protocol listener)."""
     srv = proxied(extra={"limits": {"connections_per_ip": "1"}})
     mark = srv.mark()
     a = connect(srv, v1("192.0.2.7"))
@@ -239,8 +240,45 @@ def test_per_address_limit_not_on_proxy(proxied):
     try:
         assert a.reply().code == 220
         assert b.reply().code == 220
+        with connect(srv, v2("192.0.2.7")) as c:
+            r = c.reply()
+            assert r.code == 421 and r.last[4:].startswith("4.7.0 "), r
+            assert ids_in(r) == ["POLICY-CONCURRENCY-LIMIT"], r
+            assert c.closed()
     finally:
         a.close()
         b.close()
-    assert srv.wait_event("SESSION-START", after=mark, count=2)
-    assert not srv.events("POLICY-CONCURRENCY-LIMIT", after=mark)
+    ev = srv.wait_event("POLICY-CONCURRENCY-LIMIT", after=mark)[0]
+    assert ev["client"] == "192.0.2.7" and ev["current"] == "1", ev
+    # the slot goes with the session: 192.0.2.7 may come back
+    srv.wait_event("SESSION-END", after=mark, count=3)
+    with connect(srv, v1("192.0.2.7")) as c:
+        assert c.reply().code == 220
+
+
+def test_pop3_per_address_limit_counts_the_real_client(make_server):
+    """The same for POP3: the third connection, the second of 192.0.2.7
+    behind the proxy, is refused."""
+    pop_port = free_port()
+    srv = make_server(conf={
+        "listen.pop": {"address": "127.0.0.1:%d" % pop_port, "role": "pop3",
+                       "proxy_protocol": "yes"},
+        "proxy": {"networks": "127.0.0.1/32"},
+        "limits": {"connections_per_ip": "1"}})
+    mark = srv.mark()
+    socks = []
+    try:
+        for client in ("192.0.2.7", "192.0.2.8", "192.0.2.7"):
+            s = socket.create_connection(("127.0.0.1", pop_port), timeout=10)
+            socks.append(s)
+            s.sendall(v1(client))
+            line = s.makefile("rb").readline()
+            if client == "192.0.2.8" or len(socks) == 1:
+                assert line.startswith(b"+OK"), line
+        assert line == (b"-ERR [SYS/TEMP] Too many connections from your address "
+                        b"[POP3-TOO-MANY-CONNECTIONS]\r\n"), line
+    finally:
+        for s in socks:
+            s.close()
+    ev = srv.wait_event("POP3-TOO-MANY-CONNECTIONS", after=mark)[0]
+    assert ev["client"] == "192.0.2.7" and ev["current"] == "1", ev

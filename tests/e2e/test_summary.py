@@ -24,8 +24,8 @@ def parse_checks(value):
 
 
 MAIL = ["tls_required", "auth_required", "access", "size", "antispoof", "sender_login",
-        "free_space"]
-RCPT = ["limits", "recipient", "relay", "access", "quota", "free_space"]
+        "rates", "free_space"]
+RCPT = ["limits", "recipient", "relay", "access", "rates", "quota", "free_space"]
 EOD = ["size", "content", "quota", "free_space", "duplicates"]
 
 

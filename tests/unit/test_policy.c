@@ -130,9 +130,23 @@ cancel_never(struct policy_query *q)
 	cancels++;
 }
 
+static int accepted_rcpt, accepted_msg;
+
+static void
+on_accepted(struct policy_txn *txn, enum policy_event ev, struct loop *l)
+{
+	(void)txn;
+	(void)l;
+	if (ev == POLICY_EVENT_RCPT_ACCEPTED)
+		accepted_rcpt++;
+	else
+		accepted_msg++;
+}
+
 static const struct policy_check check_pass = {
 	.name = "pass",
 	.ask = { [POLICY_STAGE_CONNECT] = ask_pass, [POLICY_STAGE_RCPT] = ask_pass },
+	.accepted = on_accepted,
 };
 static const struct policy_check check_reject = {
 	.name = "reject", .ask = { [POLICY_STAGE_RCPT] = ask_reject },
@@ -706,6 +720,35 @@ test_dests_and_afters(void)
 	policy_txn_fini(&txn);
 }
 
+static void
+test_accepted(void)
+{
+	static const char *const both[] = { "pass", "reject" };
+	static const char *const other[] = { "reject" };
+	struct policy_chain *c = chain_of(POLICY_STAGE_RCPT, both, 2, 1000);
+	const char *err = NULL;
+	size_t bad = 0;
+	struct policy_txn txn;
+
+	policy_txn_init(&txn);
+	TEST_CASE("accepted: told once per event to a check of the chain, whatever its stages");
+	accepted_rcpt = accepted_msg = 0;
+	CHECK_INT(policy_chain_set(c, POLICY_STAGE_CONNECT, both, 1, &err, &bad), 0);
+	policy_chain_accepted(c, &txn, POLICY_EVENT_RCPT_ACCEPTED, loop);
+	policy_chain_accepted(c, &txn, POLICY_EVENT_MESSAGE_ACCEPTED, loop);
+	CHECK_INT(accepted_rcpt, 1);
+	CHECK_INT(accepted_msg, 1);
+	policy_chain_free(&c);
+
+	TEST_CASE("accepted: a check not in the chain is not told");
+	c = chain_of(POLICY_STAGE_RCPT, other, 1, 1000);
+	policy_chain_accepted(c, &txn, POLICY_EVENT_RCPT_ACCEPTED, loop);
+	policy_chain_accepted(NULL, &txn, POLICY_EVENT_RCPT_ACCEPTED, loop);
+	CHECK_INT(accepted_rcpt, 1);
+	policy_chain_free(&c);
+	policy_txn_fini(&txn);
+}
+
 /* Each case gets a fresh loop: a loop stopped once stays stopped. */
 static void
 with_loop(void (*fn)(void))
@@ -733,5 +776,6 @@ main(void)
 	with_loop(test_trace);
 	with_loop(test_observe);
 	with_loop(test_dests_and_afters);
+	with_loop(test_accepted);
 	return TEST_DONE();
 }
