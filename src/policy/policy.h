@@ -286,8 +286,12 @@ void policy_afters_take(struct policy_txn *txn, struct policy_afters *out);
 void policy_afters_run(struct policy_afters *a, int committed);
 struct state_req;
 struct state_op;
-/* Submits a check's read for q on q's loop: req gets ops, done and job
- * (its arg), and q->check_data = job while it is out. -1 when the store
+/* A state request's cancel for a job that is one allocation, req's arg:
+ * frees it (the store closed with the request pending, at shutdown). */
+void policy_state_drop(struct state_req *req);
+/* Submits a check's read for q on q's loop: req gets ops, done, job (its
+ * arg) and policy_state_drop as its cancel, and q->check_data = job while
+ * it is out. -1 when the store
  * refused it (nothing submitted, check_data cleared): the caller frees
  * job and answers q itself. */
 int policy_state_submit(struct policy_query *q, struct state_req *req, struct state_op *ops,

@@ -84,6 +84,19 @@ dup_log_error(const struct dup_job *j, const char *op)
 }
 
 static void dup_batch_done(struct state_req *req);
+
+/* The store closed with the batch pending (shutdown; the session, and so
+ * the query, went first): the job goes with its last batch. */
+static void
+dup_batch_dropped(struct state_req *req)
+{
+	struct dup_batch *ba = req->arg;
+	struct dup_job *j = ba->job;
+
+	ba->busy = 0;
+	if (--j->inflight == 0)
+		dup_free(j);
+}
 static void dup_phase_done(struct dup_job *j);
 
 static void
@@ -130,6 +143,7 @@ dup_pump(struct dup_job *j)
 		ba->req.ops = ba->ops;
 		ba->req.nops = nops;
 		ba->req.done = dup_batch_done;
+		ba->req.cancel = dup_batch_dropped;
 		ba->req.arg = ba;
 		ba->job = j;
 		if (state_submit(policy_state(), j->loop, &ba->req) < 0) {

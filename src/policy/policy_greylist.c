@@ -64,13 +64,6 @@ grey_log_error(const struct grey_job *j, const char *op, const char *key)
 	catalog_log(COND_POLICY_GREYLIST_ERROR, &ctx, kv, ARRAY_LEN(kv));
 }
 
-/* The store closed with j's request pending (shutdown). */
-static void
-grey_dropped(struct state_req *req)
-{
-	free(req->arg);
-}
-
 static void
 grey_written(struct state_req *req)
 {
@@ -103,7 +96,7 @@ grey_record(struct grey_job *j, enum grey_outcome out)
 	j->req.ops = j->ops;
 	j->req.nops = n;
 	j->req.done = grey_written;
-	j->req.cancel = grey_dropped;
+	j->req.cancel = policy_state_drop;
 	j->req.arg = j;
 	j->writing = 1;
 	if (state_submit(policy_state(), j->req.loop, &j->req) < 0)
@@ -308,14 +301,7 @@ grey_ask(struct policy_query *q)
 	if (j->auto_allow > 0)
 		state_op_set(&j->ops[n++], STATE_GET, j->allow_key, NULL, 0, 0, 0);
 	state_op_set(&j->ops[n++], STATE_GET, j->key, NULL, 0, 0, 0);
-	j->req.ops = j->ops;
-	j->req.nops = n;
-	j->req.done = grey_read;
-	j->req.cancel = grey_dropped;
-	j->req.arg = j;
-	q->check_data = j;
-	if (state_submit(policy_state(), q->run->loop, &j->req) < 0) {
-		q->check_data = NULL;
+	if (policy_state_submit(q, &j->req, j->ops, n, grey_read, j) < 0) {
 		free(j);
 		policy_answer_continue(q);
 	}

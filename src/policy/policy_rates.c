@@ -304,6 +304,7 @@ rate_accepted(struct policy_txn *t, enum policy_event ev, struct loop *loop)
 	j->req.ops = j->ops;
 	j->req.nops = j->ndims;
 	j->req.done = rate_counted;
+	j->req.cancel = policy_state_drop;
 	j->req.arg = j;
 	if (state_submit(policy_state(), loop, &j->req) < 0)
 		free(j);

@@ -6,6 +6,7 @@
  */
 #include "policy_checks.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "state.h"
@@ -38,6 +39,12 @@ policy_state_fail(struct policy_query *q, const char *check, const char *per_che
 	return 1;
 }
 
+void
+policy_state_drop(struct state_req *req)
+{
+	free(req->arg);
+}
+
 int
 policy_state_submit(struct policy_query *q, struct state_req *req, struct state_op *ops,
 		    size_t nops, void (*done)(struct state_req *req), void *job)
@@ -45,6 +52,7 @@ policy_state_submit(struct policy_query *q, struct state_req *req, struct state_
 	req->ops = ops;
 	req->nops = nops;
 	req->done = done;
+	req->cancel = policy_state_drop;
 	req->arg = job;
 	q->check_data = job;
 	if (shared_state == NULL || state_submit(shared_state, q->run->loop, req) < 0) {

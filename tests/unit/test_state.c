@@ -24,19 +24,6 @@ static struct workpool *wp;
 static struct state *st;
 static int pending;
 
-static void
-rm_dir(void)
-{
-	const char *files[] = { "state.db", "state.db-wal", "state.db-shm" };
-	char p[512];
-
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		if (snprintf(p, sizeof(p), "%s/%s", dir, files[i]) > 0)
-			unlink(p);
-	}
-	rmdir(dir);
-}
-
 /* Steps the loop until every request of the test came back (bounded). */
 static void
 drain(void)
@@ -301,7 +288,6 @@ main(void)
 {
 	if (snprintf(dir, sizeof(dir), "/tmp/postern-test-state.%ld", (long)getpid()) < 0)
 		return 1;
-	rm_dir();
 	CHECK_INT(mkdir(dir, 0700), 0);
 	loop = loop_new();
 	wp = workpool_new();
@@ -325,6 +311,6 @@ main(void)
 	state_close(&st);
 	workpool_free(&wp);
 	loop_free(&loop);
-	rm_dir();
+	testing_remove_dir(dir);
 	return TEST_DONE();
 }
