@@ -56,10 +56,11 @@ def merge_conf(*confs):
 class RedisServer:
     """redis-server on 127.0.0.1:port, in the foreground, stopped by PID."""
 
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, unixsocket=None):
         self.dir = str(workdir)
         os.makedirs(self.dir, exist_ok=True)
         self.port = port or free_port()
+        self.unixsocket = unixsocket  # also listen there (state.redis = path)
         self.proc = None
         self.log = os.path.join(self.dir, "redis-%d.log" % self.port)
 
@@ -75,7 +76,8 @@ class RedisServer:
             self.proc = subprocess.Popen(
                 [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1",
                  "--save", "", "--appendonly", "no", "--daemonize", "no",
-                 "--dir", self.dir],
+                 "--dir", self.dir]
+                + (["--unixsocket", str(self.unixsocket)] if self.unixsocket else []),
                 stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             logf.close()

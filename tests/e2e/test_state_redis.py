@@ -80,6 +80,25 @@ def test_two_nodes_share_greylisting(make_server, redis_server):
     assert int(redis_server.command("DBSIZE")[1:]) >= 2
 
 
+def test_unix_socket(make_server, tmp_path):
+    """state.redis as a socket path: greylisting works over it."""
+    sock = tmp_path / "r.sock"
+    red = RedisServer(tmp_path / "redis", unixsocket=sock).start()
+    try:
+        srv = grey_server(make_server, backend=state_conf(str(sock)))
+        mark = srv.mark()
+        assert_greylisted(rcpt(srv))
+        srv.wait_event("POLICY-GREYLISTED", after=mark)
+        # the first attempt is recorded after the answer: wait for it
+        end = time.monotonic() + 5.0
+        while int(red.command("DBSIZE")[1:]) == 0 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert int(red.command("DBSIZE")[1:]) == 1
+        assert wait_pass(srv).code == 250
+    finally:
+        red.stop()
+
+
 def test_redis_down_fails_open_then_recovers(make_server, tmp_path):
     """Redis killed under a running server: greylisting passes (logged,
     STORE-STATE-REDIS-DOWN once, however many failures), no reply waits;
