@@ -226,3 +226,59 @@ def test_stop_with_requests_pending(make_server):
         finally:
             c.sock.close()
         srv.wait_event("SHUTDOWN-COMPLETE", after=mark)
+
+
+def test_redis_killed_under_load(make_server, tmp_path):
+    """Sessions on every loop keep asking while Redis is killed and comes
+    back: each reply is 250 or 451 within the bound, none hangs, the
+    server serves on (requests in flight when the connection breaks end
+    failed; ASan builds check the frees)."""
+    import threading
+    red = RedisServer(tmp_path / "redis").start()
+    try:
+        srv = grey_server(make_server, backend=state_conf(red, timeout_ms=500),
+                          conf={"server": {"loops": "2"}})
+        stop = threading.Event()
+        bad = []
+        count = [0]
+
+        def client(k):
+            n = 0
+            while not stop.is_set() and n < 3000:
+                try:
+                    with srv.raw(source="127.0.0.%d" % (2 + k)) as c:
+                        assert c.cmd("EHLO client.example.org").code == 250
+                        assert c.cmd("MAIL FROM:<s%d.%d@example.org>" % (k, n)).code == 250
+                        for to in ("alice", "bob", "carol"):
+                            t0 = time.monotonic()
+                            r = c.cmd("RCPT TO:<%s@example.test>" % to)
+                            if r.code not in (250, 451) or time.monotonic() - t0 > REPLY_BOUND:
+                                bad.append((r, time.monotonic() - t0))
+                            count[0] += 1
+                        c.cmd("QUIT")
+                except Exception as e:  # noqa: BLE001 - reported below
+                    bad.append(repr(e))
+                    return
+                n += 1
+                time.sleep(0.01)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        mark = srv.mark()
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        red.kill()
+        srv.wait_event("STORE-STATE-REDIS-DOWN", after=mark)
+        time.sleep(0.5)
+        red = RedisServer(tmp_path / "redis", port=red.port).start()
+        srv.wait_event("STORE-STATE-REDIS-UP", after=mark, timeout=15.0)
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        assert not [t for t in threads if t.is_alive()]
+        assert not bad, bad[:5]
+        assert count[0] > 20
+        srv.assert_serves(source="127.0.0.2")
+        assert srv.stop() == 0
+    finally:
+        red.stop()
