@@ -282,3 +282,19 @@ def test_redis_killed_under_load(make_server, tmp_path):
         assert srv.stop() == 0
     finally:
         red.stop()
+
+
+def test_bad_redis_address_refuses_start(make_server):
+    """A state.redis that is no address stops the start with a message
+    naming the option (a host name is resolved once, at start, so that no
+    loop waits for DNS; one that does not resolve stops it the same way,
+    not tested here: no test asks the machine's resolver)."""
+    from conftest import ServerStartError
+    for addr in ("no-port", "127.0.0.1:0", "[::1", ":6379"):
+        srv = make_server(conf=state_conf(addr), start=False, name="bad%d" % len(addr))
+        try:
+            srv.start(timeout=10)
+        except ServerStartError as e:
+            assert "state.redis" in str(e), (addr, str(e)[-500:])
+        else:
+            raise AssertionError("started with state.redis = %s" % addr)
