@@ -552,6 +552,16 @@ redis_submit(struct state *st, struct state_req *req)
 	return 0;
 }
 
+/* A request that ends because the store closes (the loops stopped, on
+ * the closing thread): the owner frees it, as the SQLite back end's
+ * workpool cancel does. (Where state.h has a cancel function for this,
+ * it is the one to call, not done.) */
+static void
+req_end_closed(struct state_req *req)
+{
+	req->done(req);
+}
+
 /* After the loops stopped: every context is freed (its registration
  * taken off the stopped loop), every request ends failed here. */
 static void
@@ -571,7 +581,7 @@ redis_close(struct state *st)
 			struct state_req *next = req->next;
 
 			req->next = NULL;
-			req->done(req);
+			req_end_closed(req);
 			req = next;
 		}
 		link_free_all(&c->graveyard);
