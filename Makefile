@@ -21,6 +21,9 @@ DEBS += python3-yaml
 DEBS += libpsl-dev publicsuffix
 # libpcre2: the access map's /regex/ patterns (policy/access_map.c, test_access.py)
 DEBS += libpcre2-dev
+# hiredis: the Redis state back end (store/state_redis*.c); redis-server:
+# tests/e2e/redisfix.py starts one for test_greylist.py and test_state_redis.py
+DEBS += redis-server libhiredis-dev
 
 .PHONY: all deps build build-asan build-fuzz run test unit e2e docs docs-check fuzz clean
 

@@ -22,6 +22,24 @@ state_op_set(struct state_op *op, enum state_op_kind kind, const char *key, cons
 }
 
 void
+state_op_take_value(struct state_op *op, const void *data, size_t len)
+{
+	size_t n = len > STATE_VALUE_MAX ? STATE_VALUE_MAX : len;
+	uint64_t u;
+
+	if (n > 0)
+		memcpy(op->out, data, n);
+	op->out[n] = '\0';
+	op->out_len = n;
+	op->found = 1;
+	if (n > 0 && op->out[0] == '-' &&
+	    slice_to_u64((struct slice){ (const uint8_t *)op->out + 1, n - 1 }, UINT64_MAX / 2, &u) == 0)
+		op->num = -(int64_t)u;
+	else if (slice_to_u64((struct slice){ (const uint8_t *)op->out, n }, UINT64_MAX / 2, &u) == 0)
+		op->num = (int64_t)u;
+}
+
+void
 state_req_fail(struct state_req *req, const char *what, const char *detail)
 {
 	req->failed = 1;

@@ -21,6 +21,9 @@ struct state {
 	int64_t offset_s;		/* test clock offset */
 };
 
+/* A GET's result: the value (cut at STATE_VALUE_MAX), found, and num when
+ * the value is a decimal integer. */
+void state_op_take_value(struct state_op *op, const void *data, size_t len);
 /* Sets req->failed and req->err ("what: detail"). */
 void state_req_fail(struct state_req *req, const char *what, const char *detail);
 

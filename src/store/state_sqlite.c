@@ -46,21 +46,8 @@ op_run(struct kv_store *kv, struct state_op *op)
 	case STATE_GET:
 		buf_init(&v, 64);
 		r = kv_get(kv, op->key, &v, &op->ttl_left);
-		if (r == 1) {
-			size_t n = v.len > STATE_VALUE_MAX ? STATE_VALUE_MAX : v.len;
-			uint64_t u;
-
-			if (n > 0)
-				memcpy(op->out, v.data, n);
-			op->out[n] = '\0';
-			op->out_len = n;
-			op->found = 1;
-			if (n > 0 && op->out[0] == '-' &&
-			    slice_to_u64((struct slice){ (const uint8_t *)op->out + 1, n - 1 }, UINT64_MAX / 2, &u) == 0)
-				op->num = -(int64_t)u;
-			else if (slice_to_u64((struct slice){ (const uint8_t *)op->out, n }, UINT64_MAX / 2, &u) == 0)
-				op->num = (int64_t)u;
-		}
+		if (r == 1)
+			state_op_take_value(op, v.data, v.len);
 		buf_fini(&v);
 		return r < 0 ? -1 : 0;
 	case STATE_PUT:

@@ -6,14 +6,17 @@ refused again; one after it passes (POLICY-GREYLIST-PASSED). The triplet's
 parts follow greylist.key; trusted and authenticated clients and
 postmaster@ of local domains are exempt; a network with
 greylist.auto_allow passed triplets passes outright; triplets survive a
-restart (SQLite in server.state). Clients bind 127.0.0.x (127.0.0.1 is
-trusted by default).
+restart (SQLite in server.state, or Redis). Each test that runs a server
+runs on both state back ends (the state_backend fixture of redisfix.py:
+SQLite, and a redis-server started for the test). Clients bind 127.0.0.x
+(127.0.0.1 is trusted by default).
 """
 import base64
 import re
 import time
 
 from conftest import DOMAIN, run_cli
+from redisfix import state_backend  # noqa: F401 (fixture)
 
 RCPT_CHAIN = "limits, recipient, relay, access, greylist, quota, free_space"
 ALICE = "alice@" + DOMAIN
@@ -21,9 +24,11 @@ BOB = "bob@" + DOMAIN
 DELAY = 2
 
 
-def grey_server(make_server, greylist=None, conf=None, **kw):
+def grey_server(make_server, greylist=None, conf=None, backend=None, **kw):
     c = {"policy": {"rcpt": RCPT_CHAIN},
          "greylist": {"delay": "%ds" % DELAY, "auto_allow": "0"}}
+    for sec, kv in (backend or {}).items():
+        c.setdefault(sec, {}).update(kv)
     c["greylist"].update(greylist or {})
     for sec, kv in (conf or {}).items():
         c.setdefault(sec, {}).update(kv)
@@ -60,8 +65,8 @@ def wait_pass(srv, timeout=15.0, **kw):
         time.sleep(0.3)
 
 
-def test_first_attempt_retry_too_early_then_pass(make_server):
-    srv = grey_server(make_server)
+def test_first_attempt_retry_too_early_then_pass(make_server, state_backend):
+    srv = grey_server(make_server, backend=state_backend)
     mark = srv.mark()
     t0 = time.monotonic()
     r = rcpt(srv)
@@ -86,8 +91,8 @@ def test_first_attempt_retry_too_early_then_pass(make_server):
     assert srv.send_mail(source="127.0.0.2")[0] == 250
 
 
-def test_key_parts(make_server):
-    srv = grey_server(make_server)
+def test_key_parts(make_server, state_backend):
+    srv = grey_server(make_server, backend=state_backend)
     assert_greylisted(rcpt(srv))
     assert wait_pass(srv).code == 250
     # another sender, or another recipient: a new triplet
@@ -99,9 +104,9 @@ def test_key_parts(make_server):
     assert rcpt(srv, helo="other.example.org").code == 250
 
 
-def test_key_sender_only_and_prefix(make_server):
-    srv = grey_server(make_server, greylist={"key": "client, sender",
-                                             "client_prefix4": "16"})
+def test_key_sender_only_and_prefix(make_server, state_backend):
+    srv = grey_server(make_server, backend=state_backend,
+                      greylist={"key": "client, sender", "client_prefix4": "16"})
     assert_greylisted(rcpt(srv))
     assert wait_pass(srv).code == 250
     # recipient not in the key; 127.0.1.2 is in the same /16
@@ -109,15 +114,16 @@ def test_key_sender_only_and_prefix(make_server):
     assert_greylisted(rcpt(srv, frm="other@example.org"))
 
 
-def test_key_with_helo(make_server):
-    srv = grey_server(make_server, greylist={"key": "client, sender, recipient, helo"})
+def test_key_with_helo(make_server, state_backend):
+    srv = grey_server(make_server, backend=state_backend,
+                      greylist={"key": "client, sender, recipient, helo"})
     assert_greylisted(rcpt(srv))
     assert wait_pass(srv).code == 250
     assert_greylisted(rcpt(srv, helo="other.example.org"))
 
 
-def test_trusted_and_authenticated_skip(make_server):
-    srv = grey_server(make_server, conf={
+def test_trusted_and_authenticated_skip(make_server, state_backend):
+    srv = grey_server(make_server, backend=state_backend, conf={
         "server": {"trusted_networks": "127.0.0.1/32, 127.0.0.5/32"},
         "auth": {"plaintext_on_loopback": "yes", "fail_delay": "0"}})
     mark = srv.mark()
@@ -134,15 +140,15 @@ def test_trusted_and_authenticated_skip(make_server):
     assert [e["client"] for e in evs] == ["127.0.0.2"], evs
 
 
-def test_postmaster_exempt(make_server):
-    srv = grey_server(make_server)
+def test_postmaster_exempt(make_server, state_backend):
+    srv = grey_server(make_server, backend=state_backend)
     assert rcpt(srv, to="postmaster@" + DOMAIN).code == 250
     assert rcpt(srv, to="postmaster").code == 250
     assert_greylisted(rcpt(srv, to=ALICE))
 
 
-def test_auto_allow_after_passed_triplets(make_server):
-    srv = grey_server(make_server, greylist={"auto_allow": "2"})
+def test_auto_allow_after_passed_triplets(make_server, state_backend):
+    srv = grey_server(make_server, backend=state_backend, greylist={"auto_allow": "2"})
     senders = ["s1@example.org", "s2@example.org"]
     for frm in senders:
         assert_greylisted(rcpt(srv, frm=frm))
@@ -157,8 +163,8 @@ def test_auto_allow_after_passed_triplets(make_server):
     assert_greylisted(rcpt(srv, frm="s3@example.org", source="127.0.2.2"))
 
 
-def test_state_survives_restart(make_server):
-    srv = grey_server(make_server)
+def test_state_survives_restart(make_server, state_backend):
+    srv = grey_server(make_server, backend=state_backend)
     assert_greylisted(rcpt(srv))
     assert wait_pass(srv).code == 250
     assert_greylisted(rcpt(srv, frm="late@example.org"))
@@ -183,7 +189,7 @@ def test_bad_key_and_window_are_configuration_errors(tmp_path):
     assert "greylist" not in r.stderr + r.stdout, r
 
 
-def test_spf_pass_for_a_configured_domain_is_exempt(make_server, tmp_path):
+def test_spf_pass_for_a_configured_domain_is_exempt(make_server, state_backend, tmp_path):
     """greylist.spf_pass_domains: an SPF pass for the domain (or a
     subdomain) skips greylisting; an SPF pass for another domain, or a
     softfail for a configured one, is greylisted."""
@@ -193,7 +199,7 @@ def test_spf_pass_for_a_configured_domain_is_exempt(make_server, tmp_path):
             "other.example.net": [{"SPF": "v=spf1 ip4:127.0.0.2 -all"}],
             "soft.example.org": [{"SPF": "v=spf1 ~all"}]}
     with SpfZoneServer(tmp_path, zone) as dns:
-        srv = grey_server(make_server,
+        srv = grey_server(make_server, backend=state_backend,
                           greylist={"spf_pass_domains": "pass.example.org, soft.example.org"},
                           conf={"dns": {"servers": dns.servers, "timeout": "1", "attempts": "1"},
                                 "policy": {"rcpt": "limits, spf, recipient, relay, greylist, quota"}})
