@@ -17,6 +17,7 @@ import smtplib
 import time
 
 from conftest import DOMAIN, RawClient, free_port, run_cli
+from redisfix import merge_conf, state_backend  # noqa: F401 (fixture: sqlite and redis)
 
 ALICE = "alice@" + DOMAIN
 NO_DELAY = {"auth": {"fail_delay": "0"}}
@@ -309,8 +310,9 @@ def test_failure_delay_grows(make_server):
     assert srv.events("AUTH-FAILED")[-1]["count"] == "2"
 
 
-def test_lockout_and_restart(make_server):
-    srv = srv_auth(make_server, conf={"auth": {"max_failures": "3", "lockout": "60"}})
+def test_lockout_and_restart(make_server, state_backend):
+    srv = srv_auth(make_server, conf=merge_conf(state_backend,
+                                                {"auth": {"max_failures": "3", "lockout": "60"}}))
     with srv.raw() as c:
         ehlo(c)
         for i in range(3):
@@ -321,8 +323,10 @@ def test_lockout_and_restart(make_server):
         assert c.cmd("NOOP").code == 250
     ev = srv.wait_event("AUTH-TEMPBAN")[0]
     assert ev["count"] == "3" and 0 < int(ev["remaining_s"]) <= 60
-    assert (srv.dir / "state" / "state.db").exists()
-    # the lockout lives in state.db: it survives a restart
+    if not state_backend:
+        assert (srv.dir / "state" / "state.db").exists()
+    # the lockout lives in the state store (state.db, or Redis): it
+    # survives a restart
     srv.restart()
     with srv.raw() as c:
         ehlo(c)
@@ -330,8 +334,9 @@ def test_lockout_and_restart(make_server):
         assert_reply(r, 454, "4.7.0", "AUTH-TEMPBAN")
 
 
-def test_counter_survives_restart_and_success_clears(make_server):
-    srv = srv_auth(make_server, conf={"auth": {"max_failures": "3", "lockout": "60"}})
+def test_counter_survives_restart_and_success_clears(make_server, state_backend):
+    srv = srv_auth(make_server, conf=merge_conf(state_backend,
+                                                {"auth": {"max_failures": "3", "lockout": "60"}}))
     with srv.raw() as c:
         ehlo(c)
         assert fail(c).code == 535

@@ -10,15 +10,15 @@ nowhere. The key is recorded only once the message is durable
 alone. Off by default (duplicates.ttl = 0).
 
 Clients bind 127.0.0.2 (127.0.0.1 is trusted by default, and trusted
-clients are not checked). The store is SQLite, or Redis with
-POSTERN_TEST_STATE=redis (statebackend.py).
+clients are not checked). The state-store tests run on both back ends
+(redisfix.py's state_backend: SQLite, then a redis-server of their own).
 """
 import base64
 import re
 import time
 
 from conftest import DOMAIN, make_message, run_cli, split_delivered
-from statebackend import state_conf  # noqa: F401 (fixture)
+from redisfix import state_backend  # noqa: F401 (fixture: sqlite and redis)
 from test_commit_path import arm_shim, shim  # noqa: F401 (shim: the LD_PRELOAD fixture)
 
 ALICE = "alice@" + DOMAIN
@@ -28,8 +28,8 @@ SENDER = "sender@example.org"
 CLIENT = "127.0.0.2"
 
 
-def dup_server(make_server, state_conf, ttl="1h", conf=None, **kw):  # noqa: F811
-    c = {sec: dict(kv) for sec, kv in state_conf.items()}
+def dup_server(make_server, state_backend, ttl="1h", conf=None, **kw):  # noqa: F811
+    c = {sec: dict(kv) for sec, kv in state_backend.items()}
     if ttl is not None:
         c.setdefault("duplicates", {})["ttl"] = ttl
     for sec, kv in (conf or {}).items():
@@ -91,8 +91,8 @@ def delivered_twice(srv, data):
     return summs
 
 
-def test_only_recipients_that_had_it_are_dropped(make_server, state_conf):  # noqa: F811
-    srv = dup_server(make_server, state_conf)
+def test_only_recipients_that_had_it_are_dropped(make_server, state_backend):  # noqa: F811
+    srv = dup_server(make_server, state_backend)
     msgid, data, ev = first_copy(srv, "dup", ("alice", "bob"))
     assert ev["client"] == CLIENT and ev["ttl_s"] == "3600", ev
     # the same message again to B and C: only C gets it, the client sees 250
@@ -116,8 +116,8 @@ def test_only_recipients_that_had_it_are_dropped(make_server, state_conf):  # no
     recorded(srv, mark, msgid, 1)
 
 
-def test_split_transactions_lose_nothing(make_server, state_conf):  # noqa: F811
-    srv = dup_server(make_server, state_conf)
+def test_split_transactions_lose_nothing(make_server, state_backend):  # noqa: F811
+    srv = dup_server(make_server, state_backend)
     msgid = "<dup-split.%d@client.example.org>" % time.monotonic_ns()
     data = make_message("split", msgid=msgid)
     mark = srv.mark()
@@ -140,16 +140,16 @@ def test_split_transactions_lose_nothing(make_server, state_conf):  # noqa: F811
     assert srv.events("POLICY-DUPLICATE", after=mark) == []
 
 
-def test_without_message_id_never_dropped(make_server, state_conf):  # noqa: F811
-    srv = dup_server(make_server, state_conf)
+def test_without_message_id_never_dropped(make_server, state_backend):  # noqa: F811
+    srv = dup_server(make_server, state_backend)
     data = (b"From: Sender <sender@example.org>\r\nTo: alice@example.test\r\n"
             b"Subject: no id\r\nDate: Sat, 23 Nov 2024 12:00:00 +0000\r\n\r\nHello\r\n")
     for summ in delivered_twice(srv, data):
         assert "msgid" not in summ, summ
 
 
-def test_all_duplicates_answered_250_and_stored_nowhere(make_server, state_conf):  # noqa: F811
-    srv = dup_server(make_server, state_conf)
+def test_all_duplicates_answered_250_and_stored_nowhere(make_server, state_backend):  # noqa: F811
+    srv = dup_server(make_server, state_backend)
     msgid, data, _ = first_copy(srv, "all", ("alice", "bob"))
     srv.wait_queue_empty()
     mark = srv.mark()
@@ -177,9 +177,9 @@ def test_all_duplicates_answered_250_and_stored_nowhere(make_server, state_conf)
     assert srv.events("DELIVERY-SUCCESS", after=mark) == []
 
 
-def test_ttl_expiry(make_server, state_conf):  # noqa: F811
+def test_ttl_expiry(make_server, state_backend):  # noqa: F811
     ttl = 3
-    srv = dup_server(make_server, state_conf, ttl="%ds" % ttl)
+    srv = dup_server(make_server, state_backend, ttl="%ds" % ttl)
     t0 = time.monotonic()
     msgid, data, _ = first_copy(srv, "ttl", ("alice",))
     # within the TTL: dropped
@@ -203,16 +203,16 @@ def test_ttl_expiry(make_server, state_conf):  # noqa: F811
     assert stored(srv, "alice") == [data, data]
 
 
-def test_off_by_default(make_server, state_conf):  # noqa: F811
-    srv = dup_server(make_server, state_conf, ttl=None)
+def test_off_by_default(make_server, state_backend):  # noqa: F811
+    srv = dup_server(make_server, state_backend, ttl=None)
     data = make_message("off")
     for summ in delivered_twice(srv, data):
         # in the default chain, saying nothing
         assert "eod:duplicates=continue" in summ["checks"], summ
 
 
-def test_trusted_not_checked_authenticated_checked(make_server, state_conf):  # noqa: F811
-    srv = dup_server(make_server, state_conf,
+def test_trusted_not_checked_authenticated_checked(make_server, state_backend):  # noqa: F811
+    srv = dup_server(make_server, state_backend,
                      conf={"auth": {"plaintext_on_loopback": "yes", "fail_delay": "0"}})
     msgid = "<dup-who.%d@client.example.org>" % time.monotonic_ns()
     data = make_message("who", msgid=msgid)
@@ -246,13 +246,13 @@ def test_trusted_not_checked_authenticated_checked(make_server, state_conf):  # 
     assert stored(srv, "bob") == [data]
 
 
-def test_failed_commit_records_nothing(make_server, state_conf, shim, tmp_path,  # noqa: F811
+def test_failed_commit_records_nothing(make_server, state_backend, shim, tmp_path,  # noqa: F811
                                        monkeypatch):
     """A commit that fails with 4xx records no key: the client's retry of
     the same message is stored, not dropped as a duplicate."""
     flag = tmp_path / "fail-now"
     arm_shim(monkeypatch, shim, "syncfs", flag)
-    srv = dup_server(make_server, state_conf)
+    srv = dup_server(make_server, state_backend)
     msgid = "<dup-fail.%d@client.example.org>" % time.monotonic_ns()
     data = make_message("fail", msgid=msgid)
     mark = srv.mark()

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from conftest import ACCOUNTS, DOMAIN, free_port, make_message
+from redisfix import merge_conf, state_backend  # noqa: F401 (fixture: sqlite and redis)
 
 PW = "alice-pw"
 USER = "alice@" + DOMAIN
@@ -529,8 +530,9 @@ def test_lockout_after_failures(make_server):
     p.quit()
 
 
-def test_lockout_in_open_session(make_server):
-    srv = pop3_server(make_server, conf={"pop3": {"max_failures": "2", "lockout": "30"}})
+def test_lockout_in_open_session(make_server, state_backend):
+    srv = pop3_server(make_server, conf=merge_conf(state_backend,
+                                                   {"pop3": {"max_failures": "2", "lockout": "30"}}))
     with Raw(srv.pop3_port) as other:
         for i in range(2):
             with Raw(srv.pop3_port) as c:
@@ -546,8 +548,9 @@ def test_lockout_in_open_session(make_server):
         assert r.startswith("-ERR"), r  # not logged in
 
 
-def test_lockout_survives_restart(make_server):
-    srv = pop3_server(make_server, conf={"pop3": {"max_failures": "2", "lockout": "60"}})
+def test_lockout_survives_restart(make_server, state_backend):
+    srv = pop3_server(make_server, conf=merge_conf(state_backend,
+                                                   {"pop3": {"max_failures": "2", "lockout": "60"}}))
     for i in range(2):
         with Raw(srv.pop3_port) as c:
             c.cmd("USER " + USER)
@@ -555,9 +558,10 @@ def test_lockout_survives_restart(make_server):
             assert ids_in(r) == ["POP3-AUTH-FAILED"], r
     ev = srv.wait_event("POP3-AUTH-LOCKOUT")[0]
     assert ev["count"] == "2", ev
-    assert (srv.dir / "state" / "state.db").exists()
-    # the lockout lives in state.db (one store with SMTP AUTH): a restart
-    # does not lift it
+    if not state_backend:
+        assert (srv.dir / "state" / "state.db").exists()
+    # the lockout lives in the state store (one with SMTP AUTH; state.db or
+    # Redis): a restart does not lift it
     srv.restart()
     mark = srv.mark()
     with Raw(srv.pop3_port) as c:

@@ -10,9 +10,9 @@ limits.connections_per_ip. Clients bind 127.0.0.x: 127.0.0.1 is trusted
 by default, and trusted clients are exempt from the client and sender
 limits.
 
-The state back end comes from the state_conf fixture ({} = SQLite): to run
-these against Redis, override it with {"state": {"backend": "redis",
-"redis": "127.0.0.1:PORT"}}.
+The state-store tests run on both back ends (the state_backend fixture of
+redisfix.py: SQLite, then a redis-server of the test's own); the two-node
+test shares one SQLite folder, or one Redis.
 """
 import base64
 import time
@@ -20,6 +20,7 @@ import time
 import pytest
 
 from conftest import DOMAIN, make_message
+from redisfix import state_backend  # noqa: F401 (fixture: sqlite and redis)
 
 ALICE = "alice@" + DOMAIN
 BOB = "bob@" + DOMAIN
@@ -27,16 +28,10 @@ CAROL = "carol@" + DOMAIN
 
 
 @pytest.fixture
-def state_conf():
-    """Extra configuration for the state store ({}: the SQLite default)."""
-    return {}
-
-
-@pytest.fixture
-def rates_server(make_server, state_conf):
+def rates_server(make_server, state_backend):
     def factory(rates=None, conf=None, **kw):
         c = {"rates": dict(rates or {})}
-        for sec, kv in list(state_conf.items()) + list((conf or {}).items()):
+        for sec, kv in list(state_backend.items()) + list((conf or {}).items()):
             c.setdefault(sec, {}).update(kv)
         return make_server(conf=c, **kw)
     return factory
@@ -107,7 +102,7 @@ def test_recipients_per_client_across_sessions(rates_server):
 
 def test_recipients_counted_across_nodes(rates_server, tmp_path):
     """Two nodes on one state store (one SQLite file here, one Redis with
-    state_conf) count the same client: 2 recipients on a, 1 on b, and
+    state_backend) count the same client: 2 recipients on a, 1 on b, and
     b refuses the 4th."""
     shared = tmp_path / "shared-state"
     shared.mkdir()

@@ -7,10 +7,11 @@ again when it comes back (STORE-STATE-REDIS-DOWN, STORE-STATE-REDIS-UP);
 a Redis that accepts and never answers times out after
 state.redis_timeout. Clients bind 127.0.0.x (127.0.0.1 is trusted).
 """
+import json
 import socket
 import time
 
-from conftest import RawClient, free_port
+from conftest import RawClient, free_port, run_cli
 from redisfix import RedisServer, SilentRedis, merge_conf, redis_server, state_conf  # noqa: F401
 from test_greylist import ALICE, BOB, DELAY, assert_greylisted, grey_server, rcpt, wait_pass
 
@@ -78,6 +79,65 @@ def test_two_nodes_share_greylisting(make_server, redis_server):
     assert_greylisted(rcpt_at(ahost, aport, to=BOB))
     # the triplets are in the shared Redis
     assert int(redis_server.command("DBSIZE")[1:]) >= 2
+
+
+def test_two_nodes_share_the_greeting_pass_cache(make_server, redis_server):
+    """smtp.greet_pause's pass cache is in the shared store: a client that
+    passed the pause on node A is greeted at once on node B."""
+    nodes = []
+    for name, host in (("a", "127.0.0.12"), ("b", "127.0.0.13")):
+        port = free_port()
+        srv = make_server(conf=merge_conf(state_conf(redis_server),
+                                          {"smtp": {"greet_pause": "2"}}),
+                          name="pause_" + name, listeners={"mx": "%s:%d" % (host, port)})
+        nodes.append((srv, host, port))
+    (a, ahost, aport), (b, bhost, bport) = nodes
+    mark = a.mark()
+    t0 = time.monotonic()
+    with raw_at(ahost, aport, "127.0.0.4") as c:
+        assert c.greeting.code == 220 and time.monotonic() - t0 >= 1.9
+        assert c.cmd("EHLO client.example.org").code == 250
+        a.wait_event("SMTP-TRIAGE-PASSED", after=mark, client="127.0.0.4")
+        c.cmd("QUIT")
+    # written after the pass is logged: wait (bounded) until it is in Redis
+    end = time.monotonic() + REPLY_BOUND
+    while redis_server.command("EXISTS", "greetpass:127.0.0.4") != ":1":
+        assert time.monotonic() < end, "greetpass never reached Redis"
+        time.sleep(0.05)
+    t0 = time.monotonic()
+    with raw_at(bhost, bport, "127.0.0.4") as c:
+        assert c.greeting.code == 220 and time.monotonic() - t0 < 1.5, c.greeting
+        c.cmd("QUIT")
+    # another client still waits on B
+    t0 = time.monotonic()
+    with raw_at(bhost, bport, "127.0.0.5") as c:
+        assert c.greeting.code == 220 and time.monotonic() - t0 >= 1.9
+
+
+def test_simulate_reads_redis_and_writes_nothing(make_server, redis_server):
+    """postern simulate on a Redis store: it sees the triplet a real
+    session passed (known), and a new triplet is greylisted without being
+    written (Redis holds the same keys after it)."""
+    srv = grey_server(make_server, backend=state_conf(redis_server))
+    assert_greylisted(rcpt(srv))
+    assert wait_pass(srv).code == 250
+
+    def simulate(to):
+        r = run_cli("simulate", "-c", str(srv.config), "--client", "127.0.0.2",
+                    "--helo", "client.example.org", "--from", "sender@example.org",
+                    "--to", to, "--json")
+        return r.returncode, json.loads(r.stdout)
+
+    keys = redis_server.command("DBSIZE")
+    rc, out = simulate(ALICE)
+    assert rc == 0 and out["result"] == "accepted", out
+    rc, out = simulate(BOB)
+    assert rc == 75, out
+    rcpt_stage = [st for st in out["stages"] if st["stage"] == "rcpt"][0]
+    assert rcpt_stage["id"] == "POLICY-GREYLISTED", rcpt_stage
+    rc, out = simulate(BOB)
+    assert rc == 75, out   # still new: the first simulation wrote nothing
+    assert redis_server.command("DBSIZE") == keys
 
 
 def test_unix_socket(make_server, tmp_path):
