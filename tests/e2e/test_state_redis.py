@@ -7,11 +7,14 @@ again when it comes back (STORE-STATE-REDIS-DOWN, STORE-STATE-REDIS-UP);
 a Redis that accepts and never answers times out after
 state.redis_timeout. Clients bind 127.0.0.x (127.0.0.1 is trusted).
 """
+import base64
 import json
 import socket
 import time
 
-from conftest import RawClient, free_port, run_cli
+import pytest
+
+from conftest import RawClient, free_port, make_message, run_cli
 from redisfix import RedisServer, SilentRedis, merge_conf, redis_server, state_conf  # noqa: F401
 from test_greylist import ALICE, BOB, DELAY, assert_greylisted, grey_server, rcpt, wait_pass
 
@@ -358,3 +361,79 @@ def test_bad_redis_address_refuses_start(make_server):
             assert "state.redis" in str(e), (addr, str(e)[-500:])
         else:
             raise AssertionError("started with state.redis = %s" % addr)
+
+
+@pytest.mark.parametrize("mode", ["open", "closed"])
+def test_rates_and_duplicates_without_redis(make_server, mode):
+    """No Redis on the port: the rates check (at MAIL and RCPT) and the
+    duplicates check (at end of data) log their error and pass by default,
+    or refuse with 451 4.3.0 [POLICY-STATE-UNAVAILABLE] when set closed;
+    every reply within the bound."""
+    addr = "127.0.0.1:%d" % free_port()
+    conf = merge_conf(state_conf(addr, timeout_ms=300),
+                      {"rates": {"client_recipients": "100", "on_state_error": mode},
+                       "duplicates": {"ttl": "1h", "on_state_error": mode}})
+    srv = make_server(conf=conf)
+    mark = srv.mark()
+    with srv.raw(source="127.0.0.2") as c:
+        assert c.cmd("EHLO client.example.org").code == 250
+        t0 = time.monotonic()
+        r = c.cmd("MAIL FROM:<sender@example.org>")
+        assert r.code == 250, r   # no message limit set: nothing asked at MAIL
+        r = c.cmd("RCPT TO:<%s>" % ALICE)
+        assert time.monotonic() - t0 < REPLY_BOUND
+        if mode == "closed":
+            assert r.code == 451 and r.last.endswith("[POLICY-STATE-UNAVAILABLE]"), r
+            ev = srv.wait_event("POLICY-STATE-UNAVAILABLE", after=mark)[0]
+            assert ev["check"] == "rates", ev
+            srv.wait_event("POLICY-RATE-ERROR", after=mark, op="get")
+            c.cmd("QUIT")
+            return
+        assert r.code == 250, r
+        srv.wait_event("POLICY-RATE-ERROR", after=mark, op="get")
+        assert c.cmd("DATA").code == 354
+        c.send(make_message("no redis", msgid="<nr@example.org>") + b".\r\n")
+        r = c.reply()
+        assert r.code == 250, r
+        c.cmd("QUIT")
+    srv.wait_event("POLICY-DUPLICATE-ERROR", after=mark, op="get")
+    srv.wait_mail("alice")
+
+
+def test_duplicates_closed_without_redis(make_server):
+    """duplicates.on_state_error = closed: the message is refused 451
+    4.3.0 at end of data when the seen Message-IDs cannot be read."""
+    addr = "127.0.0.1:%d" % free_port()
+    srv = make_server(conf=merge_conf(state_conf(addr, timeout_ms=300),
+                                      {"duplicates": {"ttl": "1h", "on_state_error": "closed"}}))
+    mark = srv.mark()
+    code, text = srv.send_mail(source="127.0.0.2", rcpts=[ALICE],
+                               data=make_message("closed", msgid="<dc@example.org>"))
+    assert code == 451 and text.endswith(b"[POLICY-STATE-UNAVAILABLE]"), (code, text)
+    ev = srv.wait_event("POLICY-STATE-UNAVAILABLE", after=mark)[0]
+    assert ev["check"] == "duplicates", ev
+    srv.wait_event("POLICY-DUPLICATE-ERROR", after=mark, op="get")
+
+
+def test_failed_logins_fail_open_without_redis(make_server):
+    """No Redis: the lockout check and the failure count are logged as
+    STORE-STATE-OP-FAILED and AUTH is answered as if nothing were known;
+    the right password still works."""
+    addr = "127.0.0.1:%d" % free_port()
+    srv = make_server(conf=merge_conf(state_conf(addr, timeout_ms=300),
+                                      {"auth": {"max_failures": "2", "fail_delay": "0",
+                                                "plaintext_on_loopback": "yes"}}))
+
+    def plain(user, pw):
+        return base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode()).decode()
+
+    mark = srv.mark()
+    with srv.raw() as c:
+        assert c.cmd("EHLO client.example.org").code == 250
+        for _ in range(3):
+            r = c.cmd("AUTH PLAIN " + plain(ALICE, "wrong"))
+            assert r.code == 535, r   # never a lockout: nothing is counted
+        assert c.cmd("AUTH PLAIN " + plain(ALICE, "alice-pw")).code == 235
+    ev = srv.wait_event("STORE-STATE-OP-FAILED", after=mark, op="get")[0]
+    assert ev["key"] == "authban:127.0.0.1" and ev["err"].startswith("redis "), ev
+    srv.wait_event("STORE-STATE-OP-FAILED", after=mark, op="incr")
