@@ -437,3 +437,52 @@ def test_failed_logins_fail_open_without_redis(make_server):
     ev = srv.wait_event("STORE-STATE-OP-FAILED", after=mark, op="get")[0]
     assert ev["key"] == "authban:127.0.0.1" and ev["err"].startswith("redis "), ev
     srv.wait_event("STORE-STATE-OP-FAILED", after=mark, op="incr")
+
+
+def test_two_nodes_count_one_rate(make_server, redis_server):
+    """rates.client_recipients = 3 on two nodes (127.0.0.14, 127.0.0.15)
+    sharing one Redis: 2 recipients accepted on A and 1 on B use up the
+    client's 3; the next one on either node is refused 451 4.7.1."""
+    nodes = []
+    for name, host in (("a", "127.0.0.14"), ("b", "127.0.0.15")):
+        port = free_port()
+        srv = make_server(conf=merge_conf(state_conf(redis_server),
+                                          {"rates": {"client_recipients": "3"}}),
+                          name="rate_" + name, listeners={"mx": "%s:%d" % (host, port)})
+        nodes.append((srv, host, port))
+    (a, ahost, aport), (b, bhost, bport) = nodes
+
+    def recipients(host, port, rcpts):
+        with raw_at(host, port, "127.0.0.2") as c:
+            assert c.cmd("EHLO client.example.org").code == 250
+            assert c.cmd("MAIL FROM:<sender@example.org>").code == 250
+            rr = [c.cmd("RCPT TO:<%s>" % to) for to in rcpts]
+            if any(r.code == 250 for r in rr):
+                assert c.cmd("DATA").code == 354
+                c.send(make_message("rates") + b".\r\n")
+                assert c.reply().code == 250
+            c.cmd("QUIT")
+            return rr
+
+    def counted(n):
+        """Waits (bounded) until the client's recipients in Redis reach n
+        (counted on acceptance, written just after the reply)."""
+        end = time.monotonic() + REPLY_BOUND
+        while True:
+            key = "rate:rc:127.0.0.2:%d" % (int(time.time()) // 3600)
+            v = redis_server.command("GET", key)
+            if v.isdigit() and int(v) >= n:
+                return
+            assert time.monotonic() < end, (key, v)
+            time.sleep(0.05)
+
+    assert [r.code for r in recipients(ahost, aport, [ALICE, BOB])] == [250, 250]
+    counted(2)
+    mark = b.mark()
+    assert recipients(bhost, bport, ["carol@example.test"])[0].code == 250
+    counted(3)
+    r = recipients(bhost, bport, [ALICE])[0]
+    assert r.code == 451 and r.last.endswith("[POLICY-RATE-RECIPIENTS]"), r
+    assert b.wait_event("POLICY-RATE-RECIPIENTS", after=mark)[0]["count"] == "3"
+    r = recipients(ahost, aport, [BOB])[0]
+    assert r.code == 451 and r.last.endswith("[POLICY-RATE-RECIPIENTS]"), r
