@@ -315,6 +315,13 @@ def test_dovecot_cur_files_are_not_delivered_twice(make_server, dovecot_bin):
             retr_bytes(p, 1)
         finally:
             p.quit()
+        # Dovecot's pop3 process moves the file to cur/ as it ends, which
+        # may be after its reply to QUIT: wait (bounded) before stopping it
+        cur_dir = box / "carol" / "cur"
+        deadline = time.monotonic() + 10
+        while not any(":2," in f.name for f in cur_dir.iterdir()) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
     finally:
         dc.stop()
     cur = list((box / "carol" / "cur").iterdir())
