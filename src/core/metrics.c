@@ -5,6 +5,7 @@
  */
 #include "metrics.h"
 
+#include <stddef.h>
 #include <time.h>
 
 struct metrics_shard_data {
@@ -86,24 +87,34 @@ metrics_observe(enum metrics_hist h, uint64_t x)
 	__atomic_fetch_add(&s->sum[h], x, __ATOMIC_RELAXED);
 }
 
-uint64_t
-metrics_counter_get(enum metrics_counter c)
+/* The sum over the shards of the 64-bit field at offset (a gauge's
+ * signed sum comes out right from the wrapping unsigned one). */
+static uint64_t
+shards_sum(size_t offset)
 {
 	uint64_t n = 0;
 
-	for (unsigned i = 0; i < METRICS_SHARDS && (unsigned)c < METRICS_COUNTERS; i++)
-		n += __atomic_load_n(&shards[i].counters[c], __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < METRICS_SHARDS; i++)
+		n += __atomic_load_n((const uint64_t *)(const void *)((const char *)&shards[i] + offset),
+				     __ATOMIC_RELAXED);
 	return n;
+}
+
+uint64_t
+metrics_counter_get(enum metrics_counter c)
+{
+	if ((unsigned)c >= METRICS_COUNTERS)
+		return 0;
+	return shards_sum(offsetof(struct metrics_shard_data, counters) + c * sizeof(uint64_t));
 }
 
 int64_t
 metrics_gauge_get(enum metrics_gauge g)
 {
-	int64_t n = 0;
-
-	for (unsigned i = 0; i < METRICS_SHARDS && (unsigned)g < METRICS_GAUGES; i++)
-		n += __atomic_load_n(&shards[i].gauges[g], __ATOMIC_RELAXED);
-	return n;
+	if ((unsigned)g >= METRICS_GAUGES)
+		return 0;
+	return (int64_t)shards_sum(offsetof(struct metrics_shard_data, gauges) +
+				   g * sizeof(int64_t));
 }
 
 uint64_t
