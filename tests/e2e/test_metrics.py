@@ -178,17 +178,18 @@ def test_oversize_request_is_bounded(mserver):
     assert ev[0]["bytes"] == "8192"
     # a client that keeps sending is cut off, not read forever
     sock = socket.create_connection(("127.0.0.1", srv.mport), timeout=10)
-    sent = 0
+    cut_off = False
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             sock.sendall(b"a" * 65536)
-            sent += 65536
-    except (BrokenPipeError, ConnectionResetError, socket.timeout):
+    except (BrokenPipeError, ConnectionResetError):
+        cut_off = True  # the server closed: what it had not read resets
+    except socket.timeout:
         pass
     finally:
         sock.close()
-    assert sent < 8 << 20, sent
+    assert cut_off
     srv.wait_event("METRICS-BAD-REQUEST", after=mark, count=2, status="431")
     assert scrape(srv.mport).get("postern_sessions_open", protocol="http") == 1
 
