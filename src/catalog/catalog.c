@@ -3,14 +3,17 @@
  * replies, log events, `postern explain` and docs/events.md.
  *
  * Owns the const rows of catalog.def and their shown IDs (NAME with '_'
- * turned into '-', built once). Nothing here does I/O except writing the
- * reference text to a FILE the caller gives.
+ * turned into '-', built once), and the per-condition counts (sharded,
+ * lock-free). Nothing here does I/O except writing the reference text to
+ * a FILE the caller gives.
  */
 #include "catalog.h"
 
 #include <pthread.h>
 #include <string.h>
 #include <strings.h>
+
+#include "metrics.h"
 
 #define ID_MAX 40
 
@@ -208,12 +211,33 @@ catalog_trace(const struct log_ctx *ctx, const char *dir, const void *line, size
 	catalog_log(COND_NET_TRACE, ctx, t, 2);
 }
 
+/* Per thread shard (metrics.h), per condition: how often it happened. */
+static uint64_t cond_counts[METRICS_SHARDS][COND__COUNT];
+
+void
+catalog_count(enum cond_id id)
+{
+	if ((unsigned)id < COND__COUNT)
+		__atomic_fetch_add(&cond_counts[metrics_shard()][id], 1, __ATOMIC_RELAXED);
+}
+
+uint64_t
+catalog_count_get(enum cond_id id)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < METRICS_SHARDS && (unsigned)id < COND__COUNT; i++)
+		n += __atomic_load_n(&cond_counts[i][id], __ATOMIC_RELAXED);
+	return n;
+}
+
 void
 catalog_log_sev(enum cond_id id, enum log_sev sev, const struct log_ctx *ctx,
 		const struct kv *kvs, size_t nkv)
 {
 	const struct cond *c = catalog_get(id);
 
+	catalog_count(id);
 	if (!log_enabled(sev))
 		return;
 	log_write(sev, c->id, ctx, kvs, nkv, c->logtext);

@@ -1,6 +1,7 @@
 /*
  * catalog.h - lookups over catalog.def: every condition's reply, log event,
- * reference text. The table is const; nothing else in Postern holds the
+ * reference text, and how often each condition happened (counts for
+ * /metrics). The table is const; nothing else in Postern holds the
  * words of a reply or an event.
  */
 #ifndef POSTERN_CATALOG_H
@@ -55,6 +56,11 @@ int catalog_render_text(struct buf *out, enum cond_id id, const char *hostname,
  * self-check, ignored otherwise). */
 void catalog_log(enum cond_id id, const struct log_ctx *ctx,
 		 const struct kv *kvs, size_t nkv);
+/* Counts one occurrence of id (catalog_log does; a reply that is not
+ * logged at the current level calls it). Lock-free, per thread shard. */
+void catalog_count(enum cond_id id);
+/* Occurrences of id since start (sum of the shards). */
+uint64_t catalog_count_get(enum cond_id id);
 /* Same, at an explicit severity (e.g. benign accept errors at debug). */
 void catalog_log_sev(enum cond_id id, enum log_sev sev, const struct log_ctx *ctx,
 		     const struct kv *kvs, size_t nkv);

@@ -575,7 +575,13 @@ config_check(struct config_load *ld, int need_listener)
 				 "listen.%s: missing address (host:port)", l->name);
 		if (ls->role.line == 0)
 			diag_add(ld->diags, ls->header.file, ls->header.line,
-				 "listen.%s: missing role (mx, submission, submissions, pop3, pop3s)", l->name);
+				 "listen.%s: missing role (mx, submission, submissions, pop3, pop3s, metrics)", l->name);
+		/* /metrics is plain HTTP: a key asking for TLS or a proxy would
+		 * be silently unmet */
+		if (l->role == CONFIG_ROLE_METRICS && (l->require_tls || l->proxy_protocol))
+			diag_add(ld->diags, ls->role.file, ls->role.line,
+				 "listen.%s: role metrics takes neither require_tls nor proxy_protocol",
+				 l->name);
 		if (!ls->address_ok)
 			continue;
 		for (size_t j = 0; j < i; j++) {

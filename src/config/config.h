@@ -44,9 +44,11 @@ enum config_role {
 	CONFIG_ROLE_SUBMISSION,	/* SMTP submission (RFC 6409): AUTH before MAIL */
 	CONFIG_ROLE_SUBMISSIONS,	/* submission on implicit TLS (RFC 8314) */
 	CONFIG_ROLE_POP3S,	/* POP3 on implicit TLS (RFC 8314) */
+	CONFIG_ROLE_METRICS,	/* HTTP: GET /metrics for Prometheus (server_metrics.c) */
 };
 
-/* "mx", "pop3", "submission", "submissions", "pop3s"; NULL if unknown. */
+/* "mx", "pop3", "submission", "submissions", "pop3s", "metrics"; NULL if
+ * unknown. */
 const char *config_role_name(enum config_role role);
 
 /* The stages of the policy chain, as named in the [policy] options and

@@ -245,7 +245,7 @@ config_listener_set(struct config_load *ld, size_t idx, const char *key, size_t 
 		}
 		ls->role = src;
 		int found = 0;
-		for (int r = CONFIG_ROLE_MX; r <= CONFIG_ROLE_POP3S; r++) {
+		for (int r = CONFIG_ROLE_MX; r <= CONFIG_ROLE_METRICS; r++) {
 			if (strcmp(v, config_role_name((enum config_role)r)) == 0) {
 				l->role = (enum config_role)r;
 				found = 1;
@@ -253,7 +253,7 @@ config_listener_set(struct config_load *ld, size_t idx, const char *key, size_t 
 		}
 		if (!found) {
 			diag_add(ld->diags, src.file, src.line,
-				 "listen.%s.role: role %.*s is not supported (mx, submission, submissions, pop3, pop3s)",
+				 "listen.%s.role: role %.*s is not supported (mx, submission, submissions, pop3, pop3s, metrics)",
 				 l->name, SHOW(v));
 			return;
 		}
@@ -330,6 +330,8 @@ config_role_name(enum config_role role)
 		return "submissions";
 	case CONFIG_ROLE_POP3S:
 		return "pop3s";
+	case CONFIG_ROLE_METRICS:
+		return "metrics";
 	}
 	return NULL;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "metrics.h"
 
 #define LOOP_MAX_EVENTS 256
 
@@ -243,6 +244,7 @@ loop_post(struct loop *loop, loop_fn fn, void *arg)
 {
 	uint64_t one = 1;
 
+	metrics_inc(METRICS_HANDOFF_POST);
 	pthread_mutex_lock(&loop->post_lock);
 	callq_push(&loop->posted, fn, arg);
 	pthread_mutex_unlock(&loop->post_lock);

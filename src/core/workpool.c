@@ -18,6 +18,7 @@
 
 #include "buf.h"
 #include "heap.h"
+#include "metrics.h"
 
 #define WORKPOOL_LOOPS_MAX 1024		/* outboxes: one per loop */
 
@@ -308,6 +309,7 @@ workpool_submit_after(struct workpool *wp, int cls, struct workpool_job *job,
 
 	ASSERT(cls >= 0 && cls < WORKPOOL_CLASSES_MAX);
 	c = &wp->cls[cls];
+	metrics_inc(METRICS_HANDOFF_SUBMIT);
 	pthread_mutex_lock(&wp->mu);
 	if (!c->used || c->stopped) {
 		pthread_mutex_unlock(&wp->mu);

@@ -150,6 +150,17 @@ log_deferred(const struct spool_msg *msg, size_t i, unsigned retry_s,
 	};
 
 	catalog_log(COND_DELIVERY_DEFERRED, &ctx, kvs, ARRAY_LEN(kvs));
+	metrics_inc(METRICS_MSG_DEFERRED);
+}
+
+void
+deliver_metrics_delivered(const char *qid)
+{
+	uint64_t t0 = spool_qid_time_us(qid), now = metrics_wall_us();
+
+	metrics_inc(METRICS_MSG_DELIVERED);
+	if (t0 != 0)
+		metrics_observe(METRICS_H_DELIVERY_US, now > t0 ? now - t0 : 0);
 }
 
 /* The next back-off interval: from 1 s, doubling to 5 min. */

@@ -17,9 +17,12 @@
 #include "deliver.h"
 #include "hash.h"
 #include "log.h"
+#include "metrics.h"
 #include "spool_admin.h"
 
 #define DA_INDEX_MAX ((size_t)1 << 24)
+/* The oldest entry left: the next is looked for at most this often. */
+#define DA_WALK_US 100000u
 /* How long the control thread waits for an entry's action (an entry
  * whose outbound jobs are out waits for them, up to their timeouts). */
 #define DA_WAIT_MS 10000
@@ -36,7 +39,43 @@ struct deliver_admin {
 	uint32_t nslots, cap;
 	uint32_t *free_slots;		/* slots to reuse */
 	uint32_t nfree;
+	/* the snapshot published for /metrics (queue_publish) */
+	uint32_t live;			/* indexed entries */
+	uint64_t oldest_us;		/* the oldest one's queue ID time */
+	int oldest_stale;		/* that one left: walk for the next */
+	uint64_t walked_us;		/* the last walk (monotonic) */
 };
+
+/* Publishes the queue manager's snapshot for /metrics (a->mu held): how
+ * many entries, and the oldest queue ID's time. When the oldest leaves,
+ * the index is walked for the next one at most every DA_WALK_US; until
+ * then (or the next change) the figure stays on the one that left. */
+static void
+queue_publish(struct deliver_admin *a)
+{
+	if (a->live == 0) {
+		a->oldest_us = 0;
+		a->oldest_stale = 0;
+	} else if (a->oldest_stale) {
+		uint64_t now = metrics_now_us();
+
+		if (now - a->walked_us >= DA_WALK_US) {
+			uint64_t min = 0;
+
+			for (uint32_t i = 0; i < a->nslots; i++) {
+				uint64_t t = a->slots[i] != NULL ? spool_qid_time_us(a->slots[i]->qid) : 0;
+
+				if (t != 0 && (min == 0 || t < min))
+					min = t;
+			}
+			a->oldest_us = min;
+			a->oldest_stale = 0;
+			a->walked_us = now;
+		}
+	}
+	metrics_value_set(METRICS_QUEUE_SIZE, a->live);
+	metrics_value_set(METRICS_QUEUE_OLDEST_US, a->oldest_us);
+}
 
 static int
 slot_eq(const void *ctx, uint32_t val, const void *key)
@@ -111,6 +150,11 @@ deliver_admin_add(struct deliver_admin *a, struct deliver_admin_ent *e)
 		goto out;
 	}
 	e->slot = slot + 1;
+	a->live++;
+	uint64_t t = spool_qid_time_us(e->qid);
+	if (t != 0 && (a->oldest_us == 0 || t < a->oldest_us))
+		a->oldest_us = t;
+	queue_publish(a);
 out:
 	pthread_mutex_unlock(&a->mu);
 }
@@ -125,6 +169,10 @@ deliver_admin_remove(struct deliver_admin *a, struct deliver_admin_ent *e)
 	a->slots[e->slot - 1] = NULL;
 	a->free_slots[a->nfree++] = e->slot - 1;
 	e->slot = 0;
+	a->live--;
+	if (spool_qid_time_us(e->qid) == a->oldest_us)
+		a->oldest_stale = 1;
+	queue_publish(a);
 	pthread_cond_broadcast(&a->acted);
 	pthread_mutex_unlock(&a->mu);
 }

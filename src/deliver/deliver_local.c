@@ -75,6 +75,7 @@ log_delivered(const struct spool_msg *msg, size_t i,
 	};
 
 	catalog_log(COND_DELIVERY_SUCCESS, &ctx, kvs, ARRAY_LEN(kvs));
+	deliver_metrics_delivered(msg->qid);
 }
 
 void

@@ -15,6 +15,7 @@
 
 #include "deliver.h"
 #include "deliver_admin.h"
+#include "metrics.h"
 #include "outbound.h"
 #include "workpool.h"
 
@@ -115,6 +116,8 @@ _Static_assert(OUT_REMOTE < 16, "an outcome fits the top bits of a recipient's f
 struct config *deliver_config(struct deliver *d);	/* a reference, or NULL */
 void sync_add(struct sync_set *ss, const char *path);
 void item_free(struct deliver_item **ip);
+/* A recipient delivered: the count and the delivery latency (metrics.h). */
+void deliver_metrics_delivered(const char *qid);
 unsigned item_backoff(struct deliver_item *it);
 
 /* deliver_local.c: recipient i into its Maildir (logged). */

@@ -264,6 +264,7 @@ remote_log(const struct outbound_job *job, size_t k, unsigned retry_s, int64_t n
 		};
 
 		catalog_log(row, &ctx, kvs, ARRAY_LEN(kvs));
+		metrics_inc(METRICS_MSG_DEFERRED);
 	} else {
 		struct kv kvs[] = {
 			KVA("rcpt", rcpt, strlen(rcpt)), KV("relay", res->relay), KVU("delay", age),
@@ -272,6 +273,8 @@ remote_log(const struct outbound_job *job, size_t k, unsigned retry_s, int64_t n
 		};
 
 		catalog_log(row, &ctx, kvs, ARRAY_LEN(kvs));
+		if (row == COND_DELIVERY_REMOTE_SENT)
+			deliver_metrics_delivered(job->qid);
 	}
 }
 

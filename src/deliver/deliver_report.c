@@ -12,6 +12,7 @@
 
 #include "dsn.h"
 #include "log.h"
+#include "metrics.h"
 
 #define REPORT_DSN_RETRY_S 30u	/* a DSN that could not be written */
 
@@ -73,6 +74,7 @@ deliver_report_fail(const struct config *cfg, struct spool_msg *msg, size_t idx,
 		KV("reply", diag != NULL ? diag : buf_cstr(&reply)),
 	};
 	catalog_log(COND_DELIVERY_FAILED, &ctx, kvs, ARRAY_LEN(kvs));
+	metrics_inc(METRICS_MSG_BOUNCED);
 	buf_fini(&reply);
 }
 

@@ -63,6 +63,8 @@
 #include "server_control.h"
 #include "deliver_admin.h"
 #include "server_runtime.h"
+#include "server_metrics.h"
+#include "metrics.h"
 
 #define EX_CONFIG 78
 #define ACCEPT_BATCH 64
@@ -84,6 +86,7 @@ struct server_loop {
 	struct loop *loop;
 	struct smtp_env env;
 	struct pop3_env penv;		/* POP3 sessions of this loop */
+	struct metrics_http metrics;	/* /metrics requests of this loop */
 	struct dns_resolver *dns;	/* this loop's resolver (net/dns.h) */
 	struct listen_sock *socks;	/* one per listener */
 	size_t nsocks;
@@ -165,6 +168,7 @@ session_ended(struct smtp_env *env, const struct sockaddr_storage *peer)
 	if (peer != NULL)
 		ip_counts_release(&srv->ips, peer);
 	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
+	metrics_gauge_add(METRICS_OPEN_SMTP, -1);
 	loop_stop_if_idle(sl);
 }
 
@@ -209,6 +213,7 @@ pop3_session_ended(struct pop3_env *env, const struct sockaddr_storage *peer)
 	if (peer != NULL)
 		ip_counts_release(&srv->ips, peer);
 	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
+	metrics_gauge_add(METRICS_OPEN_POP3, -1);
 	loop_stop_if_idle(sl);
 }
 
@@ -243,6 +248,11 @@ accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 	socklen_t plen = sizeof(peer);
 	char client[NET_ADDR_TEXT];
 
+	if (ls->lst->role == CONFIG_ROLE_METRICS) {	/* not a mail session */
+		server_metrics_accept(&sl->metrics, fd, cfg, ls->lst->address);
+		config_unref(&cfg);
+		return;
+	}
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
 		close(fd);	/* already gone */
 		config_unref(&cfg);
@@ -282,6 +292,8 @@ accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
 		}
 	}
 	config_unref(&cfg);
+	metrics_inc(pop3 ? METRICS_SESSIONS_POP3 : METRICS_SESSIONS_SMTP);
+	metrics_gauge_add(pop3 ? METRICS_OPEN_POP3 : METRICS_OPEN_SMTP, 1);
 	if (pop3)
 		pop3_session_start(&sl->penv, fd, ls->lst, now);
 	else
@@ -768,6 +780,7 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->env.on_end = session_ended;
 		sl->env.admit = session_admit;
 		sl->penv.loop = sl->loop;
+		sl->metrics.loop = sl->loop;
 		sl->penv.svc = srv->pop3;
 		sl->penv.config_get = server_config_get;
 		sl->penv.server = srv;
@@ -849,6 +862,7 @@ out:
 	for (size_t i = 0; srv->loops && i < srv->nloops; i++) {
 		smtp_env_fini(&srv->loops[i].env);
 		pop3_env_fini(&srv->loops[i].penv);
+		server_metrics_fini(&srv->loops[i].metrics);
 	}
 	pop3_service_free(&srv->pop3);
 	smtp_auth_shutdown();

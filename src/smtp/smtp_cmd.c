@@ -229,6 +229,8 @@ smtp_txn_summary(struct smtp_session *s, const char *verdict, enum cond_id cause
 		KV("checks", checks[0] ? checks : NULL),
 	};
 	catalog_log(COND_SESSION_MESSAGE, &ctx, kv, ARRAY_LEN(kv));
+	metrics_inc(strcmp(verdict, "accepted") == 0 || strcmp(verdict, "discarded") == 0
+			    ? METRICS_MSG_ACCEPTED : METRICS_MSG_REFUSED);
 }
 
 /* ---- commands --------------------------------------------------------- */

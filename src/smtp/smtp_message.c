@@ -538,8 +538,10 @@ smtp_data_input(struct smtp_session *s)
 	body_flush(t, 0);
 	smtp_session_active(s);
 	t->message_size = t->dec.size;
-	if (t->dec.done)
+	if (t->dec.done) {
+		s->cmd_t0_us = metrics_now_us();	/* the end of data is the command */
 		message_finish(s);
+	}
 }
 
 void
@@ -631,6 +633,7 @@ smtp_bdat_input(struct smtp_session *s)
 	if (first)
 		smtp_data_summary(s, COND_SMTP_MSG_ACCEPTED);
 	s->state = SMTP_STATE_MAIL;
+	s->cmd_t0_us = metrics_now_us();	/* the last chunk is the command */
 	message_finish(s);
 }
 

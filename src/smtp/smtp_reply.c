@@ -82,10 +82,16 @@ smtp_reply_emit(struct smtp_session *s, enum cond_id cond, const struct kv *kvs,
 		s->rejects++;
 		memcpy(s->last_reject, s->last_reply, sizeof(s->last_reject));
 	}
+	if (s->cmd_t0_us != 0) {	/* the first reply line to a command */
+		metrics_observe(METRICS_H_REPLY_US, metrics_now_us() - s->cmd_t0_us);
+		s->cmd_t0_us = 0;
+	}
 	if (c->code >= 400 && log_refusal) {
 		catalog_log_refusal(cond, &ctx, kvs, nkv, s->last_reply);
 	} else if (log_enabled(LOG_SEV_DEBUG)) {
 		catalog_log_sev(cond, LOG_SEV_DEBUG, &ctx, kvs, nkv);
+	} else {
+		catalog_count(cond);
 	}
 	if (log_enabled(LOG_SEV_DEBUG))
 		catalog_trace(&ctx, "out", r.data, r.len);

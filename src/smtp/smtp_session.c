@@ -395,6 +395,7 @@ session_process(struct smtp_session *s)
 		/* Taken before the command runs: a handler may reset the input
 		 * (STARTTLS) or read on from the offset (BDAT). */
 		s->in_off += linelen;
+		s->cmd_t0_us = metrics_now_us();
 		if (s->triage && smtp_triage_line(s, u.p, len))
 			continue;	/* refused: closing */
 		if (smtp_auth_expects_line(s)) {

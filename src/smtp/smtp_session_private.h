@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "metrics.h"
 #include "catalog.h"
 #include "buf.h"
 #include "hash.h"
@@ -115,6 +116,8 @@ struct smtp_session {
 	unsigned errors;
 	unsigned junk;		/* NOOP, RSET, HELP, VRFY since the last message */
 	uint64_t active_ms;	/* last command that did work: the deadline's start */
+	uint64_t cmd_t0_us;	/* a command line (or the end of data) was complete at
+				 * this time, its reply not queued yet; 0: none */
 	unsigned txn_count;
 	unsigned msgs_ok;
 	unsigned msgs_tried;

@@ -34,6 +34,7 @@
 #include "log.h"
 #include "workpool.h"
 #include "flush.h"
+#include "metrics.h"
 
 /* ---- messages --------------------------------------------------------- */
 
@@ -351,6 +352,7 @@ spool_round(struct workpool_job *first)
 	struct spool_job *list = (struct spool_job *)first, *j;
 	struct spool *sp = list->sp;
 	int renamed = 0;
+	uint64_t nbatch = 0;
 	/* The folders are opened afresh each round, so a folder an operator
 	 * replaced while Postern runs is used, not the deleted one. */
 	int infd = openat(sp->dirfd, "incoming", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -358,8 +360,9 @@ spool_round(struct workpool_job *first)
 		infd = -errno;	/* spool_write_one reports it */
 	int qfd = openat(sp->dirfd, "queue", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	for (j = list; j != NULL; j = JOB_NEXT(j))
+	for (j = list; j != NULL; j = JOB_NEXT(j), nbatch++)
 		j->status = spool_write_one(sp, infd, j);
+	metrics_observe(METRICS_H_COMMIT_BATCH, nbatch);
 	for (j = list; j != NULL; j = JOB_NEXT(j)) {
 		if (j->status < 0)
 			continue;
@@ -496,6 +499,24 @@ base36(char *out, size_t width, uint64_t v)
 		out[i] = digits[v % 36];
 		v /= 36;
 	}
+}
+
+uint64_t
+spool_qid_time_us(const char *qid)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < 11; i++) {
+		char c = qid[i];
+
+		if (c >= '0' && c <= '9')
+			v = v * 36 + (uint64_t)(c - '0');
+		else if (c >= 'A' && c <= 'Z')
+			v = v * 36 + (uint64_t)(c - 'A' + 10);
+		else
+			return 0;
+	}
+	return v;
 }
 
 void

@@ -134,6 +134,9 @@ void spool_close(struct spool **spp);	/* waits for running commits */
 /* A new queue ID: 16 characters [0-9A-Z], unique in this spool, sortable
  * by time. Thread-safe. */
 void spool_new_qid(struct spool *sp, char out[SPOOL_QID_SIZE]);
+/* The time a queue ID was made (unix microseconds, its first 11
+ * characters), or 0 when qid is not one of ours. */
+uint64_t spool_qid_time_us(const char *qid);
 
 struct spool_msg *spool_msg_new(size_t max_data);
 /* The message as delivered: tags, then the data. */

@@ -180,7 +180,7 @@ static const struct err_case err_cases[] = {
 	{ "listener port", "[listen.mx]\naddress = 127.0.0.1:0\nrole = mx\n", 0, { NULL },
 	  "@DIR@/t.conf:2: listen.mx.address: \"127.0.0.1:0\" is not host:port (e.g. 127.0.0.1:25, [::1]:25, *:25)\n" },
 	{ "listener role", "[listen.sub]\naddress = 127.0.0.1:587\nrole = lmtp\n", 1, { NULL },
-	  "@DIR@/t.conf:3: listen.sub.role: role lmtp is not supported (mx, submission, submissions, pop3, pop3s)\n" },
+	  "@DIR@/t.conf:3: listen.sub.role: role lmtp is not supported (mx, submission, submissions, pop3, pop3s, metrics)\n" },
 	{ "listener require_tls", "[listen.sub]\naddress = 127.0.0.1:587\nrole = submission\nrequire_tls = maybe\n", 1, { NULL },
 	  "@DIR@/t.conf:4: listen.sub.require_tls: maybe is not yes or no\n" },
 	{ "listener unknown key", "[listen.mx]\naddress = 127.0.0.1:25\nrole = mx\ntls = yes\n", 0, { NULL },
@@ -193,8 +193,8 @@ static const struct err_case err_cases[] = {
 	  "@DIR@/t.conf:6: duplicate option listen.mx.address (already set at line 2)\n" },
 	{ "listener missing keys", "[listen.a]\n[listen.b]\naddress = [::1]:25\n[listen.c]\nrole = mx\n", 0, { NULL },
 	  "@DIR@/t.conf:1: listen.a: missing address (host:port)\n"
-	  "@DIR@/t.conf:1: listen.a: missing role (mx, submission, submissions, pop3, pop3s)\n"
-	  "@DIR@/t.conf:2: listen.b: missing role (mx, submission, submissions, pop3, pop3s)\n"
+	  "@DIR@/t.conf:1: listen.a: missing role (mx, submission, submissions, pop3, pop3s, metrics)\n"
+	  "@DIR@/t.conf:2: listen.b: missing role (mx, submission, submissions, pop3, pop3s, metrics)\n"
 	  "@DIR@/t.conf:4: listen.c: missing address (host:port)\n" },
 	{ "bad address is not also missing", "[listen.a]\naddress = nowhere\nrole = mx\n", 0, { NULL },
 	  "@DIR@/t.conf:2: listen.a.address: \"nowhere\" is not host:port (e.g. 127.0.0.1:25, [::1]:25, *:25)\n" },
@@ -232,9 +232,9 @@ static const struct err_case err_cases[] = {
 	  "-o:3: limits.message_size: 1 is out of range (1024..2147483648 bytes)\n"
 	  "-o:4: bad option name \"\"\n" },
 	{ "-o listener half", "", 1, { "listen.new.address=127.0.0.1:2600" },
-	  "-o:1: listen.new: missing role (mx, submission, submissions, pop3, pop3s)\n" },
+	  "-o:1: listen.new: missing role (mx, submission, submissions, pop3, pop3s, metrics)\n" },
 	{ "-o listener role", "", 1, { "listen.new.address=127.0.0.1:2600", "listen.new.role=imap" },
-	  "-o:2: listen.new.role: role imap is not supported (mx, submission, submissions, pop3, pop3s)\n" },
+	  "-o:2: listen.new.role: role imap is not supported (mx, submission, submissions, pop3, pop3s, metrics)\n" },
 	{ "-o listener clash", "", 1, { "listen.new.address=127.0.0.1:2599", "listen.new.role=mx", "listen.new.foo=1" },
 	  "-o:3: unknown option listen.new.foo\n"
 	  "-o:1: listen.new.address: 127.0.0.1:2599 is already used by listen.base\n" },
