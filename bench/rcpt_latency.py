@@ -38,6 +38,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "e2e"))
 os.environ.setdefault("POSTERN_BIN", os.path.join(HERE, "..", "build", "postern"))
 
 import conftest  # noqa: E402
+import metricsfix  # noqa: E402
+
+HISTOGRAM = "postern_smtp_reply_latency_seconds"
 
 SESSIONS_MAX = 5000
 SEQUENCE = [b"MAIL FROM:<bench@example.org>\r\n", b"RCPT TO:<alice@example.test>\r\n",
@@ -75,22 +78,59 @@ def main():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory(prefix="postern-lat-") as root:
-        srv = conftest.Server(root, conf={
-            "log": {"level": "notice"},
-            "limits": {"connections": str(n + 100), "connections_per_ip": "0",
-                       "junk_commands": "0"}})
+        mport = conftest.free_port()
+        conf = {"log": {"level": "notice"},
+                "limits": {"connections": str(n + 100), "connections_per_ip": "0",
+                           "junk_commands": "0"}}
+        conf.update(metricsfix.metrics_conf(mport))
+        srv = conftest.Server(root, conf=conf)
         srv.start()
         try:
+            before = buckets(metricsfix.scrape(mport))
             lat = run(srv.port, n, args.seconds, args.think_ms / 1000.0)
+            after = buckets(metricsfix.scrape(mport))
         finally:
             srv.close()
+    server = [(le, after[le] - before.get(le, 0.0)) for le in sorted(after)]
     lat.sort()
     out = {"sessions": n, "think_ms": args.think_ms, "rcpts": len(lat),
            "median_ms": round(statistics.median(lat), 3),
            "p90_ms": round(lat[int(0.90 * (len(lat) - 1))], 3),
            "p99_ms": round(lat[int(0.99 * (len(lat) - 1))], 3),
-           "max_ms": round(lat[-1], 3)}
+           "max_ms": round(lat[-1], 3),
+           # the daemon's own histogram of every reply in the run (MAIL,
+           # RCPT, RSET): from a complete command line to its reply queued
+           "server_replies": int(server[-1][1]) if server else 0,
+           "server_median_ms": quantile(server, 0.5),
+           "server_p99_ms": quantile(server, 0.99)}
     print(json.dumps(out))
+
+
+def buckets(scrape):
+    """{upper bound in s: cumulative count} of the reply latency histogram."""
+    out = {}
+    for (name, labels), value in scrape.samples.items():
+        if name == HISTOGRAM + "_bucket":
+            le = dict(labels)["le"]
+            out[float("inf") if le == "+Inf" else float(le)] = value
+    return out
+
+
+def quantile(cumulative, q):
+    """q's value in ms from cumulative buckets, interpolated within the
+    bucket it falls in (as Prometheus' histogram_quantile does)."""
+    if not cumulative or cumulative[-1][1] <= 0:
+        return None
+    rank = q * cumulative[-1][1]
+    lower, below = 0.0, 0.0
+    for le, count in cumulative:
+        if count >= rank:
+            if le == float("inf"):
+                return round(lower * 1000.0, 3)
+            frac = (rank - below) / (count - below) if count > below else 1.0
+            return round((lower + (le - lower) * frac) * 1000.0, 3)
+        lower, below = le, count
+    return None
 
 
 def run(port, n, seconds, think):
