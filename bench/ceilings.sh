@@ -21,8 +21,8 @@
 #   POSTERN_CSV=bench/results/<run>/load.csv bench/ceilings.sh
 #
 # Environment: REPS=3, SESSIONS=1,10,50, SINK_PORT=2547, DISK_DIR=/var/tmp,
-# DISK_COUNT=1000 (serial; 16 writers do 4 x DISK_COUNT), MSGS_TABLE as
-# run-bench.sh's 5 KiB rows, RESULTS=dir.
+# DISK_COUNT=1000 (serial; 16 writers do 4 x DISK_COUNT), MSGS_TABLE (messages
+# per run: about a second each against smtp-sink), RESULTS=dir.
 # Bounded: every disk run stops at 60 s (disk_rate), every load run at 120 s
 # (smtp-load.py --run-timeout). 127.0.0.1 only.
 set -uo pipefail
@@ -36,7 +36,7 @@ SESSIONS="${SESSIONS:-1,10,50}"
 SINK_PORT="${SINK_PORT:-2547}"
 DISK_DIR="${DISK_DIR:-/var/tmp}"
 DISK_COUNT="${DISK_COUNT:-1000}"
-MSGS_TABLE="${MSGS_TABLE:-5120x1=1000,5120x10=2000,5120x50=2000}"
+MSGS_TABLE="${MSGS_TABLE:-5120x1=3000,5120x10=10000,5120x50=10000}"
 RESULTS="${RESULTS:-$HERE/results/ceilings-$(date +%Y%m%d-%H%M%S)}"
 POSTERN_CSV="${POSTERN_CSV:-}"
 export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"

@@ -143,6 +143,8 @@ def serve_recorder(c, record):
     """One connection of the recorder: 220, answers every command, keeps
     (time, bytes) of each read during DATA."""
     c.settimeout(2.0)
+    # replies go out at once (the peer's own writes are what is measured)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     c.sendall(b"220 sink.example.net ESMTP\r\n")
     buf, in_data, reads, t_data = b"", False, [], None
     deadline = time.monotonic() + 60
@@ -168,22 +170,25 @@ def serve_recorder(c, record):
                 c.sendall(b"250 2.0.0 Ok\r\n")
             continue
         buf += chunk
+        out = b""   # replies to every complete command, in one write
         while b"\r\n" in buf and not in_data:
             line, buf = buf.split(b"\r\n", 1)
             verb = line[:4].upper()
             if verb in (b"EHLO",):
-                c.sendall(b"250-sink.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                out += b"250-sink.example.net\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
             elif verb == b"DATA":
-                c.sendall(b"354 go ahead\r\n")
+                out += b"354 go ahead\r\n"
                 in_data, t_data = True, time.monotonic()
                 if buf:
                     reads.append((now, buf))
             elif verb == b"QUIT":
-                c.sendall(b"221 bye\r\n")
+                c.sendall(out + b"221 bye\r\n")
                 c.close()
                 return
             else:
-                c.sendall(b"250 Ok\r\n")
+                out += b"250 Ok\r\n"
+        if out:
+            c.sendall(out)
     c.close()
 
 

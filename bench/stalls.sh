@@ -58,29 +58,13 @@ trap cleanup EXIT
 start_postern() {
     mkdir -p "$WORK/postern"
     echo "b@example.test:{SHA512-CRYPT}$(/usr/bin/python3 -W ignore -c 'import crypt; print(crypt.crypt("bench", crypt.mksalt(crypt.METHOD_SHA512)))')" >"$WORK/postern/accounts"
-    cat >"$WORK/postern/stalls.conf" <<EOF
-[server]
-hostname = bench.example.test
-spool = spool
-state = state
-mail_root = mail
-shutdown_grace = 2
-[listen.mx]
-address = 127.0.0.1:$PORT
-role = mx
-[local]
-domains = example.test
-accounts = accounts
-[limits]
-connections_per_ip = 0
-[log]
-level = notice
-[route.sink]
-domains = sink.test
-via = [127.0.0.1]:$REC_PORT
-tls = none
-EOF
-    "$BIN" serve -c "$WORK/postern/stalls.conf" 2>"$WORK/postern.log" >/dev/null &
+    # spool, state and mail folders at their defaults, beside the file
+    printf '%s\n' "[server]" "hostname = bench.example.test" \
+        "[listen.mx]" "address = 127.0.0.1:$PORT" "role = mx" \
+        "[local]" "domains = example.test" "accounts = accounts" \
+        "[route.sink]" "domains = sink.test" "via = [127.0.0.1]:$REC_PORT" "tls = none" \
+        >"$WORK/postern/stalls.conf"
+    "$BIN" serve -c "$WORK/postern/stalls.conf" -o log.level=notice 2>"$WORK/postern.log" >/dev/null &
     POSTERN_PID=$!
     for _ in $(seq 100); do      # 20 s
         grep -q STARTUP-READY "$WORK/postern.log" 2>/dev/null && return 0
