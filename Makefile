@@ -24,6 +24,8 @@ DEBS += libpcre2-dev
 # hiredis: the Redis state back end (store/state_redis*.c); redis-server:
 # tests/e2e/redisfix.py starts one for test_greylist.py and test_state_redis.py
 DEBS += redis-server libhiredis-dev
+# iproute2 (ss): tests/e2e/test_stalls.py reads each listening socket's backlog
+DEBS += iproute2
 
 .PHONY: all deps build build-asan build-fuzz run test unit e2e docs docs-check fuzz clean
 
