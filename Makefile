@@ -26,6 +26,8 @@ DEBS += libpcre2-dev
 DEBS += redis-server libhiredis-dev
 # tests/e2e/test_metrics.py parses /metrics with the Prometheus client's own parser
 DEBS += python3-prometheus-client
+# iproute2 (ss): tests/e2e/test_stalls.py reads each listening socket's backlog
+DEBS += iproute2
 
 .PHONY: all deps build build-asan build-fuzz run test unit e2e docs docs-check fuzz clean
 

@@ -296,7 +296,7 @@ EOF
             stop_postern; SKIP_POSTERN=1
         fi
     fi
-    if [ "$SKIP_POSTERN" != 1 ] && has_path relay; then
+    if [ "$ready" = 1 ] && [ "$SKIP_POSTERN" != 1 ] && has_path relay; then
         # and one message out to the sink
         c0="$(bash -c "$SINK_COUNT")"
         timeout 30 smtp-source -m 1 -f a@example.test -t b@sink.test "127.0.0.1:$PORT" ||
@@ -311,7 +311,7 @@ EOF
             POSTERN_STATUS="started, but relayed nothing"
             stop_postern; SKIP_POSTERN=1
         fi
-    else
+    elif [ "$ready" != 1 ]; then
         log "postern did not become ready within 30 s; its log:"
         tail -20 "$WORK/postern.log" >&2
         POSTERN_STATUS="did not start"

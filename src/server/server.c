@@ -14,6 +14,7 @@
  * close; server_rate.c, once at accept). Everything else belongs to one loop.
  */
 #include "server.h"
+#include "server_backlog.h"
 #include "server_ipcount.h"
 #include "server_rate.h"
 #include "server_tls.h"
@@ -388,6 +389,7 @@ static int
 open_listeners(struct server *srv)
 {
 	const struct config *cfg = srv->cfg;
+	int backlog = server_backlog_effective(cfg, SERVER_SOMAXCONN_PATH);
 
 	for (size_t l = 0; l < srv->nloops; l++) {
 		struct server_loop *sl = &srv->loops[l];
@@ -398,7 +400,7 @@ open_listeners(struct server *srv)
 			struct listen_sock *ls = &sl->socks[i];
 			ls->lst = lst;
 			ls->owner = sl;
-			ls->fd = net_listen((const struct sockaddr *)&lst->addr, lst->addrlen, 1024);
+			ls->fd = net_listen((const struct sockaddr *)&lst->addr, lst->addrlen, backlog);
 			if (ls->fd < 0) {
 				int e = errno;
 				struct kv kv[] = { KV("local", lst->address), KV("role", role_name(lst->role)),
