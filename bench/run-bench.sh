@@ -258,6 +258,12 @@ connections_per_ip = 0
 [log]
 level = $POSTERN_LOG_LEVEL
 
+# No DNS, as the peers run under ../shared/bench/no-dns.sh: nothing listens
+# there, so a lookup (the client's PTR at connect) fails at once instead of
+# waiting on a resolver this machine cannot reach.
+[dns]
+servers = 127.0.0.1:53
+
 # Relay path: mail for sink.test goes to smtp-sink, without DNS or TLS.
 [route.sink]
 domains = sink.test
