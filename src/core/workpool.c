@@ -6,6 +6,9 @@
  * the completions that loop has not run yet. One mutex guards all of it;
  * one condition variable (CLOCK_MONOTONIC) wakes workers for new, due or
  * stopped work, another wakes a class_stop waiting for running jobs.
+ * Any worker runs any class, so a new job wakes one worker (a signal, not
+ * a broadcast: waking all of them cost ~100 futex calls per message); a
+ * worker that takes work while more is ready passes the wake on.
  */
 #include "workpool.h"
 
@@ -175,6 +178,16 @@ class_pick(struct workpool *wp)
 	return NULL;
 }
 
+/* Whether class_pick would find work now. Under mu. */
+static int
+class_pick_peek(const struct workpool *wp)
+{
+	for (unsigned i = 0; i < wp->ncls; i++)
+		if (wp->cls[i].head != NULL && wp->cls[i].running < wp->cls[i].cap)
+			return 1;
+	return 0;
+}
+
 static void
 wait_until(struct workpool *wp, uint64_t due_ms)
 {
@@ -227,6 +240,9 @@ worker_main(void *arg)
 			list->next = NULL;
 		}
 		c->running++;
+		/* More ready work than this worker: wake the next one. */
+		if (class_pick_peek(wp))
+			pthread_cond_signal(&wp->work);
 		pthread_mutex_unlock(&wp->mu);
 
 		list->run(list);
@@ -323,7 +339,7 @@ workpool_submit_after(struct workpool *wp, int cls, struct workpool_job *job,
 		job->delay.key = loop_clock_ms() + delay_ms;
 		heap_push(&wp->delayed, &job->delay);
 	}
-	pthread_cond_broadcast(&wp->work);
+	pthread_cond_signal(&wp->work);
 	pthread_mutex_unlock(&wp->mu);
 	return 0;
 }
@@ -360,7 +376,7 @@ workpool_job_wake(struct workpool *wp, int cls, struct workpool_job *job)
 		heap_remove(&wp->delayed, &job->delay);
 		job->delay.key = 0;
 		heap_push(&wp->delayed, &job->delay);
-		pthread_cond_broadcast(&wp->work);
+		pthread_cond_signal(&wp->work);
 		woken = 1;
 	}
 	pthread_mutex_unlock(&wp->mu);

@@ -424,7 +424,10 @@ ns_io(struct loop *loop, int fd, unsigned events, void *arg)
 		buf_compact(ns->in, ns->in_off);	/* one move per read, not per command */
 		for (int i = 0; i < 4; i++) {
 			enum conn_io io = conn_read(ns->conn, ns->in);
-			if (io == CONN_IO_OK)
+			/* A read that did not fill the room drained the socket:
+			 * the next would only return EAGAIN (level-triggered, so
+			 * anything arriving later wakes us again). */
+			if (io == CONN_IO_OK && !ns->conn->read_short)
 				continue;
 			if (io == CONN_IO_EOF)
 				eof = 1;
