@@ -14,7 +14,12 @@ queue is empty, counts on the daemon:
     with --strace (it slows the daemon enough to change the batches);
   - context switches summed over every thread, voluntary + nonvoluntary,
     from /proc/PID/task/*/status before and after;
-  - sync calls (fsync, fdatasync, syncfs, sync_file_range, sync, msync).
+  - sync calls (fsync, fdatasync, syncfs, sync_file_range, sync, msync);
+  - thread hand-offs: calls of loop_post (a post to a loop thread: worker
+    completions, in batches) and workpool_submit_after (a job for a
+    worker), counted with uprobes (`perf probe -x BIN`, removed at the end;
+    --no-handoffs skips them). Each is a hand-off at most: a post to the
+    calling thread's own loop counts too.
 
 It prints a Markdown table per session count (calls per message by type,
 EAGAIN returns beside them) and a summary. Counts, not times: they mean the
@@ -156,8 +161,44 @@ def parse_strace(path):
     return calls
 
 
-def run_one(pid, work, port, sessions, messages, size, use_strace):
+HANDOFF_FUNCS = ("loop_post", "workpool_submit_after")
+
+
+def probes_add(group):
+    for f in HANDOFF_FUNCS:
+        r = subprocess.run(["perf", "probe", "-q", "-x", os.path.realpath(BIN), "-a",
+                            "%s:%s=%s" % (group, f, f)], capture_output=True, text=True)
+        if r.returncode != 0:
+            sys.stderr.write("perf probe %s: %s (hand-offs not counted)\n" % (f, r.stderr.strip()))
+            probes_del(group)
+            return False
+    return True
+
+
+def probes_del(group):
+    subprocess.run(["perf", "probe", "-q", "-d", "%s:*" % group], capture_output=True)
+
+
+def parse_stat(path):
+    counts = {}
+    with open(path, errors="replace") as f:
+        for line in f:
+            parts = line.replace(",", "").split()
+            if len(parts) >= 2 and parts[0].isdigit() and ":" in parts[1]:
+                counts[parts[1].split(":", 1)[1]] = int(parts[0])
+    return counts
+
+
+def run_one(pid, work, port, sessions, messages, size, use_strace, group):
     base = delivered(work)
+    counter = None
+    if group:
+        stat_out = tempfile.NamedTemporaryFile(prefix="handoffs-", suffix=".txt", delete=False)
+        stat_out.close()
+        counter = subprocess.Popen(["perf", "stat", "-x", " ", "-o", stat_out.name, "-e",
+                                    ",".join("%s:%s" % (group, f) for f in HANDOFF_FUNCS),
+                                    "-p", str(pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     out = tempfile.NamedTemporaryFile(prefix="syscalls-", suffix=".txt", delete=False)
     out.close()
     if use_strace:
@@ -178,12 +219,19 @@ def run_one(pid, work, port, sessions, messages, size, use_strace):
     ok = wait_for(lambda: delivered(work) - base >= messages and queued(work) == 0, 120)
     elapsed = time.monotonic() - t0
     cs1, _ = ctx_switches(pid)
-    tracer.send_signal(signal.SIGINT)
-    try:
-        tracer.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        tracer.kill()
-        tracer.wait()
+    for t in (tracer, counter):
+        if t is None:
+            continue
+        t.send_signal(signal.SIGINT)
+        try:
+            t.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            t.kill()
+            t.wait()
+    handoffs = None
+    if counter is not None:
+        handoffs = parse_stat(stat_out.name)
+        os.unlink(stat_out.name)
     got = delivered(work) - base
     if src.returncode != 0 or not ok:
         sys.stderr.write("sessions %d: smtp-source rc %d, %d of %d delivered, queue %d\n%s\n" %
@@ -191,7 +239,8 @@ def run_one(pid, work, port, sessions, messages, size, use_strace):
     calls = parse_strace(out.name) if use_strace else parse_perf(out.name)
     os.unlink(out.name)
     return {"sessions": sessions, "messages": messages, "delivered": got,
-            "calls": calls, "ctx": cs1 - cs0, "threads": nthreads, "seconds": elapsed}
+            "calls": calls, "ctx": cs1 - cs0, "threads": nthreads, "seconds": elapsed,
+            "handoffs": handoffs}
 
 
 def report(r, tracer):
@@ -213,6 +262,8 @@ def report(r, tracer):
             "eagain": sum(c[1] for k, c in calls.items()
                           if k in ("read", "recvfrom", "recvmsg")) / n,
             "futex": calls.get("futex", [0, 0])[0] / n,
+            "posts": (r["handoffs"] or {}).get("loop_post", -n) / n,
+            "submits": (r["handoffs"] or {}).get("workpool_submit_after", -n) / n,
             "epoll_ctl": calls.get("epoll_ctl", [0, 0])[0] / n}
 
 
@@ -225,6 +276,7 @@ def main():
     ap.add_argument("--port", type=int, default=2531)
     ap.add_argument("--strace", action="store_true", help="strace -c -f instead of perf")
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--no-handoffs", action="store_true", help="no uprobes on hand-offs")
     a = ap.parse_args()
     msgs = dict((int(k), int(v)) for k, v in (p.split(":") for p in a.messages.split(",")))
     sessions = [int(s) for s in a.sessions.split(",")]
@@ -240,6 +292,11 @@ def main():
     srv = subprocess.Popen([BIN, "serve", "-c", conf], cwd=work, stdout=subprocess.DEVNULL,
                            stderr=log)
     rows = []
+    group = None
+    if not a.no_handoffs:
+        group = "postern_hp%d" % os.getpid()
+        if not probes_add(group):
+            group = None
     try:
         if not wait_for(lambda: srv.poll() is None and port_open(a.port) and
                         "STARTUP-READY" in open(os.path.join(work, "postern.log")).read(), 30):
@@ -254,17 +311,21 @@ def main():
               "Maildir and the queue is empty." % (time.strftime("%Y-%m-%d %H:%M UTC",
                                                                 time.gmtime()), tracer))
         for s in sessions:
-            r = run_one(srv.pid, work, a.port, s, msgs.get(s, 500), a.size, a.strace)
+            r = run_one(srv.pid, work, a.port, s, msgs.get(s, 500), a.size, a.strace, group)
             rows.append(report(r, tracer))
         print("\n### Summary (per message)\n")
         print("| sessions | system calls | futex | epoll_ctl | reads into EAGAIN | "
-              "sync calls | context switches (all %d threads) |" % rows[0]["threads"])
-        print("|---:|---:|---:|---:|---:|---:|---:|")
+              "sync calls | context switches (all %d threads) | loop posts | "
+              "worker jobs |" % rows[0]["threads"])
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            print("| %d | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f |" %
+            print("| %d | %.1f | %.2f | %.2f | %.2f | %.2f | %.2f | %s | %s |" %
                   (r["sessions"], r["per_msg"], r["futex"], r["epoll_ctl"], r["eagain"],
-                   r["sync"], r["ctx"]))
+                   r["sync"], r["ctx"], "%.2f" % r["posts"] if r["posts"] >= 0 else "-",
+                   "%.2f" % r["submits"] if r["submits"] >= 0 else "-"))
     finally:
+        if group:
+            probes_del(group)
         srv.send_signal(signal.SIGTERM)
         try:
             srv.wait(timeout=30)
