@@ -15,6 +15,8 @@ DEBS += dovecot-core dovecot-pop3d
 DEBS += libc-ares-dev nsd python3-dnslib
 # strace: test_commit_path.py checks the order of the flush and the 250
 DEBS += strace
+# linux-perf: bench/syscalls.py counts system calls (perf trace) and hand-offs (perf probe); not used by make test
+DEBS += linux-perf
 # tests/e2e/test_spf_suite.py reads the RFC 7208 suite (YAML)
 DEBS += python3-yaml
 # libpsl, publicsuffix: core/regdomain.c groups MX hosts by registered domain (test_regdomain)

@@ -30,6 +30,7 @@ struct watch {
 	void *arg;
 	uint32_t gen;
 	int active;
+	unsigned events;		/* the interest epoll has now */
 };
 
 struct call {
@@ -167,6 +168,7 @@ loop_add_fd(struct loop *loop, int fd, unsigned events, loop_io_fn fn, void *arg
 	w->fn = fn;
 	w->arg = arg;
 	w->active = 1;
+	w->events = events;
 	ev.events = to_epoll(events);
 	ev.data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd;
 	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -183,9 +185,15 @@ loop_mod_fd(struct loop *loop, int fd, unsigned events)
 
 	if (fd < 0 || (size_t)fd >= loop->nwatches || !loop->watches[fd].active)
 		return -1;
+	struct watch *w = &loop->watches[fd];
+	if (w->events == events)
+		return 0;	/* already so: no system call */
 	ev.events = to_epoll(events);
-	ev.data.u64 = ((uint64_t)loop->watches[fd].gen << 32) | (uint32_t)fd;
-	return epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev);
+	ev.data.u64 = ((uint64_t)w->gen << 32) | (uint32_t)fd;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+		return -1;
+	w->events = events;
+	return 0;
 }
 
 void

@@ -35,6 +35,7 @@ void loop_free(struct loop **loopp);
 
 /* Watches fd for LOOP_READ/LOOP_WRITE (0 = registered but paused). */
 int loop_add_fd(struct loop *loop, int fd, unsigned events, loop_io_fn fn, void *arg) WARN_UNUSED;
+/* Changes the interest; no system call when it is already events. */
 int loop_mod_fd(struct loop *loop, int fd, unsigned events) WARN_UNUSED;
 void loop_del_fd(struct loop *loop, int fd);
 

@@ -4,8 +4,14 @@
  * Owns the worker threads, one FIFO per class, one binary heap of delayed
  * jobs (all classes, keyed by due time) and one outbox per loop holding
  * the completions that loop has not run yet. One mutex guards all of it;
- * one condition variable (CLOCK_MONOTONIC) wakes workers for new, due or
- * stopped work, another wakes a class_stop waiting for running jobs.
+ * a condition variable per idle worker (CLOCK_MONOTONIC) wakes it for new,
+ * due or stopped work, another wakes a class_stop waiting for running jobs.
+ * Any worker runs any class, so a new job wakes one idle worker, not all
+ * of them (waking all cost ~100 futex calls per message): each idle worker
+ * waits on a condition variable of its own, in a list, and a wake pops one
+ * (one waiter per variable: no reliance on pthread_cond_signal's choice,
+ * which glibc < 2.41 can lose, bug 25847). A worker that takes work while
+ * more is ready passes the wake on.
  */
 #include "workpool.h"
 
@@ -38,9 +44,15 @@ struct wp_outbox {
 	int posted;			/* a drain call is on its way */
 };
 
+/* An idle worker: on its stack while it waits. */
+struct wp_idle {
+	pthread_cond_t cv;		/* CLOCK_MONOTONIC */
+	struct wp_idle *next, **pprev;	/* in workpool.idlers while listed */
+};
+
 struct workpool {
 	pthread_mutex_t mu;
-	pthread_cond_t work;		/* workers: something changed */
+	struct wp_idle *idlers;		/* waiting workers, last idle first */
 	pthread_cond_t idle;		/* class_stop: a job finished */
 	struct wp_class cls[WORKPOOL_CLASSES_MAX];
 	unsigned ncls, rr;
@@ -176,32 +188,91 @@ class_pick(struct workpool *wp)
 	return NULL;
 }
 
-static void
-wait_until(struct workpool *wp, uint64_t due_ms)
+/* Whether class_pick would find work now. Under mu. */
+static int
+class_pick_peek(const struct workpool *wp)
 {
-	uint64_t now = loop_clock_ms();
-	struct timespec ts;
+	for (unsigned i = 0; i < wp->ncls; i++)
+		if (wp->cls[i].head != NULL && wp->cls[i].running < wp->cls[i].cap)
+			return 1;
+	return 0;
+}
 
-	if (due_ms <= now)
+/* Wakes one idle worker, if any. Under mu. */
+static void
+wake_one(struct workpool *wp)
+{
+	struct wp_idle *w = wp->idlers;
+
+	if (w == NULL)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	due_ms -= now;
-	if (due_ms > 60000)
-		due_ms = 60000;
-	ts.tv_sec += (time_t)(due_ms / 1000u);
-	ts.tv_nsec += (long)(due_ms % 1000u) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
+	wp->idlers = w->next;
+	if (w->next != NULL)
+		w->next->pprev = &wp->idlers;
+	w->next = NULL;
+	w->pprev = NULL;
+	pthread_cond_signal(&w->cv);
+}
+
+/* Wakes every idle worker. Under mu. */
+static void
+wake_all(struct workpool *wp)
+{
+	while (wp->idlers != NULL)
+		wake_one(wp);
+}
+
+/* The worker waits, listed as idle, until woken or (timed) until due_ms.
+ * Under mu. */
+static void
+idle_wait(struct workpool *wp, struct wp_idle *me, int timed, uint64_t due_ms)
+{
+	me->next = wp->idlers;
+	if (me->next != NULL)
+		me->next->pprev = &me->next;
+	me->pprev = &wp->idlers;
+	wp->idlers = me;
+	if (!timed) {
+		(void)pthread_cond_wait(&me->cv, &wp->mu);
+	} else {
+		uint64_t now = loop_clock_ms();
+		struct timespec ts;
+
+		if (due_ms > now) {
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			due_ms -= now;
+			if (due_ms > 60000)
+				due_ms = 60000;
+			ts.tv_sec += (time_t)(due_ms / 1000u);
+			ts.tv_nsec += (long)(due_ms % 1000u) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			(void)pthread_cond_timedwait(&me->cv, &wp->mu, &ts);
+		}
 	}
-	(void)pthread_cond_timedwait(&wp->work, &wp->mu, &ts);
+	/* Timed out or spurious: still listed. */
+	if (me->pprev != NULL) {
+		*me->pprev = me->next;
+		if (me->next != NULL)
+			me->next->pprev = me->pprev;
+		me->next = NULL;
+		me->pprev = NULL;
+	}
 }
 
 static void *
 worker_main(void *arg)
 {
 	struct workpool *wp = arg;
+	struct wp_idle me = { .next = NULL, .pprev = NULL };
+	pthread_condattr_t ca;
 
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&me.cv, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_mutex_lock(&wp->mu);
 	while (!wp->stop) {
 		struct wp_class *c;
@@ -212,9 +283,9 @@ worker_main(void *arg)
 		c = class_pick(wp);
 		if (c == NULL) {
 			if (heap_top(&wp->delayed) != NULL)
-				wait_until(wp, heap_top(&wp->delayed)->key);
+				idle_wait(wp, &me, 1, heap_top(&wp->delayed)->key);
 			else
-				pthread_cond_wait(&wp->work, &wp->mu);
+				idle_wait(wp, &me, 0, 0);
 			continue;
 		}
 		list = c->head;
@@ -228,6 +299,9 @@ worker_main(void *arg)
 			list->next = NULL;
 		}
 		c->running++;
+		/* More ready work than this worker: wake the next one. */
+		if (class_pick_peek(wp))
+			wake_one(wp);
 		pthread_mutex_unlock(&wp->mu);
 
 		list->run(list);
@@ -244,6 +318,7 @@ worker_main(void *arg)
 		pthread_cond_broadcast(&wp->idle);
 	}
 	pthread_mutex_unlock(&wp->mu);
+	pthread_cond_destroy(&me.cv);
 	return NULL;
 }
 
@@ -253,13 +328,8 @@ struct workpool *
 workpool_new(void)
 {
 	struct workpool *wp = xcalloc(1, sizeof(*wp));
-	pthread_condattr_t ca;
 
 	pthread_mutex_init(&wp->mu, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&wp->work, &ca);
-	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&wp->idle, NULL);
 	return wp;
 }
@@ -325,7 +395,7 @@ workpool_submit_after(struct workpool *wp, int cls, struct workpool_job *job,
 		job->delay.key = loop_clock_ms() + delay_ms;
 		heap_push(&wp->delayed, &job->delay);
 	}
-	pthread_cond_broadcast(&wp->work);
+	wake_one(wp);
 	pthread_mutex_unlock(&wp->mu);
 	return 0;
 }
@@ -346,7 +416,7 @@ workpool_class_wake(struct workpool *wp, int cls)
 		if (job_of(wp->delayed.v[i])->cls == (unsigned)cls)
 			wp->delayed.v[i]->key = 0;
 	heap_rebuild(&wp->delayed);
-	pthread_cond_broadcast(&wp->work);
+	wake_all(wp);
 	pthread_mutex_unlock(&wp->mu);
 }
 
@@ -362,7 +432,7 @@ workpool_job_wake(struct workpool *wp, int cls, struct workpool_job *job)
 		heap_remove(&wp->delayed, &job->delay);
 		job->delay.key = 0;
 		heap_push(&wp->delayed, &job->delay);
-		pthread_cond_broadcast(&wp->work);
+		wake_one(wp);
 		woken = 1;
 	}
 	pthread_mutex_unlock(&wp->mu);
@@ -424,7 +494,7 @@ workpool_class_stop(struct workpool *wp, int cls)
 		c->head = NULL;
 		c->tail = &c->head;
 	}
-	pthread_cond_broadcast(&wp->work);
+	wake_all(wp);
 	while (c->head != NULL || c->running > 0)
 		pthread_cond_wait(&wp->idle, &wp->mu);
 	/* Completions no loop ran: the loops have stopped. */
@@ -459,14 +529,13 @@ workpool_free(struct workpool **wpp)
 		workpool_class_stop(wp, (int)i);
 	pthread_mutex_lock(&wp->mu);
 	wp->stop = 1;
-	pthread_cond_broadcast(&wp->work);
+	wake_all(wp);
 	pthread_mutex_unlock(&wp->mu);
 	for (size_t i = 0; i < wp->nthreads; i++)
 		pthread_join(wp->threads[i], NULL);
 	for (size_t i = 0; i < wp->nout; i++)
 		free(wp->out[i]);
 	pthread_mutex_destroy(&wp->mu);
-	pthread_cond_destroy(&wp->work);
 	pthread_cond_destroy(&wp->idle);
 	heap_fini(&wp->delayed);
 	free(wp->threads);

@@ -107,6 +107,7 @@ conn_read(struct conn *c, struct buf *in)
 		return errno == EAGAIN || errno == EWOULDBLOCK ? CONN_IO_AGAIN : CONN_IO_ERROR;
 	if (n == 0)
 		return CONN_IO_EOF;
+	c->read_short = (size_t)n < room;
 	in->len += (size_t)n;
 	in->data[in->len] = '\0';
 	c->bytes_in += (unsigned long long)n;

@@ -35,6 +35,7 @@ struct conn {
 	char local_text[NET_ADDR_TEXT + 8];	/* "127.0.0.1:2525" */
 	unsigned long long bytes_in;
 	unsigned long long bytes_out;
+	int read_short;			/* the last conn_read did not fill its room */
 	/* Behind a PROXY protocol proxy (conn_set_client): the proxy's
 	 * address; peer is the client's from the header. */
 	int proxied;

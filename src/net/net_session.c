@@ -304,6 +304,7 @@ tls_wait(struct net_session *ns, unsigned timeout_ms)
 	if (loop_mod_fd(ns->loop, ns->conn->fd, ev) < 0)
 		return -1;
 	ns->paused = 0;
+	ns->read_held = 0;
 	ns->want_write = -1;
 	loop_timer_set(ns->loop, &ns->deadline, timeout_ms);
 	return 0;
@@ -352,6 +353,7 @@ net_session_tls_step(struct net_session *ns)
 			return;
 		}
 		ns->paused = 0;
+		ns->read_held = 0;
 		ns->want_write = -1;
 		loop_timer_set(ns->loop, &ns->deadline, ns->tls_timeout_ms);
 		return;
@@ -403,8 +405,6 @@ ns_io(struct loop *loop, int fd, unsigned events, void *arg)
 	struct net_session *ns = arg;
 	int eof = 0, err = 0;
 
-	(void)loop;
-	(void)fd;
 	switch (ns->phase) {
 	case NET_PHASE_PREFACE:
 		preface_step(ns);
@@ -420,11 +420,26 @@ ns_io(struct loop *loop, int fd, unsigned events, void *arg)
 	default:
 		return;
 	}
+	if ((events & LOOP_READ) && ns->paused && !ns->read_held) {
+		/* Input while paused: only now does the read interest go (see
+		 * net_session_flush). Without a write event this call is one
+		 * an eager pause would not have had. */
+		ns->read_held = 1;
+		if (loop_mod_fd(loop, fd, ns->want_write == 1 ? LOOP_WRITE : 0) < 0) {
+			ns->ops->fail(ns->owner, COND_NET_CLIENT_READ_ERROR);
+			return;
+		}
+		if (!(events & LOOP_WRITE))
+			return;
+	}
 	if ((events & LOOP_READ) && !ns->paused) {
 		buf_compact(ns->in, ns->in_off);	/* one move per read, not per command */
 		for (int i = 0; i < 4; i++) {
 			enum conn_io io = conn_read(ns->conn, ns->in);
-			if (io == CONN_IO_OK)
+			/* A read that did not fill the room drained the socket:
+			 * the next would only return EAGAIN (level-triggered, so
+			 * anything arriving later wakes us again). */
+			if (io == CONN_IO_OK && !ns->conn->read_short)
 				continue;
 			if (io == CONN_IO_EOF)
 				eof = 1;
@@ -480,15 +495,19 @@ net_session_flush(struct net_session *ns, int pause)
 	if ((ns->out_high > 0 && ns->out->len >= ns->out_high) ||
 	    ns->in->len - *ns->in_off >= ns->in->max)
 		pause = 1;	/* backlog: the peer reads first, or input is full */
-	if (want_write != ns->want_write || pause != ns->paused) {
-		unsigned ev = (pause ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
-		if (loop_mod_fd(ns->loop, ns->conn->fd, ev) < 0) {
-			ns->ops->fail(ns->owner, COND_NET_CLIENT_WRITE_ERROR);
-			return io;
-		}
-		ns->want_write = want_write;
-		ns->paused = pause;
+	/* A pause keeps the read interest until input arrives while paused
+	 * (ns_io drops it then): a session waiting for a worker while its
+	 * client waits for the reply costs no epoll_ctl. loop_mod_fd makes
+	 * no system call when the interest does not change. */
+	if (!pause)
+		ns->read_held = 0;
+	unsigned ev = (pause && ns->read_held ? 0 : LOOP_READ) | (want_write ? LOOP_WRITE : 0);
+	if (loop_mod_fd(ns->loop, ns->conn->fd, ev) < 0) {
+		ns->ops->fail(ns->owner, COND_NET_CLIENT_WRITE_ERROR);
+		return io;
 	}
+	ns->want_write = want_write;
+	ns->paused = pause;
 	if (!pause && io == CONN_IO_OK && ns->in->len == 0) {
 		/* Waiting for the peer with nothing held: an idle session
 		 * keeps no buffer memory. */

@@ -117,6 +117,7 @@ struct net_session {
 	unsigned gen;
 	enum net_phase phase;
 	int paused;			/* not reading */
+	int read_held;			/* paused, and read interest dropped too */
 	int want_write;			/* -1: the event mask must be set again */
 	int pending_queued;		/* a TLS pending-bytes call is deferred */
 	int tls;			/* the handshake is done */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "crc32c.h"
 #include "hash.h"
 #include "heap.h"
 #include "kv.h"
@@ -464,6 +465,64 @@ test_heap(void)
 	CHECK(h.v == NULL && h.n == 0);
 }
 
+/* Bit by bit, straight from the definition: the reference. */
+static uint32_t
+crc32c_bitwise(uint32_t crc, const uint8_t *p, size_t n)
+{
+	crc = ~crc;
+	while (n-- > 0) {
+		crc ^= *p++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78u : crc >> 1;
+	}
+	return ~crc;
+}
+
+static void
+test_crc32c(void)
+{
+	uint8_t b[600];
+
+	TEST_CASE("crc32c known vectors (RFC 3720 B.4)");
+	{
+		uint8_t z[32], ff[32], inc[32], dec[32];
+
+		memset(z, 0, sizeof(z));
+		memset(ff, 0xff, sizeof(ff));
+		for (int i = 0; i < 32; i++) {
+			inc[i] = (uint8_t)i;
+			dec[i] = (uint8_t)(31 - i);
+		}
+		CHECK(crc32c_update(0, "123456789", 9) == 0xE3069283u);
+		CHECK(crc32c_update(0, z, 32) == 0x8A9136AAu);
+		CHECK(crc32c_update(0, ff, 32) == 0x62A8AB43u);
+		CHECK(crc32c_update(0, inc, 32) == 0x46DD794Eu);
+		CHECK(crc32c_update(0, dec, 32) == 0x113FDB5Cu);
+		CHECK(crc32c_update_portable(0, "123456789", 9) == 0xE3069283u);
+		CHECK(crc32c_update_portable(0, inc, 32) == 0x46DD794Eu);
+		CHECK(crc32c_update(0, "", 0) == 0);
+	}
+	TEST_CASE("crc32c every alignment and length, in pieces");
+	{
+		int bad = 0;
+
+		for (size_t i = 0; i < sizeof(b); i++)
+			b[i] = (uint8_t)(i * 131u + 7u);
+		for (size_t off = 0; off < 9; off++)
+			for (size_t n = 0; n + off <= sizeof(b); n += (n < 40 ? 1 : 37)) {
+				uint32_t want = crc32c_bitwise(0, b + off, n);
+				size_t half = n / 3;
+
+				if (crc32c_update(0, b + off, n) != want ||
+				    crc32c_update_portable(0, b + off, n) != want ||
+				    crc32c_update(crc32c_update(0, b + off, half), b + off + half,
+						  n - half) != want)
+					bad++;
+			}
+		CHECK_INT(bad, 0);
+	}
+}
+
 int
 main(void)
 {
@@ -474,5 +533,6 @@ main(void)
 	test_logfmt();
 	test_loop();
 	test_heap();
+	test_crc32c();
 	return TEST_DONE();
 }
