@@ -66,68 +66,12 @@
 #include "server_runtime.h"
 #include "server_metrics.h"
 #include "metrics.h"
+#include "server_private.h"
 
 #define EX_CONFIG 78
-#define ACCEPT_BATCH 64
-#define ACCEPT_PAUSE_MS 100
-#define STOP_HARD_MS 5000	/* after the grace: time for the last 421s */
-
-struct server;
-
-struct listen_sock {
-	int fd;
-	const struct config_listener *lst;
-	struct loop_timer pause;
-	struct server_loop *owner;
-};
-
-struct server_loop {
-	struct server *srv;
-	unsigned index;
-	struct loop *loop;
-	struct smtp_env env;
-	struct pop3_env penv;		/* POP3 sessions of this loop */
-	struct metrics_http metrics;	/* /metrics requests of this loop */
-	struct dns_resolver *dns;	/* this loop's resolver (net/dns.h) */
-	struct listen_sock *socks;	/* one per listener */
-	size_t nsocks;
-	pthread_t thread;
-	int started;
-	int done;			/* atomic: thread left loop_run */
-};
-
-struct server {
-	pthread_mutex_t cfg_lock;
-	struct config *cfg;		/* now in force */
-	struct config *boot_cfg;	/* the listeners point into this one */
-	struct tls_server *tls;		/* under cfg_lock; NULL: TLS off or broken */
-	const char *path;
-	const char *const *overrides;
-	size_t noverrides;
-	struct server_loop *loops;
-	size_t nloops;
-	/* DNS: one cache for all, one resolver per loop thread;
-	 * resolvers[i] is loops[i].dns (to hand to outbound delivery). */
-	struct dns_cache *dns_cache;
-	struct dns_resolver **resolvers;
-	struct outbound *outbound;	/* on loops[0] (deliver/outbound.h) */
-	struct spool *spool;
-	struct deliver *deliver;
-	struct workpool *pool;		/* every blocking job: one pool */
-	struct state *state;		/* shared state: greylisting, failed logins, ... */
-	int qlock;			/* spool/queue.lock, held while serving */
-	struct server_control *control;	/* state/control: postern queue */
-	struct pop3_service *pop3;	/* POP3 workers, locks, failed logins */
-	unsigned long sessions;		/* atomic */
-	struct ip_counts ips;		/* sessions per client address */
-	struct conn_rates rates;	/* new connections per second */
-	time_t started;
-	struct server_pidfile pidfile;
-};
-
 /* ---- configuration snapshot ------------------------------------------ */
 
-static struct config *
+struct config *
 server_config_get(void *arg)
 {
 	struct server *srv = arg;
@@ -139,7 +83,7 @@ server_config_get(void *arg)
 	return cfg;
 }
 
-static struct tls_server *
+struct tls_server *
 server_tls_get(void *arg)
 {
 	struct server *srv = arg;
@@ -149,185 +93,6 @@ server_tls_get(void *arg)
 	t = tls_server_ref(srv->tls);
 	pthread_mutex_unlock(&srv->cfg_lock);
 	return t;
-}
-
-/* The loop stops once it drains and has neither SMTP nor POP3 sessions. */
-static void
-loop_stop_if_idle(struct server_loop *sl)
-{
-	if (sl->env.draining && sl->env.table.live == 0 && sl->penv.table.live == 0)
-		loop_stop(sl->loop);
-}
-
-static void
-session_ended(struct smtp_env *env, const struct sockaddr_storage *peer)
-{
-	struct server *srv = env->server;
-	struct server_loop *sl = (struct server_loop *)((char *)env -
-							offsetof(struct server_loop, env));
-
-	if (peer != NULL)
-		ip_counts_release(&srv->ips, peer);
-	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
-	metrics_gauge_add(METRICS_OPEN_SMTP, -1);
-	loop_stop_if_idle(sl);
-}
-
-/* A session behind a proxy_protocol listener, once the PROXY header
- * named its client: admitted as accept_one admits the others (rated: the
- * connection rates too, SMTP only). */
-static enum cond_id
-admit_proxied(struct server *srv, const struct sockaddr_storage *client, const char *text,
-	      int rated, struct kv kv[3])
-{
-	struct config *cfg = server_config_get(srv);
-	enum cond_id c = server_admit(&srv->ips, &srv->rates, cfg, client, text, rated,
-				      cfg->limits_connections_per_ip, kv);
-
-	config_unref(&cfg);
-	return c;
-}
-
-static enum cond_id
-session_admit(struct smtp_env *env, const struct sockaddr_storage *client, const char *text,
-	      struct kv kv[3])
-{
-	return admit_proxied(env->server, client, text, 1, kv);
-}
-
-static enum cond_id
-pop3_session_admit(struct pop3_env *env, const struct sockaddr_storage *client,
-		   const char *text, struct kv kv[3])
-{
-	enum cond_id c = admit_proxied(env->server, client, text, 0, kv);
-
-	return c == COND_POLICY_CONCURRENCY_LIMIT ? COND_POP3_TOO_MANY_CONNECTIONS : c;
-}
-
-static void
-pop3_session_ended(struct pop3_env *env, const struct sockaddr_storage *peer)
-{
-	struct server *srv = env->server;
-	struct server_loop *sl = (struct server_loop *)((char *)env -
-							offsetof(struct server_loop, penv));
-
-	if (peer != NULL)
-		ip_counts_release(&srv->ips, peer);
-	__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
-	metrics_gauge_add(METRICS_OPEN_POP3, -1);
-	loop_stop_if_idle(sl);
-}
-
-/* ---- accepting -------------------------------------------------------- */
-
-static void accept_ready(struct loop *loop, int fd, unsigned events, void *arg);
-
-static void
-accept_resume(struct loop *loop, void *arg)
-{
-	struct listen_sock *ls = arg;
-
-	if (ls->fd >= 0 && loop_mod_fd(loop, ls->fd, LOOP_READ) < 0)
-		PANIC("cannot resume listener");
-}
-
-static void
-accept_pause(struct loop *loop, struct listen_sock *ls)
-{
-	if (loop_mod_fd(loop, ls->fd, 0) < 0)
-		PANIC("cannot pause listener");
-	loop_timer_set(loop, &ls->pause, ACCEPT_PAUSE_MS);
-}
-
-static void
-accept_one(struct server_loop *sl, const struct listen_sock *ls, int fd)
-{
-	int pop3 = ls->lst->role == CONFIG_ROLE_POP3 || ls->lst->role == CONFIG_ROLE_POP3S;
-	struct server *srv = sl->srv;
-	struct config *cfg = server_config_get(srv);
-	struct sockaddr_storage peer;
-	socklen_t plen = sizeof(peer);
-	char client[NET_ADDR_TEXT];
-
-	if (ls->lst->role == CONFIG_ROLE_METRICS) {	/* not a mail session */
-		server_metrics_accept(&sl->metrics, fd, cfg, ls->lst->address);
-		config_unref(&cfg);
-		return;
-	}
-	if (getpeername(fd, (struct sockaddr *)&peer, &plen) < 0) {
-		close(fd);	/* already gone */
-		config_unref(&cfg);
-		return;
-	}
-	if (sockaddr_format((struct sockaddr *)&peer, client, sizeof(client), 0) < 0)
-		client[0] = '\0';
-	unsigned long now = __atomic_add_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
-	if (now > cfg->limits_connections) {
-		__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
-		struct kv kv[] = { KV("client", client), KVU("sessions", now - 1),
-				   KVU("limit", cfg->limits_connections) };
-		if (pop3)
-			pop3_refuse_connection(fd, COND_POP3_SERVER_BUSY, kv, ARRAY_LEN(kv));
-		else
-			smtp_refuse_connection(fd, COND_NET_SERVER_BUSY, cfg->hostname, kv,
-					       ARRAY_LEN(kv));
-		config_unref(&cfg);
-		return;
-	}
-	/* Behind a PROXY protocol proxy every client shares its address: a
-	 * session is admitted once its header named the client
-	 * (session_admit, pop3_session_admit). */
-	if (!ls->lst->proxy_protocol) {
-		struct kv kv[3];
-		enum cond_id c = server_admit(&srv->ips, &srv->rates, cfg, &peer, client, !pop3,
-					      cfg->limits_connections_per_ip, kv);
-
-		if (c != COND__COUNT) {
-			__atomic_sub_fetch(&srv->sessions, 1, __ATOMIC_RELAXED);
-			if (pop3)
-				pop3_refuse_connection(fd, COND_POP3_TOO_MANY_CONNECTIONS, kv, 3);
-			else
-				smtp_refuse_connection(fd, c, cfg->hostname, kv, 3);
-			config_unref(&cfg);
-			return;
-		}
-	}
-	config_unref(&cfg);
-	metrics_inc(pop3 ? METRICS_SESSIONS_POP3 : METRICS_SESSIONS_SMTP);
-	metrics_gauge_add(pop3 ? METRICS_OPEN_POP3 : METRICS_OPEN_SMTP, 1);
-	if (pop3)
-		pop3_session_start(&sl->penv, fd, ls->lst, now);
-	else
-		smtp_session_start(&sl->env, fd, ls->lst, now);
-}
-
-static void
-accept_ready(struct loop *loop, int fd, unsigned events, void *arg)
-{
-	struct listen_sock *ls = arg;
-	struct server_loop *sl = ls->owner;
-
-	(void)events;
-	for (int i = 0; i < ACCEPT_BATCH && !sl->env.draining; i++) {
-		int c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (c >= 0) {
-			accept_one(sl, ls, c);
-			continue;
-		}
-		int e = errno;
-		if (e == EAGAIN || e == EWOULDBLOCK)
-			return;
-		if (e == EINTR || e == ECONNABORTED || e == EPROTO)
-			continue;
-		struct kv kv[] = { KV("local", ls->lst->address), KV("errno", log_errno_name(e)),
-				   KV("err", strerror(e)) };
-		if (e == EMFILE || e == ENFILE)
-			catalog_log(COND_RESOURCE_FD_EXHAUSTED, NULL, kv, 2);
-		else
-			catalog_log(COND_NET_ACCEPT_FAILED, NULL, kv, ARRAY_LEN(kv));
-		accept_pause(loop, ls);
-		return;
-	}
 }
 
 /* ---- loop threads ----------------------------------------------------- */
@@ -360,7 +125,7 @@ loop_drain(struct loop *loop, void *arg)
 		sl->socks[i].fd = -1;
 	}
 	(void)loop;
-	loop_stop_if_idle(sl);
+	server_loop_stop_if_idle(sl);
 }
 
 static int stop_signal = SIGTERM;
@@ -373,7 +138,7 @@ loop_stop_sessions(struct loop *loop, void *arg)
 	(void)loop;
 	smtp_env_stop_sessions(&sl->env, stop_signal);
 	pop3_env_stop_sessions(&sl->penv, stop_signal);
-	loop_stop_if_idle(sl);
+	server_loop_stop_if_idle(sl);
 }
 
 static const char *
@@ -779,20 +544,20 @@ server_run(const char *config_path, const char *const *overrides, size_t noverri
 		sl->env.config_get = server_config_get;
 		sl->env.tls_get = server_tls_get;
 		sl->env.server = srv;
-		sl->env.on_end = session_ended;
-		sl->env.admit = session_admit;
+		sl->env.on_end = server_session_ended;
+		sl->env.admit = server_session_admit;
 		sl->penv.loop = sl->loop;
 		sl->metrics.loop = sl->loop;
 		sl->penv.svc = srv->pop3;
 		sl->penv.config_get = server_config_get;
 		sl->penv.server = srv;
 		sl->penv.tls_get = server_tls_get;
-		sl->penv.on_end = pop3_session_ended;
-		sl->penv.admit = pop3_session_admit;
+		sl->penv.on_end = server_pop3_session_ended;
+		sl->penv.admit = server_pop3_session_admit;
 		loop_set_data(sl->loop, &sl->env);
 		for (size_t j = 0; j < sl->nsocks; j++) {
-			loop_timer_init(&sl->socks[j].pause, accept_resume, &sl->socks[j]);
-			if (loop_add_fd(sl->loop, sl->socks[j].fd, LOOP_READ, accept_ready,
+			loop_timer_init(&sl->socks[j].pause, server_accept_resume, &sl->socks[j]);
+			if (loop_add_fd(sl->loop, sl->socks[j].fd, LOOP_READ, server_accept_ready,
 					&sl->socks[j]) < 0) {
 				server_init_failed("loop", "-", errno);
 				goto stop;
